@@ -1,0 +1,31 @@
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo bench lint clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/aposos demo --out demo-output
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_sgp4.py
+	$(PY) benchmarks/bench_radec.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check aposos tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

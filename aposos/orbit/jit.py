@@ -1,0 +1,23 @@
+"""The one place where numba jit flags are set.
+
+No ``fastmath`` anywhere: these kernels are checked against reference vectors.
+``cache=True`` keeps compiled kernels on disk between runs (``NUMBA_CACHE_DIR``
+moves the cache).
+"""
+
+from __future__ import annotations
+
+import numba
+
+JIT_FLAGS = dict(nopython=True, nogil=True, cache=True, fastmath=False, error_model="numpy")
+PARALLEL_FLAGS = dict(JIT_FLAGS, parallel=True)
+
+
+def kernel(func):
+    """Compile a serial kernel (callable from other kernels)."""
+    return numba.njit(**JIT_FLAGS)(func)
+
+
+def parallel_kernel(func):
+    """Compile a kernel whose outer loop is a ``prange`` over independent rows."""
+    return numba.njit(**PARALLEL_FLAGS)(func)
