@@ -1,0 +1,73 @@
+"""The ``aposos`` command.
+
+Each command group lives in its own module under ``aposos.commands`` and exposes
+``register(subparsers)``; modules are imported only when the command line is built,
+so ``import aposos`` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# command group name -> module under aposos.commands
+COMMAND_MODULES = {
+    "catalog": "catalog",
+    "station": "station",
+    "correlate": "correlate",
+    "center": "center",
+    "query": "query",
+    "demo": "demo",
+}
+
+
+class CommandError(Exception):
+    """An error to show the user as one clear line (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aposos",
+        description="APOSOS: detect, track and identify space objects with a network of telescopes.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log detail to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMAND_MODULES.items():
+        try:
+            mod = importlib.import_module(f"aposos.commands.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"aposos.commands.{module}":
+                continue  # that wing is not installed in this build
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"aposos {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        logging.getLogger("aposos").debug("command failed", exc_info=True)
+        print(f"aposos {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
