@@ -17,7 +17,14 @@ import numpy as np
 
 from aposos.orbit.site import Site
 
-__all__ = ["Site", "Tracklet", "datetime64_to_jd_fr", "jd_fr_to_datetime64"]
+__all__ = [
+    "Candidate",
+    "Correlation",
+    "Site",
+    "Tracklet",
+    "datetime64_to_jd_fr",
+    "jd_fr_to_datetime64",
+]
 
 UNIX_EPOCH_JD = 2440587.5
 _US_PER_DAY = 86_400_000_000
@@ -158,4 +165,80 @@ class Tracklet:
             mag=mag,
             object=data.get("object"),
             uuid=uid,
+        )
+
+
+CORRELATION_STATUSES = ("correlated", "ambiguous", "uncorrelated")
+
+
+@dataclass
+class Candidate:
+    """One catalogued object considered for a tracklet."""
+
+    norad_id: int
+    score: float
+    rms_arcsec: float
+    time_offset_s: float
+
+    def to_wire(self) -> dict:
+        return {
+            "norad_id": int(self.norad_id),
+            "score": float(self.score),
+            "rms_arcsec": float(self.rms_arcsec),
+            "time_offset_s": float(self.time_offset_s),
+        }
+
+
+@dataclass
+class Correlation:
+    """The identification of one tracklet against a catalogue.
+
+    ``status`` is ``correlated`` (one clear winner, ``norad_id`` set), ``ambiguous``
+    (near-ties) or ``uncorrelated``; ``error`` is set (and status ``uncorrelated``)
+    when the tracklet could not be processed at all. ``candidates`` holds the best
+    five, best first.
+    """
+
+    status: str
+    norad_id: int | None = None
+    score: float = float("nan")
+    rms_arcsec: float = float("nan")
+    time_offset_s: float = float("nan")
+    cross_track_arcsec: float = float("nan")
+    candidates: list[Candidate] = field(default_factory=list)
+    error: str | None = None
+
+    def __post_init__(self):
+        if self.status not in CORRELATION_STATUSES:
+            raise ValueError(f"unknown correlation status {self.status!r}")
+
+    def to_wire(self) -> dict:
+        def num(x):
+            return None if x is None or x != x else float(x)
+
+        return {
+            "status": self.status,
+            "norad_id": None if self.norad_id is None else int(self.norad_id),
+            "score": num(self.score),
+            "rms_arcsec": num(self.rms_arcsec),
+            "time_offset_s": num(self.time_offset_s),
+            "cross_track_arcsec": num(self.cross_track_arcsec),
+            "candidates": [c.to_wire() for c in self.candidates],
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict) -> Correlation:
+        def num(x):
+            return float("nan") if x is None else float(x)
+
+        return cls(
+            status=data["status"],
+            norad_id=data.get("norad_id"),
+            score=num(data.get("score")),
+            rms_arcsec=num(data.get("rms_arcsec")),
+            time_offset_s=num(data.get("time_offset_s")),
+            cross_track_arcsec=num(data.get("cross_track_arcsec")),
+            candidates=[Candidate(**c) for c in data.get("candidates", [])],
+            error=data.get("error"),
         )
