@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numba
 
-JIT_FLAGS = dict(nopython=True, nogil=True, cache=True, fastmath=False, error_model="numpy")
+JIT_FLAGS = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
 PARALLEL_FLAGS = dict(JIT_FLAGS, parallel=True)
 
 
