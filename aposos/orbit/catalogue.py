@@ -86,6 +86,7 @@ class Catalogue:
         self.problems: list[CatalogueProblem] = list(problems)
         self.orbit_class = classify_orbits(self.mean_motion_rev_per_day, self.eccentricity)
         self._index = None
+        self._plan = None
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -241,7 +242,11 @@ class Catalogue:
         shape (n_objects, n_times, 3). Failed rows are NaN.
         """
         jd, fr = _times(jd, fr)
-        return _sgp4.propagate_packed(self.params, jd, fr, out=out)
+        if self._plan is None:
+            from aposos.orbit.sgp4_vector import BlockPlan
+
+            self._plan = BlockPlan(self.params)
+        return _sgp4.propagate_packed(self.params, jd, fr, out=out, plan=self._plan)
 
     def radec(self, site: Site, jd, fr):
         """Astrometric RA/Dec and range of every object from ``site`` at UTC ``jd + fr``.

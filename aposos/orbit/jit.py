@@ -21,3 +21,8 @@ def kernel(func):
 def parallel_kernel(func):
     """Compile a kernel whose outer loop is a ``prange`` over independent rows."""
     return numba.njit(**PARALLEL_FLAGS)(func)
+
+
+def inline_kernel(func):
+    """A small kernel inlined into its callers (so loops around it can vectorise)."""
+    return numba.njit(inline="always", **JIT_FLAGS)(func)

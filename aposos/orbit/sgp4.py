@@ -71,6 +71,8 @@ PARAM_NAMES = (
     "d5220", "d5232", "d5421", "d5433",
     "dedt", "del1", "del2", "del3", "didt", "dmdt", "dnodt", "domdt",
     "gsto", "xfact", "xlamo",
+    # derived here, for the vectorised near-earth path
+    "am_factor", "sinio", "cosio",
 )  # fmt: skip
 N_PARAMS = len(PARAM_NAMES)
 _I = {name: k for k, name in enumerate(PARAM_NAMES)}
@@ -103,6 +105,7 @@ P_D5421, P_D5433 = _I["d5421"], _I["d5433"]
 P_DEDT, P_DEL1, P_DEL2, P_DEL3 = _I["dedt"], _I["del1"], _I["del2"], _I["del3"]
 P_DIDT, P_DMDT, P_DNODT, P_DOMDT = _I["didt"], _I["dmdt"], _I["dnodt"], _I["domdt"]
 P_GSTO, P_XFACT, P_XLAMO = _I["gsto"], _I["xfact"], _I["xlamo"]
+P_AMFAC, P_SINIO, P_COSIO = _I["am_factor"], _I["sinio"], _I["cosio"]
 
 
 def pack_satrecs(satrecs) -> np.ndarray:
@@ -117,6 +120,13 @@ def pack_satrecs(satrecs) -> np.ndarray:
                 row[k] = 1.0 if s.method == "d" else 0.0
             elif name == "init_error":
                 row[k] = float(s.error)
+            elif name == "am_factor":
+                # (xke / no)^(2/3), as the reference computes it at every call
+                row[k] = math.pow(XKE / s.no_unkozai, 2.0 / 3.0) if s.no_unkozai > 0 else math.nan
+            elif name == "sinio":
+                row[k] = math.sin(s.inclo)
+            elif name == "cosio":
+                row[k] = math.cos(s.inclo)
             else:
                 row[k] = float(getattr(s, name))
     return out
@@ -508,7 +518,7 @@ def _propagate_per_object_kernel(p, jd, fr, e, r, v):
         _propagate_row(p, i, jd[i], fr[i], e, r, v)
 
 
-def propagate_packed(params: np.ndarray, jd, fr, *, out=None):
+def propagate_packed(params: np.ndarray, jd, fr, *, out=None, plan=None):
     """Propagate packed element sets to UTC Julian dates ``jd + fr``.
 
     Parameters
@@ -517,6 +527,8 @@ def propagate_packed(params: np.ndarray, jd, fr, *, out=None):
     jd, fr : 1-D float64 arrays (same times for every object), or 2-D
         ``(n_obj, n_times)`` arrays giving each object its own times.
     out : optional ``(e, r, v)`` buffers to fill, reused across calls.
+    plan : optional :class:`aposos.orbit.sgp4_vector.BlockPlan` for ``params``
+        (a catalogue keeps one); built here when not given.
 
     Returns
     -------
@@ -539,7 +551,11 @@ def propagate_packed(params: np.ndarray, jd, fr, *, out=None):
         if e.shape != (n_obj, n_t) or r.shape != (n_obj, n_t, 3) or v.shape != r.shape:
             raise ValueError("output buffers have the wrong shape")
     if jd.ndim == 1:
-        _propagate_kernel(params, jd, fr, e, r, v)
+        from aposos.orbit.sgp4_vector import BlockPlan
+
+        if plan is None:
+            plan = BlockPlan(params)
+        plan.propagate(params, jd, fr, e, r, v)
     elif jd.ndim == 2 and jd.shape[0] == n_obj:
         _propagate_per_object_kernel(params, jd, fr, e, r, v)
     else:
