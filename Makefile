@@ -16,6 +16,7 @@ $(STAMP): $(PY) pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider
 
 demo: $(STAMP)
 	$(VENV)/bin/aposos demo --out demo-output

@@ -12,15 +12,8 @@ import importlib
 import logging
 import sys
 
-# command group name -> module under aposos.commands
-COMMAND_MODULES = {
-    "catalog": "catalog",
-    "station": "station",
-    "correlate": "correlate",
-    "center": "center",
-    "query": "query",
-    "demo": "demo",
-}
+# command groups, each a module under aposos.commands
+COMMAND_MODULES = ("catalog", "station", "correlate", "center", "query", "demo")
 
 
 class CommandError(Exception):
@@ -34,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log detail to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMAND_MODULES.items():
+    for module in COMMAND_MODULES:
         try:
             mod = importlib.import_module(f"aposos.commands.{module}")
         except ModuleNotFoundError as exc:
@@ -70,4 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the package so that error classes are the ones commands import.
+    from aposos.cli import main as package_main
+
+    sys.exit(package_main())

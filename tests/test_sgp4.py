@@ -17,6 +17,8 @@ from sgp4.model import Satrec as PySatrec
 
 from aposos.orbit.sgp4 import ERROR_MESSAGES, pack_satrecs, propagate_packed
 
+pytestmark = pytest.mark.kernel
+
 one_mm_km = 1e-6
 one_mm_per_s_kms = 1e-6
 

@@ -550,12 +550,16 @@ def propagate_packed(params: np.ndarray, jd, fr, *, out=None, plan=None):
         e, r, v = out
         if e.shape != (n_obj, n_t) or r.shape != (n_obj, n_t, 3) or v.shape != r.shape:
             raise ValueError("output buffers have the wrong shape")
-    if jd.ndim == 1:
+    if jd.ndim == 1 and not numba.config.DISABLE_JIT:
+        # The SIMD layout only pays when compiled; under NUMBA_DISABLE_JIT the
+        # readable scalar kernel below runs instead.
         from aposos.orbit.sgp4_vector import BlockPlan
 
         if plan is None:
             plan = BlockPlan(params)
         plan.propagate(params, jd, fr, e, r, v)
+    elif jd.ndim == 1:
+        _propagate_kernel(params, jd, fr, e, r, v)
     elif jd.ndim == 2 and jd.shape[0] == n_obj:
         _propagate_per_object_kernel(params, jd, fr, e, r, v)
     else:

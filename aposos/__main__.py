@@ -1,0 +1,5 @@
+import sys
+
+from aposos.cli import main
+
+sys.exit(main())
