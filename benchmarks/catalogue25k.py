@@ -15,10 +15,9 @@ import numpy as np
 from sgp4.exporter import compute_checksum
 
 HERE = Path(__file__).resolve().parent
-SNAPSHOT = Path("/work/shared/data/catalogues/celestrak-active-2020-10-02.3le")
-for candidate in (HERE.parents[1] / "shared", HERE.parent / "shared"):
-    if (candidate / "data").exists():
-        SNAPSHOT = candidate / "data" / "catalogues" / "celestrak-active-2020-10-02.3le"
+SNAPSHOT = (
+    HERE.parent / "tests" / "data" / "shared" / "catalogues" / "celestrak-active-2020-10-02.3le"
+)
 
 
 def _alpha5(number: int) -> str:

@@ -6,20 +6,16 @@ Outside authorities: python-sgp4's own TLE and OMM initialisation (``Satrec.twol
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sgp4.api import Satrec, SatrecArray
 from sgp4.exporter import compute_checksum, export_omm
 from sgp4.omm import initialize
+from shared_data import CATALOGUE_NEW as NEW
 
 from aposos.orbit.catalogue import Catalogue, CatalogueError
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not DATA.exists():  # the shared data sits beside the checkout
-    DATA = Path("/work/shared/data")
-NEW = DATA / "catalogues" / "celestrak-active-2020-10-02.3le"
 one_mm_km = 1e-6
 one_cm_km = 1e-5
 
