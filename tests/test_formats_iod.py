@@ -1,8 +1,8 @@
 """IOD 80-column observation records: reader, writer, real records, TruSat fixtures.
 
 Outside judges: astropy's sexagesimal ``Angle`` parser and its FK4/FK5 -> ICRS
-transforms; the real observations in /work/shared/data/observations/iod/ and TruSat's
-parser fixtures in /work/shared/data/formats/trusat/ (see that folder's README).
+transforms; the real observations in tests/data/shared/observations/iod/ and TruSat's
+parser fixtures in tests/data/shared/formats/trusat/ (see that folder's README).
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from aposos.formats.iod import (
 )
 from aposos.model import Tracklet
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED.exists():  # the shared data sits beside the checkout
-    SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parent / "data" / "shared"
 REAL = SHARED / "observations" / "iod"
 TRUSAT = SHARED / "formats" / "trusat"
 one_arcsec = 1 / 3600
