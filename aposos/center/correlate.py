@@ -1,0 +1,426 @@
+"""Correlation: every tracklet against the whole catalogue.
+
+>>> from aposos.center.sites import load_sites
+>>> correlator = SGP4Correlator(catalogue, load_sites("stations"), cube_dir="cubes")  # doctest: +SKIP
+>>> results = correlator(tracklets)          # list[Correlation], same order   # doctest: +SKIP
+>>> correlator.correlate_one(tracklet)       # one Correlation                 # doctest: +SKIP
+
+Steps (see ``shared/ARCHITECTURE.md``):
+
+1. Ephemeris cube (:class:`aposos.orbit.ephemeris.HermiteEphemeris`): the catalogue on
+   a time grid, one cube per orbit-class step (LEO 180 s, HEO 120 s, MEO 300 s, GEO
+   600 s: Hermite error below 0.1 km for all), built once per catalogue snapshot and
+   hour of time and kept in zarr under ``cube_dir``.
+2. Coarse gate (:mod:`aposos.center.correlate_gate`) at each tracklet's middle
+   observation: every object, sliding along its track by the time its element set may
+   be off.
+3. Fine fit (:mod:`aposos.center.correlate_fit`): exact SGP4 at every observation time,
+   a fitted time offset (along track) and small position offsets (a tilt of the orbit
+   plane, a radial shift), residuals, marginal chi-square.
+4. Score and classification against a stated error model
+   (:mod:`aposos.center.correlate_model`).
+
+Batches run on a Dask cluster with :meth:`SGP4Correlator.run_distributed`, cut into the
+same time-ordered chunks as a local run: the results are identical, bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from aposos.center.correlate_fit import ObservationBatch, fit_pairs
+from aposos.center.correlate_gate import gate_block
+from aposos.center.correlate_model import ARCSEC, ErrorModel, chi2_isf_even, chi2_sf_even
+from aposos.center.sites import resolve_site
+from aposos.model import Candidate, Correlation, Tracklet
+from aposos.orbit.ephemeris import HermiteEphemeris, hermite_weights
+
+__all__ = ["DEFAULT_STEPS_S", "SGP4Correlator"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STEPS_S = {"LEO": 180, "HEO": 120, "MEO": 300, "GEO": 600}
+N_CANDIDATES = 5
+GATE_MARGIN_S = 0.2  # light time (GEO 0.13 s) and interpolation
+GATE_MARGIN_KM = 0.5
+GATE_MARGIN_ARCSEC = 10.0
+# below this many tracklets, kernels run on the calling thread: a parallel launch
+# costs more than the work (and far more on a busy machine)
+SMALL_BATCH = 16
+# cube blocks (hours) kept in memory per orbit-class group; older ones reload from zarr
+MAX_BLOCKS = 48
+
+
+@contextmanager
+def _numba_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(n, previous))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+class SGP4Correlator:
+    """Identify tracklets against a catalogue.
+
+    Parameters
+    ----------
+    catalogue : :class:`aposos.orbit.catalogue.Catalogue`.
+    sites : station name (code or 4-digit IOD number) -> :class:`~aposos.orbit.site.Site`,
+        e.g. :func:`aposos.center.sites.load_sites`.
+    cube_dir : where ephemeris cube blocks are kept (zarr); ``None``: memory only.
+    error_model : :class:`~aposos.center.correlate_model.ErrorModel` (defaults stated there).
+    steps_s : cube grid step per orbit class (seconds, dividing 3600).
+    chunk_size : tracklets per batch, in time order (memory bound). Distributed runs
+        use the same chunks, so their results are identical to a local run.
+
+    Calling the correlator on a list of tracklets returns one
+    :class:`~aposos.model.Correlation` per tracklet, in the same order. A tracklet that
+    cannot be processed (fewer than 2 observations, unknown station) gets status
+    ``uncorrelated`` with ``error`` saying why; the others carry on.
+    """
+
+    def __init__(
+        self,
+        catalogue,
+        sites: dict,
+        *,
+        cube_dir: str | os.PathLike | None = None,
+        error_model: ErrorModel | None = None,
+        steps_s: dict[str, int] | None = None,
+        chunk_size: int = 1000,
+    ):
+        self.catalogue = catalogue
+        self.sites = dict(sites)
+        self.cube_dir = cube_dir
+        self.error_model = error_model or ErrorModel()
+        self.steps_s = dict(DEFAULT_STEPS_S if steps_s is None else steps_s)
+        self.chunk_size = int(chunk_size)
+        classes = np.asarray(catalogue.orbit_class)
+        by_step: dict[int, list[np.ndarray]] = {}
+        for name in np.unique(classes):
+            step = int(self.steps_s.get(str(name), self.steps_s.get("LEO", 180)))
+            by_step.setdefault(step, []).append(np.flatnonzero(classes == name))
+        self._priors = self.error_model.table(catalogue)
+        self._allowance_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+        self._groups: list[tuple[np.ndarray, HermiteEphemeris]] = []
+        for step in sorted(by_step):
+            index = np.sort(np.concatenate(by_step[step]))
+            eph = HermiteEphemeris(
+                catalogue.subset(index), step_s=step, cube_dir=cube_dir, max_blocks=MAX_BLOCKS
+            )
+            self._groups.append((index, eph))
+
+    def __repr__(self) -> str:
+        return f"<SGP4Correlator: {len(self.catalogue)} objects, {len(self.sites)} station names>"
+
+    @property
+    def ephemerides(self) -> list[HermiteEphemeris]:
+        return [eph for _, eph in self._groups]
+
+    # ------------------------------------------------------------------ public API
+    def __call__(
+        self, tracklets: Sequence[Tracklet], *, progress: bool = False
+    ) -> list[Correlation]:
+        tracklets = list(tracklets)
+        results: list[Correlation | None] = [None] * len(tracklets)
+        good, sites = self._validate(tracklets, results)
+        order = self._time_order([tracklets[i] for i in good])
+        good = [good[i] for i in order]
+        sites = [sites[i] for i in order]
+        bar = None
+        if progress and good:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(good), desc="correlate", unit="tracklet")
+        try:
+            for lo in range(0, len(good), self.chunk_size):
+                chunk = good[lo : lo + self.chunk_size]
+                out = self._correlate_valid(
+                    [tracklets[i] for i in chunk], sites[lo : lo + len(chunk)]
+                )
+                for i, corr in zip(chunk, out, strict=True):
+                    results[i] = corr
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+        return results  # type: ignore[return-value]
+
+    def correlate_one(self, tracklet: Tracklet) -> Correlation:
+        """Correlate one tracklet (the service's per-upload path)."""
+        return self([tracklet])[0]
+
+    def warm(self, jd, fr, *, progress: bool = False) -> None:
+        """Build or load the cube blocks covering UTC ``(jd, fr)`` ahead of use."""
+        jd = np.atleast_1d(np.asarray(jd, dtype=np.float64))
+        fr = np.atleast_1d(np.asarray(fr, dtype=np.float64))
+        for _, eph in self._groups:
+            eph.ensure(eph.blocks_for(jd, fr), progress=progress)
+
+    def blocks_needed(self, tracklets: Sequence[Tracklet]) -> list[tuple[int, int]]:
+        """``(group, block)`` cube blocks the tracklets' reference times fall in."""
+        jd, fr = self._reference_times([t for t in tracklets if len(t) >= 1])
+        needed = []
+        for g, (_, eph) in enumerate(self._groups):
+            needed += [(g, int(b)) for b in eph.blocks_for(jd, fr)]
+        return needed
+
+    def ensure_blocks(self, blocks: Sequence[tuple[int, int]]) -> None:
+        for g, (_, eph) in enumerate(self._groups):
+            eph.ensure([b for gg, b in blocks if gg == g])
+
+    # ------------------------------------------------------------------ steps
+    def _validate(self, tracklets, results):
+        good, sites = [], []
+        for i, trk in enumerate(tracklets):
+            error = None
+            site = None
+            if not isinstance(trk, Tracklet):
+                error = f"not a Tracklet: {type(trk).__name__}"
+            elif len(trk) < 2:
+                error = f"tracklet has {len(trk)} observation(s); at least 2 are needed"
+            elif not (np.all(np.isfinite(trk.ra_deg)) and np.all(np.isfinite(trk.dec_deg))):
+                error = "tracklet has non-finite RA/Dec"
+            else:
+                site = resolve_site(self.sites, str(trk.station))
+                if site is None:
+                    error = f"unknown station {trk.station!r} (not in the stations' [site] tables)"
+            if error is None:
+                good.append(i)
+                sites.append(site)
+            else:
+                results[i] = Correlation(status="uncorrelated", error=error)
+        return good, sites
+
+    @staticmethod
+    def _reference_times(tracklets):
+        jd = np.empty(len(tracklets))
+        fr = np.empty(len(tracklets))
+        for t, trk in enumerate(tracklets):
+            tj, tf = trk.jd_fr()
+            jd[t], fr[t] = tj[len(trk) // 2], tf[len(trk) // 2]
+        return jd, fr
+
+    def _time_order(self, tracklets) -> np.ndarray:
+        jd, fr = self._reference_times(tracklets)
+        return np.lexsort((fr, jd)) if len(tracklets) else np.zeros(0, dtype=np.int64)
+
+    def _allowances(self, group: int, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Gate allowances of a group's objects for one cube block (cached).
+
+        Taken at the end of the block, so that they depend on the block only (never on
+        which tracklets share a batch) and are conservative for element sets older than it.
+        """
+        key = (group, block)
+        if key not in self._allowance_cache:
+            model = self.error_model
+            index, eph = self._groups[group]
+            jd, fr = eph.sample_times((block + 1) * eph.samples_per_block, 1)
+            # the prior mean moves within the block; widen by its change over the block
+            begin = eph.sample_times(block * eph.samples_per_block, 1)
+            start = self._priors.priors(begin[0][0], begin[1][0], index)
+            prior = self._priors.priors(jd[0], fr[0], index)
+            tau_mid = prior[:, 0]
+            tau_max = (
+                model.gate_sigma * (prior[:, 1] + model.timing_sigma_s)
+                + np.abs(prior[:, 0] - start[:, 0])
+                + GATE_MARGIN_S
+            )
+            cross = model.gate_sigma * np.hypot(prior[:, 2], prior[:, 3]) + GATE_MARGIN_KM
+            if len(self._allowance_cache) > 256:
+                self._allowance_cache.clear()
+            self._allowance_cache[key] = (
+                tau_mid.astype(np.float32),
+                tau_max.astype(np.float32),
+                cross.astype(np.float32),
+            )
+        return self._allowance_cache[key]
+
+    def _gate(self, batch: ObservationBatch):
+        """Candidates of every tracklet: (tracklet, catalogue index, tau0) arrays."""
+        rows = batch.reference_rows()
+        jd, fr = batch.jd[rows], batch.fr[rows]
+        site_teme, u_teme = batch.reference_teme()
+        theta = self.error_model.gate_sigma * batch.sigma_rad[rows] + GATE_MARGIN_ARCSEC * ARCSEC
+        pair_trk, pair_obj, pair_tau = [], [], []
+        for g, (index, eph) in enumerate(self._groups):
+            block, k, s = eph.locate(jd, fr)
+            w = hermite_weights(s)
+            for b in np.unique(block):
+                members = np.flatnonzero(block == b)
+                tau_mid, tau_max, cross = self._allowances(g, int(b))
+                found = gate_block(
+                    eph.block(int(b)), eph.step_s, k[members], w[members], site_teme[members],
+                    u_teme[members], tau_mid, tau_max, cross, theta[members],
+                )  # fmt: skip
+                for t, (obj, tau) in zip(members, found, strict=True):
+                    pair_trk.append(np.full(obj.size, t, dtype=np.int64))
+                    pair_obj.append(index[obj])
+                    pair_tau.append(tau)
+        if not pair_trk:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(pair_trk), np.concatenate(pair_obj), np.concatenate(pair_tau)
+
+    def _correlate_valid(self, tracklets, sites) -> list[Correlation]:
+        with _numba_threads(1 if len(tracklets) < SMALL_BATCH else None):
+            return self._correlate_batch(tracklets, sites)
+
+    def _correlate_batch(self, tracklets, sites) -> list[Correlation]:
+        batch = ObservationBatch.build(tracklets, sites)
+        pair_trk, pair_obj, tau0 = self._gate(batch)
+        order = np.lexsort((pair_obj, pair_trk))
+        pair_trk, pair_obj, tau0 = pair_trk[order], pair_obj[order], tau0[order]
+        rows = batch.reference_rows()[pair_trk]
+        priors = self._priors.priors(batch.jd[rows], batch.fr[rows], pair_obj)
+        reference = self._priors.reference_sigmas(pair_obj)
+        fit = fit_pairs(
+            batch, self.catalogue.params[pair_obj], pair_trk, tau0, priors, reference,
+            self.error_model.timing_sigma_s,
+        )  # fmt: skip
+        return self._classify(fit, pair_trk, pair_obj, len(tracklets))
+
+    def _classify(self, fit, pair_trk, pair_obj, n_trk: int) -> list[Correlation]:
+        """Scores, candidates and status of every tracklet from its pairs' fits."""
+        model = self.error_model
+        keep = np.flatnonzero(np.isfinite(fit.chi2))
+        if keep.size == 0:
+            return [Correlation(status="uncorrelated") for _ in range(n_trk)]
+        trk = pair_trk[keep]
+        chi2 = fit.chi2[keep]
+        dof = 2 * fit.n_obs[keep]
+        deviance = chi2 + fit.occam[keep]
+        p_value = chi2_sf_even(chi2, dof)
+        order = np.lexsort((pair_obj[keep], deviance, trk))  # by tracklet, best first
+        starts = np.searchsorted(trk[order], np.arange(n_trk + 1))
+        has = starts[1:] > starts[:-1]
+        best = order[np.minimum(starts[:-1], order.size - 1)]
+        critical = np.array([chi2_isf_even(model.p_min, int(d)) for d in dof[best]])
+        limit = np.where(has, critical + fit.occam_reference[keep][best], 0.0)
+        lowest = np.where(has, np.minimum(deviance[best], limit), 0.0)
+        weights = np.exp(-0.5 * (deviance - lowest[trk]))
+        total = np.bincount(trk, weights, minlength=n_trk)
+        unlisted = np.exp(-0.5 * (limit - lowest))
+        scores = weights / (total[trk] + unlisted[trk])
+        consistent = p_value >= model.p_min
+        support = np.bincount(trk, np.where(consistent, scores, 0.0), minlength=n_trk)
+        n_consistent = np.bincount(trk, consistent, minlength=n_trk)
+        out = []
+        for t in range(n_trk):
+            if not has[t]:
+                out.append(Correlation(status="uncorrelated"))
+                continue
+            mine = order[starts[t] : starts[t + 1]]
+            top = mine[0]
+            candidates = [
+                Candidate(
+                    norad_id=int(self.catalogue.norad_id[pair_obj[keep[c]]]),
+                    score=float(scores[c]),
+                    rms_arcsec=float(fit.rms_arcsec[keep[c]]),
+                    time_offset_s=float(fit.tau_s[keep[c]]),
+                )
+                for c in mine[:N_CANDIDATES]
+            ]
+            if scores[top] >= model.min_score and consistent[top]:
+                status = "correlated"
+            elif n_consistent[t] and support[t] >= 0.5:
+                status = "ambiguous"
+            else:
+                status = "uncorrelated"
+            out.append(
+                Correlation(
+                    status=status,
+                    norad_id=candidates[0].norad_id if status == "correlated" else None,
+                    score=float(scores[top]),
+                    rms_arcsec=float(fit.rms_arcsec[keep[top]]),
+                    time_offset_s=float(fit.tau_s[keep[top]]),
+                    cross_track_arcsec=float(fit.cross_track_arcsec[keep[top]]),
+                    candidates=candidates,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ Dask
+    def run_distributed(
+        self,
+        tracklets: Sequence[Tracklet],
+        client,
+        *,
+        progress: bool = False,
+    ) -> list[Correlation]:
+        """Correlate on a Dask cluster; the same results as calling the correlator locally.
+
+        Tracklets are cut into the same time-ordered chunks as a local run and every chunk
+        is computed the same way, so the results are identical, bit for bit.
+
+        The cube blocks are built first, spread over the workers, into ``cube_dir`` (a
+        temporary folder if none was given: the workers must see the same filesystem);
+        then chunks of tracklets, in time order so each worker reads few blocks, are
+        correlated on the workers.
+        """
+        from dask.distributed import as_completed
+
+        if self.cube_dir is None:
+            self._set_cube_dir(tempfile.mkdtemp(prefix="aposos-cube-"))
+        tracklets = list(tracklets)
+        results: list[Correlation | None] = [None] * len(tracklets)
+        good, _ = self._validate(tracklets, results)
+        order = self._time_order([tracklets[i] for i in good])
+        good = [good[i] for i in order]
+        size = self.chunk_size
+        chunks = [good[lo : lo + size] for lo in range(0, len(good), size)]
+        remote = client.scatter(self, broadcast=True)
+        needed = self.blocks_needed([tracklets[i] for i in good])
+        block_tasks = [client.submit(_ensure_blocks, remote, [blk], pure=False) for blk in needed]
+        for future in as_completed(block_tasks):
+            future.result()
+        futures = {
+            client.submit(
+                _correlate_chunk, remote, [tracklets[i] for i in chunk], pure=False
+            ): chunk
+            for chunk in chunks
+        }
+        bar = None
+        if progress and good:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(good), desc="correlate", unit="tracklet")
+        try:
+            for future in as_completed(futures):
+                chunk = futures[future]
+                for i, corr in zip(chunk, future.result(), strict=True):
+                    results[i] = corr
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+        return results  # type: ignore[return-value]
+
+    def _set_cube_dir(self, cube_dir) -> None:
+        self.cube_dir = cube_dir
+        for _, eph in self._groups:
+            eph.cube_dir = None if cube_dir is None else Path(cube_dir)
+
+
+def _ensure_blocks(correlator: SGP4Correlator, blocks) -> int:
+    correlator.ensure_blocks(blocks)
+    return len(blocks)
+
+
+def _correlate_chunk(correlator: SGP4Correlator, tracklets) -> list[Correlation]:
+    return correlator(tracklets)

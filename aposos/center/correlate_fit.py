@@ -1,0 +1,435 @@
+"""Fine fit: exact SGP4 for each (tracklet, candidate) pair at every observation time.
+
+Observations are first brought to geometric directions: the tracklet's astrometric
+RA/Dec (annual aberration of the reference stars taken out, see
+:func:`aposos.orbit.frames.radec_from_teme`) is put back through the same exact
+special-relativistic aberration with the opposite velocity, which undoes it exactly.
+The prediction is then plain geometry in GCRS axes: SGP4 in TEME, the TEME -> GCRS
+matrix of the observation time, light time (twice iterated, ``r - v tau``), station
+position from :mod:`aposos.orbit.frames`.
+
+Residuals are taken in the sky plane of each prediction, along the object's motion
+(``e_a``: its velocity across the line of sight) and across it (``e_c``). The model of
+a correct identification has four parameters: the time offset ``tau`` (moves the
+prediction by ``omega tau`` along ``e_a``, ``omega`` the angular rate), a tilt of the
+orbit plane (a shift along the orbit normal of ``p sin u + q cos u`` km, ``u`` the
+argument of latitude: what inclination and node errors do) and a radial shift. Their
+sky displacements follow from the geometry of each observation; all four are fitted
+with the Gaussian priors of :class:`~aposos.center.correlate_model.ErrorModel` (ridge
+least squares: the minimum is the marginal chi-square, ``2 n`` degrees of freedom).
+SGP4 is re-run at the updated ``tau`` until the update is below a millisecond, so the
+fit does not rely on the linearisation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import prange
+
+from aposos.orbit.jit import kernel, parallel_kernel
+
+__all__ = ["ObservationBatch", "PairFit", "fit_pairs", "unaberrate"]
+
+C_KMS = 299792.458
+ARCSEC = math.pi / (180.0 * 3600.0)
+SECONDS_PER_DAY = 86400.0
+TAU_TOLERANCE_S = 1e-3
+MAX_ITERATIONS = 4
+
+
+def radec_to_unit(ra_deg, dec_deg) -> np.ndarray:
+    ra = np.radians(ra_deg)
+    dec = np.radians(dec_deg)
+    cd = np.cos(dec)
+    return np.stack([cd * np.cos(ra), cd * np.sin(ra), np.sin(dec)], axis=-1)
+
+
+def unaberrate(q: np.ndarray, earth_velocity_kms: np.ndarray) -> np.ndarray:
+    """Geometric unit directions from astrometric ones (the inverse of frames' aberration).
+
+    ``frames`` applies the exact aberration formula for velocity ``beta = -v_earth / c``;
+    the same formula with ``+v_earth / c`` inverts it exactly.
+    """
+    beta = earth_velocity_kms / C_KMS
+    bm1 = np.sqrt(1.0 - np.sum(beta * beta, axis=-1, keepdims=True))
+    w1 = 1.0 + np.sum(q * beta, axis=-1, keepdims=True) / (1.0 + bm1)
+    p = bm1 * q + w1 * beta
+    return p / np.linalg.norm(p, axis=-1, keepdims=True)
+
+
+@dataclass
+class ObservationBatch:
+    """The observations of many tracklets, flattened, with their per-time geometry.
+
+    ``offsets[t]:offsets[t + 1]`` are the rows of tracklet ``t``. Directions and station
+    positions are GCRS; ``teme_to_gcrs`` rotates TEME vectors into GCRS.
+    """
+
+    offsets: np.ndarray  # (n_trk + 1,) int64
+    jd: np.ndarray  # (n_obs,)
+    fr: np.ndarray
+    u_gcrs: np.ndarray  # (n_obs, 3) observed geometric unit directions
+    site_gcrs_km: np.ndarray  # (n_obs, 3)
+    teme_to_gcrs: np.ndarray  # (n_obs, 3, 3)
+    sigma_rad: np.ndarray  # (n_obs,)
+
+    @property
+    def n_tracklets(self) -> int:
+        return int(self.offsets.size - 1)
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def reference_rows(self) -> np.ndarray:
+        """Row of each tracklet's middle observation (the coarse gate's reference)."""
+        return self.offsets[:-1] + self.counts // 2
+
+    @classmethod
+    def build(cls, tracklets, sites) -> ObservationBatch:
+        """From tracklets (each with >= 1 observation) and their resolved ``Site`` objects."""
+        from aposos.orbit import frames
+
+        counts = np.array([len(t) for t in tracklets], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        n = int(offsets[-1])
+        if n == 0:
+            empty = np.zeros((0, 3))
+            return cls(
+                offsets, np.zeros(0), np.zeros(0), empty, empty, np.zeros((0, 3, 3)), np.zeros(0)
+            )
+        jd = np.empty(n)
+        fr = np.empty(n)
+        ra = np.empty(n)
+        dec = np.empty(n)
+        sigma = np.empty(n)
+        for t, trk in enumerate(tracklets):
+            lo, hi = offsets[t], offsets[t + 1]
+            jd[lo:hi], fr[lo:hi] = trk.jd_fr()
+            ra[lo:hi], dec[lo:hi] = trk.ra_deg, trk.dec_deg
+            sigma[lo:hi] = trk.sigma_arcsec
+        q = radec_to_unit(ra, dec)
+        u = unaberrate(q, frames.earth_velocity_bcrs_kms(jd, fr))
+        m = frames.teme_to_gcrs_matrices(jd, fr)
+        site_km = np.empty((n, 3))
+        row_site = np.repeat(np.arange(len(tracklets)), counts)
+        by_site: dict[int, list[int]] = {}
+        site_objects = {}
+        for t, site in enumerate(sites):
+            by_site.setdefault(id(site), []).append(t)
+            site_objects[id(site)] = site
+        for key, members in by_site.items():
+            rows = np.flatnonzero(np.isin(row_site, members))
+            site_km[rows], _ = frames.site_gcrs_posvel_km(site_objects[key], jd[rows], fr[rows])
+        sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 2.0) * ARCSEC
+        return cls(offsets, jd, fr, u, site_km, np.ascontiguousarray(m), sigma)
+
+    def reference_teme(self) -> tuple[np.ndarray, np.ndarray]:
+        """Station position (km) and observed direction of the reference rows, TEME axes."""
+        rows = self.reference_rows()
+        m = self.teme_to_gcrs[rows]
+        site = np.einsum("nji,nj->ni", m, self.site_gcrs_km[rows])
+        u = np.einsum("nji,nj->ni", m, self.u_gcrs[rows])
+        return site, u
+
+
+# Columns of the per-observation geometry: residuals along and across (rad), angular
+# rate along (rad/s), range (km), then the sky displacement (rad per km, along and
+# across) of three position offsets: along the orbit normal times sin u and times cos u
+# (u the argument of latitude: a tilt of the orbit plane), and along the radius.
+G_XA, G_XC, G_OMEGA, G_RHO = 0, 1, 2, 3
+G_OFFSETS = 4  # then (along, across) pairs for the three offsets
+N_GEO = 10
+N_PARAM = 4  # time offset, plane tilt (two components), radial offset
+
+
+@parallel_kernel
+def _residual_kernel(r, v, rows, m, site, u, geo):
+    """Sky-plane geometry of pair ``p`` at its observation rows ``rows[p, i]`` (-1: none)."""
+    n_pairs, n_max = rows.shape
+    inv_c = 1.0 / C_KMS
+    for p in prange(n_pairs):
+        for i in range(n_max):
+            o = rows[p, i]
+            if o < 0:
+                for k in range(N_GEO):
+                    geo[p, i, k] = 0.0
+                continue
+            rx = m[o, 0, 0] * r[p, i, 0] + m[o, 0, 1] * r[p, i, 1] + m[o, 0, 2] * r[p, i, 2]
+            ry = m[o, 1, 0] * r[p, i, 0] + m[o, 1, 1] * r[p, i, 1] + m[o, 1, 2] * r[p, i, 2]
+            rz = m[o, 2, 0] * r[p, i, 0] + m[o, 2, 1] * r[p, i, 1] + m[o, 2, 2] * r[p, i, 2]
+            vx = m[o, 0, 0] * v[p, i, 0] + m[o, 0, 1] * v[p, i, 1] + m[o, 0, 2] * v[p, i, 2]
+            vy = m[o, 1, 0] * v[p, i, 0] + m[o, 1, 1] * v[p, i, 1] + m[o, 1, 2] * v[p, i, 2]
+            vz = m[o, 2, 0] * v[p, i, 0] + m[o, 2, 1] * v[p, i, 1] + m[o, 2, 2] * v[p, i, 2]
+            sx, sy, sz = site[o, 0], site[o, 1], site[o, 2]
+            dx, dy, dz = rx - sx, ry - sy, rz - sz
+            rho = math.sqrt(dx * dx + dy * dy + dz * dz)
+            for _ in range(2):  # light time
+                lt = rho * inv_c
+                dx, dy, dz = rx - vx * lt - sx, ry - vy * lt - sy, rz - vz * lt - sz
+                rho = math.sqrt(dx * dx + dy * dy + dz * dz)
+            px, py, pz = dx / rho, dy / rho, dz / rho
+            vp = vx * px + vy * py + vz * pz
+            ax, ay, az = vx - vp * px, vy - vp * py, vz - vp * pz
+            speed = math.sqrt(ax * ax + ay * ay + az * az)
+            if speed > 1e-9:
+                ax, ay, az = ax / speed, ay / speed, az / speed
+            else:  # moving along the line of sight: any axis across it
+                ax, ay, az = -py, px, 0.0
+                norm = math.sqrt(ax * ax + ay * ay)
+                if norm < 1e-9:
+                    ax, ay, az = 1.0, 0.0, 0.0
+                else:
+                    ax, ay = ax / norm, ay / norm
+            cx, cy, cz = py * az - pz * ay, pz * ax - px * az, px * ay - py * ax
+            ox, oy, oz = u[o, 0], u[o, 1], u[o, 2]
+            along = ox * px + oy * py + oz * pz
+            geo[p, i, G_XA] = math.atan2(ox * ax + oy * ay + oz * az, along)
+            geo[p, i, G_XC] = math.atan2(ox * cx + oy * cy + oz * cz, along)
+            geo[p, i, G_OMEGA] = speed / rho
+            geo[p, i, G_RHO] = rho
+            # orbit frame: normal h, radius, and the argument of latitude from the node
+            # (any fixed in-plane reference would do; the node is one)
+            hx, hy, hz = ry * vz - rz * vy, rz * vx - rx * vz, rx * vy - ry * vx
+            hn = math.sqrt(hx * hx + hy * hy + hz * hz)
+            hx, hy, hz = hx / hn, hy / hn, hz / hn
+            rn = math.sqrt(rx * rx + ry * ry + rz * rz)
+            ex, ey = -hy, hx  # z x h: towards the ascending node
+            en = math.sqrt(ex * ex + ey * ey)
+            if en < 1e-9:  # equatorial orbit: any fixed direction in the plane
+                ex, ey, en = 1.0, 0.0, 1.0
+            ex, ey = ex / en, ey / en
+            fx, fy, fz = hy * 0.0 - hz * ey, hz * ex - hx * 0.0, hx * ey - hy * ex  # h x e
+            cos_u = (rx * ex + ry * ey) / rn
+            sin_u = (rx * fx + ry * fy + rz * fz) / rn
+            n_a = (hx * ax + hy * ay + hz * az) / rho
+            n_c = (hx * cx + hy * cy + hz * cz) / rho
+            geo[p, i, G_OFFSETS + 0] = n_a * sin_u
+            geo[p, i, G_OFFSETS + 1] = n_c * sin_u
+            geo[p, i, G_OFFSETS + 2] = n_a * cos_u
+            geo[p, i, G_OFFSETS + 3] = n_c * cos_u
+            geo[p, i, G_OFFSETS + 4] = (rx * ax + ry * ay + rz * az) / (rn * rho)
+            geo[p, i, G_OFFSETS + 5] = (rx * cx + ry * cy + rz * cz) / (rn * rho)
+
+
+@kernel
+def _cholesky_log_det(a, l):
+    """Lower Cholesky factor of symmetric positive ``a`` into ``l``; returns ln det a."""
+    n = a.shape[0]
+    log_det = 0.0
+    for j in range(n):
+        d = a[j, j]
+        for k in range(j):
+            d -= l[j, k] * l[j, k]
+        d = math.sqrt(d)
+        l[j, j] = d
+        log_det += 2.0 * math.log(d)
+        for i in range(j + 1, n):
+            t = a[i, j]
+            for k in range(j):
+                t -= l[i, k] * l[j, k]
+            l[i, j] = t / d
+    return log_det
+
+
+@kernel
+def _pair_fit(geo, sig, n, tau, tau_mean, var_prior, var_ref, timing_s, out):
+    """Linear-Gaussian fit of one pair from its geometry at time offset ``tau``.
+
+    Parameters ``theta``: time step (s), plane tilt as normal offsets ``p sin u + q cos u``
+    (km, two components) and radial offset (km). Residual model: along
+    ``omega theta_0 + sum_k a_k theta_k``, across ``sum_k c_k theta_k``. Priors:
+    ``tau + theta_0 ~ N(tau_mean, var_prior[0])``, ``p, q ~ N(0, var_prior[1])``, radial
+    ``~ N(0, var_prior[2])``. ``out``: theta (4), chi-square (the minimum, equal to the
+    marginal chi-square), ln det (Occam term), RMS after the time step alone, mean
+    cross-track residual (rad), and the Occam term with the reference priors ``var_ref``.
+    Sums run over the pair's own ``n`` observations in order, so the result does not
+    depend on how pairs were batched.
+    """
+    a = np.zeros((N_PARAM, N_PARAM))
+    g = np.zeros(N_PARAM)
+    ja = np.zeros(N_PARAM)
+    jc = np.zeros(N_PARAM)
+    for i in range(n):
+        w_a = 1.0 / (sig[i] * sig[i] + (geo[i, G_OMEGA] * timing_s) ** 2)
+        w_c = 1.0 / (sig[i] * sig[i])
+        ja[0] = geo[i, G_OMEGA]
+        jc[0] = 0.0
+        for k in range(1, N_PARAM):
+            ja[k] = geo[i, G_OFFSETS + 2 * (k - 1)]
+            jc[k] = geo[i, G_OFFSETS + 2 * (k - 1) + 1]
+        for k in range(N_PARAM):
+            g[k] += w_a * ja[k] * geo[i, G_XA] + w_c * jc[k] * geo[i, G_XC]
+            for j in range(N_PARAM):
+                a[k, j] += w_a * ja[k] * ja[j] + w_c * jc[k] * jc[j]
+    prior = np.empty(N_PARAM)
+    prior[0] = var_prior[0]
+    prior[1] = var_prior[1]
+    prior[2] = var_prior[1]
+    prior[3] = var_prior[2]
+    ref = np.empty(N_PARAM)
+    ref[0] = var_ref[0]
+    ref[1] = var_ref[1]
+    ref[2] = var_ref[1]
+    ref[3] = var_ref[2]
+    data = a.copy()
+    for k in range(N_PARAM):
+        a[k, k] += 1.0 / prior[k]
+    g[0] -= (tau - tau_mean) / prior[0]
+    low = np.zeros((N_PARAM, N_PARAM))
+    log_det = _cholesky_log_det(a, low)
+    theta = np.zeros(N_PARAM)  # forward then back substitution
+    for i in range(N_PARAM):
+        t = g[i]
+        for k in range(i):
+            t -= low[i, k] * theta[k]
+        theta[i] = t / low[i, i]
+    for i in range(N_PARAM - 1, -1, -1):
+        t = theta[i]
+        for k in range(i + 1, N_PARAM):
+            t -= low[k, i] * theta[k]
+        theta[i] = t / low[i, i]
+    chi2 = (tau + theta[0] - tau_mean) ** 2 / prior[0]
+    for k in range(1, N_PARAM):
+        chi2 += theta[k] * theta[k] / prior[k]
+    sq = 0.0
+    cross = 0.0
+    for i in range(n):
+        w_a = 1.0 / (sig[i] * sig[i] + (geo[i, G_OMEGA] * timing_s) ** 2)
+        w_c = 1.0 / (sig[i] * sig[i])
+        ea = geo[i, G_XA] - geo[i, G_OMEGA] * theta[0]
+        ec = geo[i, G_XC]
+        sq += ea * ea + ec * ec
+        cross += ec
+        for k in range(1, N_PARAM):
+            ea -= geo[i, G_OFFSETS + 2 * (k - 1)] * theta[k]
+            ec -= geo[i, G_OFFSETS + 2 * (k - 1) + 1] * theta[k]
+        chi2 += w_a * ea * ea + w_c * ec * ec
+    for k in range(N_PARAM):
+        log_det += math.log(prior[k])
+        data[k, k] += 1.0 / ref[k]
+    log_det_ref = _cholesky_log_det(data, low)
+    for k in range(N_PARAM):
+        log_det_ref += math.log(ref[k])
+    for k in range(N_PARAM):
+        out[k] = theta[k]
+    out[4] = chi2
+    out[5] = log_det
+    out[6] = math.sqrt(sq / n)
+    out[7] = cross / n
+    out[8] = log_det_ref
+
+
+@kernel
+def _fit_serial(geo, sig, counts, tau, tau_mean, var_prior, var_ref, timing_s, out):
+    for p in range(geo.shape[0]):
+        _pair_fit(
+            geo[p], sig[p], counts[p], tau[p], tau_mean[p], var_prior[p], var_ref[p], timing_s,
+            out[p],
+        )  # fmt: skip
+
+
+@dataclass
+class PairFit:
+    """Fit of each (tracklet, candidate) pair; arrays of length ``n_pairs``."""
+
+    tau_s: np.ndarray
+    normal_km: np.ndarray  # (n_pairs, 2): plane tilt, normal offset p sin u + q cos u
+    radial_km: np.ndarray
+    chi2: np.ndarray  # marginal chi-square, 2 n degrees of freedom (inf: no prediction)
+    occam: np.ndarray  # ln det term of the marginal likelihood
+    occam_reference: np.ndarray  # the same with the reference priors
+    rms_arcsec: np.ndarray  # residual RMS after the time offset alone
+    cross_track_arcsec: np.ndarray  # mean cross-track residual
+    n_obs: np.ndarray
+
+
+def _pair_rows(batch: ObservationBatch, pair_trk: np.ndarray) -> np.ndarray:
+    counts = batch.counts[pair_trk]
+    n_max = int(counts.max()) if counts.size else 0
+    i = np.arange(n_max)
+    rows = batch.offsets[pair_trk][:, None] + i[None, :]
+    return np.where(i[None, :] < counts[:, None], rows, -1)
+
+
+def _propagate(params, batch, rows, tau_s):
+    from aposos.orbit.sgp4 import propagate_packed
+
+    safe = np.where(rows >= 0, rows, rows.max(axis=1, keepdims=True))
+    jd = batch.jd[safe]
+    fr = batch.fr[safe] + tau_s[:, None] / SECONDS_PER_DAY
+    _, r, v = propagate_packed(params, jd, fr)
+    return r, v
+
+
+def _geometry(batch, rows, r, v):
+    geo = np.empty(rows.shape + (N_GEO,))
+    _residual_kernel(r, v, rows, batch.teme_to_gcrs, batch.site_gcrs_km, batch.u_gcrs, geo)
+    return geo
+
+
+def fit_pairs(batch, params, pair_trk, tau0_s, priors, reference_sigmas, timing_sigma_s) -> PairFit:
+    """Fit a time offset and normal and radial offsets for every (tracklet, candidate) pair.
+
+    Parameters
+    ----------
+    batch : the observations.
+    params : ``(n_pairs, N_PARAMS)`` packed SGP4 element sets of the candidates.
+    pair_trk : ``(n_pairs,)`` tracklet of each pair.
+    tau0_s : starting time offsets (from the gate).
+    priors : ``(n_pairs, 4)``: prior mean time offset (s), and the sigmas of the time
+        offset (s), normal offset and radial offset (km); see ``ErrorModel.priors``.
+    reference_sigmas : ``(n_pairs, 3)`` the same for a fresh element set of the class
+        (the scale of the "not in the catalogue" alternative).
+    timing_sigma_s : observation timing jitter.
+    """
+    pair_trk = np.asarray(pair_trk, dtype=np.int64)
+    n_pairs = pair_trk.size
+    rows = _pair_rows(batch, pair_trk)
+    counts = batch.counts[pair_trk]
+    sig = np.where(rows >= 0, batch.sigma_rad[np.maximum(rows, 0)], 1.0)
+    tau = np.asarray(tau0_s, dtype=np.float64).copy()
+    priors = np.asarray(priors, dtype=np.float64).reshape(n_pairs, 4)
+    tau_mean = np.ascontiguousarray(priors[:, 0])
+    var_prior = np.ascontiguousarray(priors[:, 1:] ** 2)
+    var_ref = np.ascontiguousarray(np.asarray(reference_sigmas, dtype=np.float64) ** 2).reshape(
+        n_pairs, 3
+    )
+    stats = np.zeros((n_pairs, 9))
+    finite = np.ones(n_pairs, dtype=bool)
+    active = np.arange(n_pairs)
+    for _ in range(MAX_ITERATIONS):
+        if active.size == 0:
+            break
+        r, v = _propagate(params[active], batch, rows[active], tau[active])
+        geo = _geometry(batch, rows[active], r, v)
+        ok = np.all(np.isfinite(geo), axis=(1, 2))
+        finite[active] = ok
+        out = np.zeros((active.size, 9))
+        good = np.flatnonzero(ok)
+        out_good = np.zeros((good.size, 9))
+        _fit_serial(
+            geo[good], sig[active][good], counts[active][good], tau[active][good],
+            tau_mean[active][good], var_prior[active][good], var_ref[active][good],
+            float(timing_sigma_s), out_good,
+        )  # fmt: skip
+        out[good] = out_good
+        stats[active] = out
+        # residuals are linear in a small step: take it, and re-run SGP4 if it is not small
+        tau[active] += out[:, 0]
+        active = active[ok & (np.abs(out[:, 0]) > TAU_TOLERANCE_S)]
+    chi2 = np.where(finite & np.isfinite(stats[:, 4]), stats[:, 4], np.inf)
+    return PairFit(
+        tau_s=tau,
+        normal_km=stats[:, 1:3],
+        radial_km=stats[:, 3],
+        chi2=chi2,
+        occam=stats[:, 5],
+        occam_reference=stats[:, 8],
+        rms_arcsec=stats[:, 6] / ARCSEC,
+        cross_track_arcsec=stats[:, 7] / ARCSEC,
+        n_obs=counts,
+    )

@@ -1,0 +1,195 @@
+"""Coarse gate: which catalogued objects could have made a tracklet.
+
+For each tracklet take its middle observation: time ``t``, station position ``s`` and
+observed (geometric) unit direction ``u``, all in TEME axes. Interpolate every object
+of the ephemeris cube at ``t`` (cubic Hermite: position ``p``, velocity ``v``) and slide
+it along its own track, ``p + v tau``. The ``tau`` that brings it closest to the line of
+sight ``s + rho u`` is, with ``d = p - s`` and ``P`` the projection across ``u``,
+``tau* = -(P d . P v) / |P v|^2`` (clipped to the object's window ``|tau - m| <= T``), and
+the miss distance is ``|P d + tau* P v|`` km. The object passes when
+
+    miss <= X + rho theta + g tau*^2 / 2
+
+with ``X`` its cross-track allowance (km), ``theta`` the angular allowance of the
+measurement, and ``g tau*^2 / 2`` the bend of the real (curved) track away from the
+straight line over ``tau*``. ``m``, ``T`` and ``X`` come from the error model (prior mean
+and ``gate_sigma`` sigmas), so the gate drops no object the fine fit could accept.
+
+The kernel makes two passes: a branch-free pass (float32, structure-of-arrays, so it
+vectorises) that writes a normalised miss for every (tracklet, object), tiled so that a
+chunk of objects stays in cache while all tracklets of the block go over it; then a scan
+per tracklet for the few that pass (at most 64, the closest kept).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from aposos.orbit.jit import kernel, parallel_kernel
+
+__all__ = ["gate_block"]
+
+MU_KM3_S2 = 398600.4418
+MAX_GATE_CANDIDATES = 64
+OBJECT_CHUNK = 2048  # objects per tile: two samples of them fit in the L2 cache
+TRACKLETS_PER_CALL = 256  # bounds the (tracklets x objects) scratch arrays
+
+
+@kernel
+def _miss_ratios(block, kk, w, h, site, u, tau_mid, tau_max, cross_km, th, ratio, taus, j0, j1):
+    """Branch-free pass over objects ``j0:j1``: squared normalised miss (<= 1 passes), tau*."""
+    inv_h = np.float32(1.0) / h
+    half_mu = np.float32(0.5 * MU_KM3_S2)
+    tiny = np.float32(1e-12)
+    zero = np.float32(0.0)
+    w0, w1, w2, w3 = np.float32(w[0]), np.float32(w[1]) * h, np.float32(w[2]), np.float32(w[3]) * h
+    d0, d1 = np.float32(w[4]) * inv_h, np.float32(w[5])
+    d2, d3 = np.float32(w[6]) * inv_h, np.float32(w[7])
+    sx, sy, sz = np.float32(site[0]), np.float32(site[1]), np.float32(site[2])
+    ux, uy, uz = np.float32(u[0]), np.float32(u[1]), np.float32(u[2])
+    p0x, p0y, p0z = block[kk, 0], block[kk, 1], block[kk, 2]
+    v0x, v0y, v0z = block[kk, 3], block[kk, 4], block[kk, 5]
+    p1x, p1y, p1z = block[kk + 1, 0], block[kk + 1, 1], block[kk + 1, 2]
+    v1x, v1y, v1z = block[kk + 1, 3], block[kk + 1, 4], block[kk + 1, 5]
+    # unsigned index: numba then skips negative-index wraparound, and the loop vectorises
+    for j in range(np.uint64(j0), np.uint64(j1)):
+        px = w0 * p0x[j] + w1 * v0x[j] + w2 * p1x[j] + w3 * v1x[j]
+        py = w0 * p0y[j] + w1 * v0y[j] + w2 * p1y[j] + w3 * v1y[j]
+        pz = w0 * p0z[j] + w1 * v0z[j] + w2 * p1z[j] + w3 * v1z[j]
+        vx = d0 * p0x[j] + d1 * v0x[j] + d2 * p1x[j] + d3 * v1x[j]
+        vy = d0 * p0y[j] + d1 * v0y[j] + d2 * p1y[j] + d3 * v1y[j]
+        vz = d0 * p0z[j] + d1 * v0z[j] + d2 * p1z[j] + d3 * v1z[j]
+        dx, dy, dz = px - sx, py - sy, pz - sz
+        du = dx * ux + dy * uy + dz * uz
+        vu = vx * ux + vy * uy + vz * uz
+        ax, ay, az = dx - du * ux, dy - du * uy, dz - du * uz
+        bx, by, bz = vx - vu * ux, vy - vu * uy, vz - vu * uz
+        bb = bx * bx + by * by + bz * bz + tiny
+        tau = -(ax * bx + ay * by + az * bz) / bb
+        tau = min(max(tau, tau_mid[j] - tau_max[j]), tau_mid[j] + tau_max[j])
+        mx, my, mz = ax + tau * bx, ay + tau * by, az + tau * bz
+        miss2 = mx * mx + my * my + mz * mz
+        rho = du + tau * vu
+        g = half_mu / (px * px + py * py + pz * pz)
+        allowed = cross_km[j] + max(rho, zero) * th + g * tau * tau
+        # compare squares (no sqrt); rho <= 0 (behind the station) and NaN never pass
+        ok = rho > zero
+        ratio[j] = miss2 / (allowed * allowed) if ok else np.float32(np.inf)
+        taus[j] = tau
+
+
+@kernel
+def _collect(ratio, taus, t, out_idx, out_tau, out_miss):
+    """Indices with ratio <= 1, keeping the ``cap`` smallest; returns how many."""
+    cap = out_idx.shape[1]
+    n = 0
+    worst = 0
+    for j in range(ratio.shape[0]):
+        r = ratio[j]
+        if r <= 1.0:
+            if n < cap:
+                out_idx[t, n] = j
+                out_tau[t, n] = taus[j]
+                out_miss[t, n] = r
+                if r > out_miss[t, worst]:
+                    worst = n
+                n += 1
+            elif r < out_miss[t, worst]:
+                out_idx[t, worst] = j
+                out_tau[t, worst] = taus[j]
+                out_miss[t, worst] = r
+                worst = 0
+                for c in range(cap):
+                    if out_miss[t, c] > out_miss[t, worst]:
+                        worst = c
+    return n
+
+
+@parallel_kernel
+def _gate_tiles(block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta, ratio, taus):
+    """All tracklets against one chunk of objects at a time (the chunk stays in cache).
+
+    Tracklets come sorted by interval, so consecutive ones read the same samples.
+    """
+    n_obj = block.shape[2]
+    h = np.float32(step_s)
+    n_chunks = (n_obj + OBJECT_CHUNK - 1) // OBJECT_CHUNK
+    for c in prange(n_chunks):
+        j0 = c * OBJECT_CHUNK
+        j1 = min(n_obj, j0 + OBJECT_CHUNK)
+        for t in range(k.shape[0]):
+            _miss_ratios(
+                block, k[t], w[t], h, site[t], u[t], tau_mid, tau_max, cross_km,
+                np.float32(theta[t]), ratio[t], taus[t], j0, j1,
+            )  # fmt: skip
+
+
+@parallel_kernel
+def _collect_all(ratio, taus, out_n, out_idx, out_tau, out_miss):
+    for t in prange(ratio.shape[0]):
+        out_n[t] = _collect(ratio[t], taus[t], t, out_idx, out_tau, out_miss)
+
+
+def gate_block(
+    block, step_s, k, w, site_teme_km, u_teme, tau_mid_s, tau_max_s, cross_km, theta_rad
+):
+    """Run the coarse gate for tracklets whose reference time falls in one cube block.
+
+    Parameters
+    ----------
+    block : ``(n + 1, 6, n_obj)`` float32 cube block (:class:`HermiteEphemeris`).
+    step_s : grid step of the block.
+    k, w : interval index in the block and Hermite weights ``(n_trk, 8)`` of each
+        tracklet's reference time.
+    site_teme_km, u_teme : ``(n_trk, 3)`` station position and observed geometric unit
+        direction, TEME axes, at the reference time.
+    tau_mid_s, tau_max_s : ``(n_obj,)`` float32 centre and half-width of the along-track
+        window (s) of every object.
+    cross_km : ``(n_obj,)`` float32 cross-track allowance (km) of every object.
+    theta_rad : ``(n_trk,)`` angular allowance of each tracklet's measurement.
+
+    Returns
+    -------
+    list of ``(object_index, tau_s)`` int64 / float64 array pairs, one per tracklet.
+    """
+    k = np.ascontiguousarray(k, dtype=np.int64)
+    n_trk = int(k.size)
+    n_obj = int(block.shape[2])
+    out_n = np.zeros(n_trk, dtype=np.int64)
+    out_idx = np.zeros((n_trk, MAX_GATE_CANDIDATES), dtype=np.int64)
+    out_tau = np.zeros((n_trk, MAX_GATE_CANDIDATES), dtype=np.float32)
+    out_miss = np.zeros((n_trk, MAX_GATE_CANDIDATES), dtype=np.float32)
+    order = np.argsort(k, kind="stable")
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    site_teme_km = np.ascontiguousarray(site_teme_km, dtype=np.float64)
+    u_teme = np.ascontiguousarray(u_teme, dtype=np.float64)
+    theta_rad = np.ascontiguousarray(theta_rad, dtype=np.float64)
+    tau_mid_s = np.ascontiguousarray(tau_mid_s, dtype=np.float32)
+    tau_max_s = np.ascontiguousarray(tau_max_s, dtype=np.float32)
+    cross_km = np.ascontiguousarray(cross_km, dtype=np.float32)
+    for lo in range(0, n_trk, TRACKLETS_PER_CALL):
+        rows = order[lo : lo + TRACKLETS_PER_CALL]
+        ratio = np.empty((rows.size, n_obj), dtype=np.float32)
+        taus = np.empty((rows.size, n_obj), dtype=np.float32)
+        _gate_tiles(
+            block, k[rows], w[rows], float(step_s), site_teme_km[rows], u_teme[rows],
+            tau_mid_s, tau_max_s, cross_km, theta_rad[rows], ratio, taus,
+        )  # fmt: skip
+        part_n = np.zeros(rows.size, dtype=np.int64)
+        part_idx = np.zeros((rows.size, MAX_GATE_CANDIDATES), dtype=np.int64)
+        part_tau = np.zeros((rows.size, MAX_GATE_CANDIDATES), dtype=np.float32)
+        part_miss = np.zeros((rows.size, MAX_GATE_CANDIDATES), dtype=np.float32)
+        _collect_all(ratio, taus, part_n, part_idx, part_tau, part_miss)
+        out_n[rows], out_idx[rows], out_tau[rows], out_miss[rows] = (
+            part_n,
+            part_idx,
+            part_tau,
+            part_miss,
+        )
+    result = []
+    for t in range(n_trk):
+        n = int(out_n[t])
+        order_t = np.argsort(out_miss[t, :n], kind="stable")
+        result.append((out_idx[t, :n][order_t], out_tau[t, :n][order_t].astype(np.float64)))
+    return result
