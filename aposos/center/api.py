@@ -1,0 +1,516 @@
+"""The data center's HTTP API (v1), a FastAPI application.
+
+>>> app = create_app(load_config("configs/center.toml"))  # doctest: +SKIP
+>>> serve(load_config("configs/center.toml"))  # doctest: +SKIP
+
+Start with ``aposos center serve``; OpenAPI docs at ``/docs``. Every error answer is
+``{"detail": "one clear message", ...}``. Lists are paged with ``limit``/``offset``
+and answer ``next_offset`` (``null`` on the last page). Times are ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from aposos.center import worker as queue
+from aposos.center.auth import AuthError, Principal, authenticate
+from aposos.center.config import CenterConfig
+from aposos.center.dbtypes import TRACKLET_STATUSES, Filters, parse_time
+from aposos.center.ingest import parse_upload
+from aposos.center.schema import SCHEMA_VERSION
+from aposos.center.snapshots import SnapshotError, create_snapshot
+from aposos.center.store import IngestConflict, Store
+
+__all__ = ["ApiError", "create_app", "recover_uploads", "serve"]
+
+log = logging.getLogger(__name__)
+API = "/api/v1"
+SMALL_BODY = 64 * 1024  # heartbeats, re-correlation requests
+EXPORT_FORMATS = ("tdm", "iod", "csv")
+Limit = Annotated[int | None, Query(description="page size (default from the config)")]
+Offset = Annotated[int, Query(description="items to skip")]
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status and one clear message (plus optional details)."""
+
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+# --------------------------------------------------------------------- plumbing
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def _config(request: Request) -> CenterConfig:
+    return request.app.state.config
+
+
+def caller(request: Request) -> Principal:
+    """The authenticated caller (401 otherwise)."""
+    return authenticate(_store(request), request.headers.get("authorization"))
+
+
+def analyst(who: Annotated[Principal, Depends(caller)]) -> Principal:
+    who.require("analyst", "admin")
+    return who
+
+
+def admin(who: Annotated[Principal, Depends(caller)]) -> Principal:
+    who.require("admin")
+    return who
+
+
+def station(who: Annotated[Principal, Depends(caller)]) -> Principal:
+    who.require("station")
+    return who
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, f"bad Content-Length header {declared!r}") from None
+        if size > limit:
+            raise ApiError(413, f"body of {size} bytes is over the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json_body(body: bytes) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise ApiError(422, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    return doc
+
+
+def _time(value: str | None, name: str):
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise ApiError(422, f"{name}: {exc}") from None
+
+
+def _filters(
+    station: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    status: str | None = None,
+    norad_id: int | None = None,
+    statuses: tuple[str, ...] = TRACKLET_STATUSES,
+) -> Filters:
+    if status is not None and status not in statuses:
+        raise ApiError(422, f"status {status!r} is not one of {', '.join(statuses)}")
+    return Filters(
+        station=station,
+        since=_time(since, "since"),
+        until=_time(until, "until"),
+        status=status,
+        norad_id=norad_id,
+    )
+
+
+def _paging(request: Request, limit: int | None, offset: int) -> tuple[int, int]:
+    cfg = _config(request)
+    limit = cfg.page_size if limit is None else limit
+    if not 1 <= limit <= cfg.max_page_size:
+        raise ApiError(422, f"limit must be within 1..{cfg.max_page_size}")
+    if offset < 0:
+        raise ApiError(422, "offset must not be negative")
+    return limit, offset
+
+
+def _own_station(who: Principal, wanted: str | None) -> str | None:
+    """Stations read only their own data; analysts and admins read all."""
+    if who.role in ("analyst", "admin"):
+        return wanted
+    if wanted not in (None, who.name):
+        raise ApiError(403, f"station {who.name} may not read the data of station {wanted}")
+    return who.name
+
+
+def recover_uploads(store: Store) -> int:
+    """Process uploads stored raw but not yet parsed (the server stopped in between)."""
+    n = 0
+    for up in store.received_uploads():
+        parsed = parse_upload(up["payload"])
+        foreign = [t.uuid for t in parsed.tracklets if t.station != up["station"]]
+        if parsed.errors or foreign:
+            store.reject_upload(up["id"], "; ".join(parsed.errors) or "cross-station upload")
+            continue
+        try:
+            store.ingest(up["id"], parsed.tracklets)
+        except IngestConflict as exc:
+            store.reject_upload(up["id"], str(exc))
+        n += 1
+    if n:
+        log.info("recovered %d upload(s) received before a restart", n)
+    return n
+
+
+# -------------------------------------------------------------------------- app
+
+
+def create_app(config: CenterConfig, *, worker: bool | None = None) -> FastAPI:
+    """The API application for ``config``; opens the database when it starts.
+
+    Parameters
+    ----------
+    config : the center configuration.
+    worker : run the correlation worker in this process (default from the config).
+    """
+    run_worker = config.worker.enabled if worker is None else worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = Store(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
+        await run_in_threadpool(store.upgrade)
+        await run_in_threadpool(recover_uploads, store)
+        app.state.store = store
+        app.state.config = config
+        background = None
+        if run_worker:
+            background = queue.CorrelationWorker(store, config)
+            background.start()
+        try:
+            yield
+        finally:
+            if background is not None:
+                await run_in_threadpool(background.stop)
+            store.close()
+
+    app = FastAPI(
+        title="APOSOS data center",
+        version="1",
+        summary="Tracklet uploads, correlation results, analyst queries and data sharing.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError):
+        return JSONResponse({"detail": exc.message, **exc.extra}, status_code=exc.status)
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(_request: Request, exc: AuthError):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError):
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+    _add_routes(app)
+    return app
+
+
+def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top to bottom
+    @app.get("/healthz", tags=["service"], summary="Liveness, schema version and queue")
+    def healthz(request: Request):
+        store = _store(request)
+        return {
+            "status": "ok",
+            "schema_version": SCHEMA_VERSION,
+            "queue": queue.queue_counts(store),
+            "snapshots": len(store.list_snapshots()),
+        }
+
+    # -- uploads
+
+    @app.post(
+        f"{API}/tracklets",
+        tags=["stations"],
+        summary="Upload tracklets (JSON wire format or a CCSDS TDM document)",
+        responses={200: {"description": "all were stored before"}, 201: {"description": ""}},
+    )
+    async def upload(request: Request, who: Annotated[Principal, Depends(station)]):
+        body = await read_body(request, _config(request).max_upload_bytes)
+        store = _store(request)
+        ctype = request.headers.get("content-type", "")
+        upload_id = await run_in_threadpool(store.save_raw_upload, who.name, ctype, body)
+        parsed = await run_in_threadpool(parse_upload, body)
+        if parsed.errors:
+            await run_in_threadpool(store.reject_upload, upload_id, "; ".join(parsed.errors))
+            raise ApiError(422, parsed.errors[0], errors=parsed.errors)
+        for i, t in enumerate(parsed.tracklets):
+            if t.station != who.name:
+                message = (
+                    f"record {i} (uuid {t.uuid}): station {t.station!r} is not the "
+                    f"uploading station {who.name!r}"
+                )
+                await run_in_threadpool(store.reject_upload, upload_id, message)
+                raise ApiError(403, message)
+        try:
+            results = await run_in_threadpool(store.ingest, upload_id, parsed.tracklets)
+        except IngestConflict as exc:
+            await run_in_threadpool(store.reject_upload, upload_id, str(exc))
+            raise ApiError(409, str(exc)) from None
+        n_new = sum(r.new for r in results)
+        return JSONResponse(
+            {
+                "upload_id": upload_id if n_new else None,
+                "stored": n_new,
+                "duplicates": len(results) - n_new,
+                "tracklets": [
+                    {"index": r.index, "uuid": r.uuid, "id": r.id, "new": r.new} for r in results
+                ],
+            },
+            status_code=201 if n_new else 200,
+        )
+
+    # -- tracklets
+
+    @app.get(f"{API}/tracklets", tags=["queries"], summary="List tracklets by observation time")
+    def list_tracklets(
+        request: Request,
+        who: Annotated[Principal, Depends(caller)],
+        station: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        status: str | None = None,
+        limit: Limit = None,
+        offset: Offset = 0,
+    ):
+        limit, offset = _paging(request, limit, offset)
+        f = _filters(_own_station(who, station), since, until, status)
+        return _store(request).list_tracklets(f, limit, offset).to_wire()
+
+    @app.get(
+        f"{API}/tracklets/{{key}}",
+        tags=["queries"],
+        summary="One tracklet (by id or UUID) with observations, correlation and candidates",
+    )
+    def get_tracklet(request: Request, key: str, who: Annotated[Principal, Depends(caller)]):
+        found = _store(request).get_tracklet(int(key) if key.isdigit() else key)
+        if found is None:
+            raise ApiError(404, f"no tracklet {key}")
+        _own_station(who, found["station"])
+        return found
+
+    # -- correlations
+
+    @app.get(f"{API}/correlations", tags=["queries"], summary="Current correlations")
+    def list_correlations(
+        request: Request,
+        _who: Annotated[Principal, Depends(analyst)],
+        norad_id: int | None = None,
+        status: str | None = None,
+        station: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: Limit = None,
+        offset: Offset = 0,
+    ):
+        limit, offset = _paging(request, limit, offset)
+        statuses = ("correlated", "ambiguous", "uncorrelated")
+        f = _filters(station, since, until, status, norad_id, statuses=statuses)
+        return _store(request).list_correlations(f, limit, offset).to_wire()
+
+    @app.get(
+        f"{API}/objects/{{norad_id}}",
+        tags=["queries"],
+        summary="A catalogued object: its observations and residual history",
+    )
+    def get_object(
+        request: Request,
+        norad_id: int,
+        _who: Annotated[Principal, Depends(analyst)],
+        limit: Limit = None,
+        offset: Offset = 0,
+    ):
+        limit, offset = _paging(request, limit, offset)
+        page = _store(request).object_history(norad_id, limit, offset).to_wire()
+        return {"norad_id": norad_id, **page}
+
+    @app.get(f"{API}/uct", tags=["queries"], summary="Uncorrelated tracklets")
+    def list_uct(
+        request: Request,
+        _who: Annotated[Principal, Depends(analyst)],
+        station: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: Limit = None,
+        offset: Offset = 0,
+    ):
+        limit, offset = _paging(request, limit, offset)
+        f = _filters(station, since, until, "uncorrelated")
+        return _store(request).list_correlations(f, limit, offset).to_wire()
+
+    # -- stations
+
+    @app.get(f"{API}/stations", tags=["stations"], summary="Stations, heartbeats and counts")
+    def list_stations(
+        request: Request,
+        _who: Annotated[Principal, Depends(analyst)],
+        limit: Limit = None,
+        offset: Offset = 0,
+    ):
+        limit, offset = _paging(request, limit, offset)
+        return _store(request).list_stations(limit, offset).to_wire()
+
+    @app.post(
+        f"{API}/stations/{{code}}/heartbeat",
+        tags=["stations"],
+        summary="A station agent's heartbeat (with its outbox backlog)",
+    )
+    async def heartbeat(request: Request, code: str, who: Annotated[Principal, Depends(station)]):
+        if code != who.name:
+            raise ApiError(403, f"station {who.name} may not send heartbeats for {code}")
+        doc = _json_body(await read_body(request, SMALL_BODY))
+        backlog = doc.get("outbox_backlog")
+        if backlog is not None and (
+            not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 0
+        ):
+            raise ApiError(422, "outbox_backlog must be a non-negative integer")
+        version = doc.get("agent_version")
+        if version is not None and not isinstance(version, str):
+            raise ApiError(422, "agent_version must be a string")
+        store = _store(request)
+        when = await run_in_threadpool(
+            lambda: store.record_heartbeat(
+                code, outbox_backlog=backlog, agent_version=version, body=doc
+            )
+        )
+        return {"code": code, "received_at": when.isoformat(timespec="microseconds") + "Z"}
+
+    # -- catalogue
+
+    @app.put(
+        f"{API}/catalogue",
+        tags=["catalogue"],
+        summary="Put a TLE/3LE or OMM (JSON, XML, CSV) file: a new catalogue snapshot",
+        status_code=201,
+    )
+    async def put_catalogue(
+        request: Request,
+        _who: Annotated[Principal, Depends(admin)],
+        name: Annotated[str, Query(description="source name to record")] = "upload",
+    ):
+        cfg = _config(request)
+        body = await read_body(request, cfg.max_catalogue_bytes)
+        store = _store(request)
+        try:
+            result = await run_in_threadpool(create_snapshot, store, cfg, body, name)
+        except SnapshotError as exc:
+            raise ApiError(422, str(exc)) from None
+        woken = await run_in_threadpool(queue.wake_waiting, store)
+        return JSONResponse(
+            {
+                "snapshot": result.snapshot,
+                "new": result.new,
+                "problems": result.problems,
+                "jobs_woken": woken,
+            },
+            status_code=201 if result.new else 200,
+        )
+
+    @app.get(f"{API}/catalogue", tags=["catalogue"], summary="Catalogue snapshots")
+    def list_catalogue(request: Request, _who: Annotated[Principal, Depends(analyst)]):
+        return {"items": _store(request).list_snapshots()}
+
+    @app.post(
+        f"{API}/recorrelate",
+        tags=["catalogue"],
+        summary="Correlate the tracklets of a time range again (against a snapshot)",
+    )
+    async def recorrelate(request: Request, _who: Annotated[Principal, Depends(admin)]):
+        doc = _json_body(await read_body(request, SMALL_BODY))
+        for key in ("since", "until", "station"):
+            if doc.get(key) is not None and not isinstance(doc[key], str):
+                raise ApiError(422, f"{key} must be a string")
+        snapshot_id = doc.get("snapshot_id")
+        if snapshot_id is not None and (
+            not isinstance(snapshot_id, int) or isinstance(snapshot_id, bool)
+        ):
+            raise ApiError(422, "snapshot_id must be an integer")
+        store = _store(request)
+        if snapshot_id is not None and store.snapshot(snapshot_id) is None:
+            raise ApiError(404, f"no catalogue snapshot {snapshot_id}")
+        f = _filters(doc.get("station"), doc.get("since"), doc.get("until"))
+        n = await run_in_threadpool(
+            lambda: queue.enqueue_recorrelation(
+                store, since=f.since, until=f.until, station=f.station, snapshot_id=snapshot_id
+            )
+        )
+        return {"queued": n, "snapshot_id": snapshot_id}
+
+    # -- data sharing
+
+    @app.get(
+        f"{API}/export",
+        tags=["data sharing"],
+        summary="Observations in CCSDS TDM (KVN), IOD or CSV",
+    )
+    def export(
+        request: Request,
+        _who: Annotated[Principal, Depends(analyst)],
+        format: str = "tdm",
+        station: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        status: str | None = None,
+        norad_id: int | None = None,
+        limit: Limit = None,
+        offset: Offset = 0,
+    ):
+        from aposos.center.export import render_export
+
+        if format not in EXPORT_FORMATS:
+            raise ApiError(422, f"format {format!r} is not one of {', '.join(EXPORT_FORMATS)}")
+        limit, offset = _paging(request, limit, offset)
+        f = _filters(station, since, until, status, norad_id)
+        try:
+            text, media_type, next_offset = render_export(
+                _store(request), _config(request), format, f, limit, offset
+            )
+        except ValueError as exc:
+            raise ApiError(422, f"cannot export as {format}: {exc}") from None
+        headers = {"Content-Disposition": f'attachment; filename="aposos-export.{format}"'}
+        if next_offset is not None:
+            headers["X-Next-Offset"] = str(next_offset)
+        return Response(text, media_type=media_type, headers=headers)
+
+
+def serve(config: CenterConfig, *, log_level: str = "info") -> None:
+    """Run the API with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level=log_level,
+        proxy_headers=False,
+    )

@@ -1,0 +1,160 @@
+"""Data-center configuration: ``configs/center.toml``.
+
+Relative paths in the file are taken from the folder of the file itself, so a
+configuration can be moved together with its data. The database URL may also come
+from the environment variable ``APOSOS_CENTER_DATABASE`` (so a PostgreSQL password
+need not sit in a file under version control).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+__all__ = ["CenterConfig", "WorkerConfig", "load_config"]
+
+DATABASE_ENV = "APOSOS_CENTER_DATABASE"
+SQLITE_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """The background correlation worker.
+
+    Parameters
+    ----------
+    enabled : run the worker inside ``aposos center serve``.
+    batch_size : tracklets claimed from the queue at a time.
+    poll_seconds : sleep between looks at an empty queue.
+    lease_seconds : a claimed job whose lease is not renewed for this long (its worker
+        died) goes back to the queue.
+    """
+
+    enabled: bool = True
+    batch_size: int = 64
+    poll_seconds: float = 1.0
+    lease_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class CenterConfig:
+    """Settings of the data center.
+
+    Parameters
+    ----------
+    data_dir : folder of the SQLite file and the catalogue snapshots (zarr).
+    database : SQLAlchemy URL; empty means ``sqlite:///<data_dir>/center.sqlite``.
+    host, port : where ``aposos center serve`` listens.
+    stations_dir : folder of the ``stations/*.toml`` files (station sites).
+    max_upload_bytes : uploads above this size get 413 without being read.
+    max_catalogue_bytes : the same for catalogue files.
+    page_size, max_page_size : list pagination.
+    max_days_after_epoch, max_days_before_epoch : a catalogue snapshot suits a
+        tracklet whose time lies within this window around the snapshot's median
+        element-set epoch.
+    sqlite_synchronous : SQLite ``PRAGMA synchronous`` (FULL: acknowledged uploads
+        survive power loss).
+    """
+
+    data_dir: Path = Path("center-data")
+    database: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8600
+    stations_dir: Path = Path("stations")
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_catalogue_bytes: int = 200 * 1024 * 1024
+    page_size: int = 100
+    max_page_size: int = 1000
+    max_days_after_epoch: float = 10.0
+    max_days_before_epoch: float = 3.0
+    sqlite_synchronous: str = "FULL"
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+
+    def __post_init__(self):
+        problems = []
+        if self.max_upload_bytes <= 0 or self.max_catalogue_bytes <= 0:
+            problems.append("max_upload_bytes and max_catalogue_bytes must be positive")
+        if not (0 < self.page_size <= self.max_page_size):
+            problems.append("page_size must be in 1..max_page_size")
+        if self.sqlite_synchronous.upper() not in SQLITE_SYNC_MODES:
+            problems.append(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNC_MODES)}")
+        if self.worker.batch_size <= 0 or self.worker.lease_seconds <= 0:
+            problems.append("worker batch_size and lease_seconds must be positive")
+        if problems:
+            raise ValueError("bad center configuration: " + "; ".join(problems))
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL in force (environment first, then file, then default)."""
+        url = os.environ.get(DATABASE_ENV) or self.database
+        if url:
+            return url
+        return f"sqlite:///{Path(self.data_dir) / 'center.sqlite'}"
+
+    @property
+    def catalogue_dir(self) -> Path:
+        """Where catalogue snapshots (zarr) are written."""
+        return Path(self.data_dir) / "catalogues"
+
+    def with_overrides(self, **changes) -> CenterConfig:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _section(doc: dict, name: str, known: set[str], path: Path) -> dict:
+    table = doc.get(name, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [{name}] must be a table")
+    unknown = set(table) - known
+    if unknown:
+        raise ValueError(f"{path}: [{name}] has unknown keys: {', '.join(sorted(unknown))}")
+    return table
+
+
+def load_config(path: str | os.PathLike | None = None) -> CenterConfig:
+    """Read a center configuration file (TOML); ``None`` gives the defaults.
+
+    Parameters
+    ----------
+    path : the TOML file, with ``[center]`` and optionally ``[worker]`` tables.
+
+    Returns
+    -------
+    CenterConfig, with relative paths resolved against the file's folder.
+
+    Examples
+    --------
+    >>> load_config(None).port
+    8600
+    """
+    if path is None:
+        return CenterConfig()
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    center_keys = {f.name for f in fields(CenterConfig)} - {"worker"}
+    worker_keys = {f.name for f in fields(WorkerConfig)}
+    center = _section(doc, "center", center_keys, path)
+    worker = _section(doc, "worker", worker_keys, path)
+    base = path.resolve().parent
+    for key in ("data_dir", "stations_dir"):
+        if key in center:
+            center[key] = (base / Path(center[key]).expanduser()).resolve()
+    if "data_dir" not in center:
+        center["data_dir"] = (base / CenterConfig.data_dir).resolve()
+    if "stations_dir" not in center:
+        center["stations_dir"] = (base / CenterConfig.stations_dir).resolve()
+    db = center.get("database", "")
+    if db.startswith("sqlite:///") and not db.startswith("sqlite:////"):
+        rel = db[len("sqlite:///") :]
+        if rel and rel != ":memory:":
+            center["database"] = f"sqlite:///{base / rel}"
+    try:
+        return CenterConfig(**center, worker=WorkerConfig(**worker))
+    except TypeError as exc:
+        raise ValueError(f"{path}: {exc}") from None

@@ -1,0 +1,201 @@
+"""Parsing uploaded tracklets: the JSON wire format or a CCSDS TDM document.
+
+Every problem is reported with where it is (record number, UUID, field, or the TDM
+line), all of them at once, so a station can fix or drop exactly the bad records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+
+from aposos.model import Tracklet
+
+__all__ = ["ParsedUpload", "parse_upload"]
+
+_ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z?$")
+MAX_ERRORS = 100  # problems listed in one answer
+MAX_OBJECT = 64  # characters of an observer's designation (database column)
+MAX_STATION = 32
+
+
+@dataclass
+class ParsedUpload:
+    """Tracklets read from one upload, and the problems found (empty when clean)."""
+
+    kind: str  # "json" | "tdm"
+    tracklets: list[Tracklet] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _type_name(value) -> str:
+    return "null" if value is None else type(value).__name__.replace("str", "string")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _check_record(i: int, rec) -> list[str]:
+    """Type checks of one wire record, before the values are interpreted."""
+    if not isinstance(rec, dict):
+        return [f"record {i}: must be a JSON object, got {_type_name(rec)}"]
+    where = f"record {i}"
+    if isinstance(rec.get("uuid"), str):
+        where += f" (uuid {rec['uuid']})"
+    problems = []
+    for key, kinds, label in (
+        ("uuid", (str,), "a string"),
+        ("station", (str,), "a string"),
+        ("observations", (list,), "a list"),
+    ):
+        if key not in rec:
+            problems.append(f"{where}: missing '{key}'")
+        elif not isinstance(rec[key], kinds):
+            problems.append(f"{where}: '{key}' must be {label}, got {_type_name(rec[key])}")
+    obj = rec.get("object")
+    if obj is not None and not isinstance(obj, str):
+        problems.append(f"{where}: 'object' must be a string or null, got {_type_name(obj)}")
+    station = rec.get("station")
+    if isinstance(station, str) and not 0 < len(station) <= MAX_STATION:
+        problems.append(f"{where}: 'station' must have 1 to {MAX_STATION} characters")
+    unknown = set(rec) - {"uuid", "station", "object", "observations"}
+    if unknown:
+        problems.append(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    obs = rec.get("observations")
+    if not isinstance(obs, list):
+        return problems
+    if not obs:
+        problems.append(f"{where}: 'observations' is empty")
+    for k, o in enumerate(obs):
+        at = f"{where}: observations[{k}]"
+        if not isinstance(o, dict):
+            problems.append(f"{at} must be a JSON object, got {_type_name(o)}")
+            continue
+        utc = o.get("utc")
+        if not isinstance(utc, str):
+            problems.append(f"{at}.utc must be an ISO 8601 UTC string, got {_type_name(utc)}")
+        elif not _ISO_UTC.match(utc):
+            problems.append(f"{at}.utc {utc!r} is not ISO 8601 UTC (YYYY-MM-DDThh:mm:ss[.f]Z)")
+        for key, required in (
+            ("ra_deg", True),
+            ("dec_deg", True),
+            ("sigma_arcsec", False),
+            ("mag", False),
+        ):
+            value = o.get(key)
+            if value is None:
+                if required:
+                    problems.append(f"{at}.{key} is missing")
+                continue
+            if not _is_number(value):
+                problems.append(f"{at}.{key} must be a number, got {_type_name(value)}")
+            elif not _finite(value):
+                problems.append(f"{at}.{key} must be finite")
+        sigma = o.get("sigma_arcsec")
+        if _is_number(sigma) and not sigma > 0:
+            problems.append(f"{at}.sigma_arcsec must be positive")
+        dec = o.get("dec_deg")
+        if _is_number(dec) and abs(dec) > 90:
+            problems.append(f"{at}.dec_deg {dec} is outside [-90, 90]")
+        extra = set(o) - {"utc", "ra_deg", "dec_deg", "sigma_arcsec", "mag"}
+        if extra:
+            problems.append(f"{at}: unknown field(s) {', '.join(sorted(extra))}")
+    return problems
+
+
+def _parse_json(text: str) -> ParsedUpload:
+    out = ParsedUpload(kind="json")
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        out.errors.append(f"not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}")
+        return out
+    except ValueError as exc:
+        out.errors.append(f"not valid JSON: {exc}")
+        return out
+    if isinstance(doc, dict) and "tracklets" in doc:
+        doc = doc["tracklets"]
+    if not isinstance(doc, list):
+        out.errors.append(
+            'the body must be a JSON list of tracklets (or {"tracklets": [...]}), '
+            f"got {_type_name(doc)}"
+        )
+        return out
+    if not doc:
+        out.errors.append("the upload holds no tracklets")
+    for i, rec in enumerate(doc):
+        problems = _check_record(i, rec)
+        if not problems:
+            try:
+                out.tracklets.append(Tracklet.from_wire(rec))
+            except ValueError as exc:
+                problems = [f"record {i}: {exc}"]
+        out.errors.extend(problems)
+    return out
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def _parse_tdm(text: str) -> ParsedUpload:
+    from aposos.formats.tdm import read_tdm
+
+    out = ParsedUpload(kind="tdm")
+    if "\n" not in text:
+        text += "\n"  # read_tdm takes a one-line string for a file name
+    try:
+        parsed = read_tdm(text, name="TDM")
+    except ValueError as exc:
+        out.errors.append(f"not a readable CCSDS TDM document: {exc}")
+        return out
+    for p in parsed:
+        if p.error:
+            out.errors.append(p.error)
+        elif p.tracklet is not None:
+            out.tracklets.append(p.tracklet)
+    if not parsed:
+        out.errors.append("the TDM document holds no tracking data segment")
+    return out
+
+
+def parse_upload(payload: bytes) -> ParsedUpload:
+    """Read an upload: JSON (a list of wire tracklets) or a CCSDS TDM (KVN or XML).
+
+    The kind is told by the content: JSON starts with ``[`` or ``{``.
+    """
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return ParsedUpload(kind="?", errors=[f"the body is not UTF-8 text (byte {exc.start})"])
+    head = text.lstrip("\ufeff \t\r\n")[:1]
+    if head in ("[", "{"):
+        result = _parse_json(text)
+    elif head == "<" or text.lstrip("\ufeff \t\r\n").startswith("CCSDS_TDM_VERS"):
+        result = _parse_tdm(text)
+    elif not head:
+        result = ParsedUpload(kind="?", errors=["the body is empty"])
+    else:
+        result = ParsedUpload(
+            kind="?",
+            errors=["the body is neither JSON (a list of tracklets) nor a CCSDS TDM document"],
+        )
+    for t in result.tracklets:
+        if t.object is not None and len(t.object) > MAX_OBJECT:
+            result.errors.append(
+                f"tracklet {t.uuid}: 'object' is longer than {MAX_OBJECT} characters"
+            )
+    if len(result.errors) > MAX_ERRORS:
+        more = len(result.errors) - MAX_ERRORS
+        result.errors = result.errors[:MAX_ERRORS] + [f"... and {more} more problems"]
+    return result

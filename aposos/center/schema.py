@@ -1,0 +1,236 @@
+"""Tables of the data-center database, and their versioned, in-place upgrades.
+
+All times are naive ``DateTime`` values in UTC (SQLite has no time zones, and one
+convention on both back ends keeps comparisons simple).
+
+A fresh database gets the current tables and is stamped :data:`SCHEMA_VERSION`.
+An older one is brought forward by the steps in :data:`MIGRATIONS`, each run in a
+transaction of its own with the stamp, so an interrupted upgrade resumes where it
+stopped. A database newer than this code is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "metadata", "schema_version", "upgrade_schema"]
+
+metadata = MetaData()
+
+schema_info = Table(
+    "schema_info",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+# Holders of access tokens: stations (name = station code), analysts, admins.
+principals = Table(
+    "principals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime),
+)
+
+stations = Table(
+    "stations",
+    metadata,
+    Column("code", String(32), primary_key=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_heartbeat", DateTime),
+    Column("outbox_backlog", Integer),
+    Column("agent_version", String(64)),
+    Column("heartbeat", Text),  # the last heartbeat's JSON body
+)
+
+# Raw payloads, stored before anything is parsed.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("station", String(32), nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("content_type", String(128), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("state", String(16), nullable=False),  # received | stored | rejected
+    Column("n_tracklets", Integer),
+    Column("n_new", Integer),
+    Column("error", Text),
+    Index("ix_uploads_state", "state"),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("fingerprint", String(128), nullable=False, unique=True),
+    Column("source_name", String(256), nullable=False),
+    Column("n_objects", Integer, nullable=False),
+    Column("epoch_min", DateTime, nullable=False),
+    Column("epoch_median", DateTime, nullable=False),
+    Column("epoch_max", DateTime, nullable=False),
+    Column("path", Text, nullable=False),
+)
+
+tracklets = Table(
+    "tracklets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("station", String(32), nullable=False),
+    Column("object", String(64)),
+    Column("upload_id", Integer, ForeignKey("uploads.id")),
+    Column("received_at", DateTime, nullable=False),
+    Column("t_start", DateTime, nullable=False),
+    Column("t_mid", DateTime, nullable=False),
+    Column("t_end", DateTime, nullable=False),
+    Column("n_obs", Integer, nullable=False),
+    # pending | correlated | ambiguous | uncorrelated
+    Column("status", String(16), nullable=False),
+    Column("correlation_id", Integer),  # the current correlation (no FK: it points back)
+    Index("ix_tracklets_station_t_mid", "station", "t_mid"),
+    Index("ix_tracklets_t_mid", "t_mid"),
+    Index("ix_tracklets_status", "status"),
+)
+
+observations = Table(
+    "observations",
+    metadata,
+    Column("tracklet_id", Integer, ForeignKey("tracklets.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("utc", DateTime, nullable=False),
+    Column("ra_deg", Double, nullable=False),
+    Column("dec_deg", Double, nullable=False),
+    Column("sigma_arcsec", Double, nullable=False),
+    Column("mag", Double),
+)
+
+# The correlation queue: one row per (tracklet, request to correlate it).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tracklet_id", Integer, ForeignKey("tracklets.id"), nullable=False),
+    Column("snapshot_id", Integer, ForeignKey("snapshots.id")),  # None: choose by time
+    # pending | running | waiting (no suitable catalogue yet) | done | failed
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("worker", String(64)),
+    Column("lease_until", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("error", Text),
+    Index("ix_jobs_state_id", "state", "id"),
+    Index("ix_jobs_tracklet", "tracklet_id"),
+)
+
+correlations = Table(
+    "correlations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tracklet_id", Integer, ForeignKey("tracklets.id"), nullable=False),
+    # unique: a job yields at most one correlation, however often it is retried
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False, unique=True),
+    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("norad_id", Integer),
+    Column("score", Double),
+    Column("rms_arcsec", Double),
+    Column("time_offset_s", Double),
+    Column("cross_track_arcsec", Double),
+    Column("candidates", Text, nullable=False),  # JSON list of Candidate wire forms
+    Column("error", Text),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_correlations_norad", "norad_id"),
+    Index("ix_correlations_tracklet", "tracklet_id"),
+)
+
+# One step per schema version after the first: step k turns version k-1 into k.
+Migration = Callable[[Connection], None]
+MIGRATIONS: tuple[Migration, ...] = ()
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
+
+def schema_version(conn: Connection) -> int:
+    """The version stamped in the database; 0 for an empty one."""
+    if not inspect(conn).has_table("schema_info"):
+        return 0
+    version = conn.execute(select(schema_info.c.version)).scalar()
+    return int(version or 0)
+
+
+def _stamp(conn: Connection, version: int) -> None:
+    if conn.execute(select(schema_info.c.id)).first() is None:
+        conn.execute(schema_info.insert().values(id=1, version=version))
+    else:
+        conn.execute(schema_info.update().values(version=version))
+
+
+def _lock_for_upgrade(conn: Connection) -> None:
+    # SQLite: the write transaction (BEGIN IMMEDIATE) already excludes other writers
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(5050505)"))
+
+
+def upgrade_schema(engine: Engine, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Create or upgrade the schema in place; returns the version reached.
+
+    Parameters
+    ----------
+    engine : the database.
+    migrations : the upgrade steps (the module's own by default; tests pass extra
+        ones to exercise the mechanism).
+
+    Raises
+    ------
+    RuntimeError
+        When the database was made by a newer version of this software.
+    """
+    target = 1 + len(migrations)
+    with engine.connect() as conn:
+        conn = conn.execution_options(write=True)
+        with conn.begin():
+            _lock_for_upgrade(conn)
+            current = schema_version(conn)
+            if current > target:
+                raise RuntimeError(
+                    f"database schema version {current} is newer than this software "
+                    f"understands ({target}); upgrade aposos"
+                )
+            if current == 0:
+                metadata.create_all(conn)
+                _stamp(conn, target)
+                return target
+        for version in range(current + 1, target + 1):
+            with conn.begin():
+                _lock_for_upgrade(conn)
+                # re-read under the write lock: another process may have upgraded
+                if schema_version(conn) >= version:
+                    continue
+                migrations[version - 2](conn)
+                _stamp(conn, version)
+    return target

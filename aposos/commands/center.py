@@ -1,0 +1,160 @@
+"""``aposos center``: run and administer the data center.
+
+aposos center serve --config configs/center.toml [--host H] [--port P]
+aposos center add-station CODE      # prints the station's new token, once
+aposos center add-user NAME --role analyst|admin
+aposos center revoke NAME
+aposos center tokens                # who holds tokens (never the tokens)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from aposos.cli import CommandError
+
+CONFIG_ENV = "APOSOS_CENTER_CONFIG"
+DEFAULT_CONFIG = Path("configs/center.toml")
+
+
+def _config(args):
+    from aposos.center.config import load_config
+
+    path = args.config or os.environ.get(CONFIG_ENV)
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    if path is not None and not Path(path).is_file():
+        raise CommandError(f"no configuration file at {path}")
+    return load_config(path)
+
+
+def _store_of(config):
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from aposos.center.store import Store
+
+    try:
+        store = Store(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
+        store.upgrade()
+    except RuntimeError as exc:
+        raise CommandError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise CommandError(f"cannot open the database: {cause}") from None
+    return store
+
+
+def _store(args):
+    return _store_of(_config(args))
+
+
+def _give_token(token: str, name: str, token_file: str | None) -> None:
+    if token_file is None:
+        print(token)
+        print(f"# token for {name}: shown this once, keep it secret", file=sys.stderr)
+        return
+    path = Path(token_file).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    print(f"token for {name} written to {path}")
+
+
+def _issue(args, name: str, role: str) -> int:
+    from aposos.center.auth import issue_token
+
+    store = _store(args)
+    try:
+        token = issue_token(store, name, role)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        store.close()
+    _give_token(token, name, args.token_file)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from aposos.center.api import serve
+
+    config = _config(args).with_overrides(host=args.host, port=args.port)
+    _store_of(config).close()  # the database opens and is upgraded, or one clear error
+    if args.no_worker:
+        from dataclasses import replace
+
+        config = replace(config, worker=replace(config.worker, enabled=False))
+    serve(config, log_level="debug" if args.verbose else "info")
+    return 0
+
+
+def cmd_add_station(args) -> int:
+    return _issue(args, args.code, "station")
+
+
+def cmd_add_user(args) -> int:
+    return _issue(args, args.name, args.role)
+
+
+def cmd_revoke(args) -> int:
+    store = _store(args)
+    try:
+        revoked = store.revoke(args.name)
+    finally:
+        store.close()
+    if not revoked:
+        raise CommandError(f"{args.name} holds no live token")
+    print(f"revoked the token of {args.name}")
+    return 0
+
+
+def cmd_tokens(args) -> int:
+    store = _store(args)
+    try:
+        rows = store.list_principals()
+    finally:
+        store.close()
+    for r in rows:
+        state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "live"
+        print(f"{r['name']:<32} {r['role']:<8} since {r['created_at']}  {state}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``aposos center`` and its actions."""
+    parser = subparsers.add_parser(
+        "center",
+        help="run and administer the data center",
+        description="Run the data-center HTTP service and manage its access tokens.",
+    )
+    actions = parser.add_subparsers(dest="center_action", metavar="ACTION", required=True)
+
+    def add(name, func, help_text):
+        p = actions.add_parser(name, help=help_text, description=help_text)
+        p.add_argument(
+            "--config",
+            help=f"center configuration (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG} if present)",
+        )
+        p.set_defaults(func=func)
+        return p
+
+    p = add("serve", cmd_serve, "serve the HTTP API (and run the correlation worker)")
+    p.add_argument("--host", help="address to listen on (default from the config)")
+    p.add_argument("--port", type=int, help="port to listen on (default from the config)")
+    p.add_argument("--no-worker", action="store_true", help="serve without correlating")
+
+    p = add("add-station", cmd_add_station, "register a station and print its new token once")
+    p.add_argument("code", help="station code, as in stations/*.toml [site] code")
+    p.add_argument("--token-file", help="write the token to this file (mode 600) instead")
+
+    p = add("add-user", cmd_add_user, "add an analyst or admin and print the new token once")
+    p.add_argument("name", help="user name")
+    p.add_argument("--role", required=True, choices=("analyst", "admin"))
+    p.add_argument("--token-file", help="write the token to this file (mode 600) instead")
+
+    p = add("revoke", cmd_revoke, "revoke the token of a station or user")
+    p.add_argument("name", help="station code or user name")
+
+    add("tokens", cmd_tokens, "list token holders, roles and revocations (never tokens)")

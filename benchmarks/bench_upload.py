@@ -1,0 +1,206 @@
+"""Load benchmark of the data center: concurrent station clients uploading tracklets.
+
+A real ``aposos center serve`` process (SQLite file in a temp folder, correlation
+worker running) on a loopback port; N station clients (threads with their own HTTP
+connection and token) upload batches of fresh tracklets for a fixed time. Reported:
+tracklets/s, requests/s, latency percentiles; then the database is checked: every
+acknowledged tracklet stored exactly once.
+
+Baseline, run first in the same process: one client alone for a short time. The
+ratio says how much the service gains from concurrency.
+
+    .venv/bin/python benchmarks/bench_upload.py                 # 20 clients, 60 s
+    .venv/bin/python benchmarks/bench_upload.py --clients 5 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from centerserver import CenterProcess  # noqa: E402
+
+PLACEHOLDER = "00000000-0000-4000-8000-{:012d}"
+
+
+def body_template(station: str, batch: int, n_obs: int, seed: int) -> tuple[str, list[str]]:
+    """A JSON upload whose UUIDs are placeholders to replace per request."""
+    rng = np.random.default_rng(seed)
+    start = np.datetime64("2020-10-01T18:00:00", "us")
+    wire, marks = [], []
+    for j in range(batch):
+        mark = PLACEHOLDER.format(seed * 1000 + j)
+        t0 = start + np.timedelta64(int(rng.integers(0, 8 * 3600)), "s")
+        wire.append(
+            {
+                "uuid": mark,
+                "station": station,
+                "object": None,
+                "observations": [
+                    {
+                        "utc": str(t0 + np.timedelta64(k * 3, "s")) + "Z",
+                        "ra_deg": float(rng.uniform(0, 360)),
+                        "dec_deg": float(rng.uniform(-80, 80)),
+                        "sigma_arcsec": 1.5,
+                        "mag": float(rng.uniform(8, 14)),
+                    }
+                    for k in range(n_obs)
+                ],
+            }
+        )
+        marks.append(mark)
+    return json.dumps(wire), marks
+
+
+def run_clients(center, tokens: dict, seconds: float, batch: int, n_obs: int) -> dict:
+    """Upload from every station in ``tokens`` at once for ``seconds``."""
+    latencies: list[float] = []
+    acked: list[str] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client(code: str, token: str, seed: int):
+        template, marks = body_template(code, batch, n_obs, seed)
+        mine_lat, mine_ack = [], []
+        with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
+            while time.monotonic() < deadline:
+                body, ids = template, []
+                for mark in marks:
+                    new = str(uuid.uuid4())
+                    body = body.replace(mark, new)
+                    ids.append(new)
+                t0 = time.perf_counter()
+                try:
+                    r = http.post(
+                        f"{center.url}/api/v1/tracklets",
+                        content=body,
+                        headers={"Content-Type": "application/json"},
+                    )
+                except httpx.HTTPError as exc:
+                    with lock:
+                        errors.append(repr(exc))
+                    continue
+                mine_lat.append(time.perf_counter() - t0)
+                if r.status_code == 201 and r.json()["stored"] == len(ids):
+                    mine_ack.extend(ids)
+                else:
+                    with lock:
+                        errors.append(f"{r.status_code} {r.text[:200]}")
+        with lock:
+            latencies.extend(mine_lat)
+            acked.extend(mine_ack)
+
+    threads = [
+        threading.Thread(target=client, args=(code, token, k + 1))
+        for k, (code, token) in enumerate(tokens.items())
+    ]
+    t_start = time.monotonic()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.monotonic() - t_start
+    lat = np.array(latencies) * 1000.0
+    return {
+        "clients": len(tokens),
+        "seconds": elapsed,
+        "requests": len(latencies),
+        "tracklets": len(acked),
+        "errors": errors,
+        "acked": acked,
+        "tracklets_per_s": len(acked) / elapsed,
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        "max_ms": float(lat.max()) if lat.size else float("nan"),
+    }
+
+
+def check_exactly_once(center, acked: list[str]) -> tuple[int, int]:
+    """(acknowledged tracklets missing from the database, UUIDs stored more than once)."""
+    from sqlalchemy import func, select
+
+    from aposos.center import schema as S
+
+    with center.store.read() as conn:
+        stored = conn.execute(select(S.tracklets.c.uuid)).scalars().all()
+        n_obs = conn.execute(select(func.count()).select_from(S.observations)).scalar()
+    counts: dict[str, int] = {}
+    for u in stored:
+        counts[u] = counts.get(u, 0) + 1
+    missing = sum(1 for u in acked if u not in counts)
+    doubled = sum(1 for n in counts.values() if n > 1)
+    return missing, doubled, len(stored), n_obs
+
+
+def report(name: str, r: dict) -> None:
+    print(
+        f"{name:<9} {r['clients']:>3} clients {r['seconds']:6.1f} s  "
+        f"{r['requests']:>6} requests {r['tracklets']:>7} tracklets  "
+        f"{r['tracklets_per_s']:8.1f} tracklets/s {r['requests_per_s']:7.1f} req/s  "
+        f"latency p50 {r['p50_ms']:6.1f} ms p95 {r['p95_ms']:6.1f} ms "
+        f"p99 {r['p99_ms']:6.1f} ms max {r['max_ms']:6.1f} ms  errors {len(r['errors'])}"
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    ap.add_argument("--baseline", type=float, default=10.0, help="seconds of the 1-client run")
+    ap.add_argument("--batch", type=int, default=10, help="tracklets per upload")
+    ap.add_argument("--obs", type=int, default=6, help="observations per tracklet")
+    ap.add_argument("--sync", default="FULL", help="SQLite synchronous mode of the server")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="aposos-bench-") as tmp:
+        center = CenterProcess(Path(tmp), worker=True, lease_s=30.0, sqlite_synchronous=args.sync)
+        center.start()
+        try:
+            tokens = {f"ST{k:02d}": center.token(f"ST{k:02d}") for k in range(1, args.clients + 1)}
+            print(
+                f"server: SQLite (WAL, synchronous={args.sync}), worker on; "
+                f"{args.batch} tracklets x {args.obs} observations per upload"
+            )
+            first = next(iter(tokens))
+            base = run_clients(center, {first: tokens[first]}, args.baseline, args.batch, args.obs)
+            report("baseline", base)
+            load = run_clients(center, tokens, args.duration, args.batch, args.obs)
+            report("load", load)
+            if not (base["tracklets"] and load["tracklets"]):
+                print("errors:", (base["errors"] + load["errors"])[:3])
+                return 1
+            print(
+                f"ratio load/baseline: throughput {load['tracklets_per_s'] / base['tracklets_per_s']:.2f}x, "
+                f"p99 latency {load['p99_ms'] / base['p99_ms']:.2f}x"
+            )
+            missing, doubled, stored, n_obs = check_exactly_once(
+                center, base["acked"] + load["acked"]
+            )
+            acked = len(base["acked"]) + len(load["acked"])
+            print(
+                f"database: {stored} tracklets ({n_obs} observations) stored for {acked} "
+                f"acknowledged; missing {missing}, stored twice {doubled}"
+            )
+            for e in (base["errors"] + load["errors"])[:5]:
+                print("error:", e)
+            ok = missing == 0 and doubled == 0 and stored == acked
+        finally:
+            center.stop()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

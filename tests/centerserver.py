@@ -1,0 +1,263 @@
+"""A real ``aposos center serve`` process for the tests, and observations to feed it.
+
+:class:`CenterProcess` writes a configuration into a temp folder (SQLite file there,
+the repository's ``stations/`` for sites), starts the server as a subprocess on a
+free loopback port and waits for ``/healthz``. Tokens are issued through the store
+(same database file) or through the real CLI.
+
+:func:`observed_tracklet` makes the tracklet a station would report for a
+catalogued object, computed by Skyfield (an outside authority) from the TLE.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+STATIONS = REPO / "stations"
+CATALOGUES = REPO / "tests" / "data" / "shared" / "catalogues"
+CAT_0930 = CATALOGUES / "celestrak-active-2020-09-30.3le"
+CAT_1002 = CATALOGUES / "celestrak-active-2020-10-02.3le"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ``python -m aposos.cli`` would load the module twice (as __main__ and as aposos.cli)
+APOSOS = [sys.executable, "-c", "import sys; from aposos.cli import main; sys.exit(main())"]
+
+
+def aposos_cli(*args: str, env: dict | None = None, timeout: float = 120):
+    """Run the real ``aposos`` command line; returns the CompletedProcess."""
+    return subprocess.run(
+        [*APOSOS, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
+
+
+class CenterProcess:
+    """``aposos center serve`` in a subprocess with its own SQLite database."""
+
+    def __init__(self, folder: Path, *, worker: bool = True, lease_s: float = 2.0, **center):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = self.folder / "center.toml"
+        self.log = self.folder / "server.log"
+        settings = {
+            "data_dir": str(self.folder / "data"),
+            "stations_dir": str(STATIONS),
+            "host": "127.0.0.1",
+            "port": self.port,
+            **center,
+        }
+        self.settings = settings
+        lines = ["[center]"]
+        lines += [f"{k} = {_toml(v)}" for k, v in settings.items()]
+        lines += [
+            "[worker]",
+            f"enabled = {'true' if worker else 'false'}",
+            "poll_seconds = 0.2",
+            f"lease_seconds = {lease_s}",
+            "batch_size = 16",
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen | None = None
+        self._store = None
+
+    @property
+    def database_url(self) -> str:
+        return (
+            self.settings.get("database") or f"sqlite:///{self.folder / 'data' / 'center.sqlite'}"
+        )
+
+    def start(self, timeout: float = 60.0) -> CenterProcess:
+        logfile = open(self.log, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [*APOSOS, "center", "serve", "--config", str(self.config)],
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        logfile.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"center exited at start:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"center did not answer in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown handlers run."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def store(self):
+        """The server's database, opened from the test process."""
+        if self._store is None:
+            from aposos.center.store import Store
+
+            self._store = Store(self.database_url)
+        return self._store
+
+    def token(self, name: str, role: str = "station") -> str:
+        from aposos.center.auth import issue_token
+
+        return issue_token(self.store, name, role)
+
+    def client(self, token: str | None):
+        from aposos.center.client import CenterClient
+
+        return CenterClient(self.url, token)
+
+    def wait_for_queue(self, timeout: float = 120.0) -> dict:
+        """Wait until no job is pending or running; returns the queue counts."""
+        from aposos.center.worker import queue_counts
+
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = queue_counts(self.store)
+            if counts["pending"] == 0 and counts["running"] == 0:
+                return counts
+            if time.monotonic() > deadline:
+                raise AssertionError(f"queue not drained after {timeout} s: {counts}")
+            time.sleep(0.2)
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def read_3le(path: Path, norad_ids: set[int]) -> dict[int, tuple[str, str, str]]:
+    """Name and TLE lines of some objects of a 3LE file."""
+    lines = path.read_text().splitlines()
+    found = {}
+    for k in range(0, len(lines) - 2, 3):
+        name, l1, l2 = lines[k : k + 3]
+        number = int(l1[2:7])
+        if number in norad_ids:
+            found[number] = (name.strip(), l1, l2)
+    return found
+
+
+def observed_tracklet(
+    station_site: dict,
+    code: str,
+    tle: tuple[str, str, str],
+    start: np.datetime64,
+    n: int = 6,
+    step_s: float = 8.0,
+):
+    """The RA/Dec a station reports for a TLE object, or None when it is below 15
+    degrees there.
+
+    The convention of the project (a plate solved against astrometric catalogue
+    stars): the direction from the station to where the object was when the light
+    left it, in GCRS axes, with the annual aberration that the reference stars carry
+    taken out. Skyfield gives the positions, ERFA the Earth's velocity and the
+    aberration.
+    """
+    import erfa
+    from skyfield.api import EarthSatellite, load, wgs84
+
+    from aposos.model import Tracklet
+
+    ts = load.timescale(builtin=True)
+    sat = EarthSatellite(tle[1], tle[2], tle[0], ts)
+    where = wgs84.latlon(
+        station_site["latitude_deg"],
+        station_site["longitude_deg"],
+        elevation_m=station_site["altitude_m"],
+    )
+    utc = start + (np.arange(n) * step_s * 1e6).astype("timedelta64[us]")
+    # calendar fields, so that Skyfield applies the leap seconds of the date itself
+    days = utc.astype("datetime64[D]")
+    ymd = [d.tolist() for d in days]
+    seconds = (utc - days).astype(np.int64) / 1e6
+    t = ts.utc([d.year for d in ymd], [d.month for d in ymd], [d.day for d in ymd], 0, 0, seconds)
+    alt, _, _ = (sat - where).at(t).altaz()
+    if np.min(alt.degrees) < 15:
+        return None
+    station_km = where.at(t).position.km
+    light_s = np.linalg.norm(sat.at(t).position.km - station_km, axis=0) / 299792.458
+    for _ in range(2):  # light time
+        emitted = ts.tt_jd(t.tt - light_s / 86400.0)
+        line = sat.at(emitted).position.km - station_km
+        light_s = np.linalg.norm(line, axis=0) / 299792.458
+    u = (line / np.linalg.norm(line, axis=0)).T
+    ra, dec = np.empty(n), np.empty(n)
+    for k in range(n):
+        pvh, pvb = erfa.epv00(t.tdb[k], 0.0)
+        v = pvb[1] / erfa.DC  # Earth's barycentric velocity / c
+        sun_au = np.linalg.norm(pvh[0])
+        bm1 = np.sqrt(1.0 - v @ v)
+        p = u[k].copy()
+        for _ in range(5):  # invert the aberration: the star direction seen at u
+            p = p + (u[k] - erfa.ab(p, v, sun_au, bm1))
+            p /= np.linalg.norm(p)
+        ra[k], dec[k] = np.degrees(erfa.c2s(p))
+    return Tracklet(station=code, utc=utc, ra_deg=ra % 360.0, dec_deg=dec)
+
+
+def station_site(code: str) -> dict:
+    """The [site] table of a station in the repository's stations/."""
+    import tomllib
+
+    for path in STATIONS.glob("*.toml"):
+        site = tomllib.loads(path.read_text())["site"]
+        if site["code"] == code:
+            return site
+    raise KeyError(code)
+
+
+def passes(code: str, norad_ids, start: np.datetime64, hours: int = 12, step_min: int = 1):
+    """The first observable arc of each object from station ``code`` after ``start``."""
+    tles = read_3le(CAT_0930, set(norad_ids))
+    site = station_site(code)
+    found = {}
+    for number in norad_ids:
+        for k in range(0, hours * 60, step_min):
+            t = observed_tracklet(site, code, tles[number], start + np.timedelta64(k, "m"))
+            if t is not None:
+                found[number] = t
+                break
+    return found

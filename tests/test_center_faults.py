@@ -1,0 +1,257 @@
+"""Faults against a real center process: bad uploads get their status code and a
+message naming what is wrong and change nothing stored; a server killed with
+SIGKILL during a stream of uploads loses no acknowledged tracklet, stores none twice,
+and finishes the pending correlations after a restart."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from centerserver import CAT_0930, CenterProcess
+from sqlalchemy import func, select
+
+from aposos.center import schema as S
+from aposos.center.worker import queue_counts
+from aposos.formats.tdm import write_tdm
+from aposos.model import Tracklet
+
+NIGHT = np.datetime64("2020-10-01T18:00:00", "us")
+LIMIT = 10 * 1024 * 1024
+
+
+def tracklet(seed: int, station: str = "IRN1") -> Tracklet:
+    rng = np.random.default_rng(seed)
+    start = NIGHT + np.timedelta64(int(rng.integers(0, 6 * 3600)), "s")
+    utc = start + (np.arange(5) * 4e6).astype("timedelta64[us]")
+    return Tracklet(
+        station=station,
+        utc=utc,
+        ra_deg=rng.uniform(0, 360) + 0.02 * np.arange(5),
+        dec_deg=rng.uniform(-80, 80) + 0.02 * np.arange(5),
+    )
+
+
+def stored_state(center: CenterProcess) -> dict:
+    """Every stored row that an upload could touch."""
+    with center.store.read() as conn:
+        return {
+            table.name: sorted(tuple(map(str, r)) for r in conn.execute(select(table)))
+            for table in (S.tracklets, S.observations, S.jobs, S.correlations, S.stations)
+        }
+
+
+@pytest.fixture(scope="module")
+def center(tmp_path_factory):
+    proc = CenterProcess(tmp_path_factory.mktemp("faults"), worker=False).start()
+    proc.tokens = {"IRN1": proc.token("IRN1"), "PAK1": proc.token("PAK1")}
+    with proc.client(proc.tokens["IRN1"]) as c:
+        c.upload_tracklets([tracklet(k) for k in range(5)])
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def make_center(tmp_path):
+    """Start centers that are stopped (and their processes reaped) after the test."""
+    made = []
+
+    def make(**options) -> CenterProcess:
+        proc = CenterProcess(tmp_path / f"center{len(made)}", **options)
+        made.append(proc)
+        return proc.start()
+
+    yield make
+    for proc in made:
+        proc.stop()
+
+
+def post(center, body: bytes | str, token: str | None = "IRN1", **headers) -> httpx.Response:
+    if token:
+        headers["Authorization"] = f"Bearer {center.tokens.get(token, token)}"
+    return httpx.post(
+        f"{center.url}/api/v1/tracklets",
+        content=body.encode() if isinstance(body, str) else body,
+        headers=headers,
+        timeout=60,
+    )
+
+
+def test_bad_uploads_are_refused_with_reasons_and_change_nothing(center):
+    before = stored_state(center)
+    good = tracklet(100).to_wire()
+    wire = [good, {**tracklet(101).to_wire(), "uuid": "not-a-uuid"}]
+    wrong_type = json.loads(json.dumps([tracklet(102).to_wire()]))
+    wrong_type[0]["observations"][2]["ra_deg"] = "12.5"
+    kvn = write_tdm([tracklet(103)], format="kvn").splitlines()
+    broken = next(k for k, line in enumerate(kvn) if line.startswith("ANGLE_1"))
+    kvn[broken] = kvn[broken].rsplit(" ", 1)[0] + " twelve"
+    cases = [
+        # (body, token, status, words the message must hold)
+        (json.dumps(wire), "IRN1", 422, ["record 1", "not a UUID"]),
+        (json.dumps(wrong_type), "IRN1", 422, ["record 0", "observations[2].ra_deg", "number"]),
+        (json.dumps([{**good, "observations": "none"}]), "IRN1", 422, ["'observations'"]),
+        (json.dumps({"uuid": 1}), "IRN1", 422, ["list of tracklets"]),
+        ('[{"uuid": "x",', "IRN1", 422, ["not valid JSON", "line 1 column"]),
+        ("\n".join(kvn) + "\n", "IRN1", 422, [f"line {broken + 1}"]),
+        ("CCSDS_TDM_VERS = 2.0\nno tracking data\n", "IRN1", 422, ["TDM"]),
+        ("hello", "IRN1", 422, ["neither JSON"]),
+        (json.dumps([good]), None, 401, ["missing token"]),
+        (json.dumps([good]), "aposos_wrongtoken", 401, ["unknown or revoked token"]),
+        (json.dumps([good]), "PAK1", 403, ["record 0", "'IRN1'", "'PAK1'"]),
+        (
+            json.dumps([tracklet(104, "PAK1").to_wire(), good]),
+            "PAK1",
+            403,
+            ["record 1", "not the uploading station"],
+        ),
+    ]
+    for body, token, status, words in cases:
+        answer = post(center, body, token)
+        detail = answer.json()["detail"]
+        assert answer.status_code == status, (body[:80], answer.text)
+        for word in words:
+            assert word in detail, (word, detail)
+    assert stored_state(center) == before
+    with center.store.read() as conn:
+        rejected = conn.execute(
+            select(func.count()).where(S.uploads.c.state == "rejected")
+        ).scalar()
+    assert rejected == 10  # raw copies kept for the record (not those refused at the door)
+
+
+def test_fifty_megabytes_are_refused_before_they_are_read(center):
+    before = stored_state(center)
+    # a declared size over the limit: the answer comes before a byte of body is sent
+    with socket.create_connection(("127.0.0.1", center.port), timeout=10) as s:
+        s.sendall(
+            (
+                "POST /api/v1/tracklets HTTP/1.1\r\nHost: test\r\n"
+                f"Authorization: Bearer {center.tokens['IRN1']}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {50 * 1024 * 1024}\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"}" not in head:  # headers and the JSON body may come in two pieces
+            piece = s.recv(4096)
+            if not piece:
+                break
+            head += piece
+        head = head.decode()
+    assert head.startswith("HTTP/1.1 413")
+    assert f"over the limit of {LIMIT} bytes" in head
+    # a full 50 MB body, declared, and one streamed without a declared size
+    answer = post(center, b"[" + b" " * (50 * 1024 * 1024) + b"]")
+    assert answer.status_code == 413 and "over the limit" in answer.json()["detail"]
+
+    def chunks():
+        for _ in range(50):
+            yield b" " * (1024 * 1024)
+
+    answer = post(center, chunks())
+    assert answer.status_code == 413 and "over the limit" in answer.json()["detail"]
+    assert stored_state(center) == before
+    assert httpx.get(f"{center.url}/healthz").status_code == 200
+
+
+def test_upload_received_before_a_crash_is_processed_at_restart(make_center):
+    center = make_center(worker=False)
+    t = tracklet(7)
+    center.kill()
+    # the raw copy was committed, then the server died before parsing it
+    center.store.save_raw_upload("IRN1", "application/json", json.dumps([t.to_wire()]).encode())
+    center.start()
+    token = center.token("analyst", "analyst")
+    with center.client(token) as c:
+        assert c.tracklet(t.uuid)["n_obs"] == 5
+    with center.store.read() as conn:
+        states = conn.execute(select(S.uploads.c.state)).scalars().all()
+    assert states == ["stored"]
+
+
+@pytest.mark.slow
+def test_kill_9_during_uploads_loses_nothing_and_stores_nothing_twice(make_center):
+    """SIGKILL the server while 3 stations stream uploads and the worker correlates;
+    restart; clients resend what was not acknowledged (as an outbox does)."""
+    center = make_center(worker=True, lease_s=2.0)
+    codes = ("IRN1", "PAK1", "PER1")
+    tokens = {code: center.token(code) for code in codes}
+    admin = center.token("root", "admin")
+    with center.client(admin) as c:
+        c.put_catalogue(CAT_0930)
+    acked: dict[str, set[str]] = {code: set() for code in codes}
+    sent: dict[str, set[str]] = {code: set() for code in codes}
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def station(code: str, seed: int) -> None:
+        k = 0
+        with httpx.Client(timeout=30) as http:
+            headers = {"Authorization": f"Bearer {tokens[code]}"}
+            while not stop.is_set():
+                batch = [tracklet(seed * 100000 + k + j, code) for j in range(4)]
+                k += 4
+                body = json.dumps([t.to_wire() for t in batch])
+                sent[code].update(t.uuid for t in batch)
+                while not stop.is_set():  # resend until acknowledged
+                    try:
+                        r = http.post(
+                            f"{center.url}/api/v1/tracklets", content=body, headers=headers
+                        )
+                    except httpx.TransportError:
+                        time.sleep(0.2)
+                        continue
+                    if r.status_code in (200, 201):
+                        acked[code].update(t.uuid for t in batch)
+                        break
+                    errors.append(f"{r.status_code} {r.text}")
+                    return
+
+    threads = [threading.Thread(target=station, args=(c, i + 1)) for i, c in enumerate(codes)]
+    for th in threads:
+        th.start()
+    time.sleep(4.0)
+    acked_before_kill = {code: set(v) for code, v in acked.items()}
+    center.kill()
+    killed_at = {code: len(v) for code, v in acked_before_kill.items()}
+    left = queue_counts(center.store)
+    assert left["pending"] + left["running"] > 0, left  # work was cut off by the kill
+    time.sleep(1.0)
+    center.start()
+    time.sleep(3.0)
+    stop.set()
+    for th in threads:
+        th.join(60)
+    assert not errors
+    assert all(n > 0 for n in killed_at.values()), killed_at
+    print(f"acknowledged before the kill: {killed_at}; queue at the kill: {left}")
+    counts = center.wait_for_queue(timeout=180)
+    with center.store.read() as conn:
+        K, C, J, O = S.tracklets, S.correlations, S.jobs, S.observations
+        rows = conn.execute(select(K.c.uuid, K.c.station, K.c.n_obs)).all()
+        per_tracklet = dict(
+            conn.execute(select(C.c.tracklet_id, func.count()).group_by(C.c.tracklet_id)).all()
+        )
+        jobs = conn.execute(select(J.c.state, func.count()).group_by(J.c.state)).all()
+        n_obs = conn.execute(select(func.count()).select_from(O)).scalar()
+        n_tracklets = conn.execute(select(func.count()).select_from(K)).scalar()
+        unprocessed = conn.execute(
+            select(func.count()).where(S.uploads.c.state == "received")
+        ).scalar()
+    uuids = [r.uuid for r in rows]
+    assert len(uuids) == len(set(uuids))  # nothing twice
+    for code in codes:
+        stored = {r.uuid for r in rows if r.station == code}
+        assert acked_before_kill[code] <= stored  # nothing acknowledged was lost
+        assert acked[code] <= stored <= sent[code]
+    assert n_obs == sum(r.n_obs for r in rows)
+    # every tracklet correlated exactly once, the queue empty
+    assert len(per_tracklet) == n_tracklets and set(per_tracklet.values()) == {1}
+    assert dict(jobs) == {"done": n_tracklets}, (jobs, counts)
+    assert unprocessed == 0
