@@ -1,0 +1,95 @@
+"""``aposos station``: what runs at an observatory.
+
+aposos station reduce FRAMES_OR_DIR... --station stations/X.toml [--calib DIR]
+                      --out DIR [--archive PATH] [--catalog both|gaia|hipparcos]
+aposos station simulate ...      (when the simulator is installed)
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from aposos.cli import CommandError
+
+
+def cmd_reduce(args) -> int:
+    from aposos.station.config import StationConfig
+    from aposos.station.reduce import ReduceOptions, reduce_frames
+
+    try:
+        station = StationConfig.load(args.station)
+    except FileNotFoundError:
+        raise CommandError(f"no station file at {args.station}") from None
+    for p in args.inputs:
+        if not Path(p).exists():
+            raise CommandError(f"{p}: no such file or folder")
+    if args.calib is not None and not Path(args.calib).is_dir():
+        raise CommandError(f"--calib {args.calib}: not a folder")
+    options = ReduceOptions(catalogue=args.catalog, pointing_tolerance_deg=args.pointing_tolerance)
+    result = reduce_frames(
+        args.inputs,
+        station,
+        calib=args.calib,
+        out_dir=args.out,
+        archive=args.archive,
+        options=options,
+        progress=not args.quiet,
+    )
+    summary = result.to_json()["summary"]
+    if summary["files"] == 0:
+        raise CommandError("no FITS files found in the inputs")
+    print(
+        f"{summary['light_frames']} light frames, {summary['solved']} solved, "
+        f"{summary['errors']} unreadable; {summary['tracklets']} tracklets "
+        f"({summary['observations']} observations) -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "station", help="station tools: reduce frames, simulate the sky", description=__doc__
+    )
+    sub = parser.add_subparsers(dest="station_command", metavar="SUBCOMMAND")
+    reduce = sub.add_parser(
+        "reduce",
+        help="reduce FITS frames into tracklets (TDM, IOD, reduction.json)",
+        description=(
+            "Calibrate, extract, plate-solve and measure FITS frames, link the satellite "
+            "detections into tracklets, and write tracklets.tdm, tracklets.iod and "
+            "reduction.json (per frame: solved or why not, RMS, stars, FWHM, limiting "
+            "magnitude, detections). Bad files are reported and skipped."
+        ),
+    )
+    reduce.add_argument("inputs", nargs="+", metavar="FRAMES_OR_DIR", help="FITS files or folders")
+    reduce.add_argument("--station", required=True, help="station file (stations/<name>.toml)")
+    reduce.add_argument("--calib", help="folder of bias/dark/flat frames")
+    reduce.add_argument("--out", required=True, help="output folder")
+    reduce.add_argument("--archive", help="zarr archive to store frames and products in")
+    reduce.add_argument(
+        "--catalog",
+        default="both",
+        choices=("both", "gaia", "hipparcos"),
+        help="star catalogue for plate solving (default: both)",
+    )
+    reduce.add_argument(
+        "--pointing-tolerance",
+        type=float,
+        default=1.5,
+        metavar="DEG",
+        help="how far the true field may be from the header pointing (default 1.5)",
+    )
+    reduce.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    reduce.set_defaults(func=cmd_reduce)
+    try:
+        simulate = importlib.import_module("aposos.commands.station_simulate")
+    except ModuleNotFoundError as exc:
+        if exc.name != "aposos.commands.station_simulate":
+            raise
+    else:
+        if hasattr(simulate, "add_parser"):
+            simulate.add_parser(sub)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])

@@ -1,0 +1,143 @@
+"""Source extraction and classification on synthetic frames of real catalogue stars.
+
+Star positions come from astropy's TAN-SIP projection of Gaia/Hipparcos stars;
+centroids are also compared with photutils' (an outside implementation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from station_synth import make_frame
+
+from aposos.station import extract as ex
+from aposos.station.extract import POINT, SHARP, STAR, STREAK, SourceExtractor
+from aposos.station.fitsframe import read_frame
+
+
+@pytest.fixture(scope="module")
+def sidereal(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ex") / "sidereal.fits"
+    truth = make_frame(
+        path,
+        zero_point=19.5,
+        fwhm_px=2.8,
+        streaks=[(100, 200, 400, 300, 60000)],
+        hot_pixels=6,
+        cosmic_rays=6,
+        faint_stars=300,
+        seed=11,
+    )
+    frame = read_frame(path)
+    return truth, frame, SourceExtractor(fwhm_px=3.0, saturation=59000)(frame.data)
+
+
+def test_kernels_match_scipy():
+    rng = np.random.default_rng(2)
+    img = rng.normal(size=(67, 91)).astype(np.float32)
+    k = ex._gaussian_kernel(1.3)
+    rows = np.empty_like(img)
+    ex._convolve_rows(img, k, rows)
+    np.testing.assert_allclose(rows, ndimage.correlate1d(img, k, axis=1, mode="mirror"), atol=1e-5)
+    # the vertical pass divides by knorm * rms: give it a flat rms of 1 / knorm
+    rms = np.full((2, 2), 1.0, np.float32)
+    iy, wy = ex._axis_weights(67, 64, 2)
+    ix, wx = ex._axis_weights(91, 64, 2)
+    out = np.empty_like(img)
+    mask = np.empty(img.shape, bool)
+    ex._convolve_cols_threshold(rows, k, rms, iy, wy, ix, wx, 1.0, 0.5, out, mask)
+    ref = ndimage.correlate1d(rows, k, axis=0, mode="mirror")
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_array_equal(mask, ref > 0.5)
+
+
+def test_background_and_noise(sidereal):
+    truth, frame, ext = sidereal
+    # synth: sky 400 ADU (+10 % / -5 % gradient) on a 1000 ADU bias; gain 1.5, 9 e- read noise
+    expected_noise = np.sqrt(400 * 1.05 * 1.5 + 81) / 1.5
+    assert ext.noise_median == pytest.approx(expected_noise, rel=0.05)
+    assert ext.background_median == pytest.approx(1000 + 400 * 1.025, abs=5)
+    # the background taken off follows the synthetic sky model (bias + gradient)
+    ny, nx = frame.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    model = 1000 + 400 * (1.0 + 0.1 * (xx / nx) - 0.05 * (yy / ny))
+    background = frame.data - ext.subtracted
+    assert np.median(np.abs(background - model)) < 0.15 * expected_noise
+
+
+def test_stars_centroids_and_fwhm(sidereal):
+    truth, frame, ext = sidereal
+    s = ext.sources
+    assert ext.fwhm_px == pytest.approx(2.8, rel=0.08)
+    stars = s.subset(s.kind == STAR)
+    bright = (truth.star_mag > 9.0) & (truth.star_mag < 11.0)  # brighter ones saturate
+    tx, ty = truth.star_xy[bright].T
+    inside = (tx > 10) & (tx < 1013) & (ty > 10) & (ty < 1013)
+    d = np.hypot(stars.x[:, None] - tx[inside], stars.y[:, None] - ty[inside])
+    nearest = d.min(axis=0)
+    assert np.mean(nearest < 1.0) > 0.85  # a few blend with brighter neighbours
+    good = nearest[nearest < 1.0]
+    assert np.median(good) < 0.05 and np.percentile(good, 90) < 0.15
+
+
+def test_centroids_agree_with_photutils(sidereal):
+    from photutils.centroids import centroid_2dg
+
+    truth, frame, ext = sidereal
+    s = ext.sources
+    inner = (s.x > 10) & (s.x < 1013) & (s.y > 10) & (s.y < 1013)
+    near = np.hypot(s.x[:, None] - s.x, s.y[:, None] - s.y)
+    np.fill_diagonal(near, np.inf)
+    isolated = near.min(axis=1) > 10  # centroid_2dg fits one star per cutout
+    sel = np.nonzero((s.kind == STAR) & (s.snr > 50) & (s.nsat == 0) & inner & isolated)[0][:15]
+    assert sel.size >= 8
+    for i in sel:
+        xi, yi = int(round(s.x[i])), int(round(s.y[i]))
+        cut = ext.subtracted[yi - 5 : yi + 6, xi - 5 : xi + 6].astype(float)
+        cx, cy = centroid_2dg(cut)
+        assert abs(cx + xi - 5 - s.x[i]) < 0.05 and abs(cy + yi - 5 - s.y[i]) < 0.05
+
+
+def test_classification(sidereal):
+    truth, frame, ext = sidereal
+    s = ext.sources
+    streaks = np.nonzero(s.kind == STREAK)[0]
+    mid = np.array([250.0, 250.0])
+    hit = [i for i in streaks if np.hypot(s.fx[i] - mid[0], s.fy[i] - mid[1]) < 10]
+    assert len(hit) == 1
+    assert s.length[hit[0]] == pytest.approx(np.hypot(300, 100), rel=0.05)
+    # hot pixels and cosmic rays are never satellite candidates
+    cand = (s.kind == STREAK) | (s.kind == POINT)
+    assert int(cand.sum()) == 1
+    assert (s.kind == SHARP).sum() >= 6
+
+
+def test_trailed_stars_and_a_point(tmp_path):
+    path = tmp_path / "stare.fits"
+    make_frame(
+        path,
+        zero_point=19.5,
+        fwhm_px=2.5,
+        star_trail=(24.0, 6.0),
+        points=[(512.3, 600.7, 8000.0)],
+        seed=5,
+    )
+    ext = SourceExtractor(fwhm_px=2.5, saturation=59000)(read_frame(path).data)
+    # footprint length: the trail plus the PSF wings above the threshold
+    assert ext.star_length_px == pytest.approx(np.hypot(24, 6) + 2.5, rel=0.1)
+    assert np.degrees(ext.star_theta) % 180 == pytest.approx(np.degrees(np.arctan2(6, 24)), abs=2)
+    s = ext.sources
+    pts = np.nonzero(s.kind == POINT)[0]
+    near = [i for i in pts if np.hypot(s.x[i] - 512.3, s.y[i] - 600.7) < 1.0]
+    assert len(near) == 1
+
+
+def test_empty_and_flat_frames():
+    flat = np.full((300, 300), 500.0, np.float32)
+    ext = SourceExtractor()(
+        flat + np.random.default_rng(0).normal(0, 5, flat.shape).astype(np.float32)
+    )
+    assert len(ext.sources) < 3
+    ext = SourceExtractor()(np.full((64, 64), np.nan, np.float32))
+    assert len(ext.sources) == 0
