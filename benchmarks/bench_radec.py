@@ -34,7 +34,11 @@ from aposos.orbit.site import Site
 from aposos.timeutil import configure_offline
 
 CATALOGUE = (
-    Path(__file__).resolve().parents[1] / "tests" / "data" / "shared" / "catalogues"
+    Path(__file__).resolve().parents[1]
+    / "tests"
+    / "data"
+    / "shared"
+    / "catalogues"
     / "celestrak-active-2020-09-30.3le"
 )
 SITE = Site(35.67, 51.42, 1200.0)

@@ -38,7 +38,13 @@ one_mas_rad = np.radians(1e-3 / 3600.0)
 one_metre_km = 1e-3
 C_KMS = 299792.458
 
-CATALOGUE = Path(__file__).resolve().parent / "data" / "shared" / "catalogues" / "celestrak-active-2020-09-30.3le"
+CATALOGUE = (
+    Path(__file__).resolve().parent
+    / "data"
+    / "shared"
+    / "catalogues"
+    / "celestrak-active-2020-09-30.3le"
+)
 LEO, GEO, HEO = 25544, 26824, 37398  # ISS, INTELSAT 901, MERIDIAN 4
 TEHRAN = Site(35.67, 51.42, 1200.0)
 AREQUIPA = Site(-16.4656, -71.4930, 2450.0)

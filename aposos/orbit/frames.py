@@ -27,11 +27,10 @@ from __future__ import annotations
 import math
 
 import erfa
-import numba
 import numpy as np
 from numba import prange
 
-from aposos.orbit.jit import JIT_FLAGS, kernel, parallel_kernel
+from aposos.orbit.jit import inline_kernel, kernel, parallel_kernel
 from aposos.orbit.site import Site
 from aposos.timeutil import as_jd_fr, polar_motion_rad, utc_to_tt, utc_to_ut1
 
@@ -56,12 +55,6 @@ OMEGA_EARTH_RAD_S = 2.0 * math.pi * 1.00273781191135448 / 86400.0  # rate of the
 EARTH_RADIUS_KM = 6378.137  # WGS84 equatorial; the shadow test treats the Earth as a sphere
 KNOT_SPACING_DAYS = 10.0 / 1440.0
 _DEG = 180.0 / math.pi
-
-
-def _inline_kernel(func):
-    """A point function inlined into its callers at numba-IR level: the loops that call it
-    vectorise only then (an out-of-line call keeps them scalar, 4-5x slower)."""
-    return numba.njit(inline="always", **JIT_FLAGS)(func)
 
 
 # --- per-time quantities (erfa, vectorised over times) ---------------------------------
@@ -204,7 +197,7 @@ _SECTOR_ANGLE = tuple((2 * k + 1) * math.pi / 24.0 for k in range(3))
 _SECTOR_TAN = tuple(math.tan(a) for a in _SECTOR_ANGLE)
 
 
-@_inline_kernel
+@inline_kernel
 def _atan2(y, x):
     ax, ay = abs(x), abs(y)
     swap = ay > ax
@@ -233,7 +226,7 @@ def _atan2(y, x):
 # Point functions, shared by the loop drivers below.
 
 
-@_inline_kernel
+@inline_kernel
 def _astrometric_vector(rx, ry, rz, vx, vy, vz, p, j):
     """Light-time-corrected topocentric GCRS direction with aberration applied, and range.
 
@@ -257,7 +250,7 @@ def _astrometric_vector(rx, ry, rz, vx, vy, vz, p, j):
     return bm1 * ux + w1 * bx, bm1 * uy + w1 * by, bm1 * uz + w1 * bz, rho
 
 
-@_inline_kernel
+@inline_kernel
 def _topocentric_enu(rx, ry, rz, p, j):
     """``p[:, j]``: station TEME km (rows 0-2), TEME->ENU matrix by rows (3-11)."""
     dx, dy, dz = rx - p[0, j], ry - p[1, j], rz - p[2, j]
@@ -267,7 +260,7 @@ def _topocentric_enu(rx, ry, rz, p, j):
     return east, north, up
 
 
-@_inline_kernel
+@inline_kernel
 def _longitude_latitude_deg(x, y, z):
     """Angles of a vector: longitude in [0, 360) from x towards y, latitude from the xy-plane."""
     lon = _DEG * _atan2(y, x)
@@ -310,7 +303,7 @@ def _blocks(n_obj: int, n_t: int, per_time: np.ndarray):
     return tables, start, length, np.tile(np.arange(n_runs, dtype=np.int64), n_obj)
 
 
-@_inline_kernel
+@inline_kernel
 def _radec_block(r_km, v_kms, tables, start, length, chunk, ra_deg, dec_deg, range_km, b):
     # C-contiguous views, so that every index below is a range() variable over unit
     # strides: numba drops its negative-index test and the loops vectorise.
@@ -331,7 +324,7 @@ def _radec_block(r_km, v_kms, tables, start, length, chunk, ra_deg, dec_deg, ran
         rng[k] = q[3, k]
 
 
-@_inline_kernel
+@inline_kernel
 def _azel_block(r_km, tables, start, length, chunk, az_deg, el_deg, range_km, b):
     k0, n = start[b], length[b]
     r, p = r_km[k0 : k0 + n], tables[chunk[b]]
@@ -347,7 +340,7 @@ def _azel_block(r_km, tables, start, length, chunk, az_deg, el_deg, range_km, b)
         rng[k] = math.sqrt(east * east + north * north + up * up)
 
 
-@_inline_kernel
+@inline_kernel
 def _sunlit_row(r_km, sun_teme_km, earth_radius_km, out, i):
     r2_earth = earth_radius_km * earth_radius_km
     for j in range(out.shape[1]):

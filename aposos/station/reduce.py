@@ -674,7 +674,8 @@ class _TransientState:
                 continue
             pts = np.array([d.radec_a, d.radec_mid, d.radec_b])
             qx, qy = model.world_to_pixel(pts[:, 0], pts[:, 1])
-            ok = (qx >= 0) & (qx < nx) & (qy >= 0) & (qy < ny)
+            # pixel centres round to the nearest index: keep them inside the frame
+            ok = (qx >= -0.5) & (qx < nx - 0.5) & (qy >= -0.5) & (qy < ny - 0.5)
             hits = sum(
                 labels[int(round(b)), int(round(a))] != 0
                 for a, b in zip(qx[ok], qy[ok], strict=True)
