@@ -29,7 +29,7 @@ import math
 import numba
 import numpy as np
 
-from aposos.orbit.jit import kernel, parallel_kernel
+from aposos.orbit.jit import inline_kernel, kernel, parallel_kernel
 
 ERROR_MESSAGES = {
     0: "no error",
@@ -465,6 +465,21 @@ def _sgp4_at(p, i, t, state, out_r, out_v):
     cnod = math.cos(xnode)
     sini = math.sin(xinc)
     cosi = math.cos(xinc)
+    x, y, z, vx, vy, vz = teme_state(snod, cnod, sini, cosi, sinsu, cossu, mrt, mvt, rvdot)
+    out_r[0] = x
+    out_r[1] = y
+    out_r[2] = z
+    out_v[0] = vx
+    out_v[1] = vy
+    out_v[2] = vz
+    if mrt < 1.0:
+        return 6
+    return 0
+
+
+@inline_kernel
+def teme_state(snod, cnod, sini, cosi, sinsu, cossu, mrt, mvt, rvdot):
+    """Position (km) and velocity (km/s) in TEME from the osculating orientation."""
     xmx = -snod * cosi
     xmy = cnod * cosi
     ux = xmx * sinsu + cnod * cossu
@@ -473,17 +488,15 @@ def _sgp4_at(p, i, t, state, out_r, out_v):
     vx = xmx * cossu - cnod * sinsu
     vy = xmy * cossu - snod * sinsu
     vz = sini * cossu
-
     mr = mrt * RADIUS_EARTH_KM
-    out_r[0] = mr * ux
-    out_r[1] = mr * uy
-    out_r[2] = mr * uz
-    out_v[0] = (mvt * ux + rvdot * vx) * VKMPERSEC
-    out_v[1] = (mvt * uy + rvdot * vy) * VKMPERSEC
-    out_v[2] = (mvt * uz + rvdot * vz) * VKMPERSEC
-    if mrt < 1.0:
-        return 6
-    return 0
+    return (
+        mr * ux,
+        mr * uy,
+        mr * uz,
+        (mvt * ux + rvdot * vx) * VKMPERSEC,
+        (mvt * uy + rvdot * vy) * VKMPERSEC,
+        (mvt * uz + rvdot * vz) * VKMPERSEC,
+    )
 
 
 @kernel

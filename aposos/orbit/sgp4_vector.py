@@ -32,7 +32,7 @@ import numba
 import numpy as np
 
 from aposos.orbit import sgp4 as s4
-from aposos.orbit.jit import kernel, parallel_kernel
+from aposos.orbit.jit import inline_kernel, kernel, parallel_kernel
 from aposos.orbit.polymath import atan2, cfmod, sincos
 
 BLOCK = 64
@@ -94,9 +94,7 @@ def _stage_near_secular(w, jd, fr):
             - w[s4.P_D3 * BLOCK + i] * t3
             - w[s4.P_D4 * BLOCK + i] * t4
         )
-        tempe_full = tempe + bstar * w[s4.P_CC5 * BLOCK + i] * (
-            sin_mm - w[s4.P_SINMAO * BLOCK + i]
-        )
+        tempe_full = tempe + bstar * w[s4.P_CC5 * BLOCK + i] * (sin_mm - w[s4.P_SINMAO * BLOCK + i])
         templ_full = (
             templ
             + w[s4.P_T3COF * BLOCK + i] * t3
@@ -180,95 +178,93 @@ def _stage_deep_secular(w, jd, fr):
         w[S_XLI * BLOCK + i] = w[s4.P_XLAMO * BLOCK + i] if restart else w[S_XLI * BLOCK + i]
 
 
-@kernel
-def _stage_resonance(w, half_day):
-    """dspace's resonance integrator: 720-min steps from the last state, lane-masked."""
-    fasx2 = 0.13130908
-    fasx4 = 2.8843198
-    fasx6 = 0.37448087
+@inline_kernel
+def _rates_half_day(w, i, xli, xni, atime):
+    """12 h resonance: d(n)/dt, d(lambda)/dt and d2(n)/dt2 at the integrator state."""
     g22 = 5.7686396
     g32 = 0.95240898
     g44 = 1.8014998
     g52 = 1.0508330
     g54 = 4.4108898
+    xomi = w[s4.P_ARGPO * BLOCK + i] + w[s4.P_ARGPDOT * BLOCK + i] * atime
+    x2omi = xomi + xomi
+    x2li = xli + xli
+    s1, c1 = sincos(x2omi + xli - g22)
+    s2, c2 = sincos(xli - g22)
+    s3, c3 = sincos(xomi + xli - g32)
+    s4_, c4 = sincos(-xomi + xli - g32)
+    s5, c5 = sincos(x2omi + x2li - g44)
+    s6, c6 = sincos(x2li - g44)
+    s7, c7 = sincos(xomi + xli - g52)
+    s8, c8 = sincos(-xomi + xli - g52)
+    s9, c9 = sincos(xomi + x2li - g54)
+    s10, c10 = sincos(-xomi + x2li - g54)
+    d2201 = w[s4.P_D2201 * BLOCK + i]
+    d2211 = w[s4.P_D2211 * BLOCK + i]
+    d3210 = w[s4.P_D3210 * BLOCK + i]
+    d3222 = w[s4.P_D3222 * BLOCK + i]
+    d4410 = w[s4.P_D4410 * BLOCK + i]
+    d4422 = w[s4.P_D4422 * BLOCK + i]
+    d5220 = w[s4.P_D5220 * BLOCK + i]
+    d5232 = w[s4.P_D5232 * BLOCK + i]
+    d5421 = w[s4.P_D5421 * BLOCK + i]
+    d5433 = w[s4.P_D5433 * BLOCK + i]
+    xndt = (
+        d2201 * s1 + d2211 * s2 + d3210 * s3 + d3222 * s4_ + d4410 * s5
+        + d4422 * s6 + d5220 * s7 + d5232 * s8 + d5421 * s9 + d5433 * s10
+    )  # fmt: skip
+    xldot = xni + w[s4.P_XFACT * BLOCK + i]
+    xnddt = (
+        d2201 * c1 + d2211 * c2 + d3210 * c3 + d3222 * c4 + d5220 * c7 + d5232 * c8
+        + 2.0 * (d4410 * c5 + d4422 * c6 + d5421 * c9 + d5433 * c10)
+    )  # fmt: skip
+    return xndt, xldot, xnddt * xldot
+
+
+@inline_kernel
+def _rates_synchronous(w, i, xli, xni):
+    """24 h resonance: the same rates from the three synchronous terms."""
+    fasx2 = 0.13130908
+    fasx4 = 2.8843198
+    fasx6 = 0.37448087
+    del1 = w[s4.P_DEL1 * BLOCK + i]
+    del2 = w[s4.P_DEL2 * BLOCK + i]
+    del3 = w[s4.P_DEL3 * BLOCK + i]
+    s1, c1 = sincos(xli - fasx2)
+    s2, c2 = sincos(2.0 * (xli - fasx4))
+    s3, c3 = sincos(3.0 * (xli - fasx6))
+    xndt = del1 * s1 + del2 * s2 + del3 * s3
+    xldot = xni + w[s4.P_XFACT * BLOCK + i]
+    xnddt = (del1 * c1 + 2.0 * del2 * c2 + 3.0 * del3 * c3) * xldot
+    return xndt, xldot, xnddt
+
+
+@kernel
+def _stage_resonance(w, half_day):
+    """dspace's resonance integrator: 720-min steps from the last state, lane-masked."""
     stepp = 720.0
     step2 = 259200.0
     while True:
         stepping = 0.0
-        if half_day:
-            for i in range(BLOCK):
-                xli = w[S_XLI * BLOCK + i]
-                xni = w[S_XNI * BLOCK + i]
-                atime = w[S_ATIME * BLOCK + i]
-                t = w[S_T * BLOCK + i]
-                xomi = w[s4.P_ARGPO * BLOCK + i] + w[s4.P_ARGPDOT * BLOCK + i] * atime
-                x2omi = xomi + xomi
-                x2li = xli + xli
-                s1, c1 = sincos(x2omi + xli - g22)
-                s2, c2 = sincos(xli - g22)
-                s3, c3 = sincos(xomi + xli - g32)
-                s4_, c4 = sincos(-xomi + xli - g32)
-                s5, c5 = sincos(x2omi + x2li - g44)
-                s6, c6 = sincos(x2li - g44)
-                s7, c7 = sincos(xomi + xli - g52)
-                s8, c8 = sincos(-xomi + xli - g52)
-                s9, c9 = sincos(xomi + x2li - g54)
-                s10, c10 = sincos(-xomi + x2li - g54)
-                d2201 = w[s4.P_D2201 * BLOCK + i]
-                d2211 = w[s4.P_D2211 * BLOCK + i]
-                d3210 = w[s4.P_D3210 * BLOCK + i]
-                d3222 = w[s4.P_D3222 * BLOCK + i]
-                d4410 = w[s4.P_D4410 * BLOCK + i]
-                d4422 = w[s4.P_D4422 * BLOCK + i]
-                d5220 = w[s4.P_D5220 * BLOCK + i]
-                d5232 = w[s4.P_D5232 * BLOCK + i]
-                d5421 = w[s4.P_D5421 * BLOCK + i]
-                d5433 = w[s4.P_D5433 * BLOCK + i]
-                xndt = (
-                    d2201 * s1 + d2211 * s2 + d3210 * s3 + d3222 * s4_ + d4410 * s5
-                    + d4422 * s6 + d5220 * s7 + d5232 * s8 + d5421 * s9 + d5433 * s10
-                )  # fmt: skip
-                xldot = xni + w[s4.P_XFACT * BLOCK + i]
-                xnddt = (
-                    d2201 * c1 + d2211 * c2 + d3210 * c3 + d3222 * c4 + d5220 * c7 + d5232 * c8
-                    + 2.0 * (d4410 * c5 + d4422 * c6 + d5421 * c9 + d5433 * c10)
-                )  # fmt: skip
-                xnddt = xnddt * xldot
-                step = math.fabs(t - atime) >= stepp
-                delt = stepp if t > 0.0 else -stepp
-                w[S_XLI * BLOCK + i] = xli + xldot * delt + xndt * step2 if step else xli
-                w[S_XNI * BLOCK + i] = xni + xndt * delt + xnddt * step2 if step else xni
-                w[S_ATIME * BLOCK + i] = atime + delt if step else atime
-                w[S_XNDT * BLOCK + i] = xndt
-                w[S_XLDOT * BLOCK + i] = xldot
-                w[S_XNDDT * BLOCK + i] = xnddt
-                w[S_FT * BLOCK + i] = t - atime
-                stepping += 1.0 if step else 0.0
-        else:
-            for i in range(BLOCK):
-                xli = w[S_XLI * BLOCK + i]
-                xni = w[S_XNI * BLOCK + i]
-                atime = w[S_ATIME * BLOCK + i]
-                t = w[S_T * BLOCK + i]
-                del1 = w[s4.P_DEL1 * BLOCK + i]
-                del2 = w[s4.P_DEL2 * BLOCK + i]
-                del3 = w[s4.P_DEL3 * BLOCK + i]
-                s1, c1 = sincos(xli - fasx2)
-                s2, c2 = sincos(2.0 * (xli - fasx4))
-                s3, c3 = sincos(3.0 * (xli - fasx6))
-                xndt = del1 * s1 + del2 * s2 + del3 * s3
-                xldot = xni + w[s4.P_XFACT * BLOCK + i]
-                xnddt = (del1 * c1 + 2.0 * del2 * c2 + 3.0 * del3 * c3) * xldot
-                step = math.fabs(t - atime) >= stepp
-                delt = stepp if t > 0.0 else -stepp
-                w[S_XLI * BLOCK + i] = xli + xldot * delt + xndt * step2 if step else xli
-                w[S_XNI * BLOCK + i] = xni + xndt * delt + xnddt * step2 if step else xni
-                w[S_ATIME * BLOCK + i] = atime + delt if step else atime
-                w[S_XNDT * BLOCK + i] = xndt
-                w[S_XLDOT * BLOCK + i] = xldot
-                w[S_XNDDT * BLOCK + i] = xnddt
-                w[S_FT * BLOCK + i] = t - atime
-                stepping += 1.0 if step else 0.0
+        for i in range(BLOCK):
+            xli = w[S_XLI * BLOCK + i]
+            xni = w[S_XNI * BLOCK + i]
+            atime = w[S_ATIME * BLOCK + i]
+            t = w[S_T * BLOCK + i]
+            if half_day:
+                xndt, xldot, xnddt = _rates_half_day(w, i, xli, xni, atime)
+            else:
+                xndt, xldot, xnddt = _rates_synchronous(w, i, xli, xni)
+            step = math.fabs(t - atime) >= stepp
+            delt = stepp if t > 0.0 else -stepp
+            w[S_XLI * BLOCK + i] = xli + xldot * delt + xndt * step2 if step else xli
+            w[S_XNI * BLOCK + i] = xni + xndt * delt + xnddt * step2 if step else xni
+            w[S_ATIME * BLOCK + i] = atime + delt if step else atime
+            w[S_XNDT * BLOCK + i] = xndt
+            w[S_XLDOT * BLOCK + i] = xldot
+            w[S_XNDDT * BLOCK + i] = xnddt
+            w[S_FT * BLOCK + i] = t - atime
+            stepping += 1.0 if step else 0.0
         if stepping == 0.0:
             break
     # The lanes' final derivatives were taken where no step remained: evaluate there.
@@ -490,21 +486,9 @@ def _stage_short_period(w):
 
         snod, cnod = sincos(xnode)
         sini, cosi = sincos(xinc)
-        xmx = -snod * cosi
-        xmy = cnod * cosi
-        ux = xmx * sinsu + cnod * cossu
-        uy = xmy * sinsu + snod * cossu
-        uz = sini * sinsu
-        vx = xmx * cossu - cnod * sinsu
-        vy = xmy * cossu - snod * sinsu
-        vz = sini * cossu
-        mr = mrt * RE
-        w[(O_X + 0) * BLOCK + i] = mr * ux
-        w[(O_X + 1) * BLOCK + i] = mr * uy
-        w[(O_X + 2) * BLOCK + i] = mr * uz
-        w[(O_X + 3) * BLOCK + i] = (mvt * ux + rvdot * vx) * VKMPERSEC
-        w[(O_X + 4) * BLOCK + i] = (mvt * uy + rvdot * vy) * VKMPERSEC
-        w[(O_X + 5) * BLOCK + i] = (mvt * uz + rvdot * vz) * VKMPERSEC
+        state = s4.teme_state(snod, cnod, sini, cosi, sinsu, cossu, mrt, mvt, rvdot)
+        for k in range(6):
+            w[(O_X + k) * BLOCK + i] = state[k]
         code = w[S_ERR * BLOCK + i]
         if code == 0.0:
             code = 4.0 if pl < 0.0 else (6.0 if mrt < 1.0 else 0.0)
