@@ -82,6 +82,8 @@ def test_bad_arguments_give_one_clear_line():
     assert out.returncode == 2 and "no such file" in out.stderr
     out = aposos("catalog", "predict", str(NEW), "--site", "1,2,3", "--at", "yesterday")
     assert out.returncode == 2 and "--at" in out.stderr
+    out = aposos("catalog", "predict", str(NEW), "--site", "1,2,3", "--at", "2026-11-22T00:00:00")
+    assert out.returncode == 2 and "more than 30 days" in out.stderr
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv"])

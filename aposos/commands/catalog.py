@@ -44,9 +44,15 @@ def register(subparsers) -> None:
         "--site", required=True, metavar="LAT,LON,ALT_M",
         help="geodetic latitude and longitude (degrees, east positive) and height (m)",
     )  # fmt: skip
-    predict.add_argument("--at", required=True, metavar="UTC", help="ISO time, e.g. 2020-10-02T20:00:00")
+    predict.add_argument(
+        "--at", required=True, metavar="UTC", help="ISO time, e.g. 2020-10-02T20:00:00"
+    )
     predict.add_argument("--min-elevation", type=float, default=0.0, metavar="DEG")
     predict.add_argument("--sunlit-only", action="store_true", help="only objects in sunlight")
+    predict.add_argument(
+        "--max-age-days", type=float, default=30.0, metavar="DAYS",
+        help="leave out element sets whose epoch is further than this from --at (default 30)",
+    )  # fmt: skip
     predict.add_argument("--limit", type=int, default=None, help="at most this many rows")
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
     predict.set_defaults(func=run_predict)
@@ -87,7 +93,9 @@ def run_info(args) -> int:
     for name, count in summary["by_orbit_class"].items():
         print(f"  {name:4s} {count:7d}")
     if len(cat):
-        print(f"  epochs from {_iso(summary['epoch_oldest_jd'])} to {_iso(summary['epoch_newest_jd'])}")
+        print(
+            f"  epochs from {_iso(summary['epoch_oldest_jd'])} to {_iso(summary['epoch_newest_jd'])}"
+        )
     problems = summary["problems"]
     print(f"  bad or replaced records: {len(problems)}")
     for line in problems:
@@ -101,7 +109,9 @@ def parse_site(text: str):
     try:
         lat, lon, alt = (float(x) for x in text.split(","))
     except ValueError:
-        raise CommandError(f"--site {text!r}: expected LAT,LON,ALT_M, e.g. 33.67,51.32,3600") from None
+        raise CommandError(
+            f"--site {text!r}: expected LAT,LON,ALT_M, e.g. 33.67,51.32,3600"
+        ) from None
     try:
         return Site(lat, lon, alt)
     except ValueError as exc:
@@ -114,7 +124,9 @@ def parse_utc(text: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         t = np.datetime64(text.strip().rstrip("Z"), "us")
     except ValueError:
-        raise CommandError(f"--at {text!r} is not an ISO UTC time (e.g. 2020-10-02T20:00:00)") from None
+        raise CommandError(
+            f"--at {text!r} is not an ISO UTC time (e.g. 2020-10-02T20:00:00)"
+        ) from None
     return datetime64_to_jd_fr(np.array([t]))
 
 
@@ -158,6 +170,16 @@ def run_predict(args) -> int:
     cat = load_catalogue(args.file)
     if not len(cat):
         raise CommandError(f"{args.file}: no usable element sets")
+    age_days = np.abs(cat.epoch_jd + cat.epoch_fr - (jd[0] + fr[0]))
+    fresh = age_days <= args.max_age_days
+    stale = int((~fresh).sum())
+    if not fresh.any():
+        raise CommandError(
+            f"every element set in {args.file} is more than {args.max_age_days:g} days from "
+            f"{args.at} (nearest {age_days.min():.0f} days); use a fresher catalogue or --max-age-days"
+        )
+    if stale:
+        cat = cat.subset(fresh)
     rows = predict_rows(
         cat, site, jd, fr, min_elevation=args.min_elevation, sunlit_only=args.sunlit_only
     )
@@ -177,6 +199,11 @@ def run_predict(args) -> int:
         print(
             f"{len(rows)} objects above {args.min_elevation:g} deg at {args.at} from "
             f"{site.latitude_deg:.4f},{site.longitude_deg:.4f},{site.altitude_m:.0f} m"
+            + (
+                f" ({stale} element sets older than {args.max_age_days:g} days left out)"
+                if stale
+                else ""
+            )
         )
         print(
             f"{'NORAD':>6} {'name':24} {'RA deg':>10} {'Dec deg':>9} {'az':>7} {'el':>6} "
