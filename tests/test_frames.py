@@ -33,6 +33,8 @@ from aposos import timeutil
 from aposos.orbit import frames
 from aposos.orbit.site import Site
 
+pytestmark = pytest.mark.kernel  # also run with NUMBA_DISABLE_JIT=1 by make test
+
 one_arcsec = 1.0 / 3600.0
 one_mas_rad = np.radians(1e-3 / 3600.0)
 one_metre_km = 1e-3
