@@ -23,7 +23,13 @@ from truthset import build_truth_set, score_truth
 from aposos.center.correlate import SGP4Correlator
 from aposos.center.correlate_fit import N_GEO, _pair_fit
 from aposos.center.correlate_gate import _miss_ratios
-from aposos.center.correlate_model import ErrorModel, chi2_sf_even
+from aposos.center.correlate_model import (
+    COMPONENTS,
+    ErrorModel,
+    chi2_sf_even,
+    decide,
+    score_pairs,
+)
 from aposos.center.sites import load_sites, read_station_sites
 from aposos.model import Tracklet
 from aposos.orbit.catalogue import Catalogue
@@ -132,20 +138,25 @@ def test_records_are_complete(results):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [2, 3])
+@pytest.mark.parametrize("seed", [2, 3, 4, 5])
 def test_truth_set_goals_large(seed, tmp_path):
-    """1,500 tracklets per seed. Measured: seed 2 99.7 % correct, 0 wrong, 100 % of
-    missing uncorrelated; seed 3 99.45 %, 3 wrong (0.2 %), 98 %. The misses are fresh
-    Starlink trains (element sets whose drag term predicts nothing, neighbours 10-20 s
-    apart along one track) and a GEO cluster: see the issue note."""
+    """1,450 tracklets per seed, against the issue's goals: >= 99.5 % correct identities,
+    <= 0.1 % confidently wrong, >= 99 % of missing-object tracklets uncorrelated.
+
+    Measured (correct / wrong / missing uncorrelated): seed 2 99.85 % / 1 / 99.3 %,
+    seed 3 99.68 % / 1 / 99.3 %, seed 4 99.61 % / 1 / 99.3 %, seed 5 99.76 % / 0 / 100 %.
+    What is left: near ties inside fresh Starlink trains and deployment swarms (reported
+    ambiguous), and missing objects whose catalogued twin flies seconds from them on
+    the same orbit (the one wrong call per seed)."""
     ts = build_truth_set(NEWER, n_tracklets=1500, seed=seed)
     cat = Catalogue.from_tle(ts.catalogue_lines)
     out = SGP4Correlator(cat, _sites(ts), cube_dir=tmp_path)([t.tracklet for t in ts.tracklets])
     stats = score_truth(out, ts.tracklets)
     _report(f"truth set seed {seed}", stats)
-    assert stats["correct_rate"] >= 0.994
-    assert stats["wrong_rate"] <= 0.003
-    assert stats["missing_uncorrelated_rate"] >= 0.97
+    assert stats["correct_rate"] >= 0.995
+    assert stats["wrong_rate"] <= 0.001
+    assert stats["missing_uncorrelated_rate"] >= 0.99
+    assert stats["colocated_ambiguous_or_right"] == stats["colocated"]
 
 
 @pytest.mark.slow
@@ -153,8 +164,9 @@ def test_real_element_set_errors(tmp_path):
     """Observations from the 2020-10-02 element sets, correlated against 2020-09-30's.
 
     Real errors: most objects are found; manoeuvred ones (Starlink and OneWeb orbit
-    raising, GEO station keeping, HEO) are reported uncorrelated or ambiguous, almost never
-    wrongly. Measured on 1,000 tracklets: 91.9 % correct, 2 wrong.
+    raising, GEO station keeping, HEO) are reported uncorrelated or ambiguous unless the
+    manoeuvre component makes them nearly certain, and never wrongly. Measured on 599
+    tracklets: 91.3 % correct, 0 wrong (on 998 with seed 1: 91.0 %, 0 wrong).
     """
     ts = build_truth_set(
         NEWER, n_tracklets=600, seed=1, perturb=False, catalogue_path=OLDER,
@@ -164,8 +176,8 @@ def test_real_element_set_errors(tmp_path):
     out = SGP4Correlator(cat, _sites(ts), cube_dir=tmp_path)([t.tracklet for t in ts.tracklets])
     stats = score_truth(out, ts.tracklets)
     _report("real element-set errors", stats)
-    assert stats["correct_rate"] >= 0.88
-    assert stats["wrong_rate"] <= 0.005
+    assert stats["correct_rate"] >= 0.9
+    assert stats["wrong_rate"] <= 0.002
 
 
 # --------------------------------------------------------------------- classification
@@ -232,7 +244,7 @@ def test_chunking_changes_nothing(truth, catalogue, correlator, results):
 
 def test_gate_loses_nothing_the_fit_accepts(truth, catalogue, correlator):
     """Fine-fit every catalogued object (no gate) for some tracklets: all that pass the
-    chi-square test are among the gate's candidates."""
+    chi-square test under either mixture component are among the gate's candidates."""
     from aposos.center.correlate_fit import ObservationBatch, fit_pairs
 
     picks = [t.tracklet for t in truth.tracklets if t.in_catalogue][:12]
@@ -245,13 +257,15 @@ def test_gate_loses_nothing_the_fit_accepts(truth, catalogue, correlator):
     pair_obj = np.tile(np.arange(n), len(picks))
     rows = batch.reference_rows()[pair_trk]
     table = correlator.error_model.table(catalogue)
-    priors = table.priors(batch.jd[rows], batch.fr[rows], pair_obj)
-    fit = fit_pairs(
-        batch, catalogue.params[pair_obj], pair_trk, priors[:, 0], priors,
-        table.reference_sigmas(pair_obj), correlator.error_model.timing_sigma_s,
-    )  # fmt: skip
-    p = chi2_sf_even(fit.chi2, 2 * fit.n_obs)
-    accepted = np.flatnonzero(p >= correlator.error_model.p_min)
+    accepted = np.zeros(pair_trk.size, dtype=bool)
+    for component in ("nominal", "manoeuvre"):
+        priors = table.priors(batch.jd[rows], batch.fr[rows], pair_obj, component)
+        fit = fit_pairs(
+            batch, catalogue.params[pair_obj], pair_trk, priors[:, 0], priors,
+            table.reference_sigmas(pair_obj), correlator.error_model.timing_sigma_s,
+        )  # fmt: skip
+        accepted |= chi2_sf_even(fit.chi2, 2 * fit.n_obs) >= correlator.error_model.p_min
+    accepted = np.flatnonzero(accepted)
     assert accepted.size >= len(picks) - 1
     for k in accepted:
         assert (int(pair_trk[k]), int(pair_obj[k])) in gated
@@ -353,6 +367,141 @@ def test_error_model_priors(catalogue):
     geo = catalogue.orbit_class == "GEO"
     assert np.median(at_epoch[geo, 1]) > np.median(at_epoch[leo, 1])
     assert np.all(table.reference_sigmas(idx) <= at_epoch[:, 1:] + 1e-12)
+
+
+def test_prior_components(catalogue):
+    """The manoeuvre component is wider than the nominal one on every axis; the cluster
+    components spread the same along track by the stated widths; the gate takes the
+    widest; every component shares the drift-predicted mean offset."""
+    model = ErrorModel()
+    table = model.table(catalogue)
+    idx = np.arange(len(catalogue))
+    jd = np.full(idx.size, 2459129.5)
+    fr = np.full(idx.size, 0.25)
+    p = {c: table.priors(jd, fr, idx, c) for c in COMPONENTS}
+    assert np.all(p["manoeuvre"][:, 1:] >= p["nominal"][:, 1:])
+    for c in COMPONENTS:
+        assert np.array_equal(p[c][:, 0], p["nominal"][:, 0])
+    cls = catalogue.orbit_class
+    along = np.array([model.cluster_along_s[c] for c in cls]) * table.along_scale
+    assert np.allclose(p["cluster_nominal"][:, 1], along)
+    assert np.allclose(p["cluster_manoeuvre"][:, 1], along)
+    geo = cls == "GEO"
+    assert np.allclose(p["cluster_nominal"][geo, 2:], model.cluster_normal_km["GEO"])
+    leo = cls == "LEO"
+    assert np.allclose(p["cluster_nominal"][leo, 2], p["nominal"][leo, 2])  # same plane
+    assert np.allclose(p["cluster_nominal"][leo, 3], model.cluster_radial_km["LEO"])
+    gate = table.gate_priors(jd, fr, idx)
+    assert np.array_equal(gate[:, 1:], np.maximum(p["nominal"], p["manoeuvre"])[:, 1:])
+    assert np.allclose(table.weights(idx), [model.manoeuvre_weight[c] for c in cls])
+    with pytest.raises(ValueError, match="unknown prior component 'tail'"):
+        table.priors(jd, fr, idx, "tail")
+
+
+def test_mixture_is_calibrated_on_real_element_sets():
+    """The two-component error model against real element-set errors, measured with
+    python-sgp4 alone: every object in both CelesTrak snapshots, the older element set
+    propagated to the newer one's epoch (about two days), the difference taken along
+    track (as a time), along the orbit normal and along the radius.
+
+    The nominal component leaves out about the share of objects the manoeuvre weight
+    gives (measured: LEO 9.4 %, MEO 3.5 %, GEO 21.9 % beyond 3 sigma on some axis); the
+    manoeuvre component covers nearly all (measured: 2.4 %, 0.7 %, 2.6 % beyond). HEO
+    (38 objects, several with element sets far off) is left out."""
+    from sgp4.api import Satrec
+
+    model = ErrorModel()
+
+    def read(path):
+        lines = [x for x in Path(path).read_text().splitlines() if x.strip()]
+        return {int(b[2:7]): (a, b, c) for a, b, c in zip(lines[::3], lines[1::3], lines[2::3])}
+
+    older, newer = read(OLDER), read(NEWER)
+    common = sorted(set(older) & set(newer))
+    cat = Catalogue.from_tle([x for k in common for x in older[k]])
+    table = model.table(cat)
+    rows, jd, fr, offsets = [], [], [], []
+    for i, k in enumerate(cat.norad_id):
+        old_sat = Satrec.twoline2rv(*older[int(k)][1:])
+        new_sat = Satrec.twoline2rv(*newer[int(k)][1:])
+        e1, r1, v1 = new_sat.sgp4(new_sat.jdsatepoch, new_sat.jdsatepochF)
+        e0, r0, _ = old_sat.sgp4(new_sat.jdsatepoch, new_sat.jdsatepochF)
+        if e0 or e1:
+            continue
+        r1, v1, d = np.array(r1), np.array(v1), np.array(r1) - np.array(r0)
+        radial = r1 / np.linalg.norm(r1)
+        normal = np.cross(r1, v1) / np.linalg.norm(np.cross(r1, v1))
+        along = np.cross(normal, radial)
+        rows.append(i)
+        jd.append(new_sat.jdsatepoch)
+        fr.append(new_sat.jdsatepochF)
+        offsets.append((d @ along / np.linalg.norm(v1), d @ normal, d @ radial))
+    rows, offsets = np.array(rows), np.array(offsets)
+    classes = cat.orbit_class[rows]
+    for component, bound in (("nominal", None), ("manoeuvre", 0.03)):
+        p = table.priors(np.array(jd), np.array(fr), rows, component)
+        z = np.abs(offsets - np.column_stack([p[:, 0], np.zeros((rows.size, 2))])) / p[:, 1:]
+        beyond = np.any(z > 3.0, axis=1)
+        for name in ("LEO", "MEO", "GEO"):
+            share = beyond[classes == name].mean()
+            if bound is None:
+                w = model.manoeuvre_weight[name]
+                assert 0.5 * w <= share <= 1.5 * w, (name, share)
+            else:
+                assert share <= bound, (name, share)
+
+
+def test_score_pairs_matches_naive_posterior():
+    """The vectorised posterior against a loop written from the module's formulas."""
+    model = ErrorModel()
+    rng = np.random.default_rng(3)
+    n_trk = 5
+    pair_trk = np.array([0, 0, 0, 1, 3, 3, 4])
+    dev = rng.uniform(20.0, 40.0, (pair_trk.size, 4))
+    dev[2, 0] = np.inf  # the nominal fit failed: the manoeuvre one stands alone
+    chi2 = rng.uniform(2.0, 30.0, (pair_trk.size, 2))
+    n_obs = np.array([5, 5, 5, 3, 8, 8, 2])
+    w = rng.uniform(0.05, 0.3, pair_trk.size)
+    got = score_pairs(model, pair_trk, dev, chi2, n_obs, w, n_trk)
+    f = model.uncatalogued_fraction
+    for t in range(n_trk):
+        mine = np.flatnonzero(pair_trk == t)
+        if mine.size == 0:
+            assert got.unlisted[t] == 1.0
+            continue
+        like = [
+            (1 - w[k]) * math.exp(-dev[k, 0] / 2) + w[k] * math.exp(-dev[k, 1] / 2) for k in mine
+        ]
+        kern = [
+            (1 - w[k]) * math.exp(-dev[k, 2] / 2) + w[k] * math.exp(-dev[k, 3] / 2) for k in mine
+        ]
+        unlisted = f / (1 - f) * (sum(kern) - (1 - model.self_cluster_weight) * max(kern))
+        total = sum(like) + unlisted
+        assert got.unlisted[t] == pytest.approx(unlisted / total, rel=1e-9)
+        for k, lk in zip(mine, like, strict=True):
+            assert got.score[k] == pytest.approx(lk / total, rel=1e-9)
+            share = (1 - w[k]) * math.exp(-dev[k, 0] / 2) / lk
+            assert got.nominal_share[k] == pytest.approx(share, rel=1e-9)
+            p = [chi2_sf_even(x, 2 * n_obs[k]) for x in chi2[k]]
+            assert got.consistent[k] == (max(p) >= model.p_min)
+            acceptable = got.consistent[k] and (
+                share >= model.min_nominal_share or lk / total >= model.manoeuvre_min_score
+            )
+            assert got.acceptable[k] == acceptable
+
+
+def test_decision_rules():
+    model = ErrorModel()
+    yes, no = True, False
+    assert decide(model, [], []) == "uncorrelated"
+    assert decide(model, [0.95], [yes]) == "correlated"
+    assert decide(model, [0.95], [no]) == "uncorrelated"  # manoeuvre-only, not certain
+    assert decide(model, [0.85], [yes]) == "uncorrelated"  # one candidate or a new object
+    assert decide(model, [0.6, 0.35], [yes, yes]) == "ambiguous"  # a near tie
+    assert decide(model, [0.6, 0.35], [yes, no]) == "uncorrelated"
+    assert decide(model, [0.85, 0.03], [yes, yes]) == "uncorrelated"  # no second choice
+    assert decide(model, [0.3, 0.15, 0.1], [yes, yes, yes]) == "ambiguous"
+    assert decide(model, [0.2, 0.15, 0.1], [yes, yes, yes]) == "uncorrelated"  # likely new
 
 
 # --------------------------------------------------------------------- sites

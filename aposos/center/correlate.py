@@ -18,7 +18,12 @@ Steps (see ``shared/ARCHITECTURE.md``):
    a fitted time offset (along track) and small position offsets (a tilt of the orbit
    plane, a radial shift), residuals, marginal chi-square.
 4. Score and classification against a stated error model
-   (:mod:`aposos.center.correlate_model`).
+   (:mod:`aposos.center.correlate_model`): every pair is fitted four times, under the
+   nominal and the manoeuvre component of the element-set error mixture and under both
+   spread along track by a cluster width (the density of uncatalogued objects flying
+   with the candidate); the score is the posterior probability of each candidate
+   against the others and "not in the catalogue". The gate allows for the wider
+   component.
 
 Batches run on a Dask cluster with :meth:`SGP4Correlator.run_distributed`, cut into the
 same time-ordered chunks as a local run: the results are identical, bit for bit.
@@ -35,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aposos.center.correlate_fit import ObservationBatch, fit_pairs
+from aposos.center.correlate_fit import ObservationBatch, PairFit, fit_pairs
 from aposos.center.correlate_gate import gate_block
-from aposos.center.correlate_model import ARCSEC, ErrorModel, chi2_isf_even, chi2_sf_even
+from aposos.center.correlate_model import ARCSEC, COMPONENTS, ErrorModel, decide, score_pairs
 from aposos.center.sites import resolve_site
 from aposos.model import Candidate, Correlation, Tracklet
 from aposos.orbit.ephemeris import HermiteEphemeris, hermite_weights
@@ -233,8 +238,8 @@ class SGP4Correlator:
             jd, fr = eph.sample_times((block + 1) * eph.samples_per_block, 1)
             # the prior mean moves within the block; widen by its change over the block
             begin = eph.sample_times(block * eph.samples_per_block, 1)
-            start = self._priors.priors(begin[0][0], begin[1][0], index)
-            prior = self._priors.priors(jd[0], fr[0], index)
+            start = self._priors.gate_priors(begin[0][0], begin[1][0], index)
+            prior = self._priors.gate_priors(jd[0], fr[0], index)
             tau_mid = prior[:, 0]
             tau_max = (
                 model.gate_sigma * (prior[:, 1] + model.timing_sigma_s)
@@ -285,70 +290,72 @@ class SGP4Correlator:
         pair_trk, pair_obj, tau0 = self._gate(batch)
         order = np.lexsort((pair_obj, pair_trk))
         pair_trk, pair_obj, tau0 = pair_trk[order], pair_obj[order], tau0[order]
-        rows = batch.reference_rows()[pair_trk]
-        priors = self._priors.priors(batch.jd[rows], batch.fr[rows], pair_obj)
-        reference = self._priors.reference_sigmas(pair_obj)
-        fit = fit_pairs(
-            batch, self.catalogue.params[pair_obj], pair_trk, tau0, priors, reference,
-            self.error_model.timing_sigma_s,
-        )  # fmt: skip
-        return self._classify(fit, pair_trk, pair_obj, len(tracklets))
+        fits = self._fit_components(batch, pair_trk, pair_obj, tau0)
+        return self._classify(fits, pair_trk, pair_obj, len(tracklets))
 
-    def _classify(self, fit, pair_trk, pair_obj, n_trk: int) -> list[Correlation]:
+    def _fit_components(self, batch, pair_trk, pair_obj, tau0) -> list[PairFit]:
+        """Fit every pair once per prior component (:data:`COMPONENTS`).
+
+        The nominal fit starts from the gate's time offset; the others start from the
+        nominal fit's, all in one call.
+        """
+        rows = batch.reference_rows()[pair_trk]
+        jd, fr = batch.jd[rows], batch.fr[rows]
+        reference = self._priors.reference_sigmas(pair_obj)
+        params = self.catalogue.params[pair_obj]
+        timing = self.error_model.timing_sigma_s
+        priors = [self._priors.priors(jd, fr, pair_obj, c) for c in COMPONENTS]
+        nominal = fit_pairs(batch, params, pair_trk, tau0, priors[0], reference, timing)
+        n = pair_trk.size
+        k = len(COMPONENTS) - 1
+        start = np.where(np.isfinite(nominal.chi2), nominal.tau_s, tau0)
+        rest = fit_pairs(
+            batch, np.concatenate([params] * k), np.tile(pair_trk, k), np.tile(start, k),
+            np.concatenate(priors[1:]), np.concatenate([reference] * k), timing,
+        )  # fmt: skip
+        return [nominal] + [_take(rest, slice(i * n, (i + 1) * n)) for i in range(k)]
+
+    def _classify(self, fits, pair_trk, pair_obj, n_trk: int) -> list[Correlation]:
         """Scores, candidates and status of every tracklet from its pairs' fits."""
         model = self.error_model
-        keep = np.flatnonzero(np.isfinite(fit.chi2))
+        nominal = fits[0]
+        keep = np.flatnonzero(np.isfinite(nominal.chi2))
         if keep.size == 0:
             return [Correlation(status="uncorrelated") for _ in range(n_trk)]
         trk = pair_trk[keep]
-        chi2 = fit.chi2[keep]
-        dof = 2 * fit.n_obs[keep]
-        deviance = chi2 + fit.occam[keep]
-        p_value = chi2_sf_even(chi2, dof)
-        order = np.lexsort((pair_obj[keep], deviance, trk))  # by tracklet, best first
+        obj = pair_obj[keep]
+        deviance = np.stack([f.chi2[keep] + f.occam[keep] for f in fits], axis=1)
+        chi2 = np.stack([fits[0].chi2[keep], fits[1].chi2[keep]], axis=1)
+        scores = score_pairs(
+            model, trk, deviance, chi2, nominal.n_obs[keep], self._priors.weights(obj), n_trk
+        )
+        order = np.lexsort((obj, -scores.score, trk))  # by tracklet, best first
         starts = np.searchsorted(trk[order], np.arange(n_trk + 1))
-        has = starts[1:] > starts[:-1]
-        best = order[np.minimum(starts[:-1], order.size - 1)]
-        critical = np.array([chi2_isf_even(model.p_min, int(d)) for d in dof[best]])
-        limit = np.where(has, critical + fit.occam_reference[keep][best], 0.0)
-        lowest = np.where(has, np.minimum(deviance[best], limit), 0.0)
-        weights = np.exp(-0.5 * (deviance - lowest[trk]))
-        total = np.bincount(trk, weights, minlength=n_trk)
-        unlisted = np.exp(-0.5 * (limit - lowest))
-        scores = weights / (total[trk] + unlisted[trk])
-        consistent = p_value >= model.p_min
-        support = np.bincount(trk, np.where(consistent, scores, 0.0), minlength=n_trk)
-        n_consistent = np.bincount(trk, consistent, minlength=n_trk)
         out = []
         for t in range(n_trk):
-            if not has[t]:
+            mine = order[starts[t] : starts[t + 1]]
+            if mine.size == 0:
                 out.append(Correlation(status="uncorrelated"))
                 continue
-            mine = order[starts[t] : starts[t + 1]]
             top = mine[0]
             candidates = [
                 Candidate(
-                    norad_id=int(self.catalogue.norad_id[pair_obj[keep[c]]]),
-                    score=float(scores[c]),
-                    rms_arcsec=float(fit.rms_arcsec[keep[c]]),
-                    time_offset_s=float(fit.tau_s[keep[c]]),
+                    norad_id=int(self.catalogue.norad_id[obj[c]]),
+                    score=float(scores.score[c]),
+                    rms_arcsec=float(nominal.rms_arcsec[keep[c]]),
+                    time_offset_s=float(nominal.tau_s[keep[c]]),
                 )
                 for c in mine[:N_CANDIDATES]
             ]
-            if scores[top] >= model.min_score and consistent[top]:
-                status = "correlated"
-            elif n_consistent[t] and support[t] >= 0.5:
-                status = "ambiguous"
-            else:
-                status = "uncorrelated"
+            status = decide(model, scores.score[mine], scores.acceptable[mine])
             out.append(
                 Correlation(
                     status=status,
                     norad_id=candidates[0].norad_id if status == "correlated" else None,
-                    score=float(scores[top]),
-                    rms_arcsec=float(fit.rms_arcsec[keep[top]]),
-                    time_offset_s=float(fit.tau_s[keep[top]]),
-                    cross_track_arcsec=float(fit.cross_track_arcsec[keep[top]]),
+                    score=float(scores.score[top]),
+                    rms_arcsec=float(nominal.rms_arcsec[keep[top]]),
+                    time_offset_s=float(nominal.tau_s[keep[top]]),
+                    cross_track_arcsec=float(nominal.cross_track_arcsec[keep[top]]),
                     candidates=candidates,
                 )
             )
@@ -415,6 +422,11 @@ class SGP4Correlator:
         self.cube_dir = cube_dir
         for _, eph in self._groups:
             eph.cube_dir = None if cube_dir is None else Path(cube_dir)
+
+
+def _take(fit: PairFit, rows) -> PairFit:
+    """The pairs ``rows`` of a fit."""
+    return PairFit(**{name: getattr(fit, name)[rows] for name in PairFit.__dataclass_fields__})
 
 
 def _ensure_blocks(correlator: SGP4Correlator, blocks) -> int:
