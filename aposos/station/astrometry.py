@@ -372,14 +372,25 @@ class PlateSolver:
         model, resid = _fit(ctx, (img_idx, cat_idx), model, kind, k)
         if model is None:
             return PlateSolution(False, "degenerate fit")
-        r = np.hypot(resid[:, 0], resid[:, 1])
-        keep = r < max(3.0 * math.sqrt(np.mean(r**2)), 0.5)
-        if keep.sum() >= self.min_matches and not keep.all():
+        # iterative clipping on a robust scale: blends and saturated stars with bled or
+        # merged footprints have centroids off by a pixel or more
+        # (few stars: one gentle pass, the fit needs them all)
+        least = max(self.min_matches, int(math.ceil(0.6 * img_idx.size)))
+        for _ in range(5 if img_idx.size >= 20 else 1):
+            r = np.hypot(resid[:, 0], resid[:, 1])
+            if img_idx.size >= 20:
+                sigma = float(np.median(r)) / 1.1774  # per axis, from the radial median
+                keep = r < max(3.5 * sigma, 0.25)
+            else:
+                keep = r < max(3.0 * math.sqrt(np.mean(r**2)), 0.5)
+            if keep.all() or keep.sum() < least:
+                break
             img_idx, cat_idx = img_idx[keep], cat_idx[keep]
             kind, k = self._kind(img_idx.size)
-            model, resid = _fit(ctx, (img_idx, cat_idx), model, kind, k)
-            if model is None:
+            refit_model, refit_resid = _fit(ctx, (img_idx, cat_idx), model, kind, k)
+            if refit_model is None:
                 return PlateSolution(False, "degenerate fit")
+            model, resid = refit_model, refit_resid
         rms = float(math.sqrt(np.mean(np.sum(resid**2, axis=1)) / 2.0))  # per axis
         px, py = model.world_to_pixel(ctx.ra, ctx.dec)
         ny, nx = ctx.shape

@@ -32,9 +32,16 @@ import numpy as np
 from aposos.model import Tracklet
 from aposos.station.astrometry import PlateSolver, TanSipModel, estimate_radial_k, refit
 from aposos.station.calibrate import MasterCalibration, find_fits
-from aposos.station.extract import OTHER, POINT, SATURATED, STAR, STREAK, SourceExtractor
+from aposos.station.candidates import (
+    TransientState,
+    frame_candidates,
+    trail_width,
+    transient_points,
+)
+from aposos.station.extract import OTHER, SATURATED, STAR, SourceExtractor
 from aposos.station.fitsframe import Frame, FrameError, read_frame, read_image_type
-from aposos.station.tracklets import Detection, fit_point, fit_streak, link
+from aposos.station.linking import link_frames
+from aposos.station.tracklets import Detection
 
 __all__ = ["FrameReport", "ReduceOptions", "Reducer", "Reduction", "reduce_frames"]
 
@@ -208,7 +215,7 @@ class Reducer:
         ext = extractor(data, raw=frame.data)
         src = ext.sources
         trailed = ext.star_length_px > 0
-        psf_sigma = (ext.fwhm_px / 2.3548) if not trailed else _trail_width(ext)
+        psf_sigma = (ext.fwhm_px / 2.3548) if not trailed else trail_width(ext)
         info["sources"] = src.counts()
         info["background_adu"] = round(ext.background_median, 2)
         info["noise_adu"] = round(ext.noise_median, 3)
@@ -279,7 +286,7 @@ class Reducer:
         if trailed:
             flux_lim *= math.sqrt(1.0 + ext.star_length_px / (2 * math.sqrt(math.pi) * psf_sigma))
         info["limiting_mag"] = _num(zp - 2.5 * math.log10(flux_lim), 2) if zp == zp else None
-        dets = self._candidates(ext, psf_sigma, frame, notes)
+        dets = frame_candidates(ext, psf_sigma, edge_margin=opt.edge_margin_px)
         report.solution = sol
         report.placement = dict(
             trail=(ext.star_length_px, ext.star_theta),
@@ -292,7 +299,7 @@ class Reducer:
         report.detections = dets
         self._place_all(report)
         if not trailed:
-            self._pending_ext = _TransientState(report, ext, psf_sigma, margin=opt.edge_margin_px)
+            self._pending_ext = TransientState(report, ext, psf_sigma, margin=opt.edge_margin_px)
         info["notes"] = notes
         info["seconds"] = round(time.perf_counter() - t_start, 3)
         return report
@@ -336,79 +343,6 @@ class Reducer:
         crval = ((model.crval[0] + dra) % 360.0, max(min(model.crval[1] + ddec, 89.999), -89.999))
         return TanSipModel(crval, model.crpix, model.cd.copy(), model.a.copy(), model.b.copy())
 
-    def _candidates(self, ext, psf_sigma, frame, notes) -> list[Detection]:
-        src = ext.sources
-        noise = max(ext.noise_median, 1e-3)
-        ny, nx = frame.shape
-        out = []
-        margin = self.options.edge_margin_px + 2.0 * psf_sigma
-        for i in np.nonzero((src.kind == STREAK) | (src.kind == POINT))[0]:
-            if src.kind[i] == STREAK:
-                fit = fit_streak(
-                    ext.subtracted,
-                    ext.labels,
-                    src.label[i],
-                    (src.fx[i], src.fy[i]),
-                    src.theta[i],
-                    src.length[i],
-                    psf_sigma,
-                    noise,
-                    ext.saturated,
-                )
-                # sharper than the PSF across: a cosmic-ray track (halos widen bright ones)
-                if fit is None or not (src.nsat[i] or fit["sigma"] > 0.55 * psf_sigma):
-                    src.kind[i] = OTHER
-                    continue
-                if fit["length"] < 2.5 * psf_sigma * 2.3548:
-                    src.kind[i] = OTHER  # too short to time its ends: a moving point, maybe
-                    continue
-                d = Detection(
-                    frame=-1,
-                    kind="streak",
-                    x=fit["x"],
-                    y=fit["y"],
-                    sigma_px=fit["sigma_mid"],
-                    flux=fit["flux"],
-                    snr=float(src.snr[i]),
-                    width_px=fit["sigma"],
-                    xa=fit["xa"],
-                    ya=fit["ya"],
-                    xb=fit["xb"],
-                    yb=fit["yb"],
-                    sigma_end_px=fit["sigma_end"],
-                    clipped_a=_near_edge(fit["xa"], fit["ya"], nx, ny, margin),
-                    clipped_b=_near_edge(fit["xb"], fit["yb"], nx, ny, margin),
-                )
-            else:
-                fit = fit_point(
-                    ext.subtracted,
-                    ext.labels,
-                    src.label[i],
-                    src.x[i],
-                    src.y[i],
-                    psf_sigma,
-                    noise,
-                    ext.saturated,
-                )
-                if fit is None or not (
-                    src.nsat[i] or _plausible_width(fit["sigma"], psf_sigma, trailed=True)
-                ):
-                    continue
-                if _near_edge(fit["x"], fit["y"], nx, ny, margin):
-                    continue
-                d = Detection(
-                    frame=-1,
-                    kind="point",
-                    x=fit["x"],
-                    y=fit["y"],
-                    sigma_px=fit["sigma_mid"],
-                    flux=fit["flux"],
-                    snr=float(src.snr[i]),
-                    width_px=fit["sigma"],
-                )
-            out.append(d)
-        return out
-
     def _place_all(self, report: FrameReport) -> None:
         sol, p = report.solution, report.placement
         wcs_sigma = sol.rms_arcsec * math.sqrt(6.0 / max(sol.n_matched, 6))
@@ -443,7 +377,6 @@ class Reducer:
         elif d.kind == "streak":  # a streak among trailed stars: midpoint only
             rate = math.hypot(d.xb - d.xa, d.yb - d.ya) * scale / exptime
             d.velocity_sigma = 3.0  # deg/s: no velocity information
-            d.clipped_a = d.clipped_b = True
             _note(d, "streak in a frame of trailed stars: midpoint only")
         else:  # a point among round stars moves less than a PSF width
             rate = 0.0
@@ -459,7 +392,7 @@ class Reducer:
 
         reports: list[FrameReport] = []
         keys = []
-        previous: _TransientState | None = None
+        previous: TransientState | None = None
         for i, path in enumerate(tqdm(paths, desc="reduce", unit="frame", disable=not progress)):
             self._pending_ext = None
             report, frame = self.reduce_path(path)
@@ -481,7 +414,10 @@ class Reducer:
         if previous is not None:
             self._add_transients(previous)
         self._shared_distortion(reports)
-        tracklets, members = self._link(reports)
+        tracklets, members = link_frames(
+            reports, self.station.code, max_gap_s=self.options.max_gap_s,
+            min_points=self.options.min_points,
+        )  # fmt: skip
         result = Reduction(tracklets, reports, self.calibration.summary(), members)
         if archive is not None:
             entries = result.to_json()["frames"]
@@ -489,40 +425,15 @@ class Reducer:
                 archive.update_report(key, entry)
         return result
 
-    def _add_transients(self, state: _TransientState) -> None:
-        """Point detections for sources seen at no star's place in the neighbour frames."""
+    def _add_transients(self, state: TransientState) -> None:
+        """Add the moving points found by comparing a frame with its neighbours."""
         if state.absent is None:
             return
-        ext, report = state.ext, state.report
-        src = ext.sources
-        ny, nx = ext.subtracted.shape
-        noise = max(ext.noise_median, 1e-3)
-        margin = state.margin + 2.0 * state.psf_sigma
-        new = []
-        for i in np.nonzero(state.absent)[0]:
-            fit = fit_point(
-                ext.subtracted, ext.labels, src.label[i], src.x[i], src.y[i], state.psf_sigma, noise
-            )
-            if fit is None or not _plausible_width(fit["sigma"], state.psf_sigma):
-                continue
-            if _near_edge(fit["x"], fit["y"], nx, ny, margin):
-                continue
-            d = Detection(
-                frame=state.frame_index,
-                kind="point",
-                x=fit["x"],
-                y=fit["y"],
-                sigma_px=fit["sigma_mid"],
-                flux=fit["flux"],
-                snr=float(src.snr[i]),
-                width_px=fit["sigma"],
-            )
-            d.notes.append("moving point: at no star's place in the neighbouring frames")
-            new.append(d)
-        report.detections.extend(new)
-        self._place_all(report)
-        report.info.setdefault("transients", 0)
-        report.info["transients"] += len(new)
+        for d in (new := transient_points(state)):
+            d.frame = state.frame_index
+        state.report.detections.extend(new)
+        self._place_all(state.report)
+        state.report.info["transients"] = state.report.info.get("transients", 0) + len(new)
 
     def _shared_distortion(self, reports: list[FrameReport]) -> None:
         """Fit one radial distortion for the camera over all solved frames, then refit
@@ -547,142 +458,6 @@ class Reducer:
             )
             self._place_all(r)
 
-    def _link(self, reports: list[FrameReport]):
-        solved = [r for r in reports if r.status == "solved"]
-        solved.sort(key=lambda r: r.mid_utc)
-        groups: list[list[FrameReport]] = []
-        for r in solved:
-            g = groups[-1] if groups else None
-            if (
-                g
-                and _separation(g[-1].centre_deg, r.centre_deg) < 1.0
-                and (r.mid_utc - g[-1].mid_utc) / np.timedelta64(1, "s") < self.options.max_gap_s
-            ):
-                g.append(r)
-            else:
-                groups.append([r])
-        tracklets, members = [], []
-        for g in groups:
-            dets = [
-                d
-                for r in g
-                for d in r.detections
-                if not any(n.startswith("static") for n in d.notes)
-            ]
-            times = np.array([r.mid_utc for r in g])
-            for track in link(
-                dets, max_gap_s=self.options.max_gap_s, min_points=self.options.min_points
-            ):
-                if not _credible(track, times):
-                    continue
-                t = _to_tracklet(self.station.code, track)
-                if t is not None:
-                    tracklets.append(t)
-                    members.append(track.members)
-        return tracklets, members
-
-
-def _credible(track, frame_times: np.ndarray) -> bool:
-    """Tracks made only of points must show up in most frames they span, clearly.
-
-    Noise peaks and cosmic rays line up by chance across a long sequence now and
-    then, but not in most consecutive frames at a good S/N.
-    """
-    if any(d.kind == "streak" and d.radec_a is not None for d in track.members):
-        return True  # streaks with ends: their lengths and directions already agreed
-    t0, t1 = track.members[0].t_mid, track.members[-1].t_mid
-    spanned = int(np.sum((frame_times >= t0) & (frame_times <= t1)))
-    snr = float(np.median([d.snr for d in track.members]))
-    return len(track.members) >= 0.6 * spanned and snr >= 7.0
-
-
-def _to_tracklet(code: str, track) -> Tracklet | None:
-    utc, ra, dec, sig, mag = [], [], [], [], []
-    lone = len(track.members) == 1
-    for d, fwd in zip(track.members, track.forward, strict=True):
-        clipped = d.clipped_a or d.clipped_b
-        if d.kind == "streak" and d.radec_a is not None and not lone:
-            ends = [(d.radec_a, d.clipped_a), (d.radec_b, d.clipped_b)]
-            if not fwd:
-                ends.reverse()
-            for (radec, clip), when in zip(ends, (d.t_open, d.t_close), strict=True):
-                if not clip:
-                    utc.append(when)
-                    ra.append(radec[0])
-                    dec.append(radec[1])
-                    sig.append(d.sigma_end_arcsec)
-                    mag.append(d.mag)
-        if d.kind == "point" or not clipped:
-            utc.append(d.t_mid)
-            ra.append(d.radec_mid[0])
-            dec.append(d.radec_mid[1])
-            sig.append(d.sigma_arcsec)
-            mag.append(d.mag)
-    if not utc:
-        return None
-    return Tracklet(code, np.array(utc, "datetime64[us]"), ra, dec, sig, mag)
-
-
-class _TransientState:
-    """A solved frame of round stars kept until its neighbours are known.
-
-    ``absent`` marks the frame's star-like sources that no source of any neighbour
-    frame covers (at the same place on the sky): moving objects too slow to streak,
-    noise peaks, cosmic rays that look like stars. Linking sorts them out.
-    """
-
-    def __init__(self, report, ext, psf_sigma, *, margin):
-        self.report = report
-        self.ext = ext
-        self.psf_sigma = psf_sigma
-        self.margin = margin
-        self.frame_index = -1
-        self.absent = None
-        src = ext.sources
-        compact = src.length < 3.0 * 2.3548 * psf_sigma + 6.0
-        self.candidates = ((src.kind == STAR) | (src.kind == OTHER)) & (src.snr >= 5.0) & compact
-        ra, dec = report.solution.model.pixel_to_world(src.x, src.y)
-        self.radec = np.stack([np.atleast_1d(ra), np.atleast_1d(dec)], axis=1)
-
-    def compare(self, other: _TransientState) -> None:
-        """Update ``absent`` with the neighbour frame ``other``.
-
-        Present means the neighbour's matched-filter S/N at the same sky position (best
-        of 3 x 3 pixels) reaches a quarter of this source's S/N and at least 2.5: a star
-        at the detection limit here is almost always above that there, while a moving
-        object has left (its own footprint may still reach the spot, its peak does not).
-        """
-        model = other.report.solution.model
-        px, py = model.world_to_pixel(self.radec[:, 0], self.radec[:, 1])
-        labels = other.ext.labels
-        snr = other.ext.snr_image
-        ny, nx = labels.shape
-        inside = (px > 2) & (px < nx - 3) & (py > 2) & (py < ny - 3)
-        level = np.zeros(px.size)
-        ix = np.clip(np.round(px).astype(np.int64), 1, nx - 2)
-        iy = np.clip(np.round(py).astype(np.int64), 1, ny - 2)
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                level = np.maximum(level, snr[iy + dy, ix + dx])
-        covered = level >= np.maximum(2.5, 0.25 * self.ext.sources.snr)
-        missing = ~covered & inside & self.candidates
-        self.absent = missing if self.absent is None else (self.absent & missing)
-        # streaks found at the same place in a neighbour are fixed features (spikes,
-        # bleed trails, star chains), not moving objects
-        for d in self.report.detections:
-            if d.kind != "streak" or d.radec_a is None:
-                continue
-            pts = np.array([d.radec_a, d.radec_mid, d.radec_b])
-            qx, qy = model.world_to_pixel(pts[:, 0], pts[:, 1])
-            # pixel centres round to the nearest index: keep them inside the frame
-            ok = (qx >= -0.5) & (qx < nx - 0.5) & (qy >= -0.5) & (qy < ny - 0.5)
-            hits = sum(
-                labels[int(round(b)), int(round(a))] != 0
-                for a, b in zip(qx[ok], qy[ok], strict=True)
-            )
-            if ok.sum() >= 2 and hits >= 2:
-                d.notes.append("static: also in a neighbouring frame")
-
 
 def _same_field(a: FrameReport, b: FrameReport, options) -> bool:
     if a.centre_deg is None or b.centre_deg is None:
@@ -696,27 +471,6 @@ def _note(d: Detection, text: str) -> None:
         d.notes.append(text)
 
 
-def _trail_width(ext) -> float:
-    """PSF sigma of a frame of trailed stars, from segment fits across bright trails."""
-    s = ext.sources
-    star = (s.kind == STAR) & (s.nsat == 0) & (s.snr > 20)
-    idx = np.nonzero(star)[0]
-    idx = idx[np.argsort(-s.snr[idx])][:7]
-    noise = max(ext.noise_median, 1e-3)
-    guess = float(np.median(s.width[idx])) if idx.size else 1.5
-    sig = []
-    for i in idx:
-        fit = fit_streak(
-            ext.subtracted, ext.labels, s.label[i], (s.fx[i], s.fy[i]), s.theta[i],
-            s.length[i], max(guess, 0.7), noise,
-        )  # fmt: skip
-        if fit is not None and 0.2 < fit["sigma"] < 10:
-            sig.append(fit["sigma"])
-    if len(sig) >= 3:
-        return float(np.median(sig))
-    return float(np.clip(guess, 0.6, 10.0))
-
-
 def _usable_stars(src, shape, ext) -> np.ndarray:
     """Sources to match with the catalogue: stars, saturated stars (their footprint
     centroid is good: the catalogue is mostly bright stars), compact others."""
@@ -728,16 +482,6 @@ def _usable_stars(src, shape, ext) -> np.ndarray:
     keep &= (src.bbox[:, 1] < nx - 1) & (src.bbox[:, 3] < ny - 1)
     keep &= (src.x > half) & (src.x < nx - 1 - half) & (src.y > half) & (src.y < ny - 1 - half)
     return keep
-
-
-def _plausible_width(sigma: float, psf_sigma: float, trailed: bool = False) -> bool:
-    # trails overstate the PSF width a little; keep only the sharpest out
-    low = 0.3 if trailed else 0.55 * psf_sigma
-    return low < sigma < 2.0 * psf_sigma + 0.5
-
-
-def _near_edge(x, y, nx, ny, margin) -> bool:
-    return bool(x < margin or y < margin or x > nx - 1 - margin or y > ny - 1 - margin)
 
 
 def _jyear(t: np.datetime64) -> float:

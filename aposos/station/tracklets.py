@@ -455,7 +455,7 @@ def link(
         if used[a] or used[b]:
             continue
         members = _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap_s)
-        n_streak = sum(dets[m].kind == "streak" for m in members)
+        n_streak = sum(dets[m].kind == "streak" and dets[m].radec_a is not None for m in members)
         if len(members) < min_points and n_streak < 2:
             continue
         track = _make_track([dets[m] for m in members], times[members], pos[members], vel[members])
@@ -465,7 +465,7 @@ def link(
         tracks.append(track)
     # lone streaks: both ends inside the frame, clearly measured
     for i, d in enumerate(dets):
-        if used[i] or d.kind != "streak" or d.clipped_a or d.clipped_b:
+        if used[i] or d.kind != "streak" or d.radec_a is None or d.clipped_a or d.clipped_b:
             continue
         length = np.hypot(d.xb - d.xa, d.yb - d.ya)
         if d.snr >= 10.0 and length > max(15.0, 10.0 * d.width_px):

@@ -1,0 +1,456 @@
+"""Satellite candidates in a solved frame, and moving points found across frames.
+
+:func:`frame_candidates` fits the sources the extractor classified as streaks or
+points, and looks for points the segmentation hid: a point merged with star trails
+(its filtered S/N falls off within a few pixels along the trails, where a trail's
+runs on) and a faint point merged with a bright one (a compact peak in the residual
+once the bright one is fitted). Both are fitted jointly with what they are merged
+with (:mod:`aposos.station.deblend`). The PSF width of a frame of trailed stars comes
+from the profiles across bright trails (:func:`trail_width`).
+
+In frames of round stars a satellite tracked too slowly to streak looks like a star;
+:class:`TransientState` compares each such frame with its neighbours and
+:func:`transient_points` returns the sources found at no star's place there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from aposos.station.deblend import fit_point_on_trail, fit_two_points
+from aposos.station.extract import OTHER, POINT, STAR, STREAK
+from aposos.station.tracklets import Detection, fit_point, fit_streak
+
+__all__ = [
+    "TransientState",
+    "frame_candidates",
+    "hidden_points",
+    "near_edge",
+    "plausible_width",
+    "trail_width",
+    "transient_points",
+]
+
+
+def frame_candidates(ext, psf_sigma: float, *, edge_margin: float) -> list[Detection]:
+    """Satellite candidates of a solved frame: fitted streaks and points (``frame=-1``).
+
+    Sources classified as streaks or points are fitted, and so are streaks merged with
+    the star trails they cross (long sources at another angle than the trails); then
+    points hidden in other sources are looked for: a point merged with a star trail, a
+    faint point merged with a bright one (see :func:`hidden_points`).
+    """
+    src = ext.sources
+    noise = max(ext.noise_median, 1e-3)
+    ny, nx = ext.subtracted.shape
+    out = []
+    margin = edge_margin + 2.0 * psf_sigma
+    todo = (src.kind == STREAK) | (src.kind == POINT)
+    crossing = _streaks_across_trails(ext) if ext.star_length_px > 0 else np.zeros(len(src), bool)
+    for i in np.nonzero(todo | crossing)[0]:
+        if src.kind[i] == STREAK or crossing[i]:
+            fit = fit_streak(
+                ext.subtracted,
+                ext.labels,
+                src.label[i],
+                (src.fx[i], src.fy[i]),
+                src.theta[i],
+                src.length[i],
+                psf_sigma,
+                noise,
+                ext.saturated,
+            )
+            if crossing[i] and (fit is None or _angle_off(fit["theta"], ext.star_theta) < 0.15):
+                continue  # still along the trails: trails merged end to end
+            # sharper than the PSF across: a cosmic-ray track (halos widen bright ones)
+            if fit is None or not (src.nsat[i] or fit["sigma"] > 0.55 * psf_sigma):
+                src.kind[i] = OTHER
+                continue
+            if fit["length"] < 2.5 * psf_sigma * 2.3548:
+                src.kind[i] = OTHER  # too short to time its ends: a moving point, maybe
+                continue
+            d = Detection(
+                frame=-1,
+                kind="streak",
+                x=fit["x"],
+                y=fit["y"],
+                sigma_px=fit["sigma_mid"],
+                flux=fit["flux"],
+                snr=float(src.snr[i]),
+                width_px=fit["sigma"],
+                xa=fit["xa"],
+                ya=fit["ya"],
+                xb=fit["xb"],
+                yb=fit["yb"],
+                sigma_end_px=fit["sigma_end"],
+                clipped_a=near_edge(fit["xa"], fit["ya"], nx, ny, margin),
+                clipped_b=near_edge(fit["xb"], fit["yb"], nx, ny, margin),
+            )
+        else:
+            fit = fit_point(
+                ext.subtracted,
+                ext.labels,
+                src.label[i],
+                src.x[i],
+                src.y[i],
+                psf_sigma,
+                noise,
+                ext.saturated,
+            )
+            if fit is None or not (
+                src.nsat[i] or plausible_width(fit["sigma"], psf_sigma, trailed=True)
+            ):
+                continue
+            if near_edge(fit["x"], fit["y"], nx, ny, margin):
+                continue
+            d = Detection(
+                frame=-1,
+                kind="point",
+                x=fit["x"],
+                y=fit["y"],
+                sigma_px=fit["sigma_mid"],
+                flux=fit["flux"],
+                snr=float(src.snr[i]),
+                width_px=fit["sigma"],
+            )
+        out.append(d)
+    out += hidden_points(ext, psf_sigma, out, margin=margin)
+    return out
+
+
+def _angle_off(a: float, b: float) -> float:
+    d = abs((a - b) % math.pi)
+    return min(d, math.pi - d)
+
+
+def _streaks_across_trails(ext) -> np.ndarray:
+    """Unclassified sources much longer than the star trails and at another angle: a
+    streak merged with the trails it crosses (the footprint's axis lies between)."""
+    s = ext.sources
+    off = np.array([_angle_off(t, ext.star_theta) for t in s.theta])
+    return (s.kind == OTHER) & (s.nsat == 0) & (s.length > 1.3 * ext.star_length_px) & (off > 0.1)
+
+
+def transient_points(state: TransientState) -> list[Detection]:
+    """Point detections for sources seen at no star's place in the neighbour frames."""
+    if state.absent is None:
+        return []
+    ext = state.ext
+    src = ext.sources
+    ny, nx = ext.subtracted.shape
+    noise = max(ext.noise_median, 1e-3)
+    margin = state.margin + 2.0 * state.psf_sigma
+    new = []
+    for i in np.nonzero(state.absent)[0]:
+        fit = fit_point(
+            ext.subtracted, ext.labels, src.label[i], src.x[i], src.y[i], state.psf_sigma, noise
+        )
+        if fit is None or not plausible_width(fit["sigma"], state.psf_sigma):
+            continue
+        if near_edge(fit["x"], fit["y"], nx, ny, margin):
+            continue
+        d = Detection(
+            frame=state.frame_index,
+            kind="point",
+            x=fit["x"],
+            y=fit["y"],
+            sigma_px=fit["sigma_mid"],
+            flux=fit["flux"],
+            snr=float(src.snr[i]),
+            width_px=fit["sigma"],
+        )
+        d.notes.append("moving point: at no star's place in the neighbouring frames")
+        new.append(d)
+    return new
+
+
+class TransientState:
+    """A solved frame of round stars kept until its neighbours are known.
+
+    ``absent`` marks the frame's star-like sources that no source of any neighbour
+    frame covers (at the same place on the sky): moving objects too slow to streak,
+    noise peaks, cosmic rays that look like stars. Linking sorts them out.
+    """
+
+    def __init__(self, report, ext, psf_sigma, *, margin):
+        self.report = report
+        self.ext = ext
+        self.psf_sigma = psf_sigma
+        self.margin = margin
+        self.frame_index = -1
+        self.absent = None
+        src = ext.sources
+        compact = src.length < 3.0 * 2.3548 * psf_sigma + 6.0
+        self.candidates = ((src.kind == STAR) | (src.kind == OTHER)) & (src.snr >= 5.0) & compact
+        ra, dec = report.solution.model.pixel_to_world(src.x, src.y)
+        self.radec = np.stack([np.atleast_1d(ra), np.atleast_1d(dec)], axis=1)
+
+    def compare(self, other: TransientState) -> None:
+        """Update ``absent`` with the neighbour frame ``other``.
+
+        Present means the neighbour's matched-filter S/N at the same sky position (best
+        of 3 x 3 pixels) reaches a quarter of this source's S/N and at least 2.5: a star
+        at the detection limit here is almost always above that there, while a moving
+        object has left (its own footprint may still reach the spot, its peak does not).
+        """
+        model = other.report.solution.model
+        px, py = model.world_to_pixel(self.radec[:, 0], self.radec[:, 1])
+        labels = other.ext.labels
+        snr = other.ext.snr_image
+        ny, nx = labels.shape
+        inside = (px > 2) & (px < nx - 3) & (py > 2) & (py < ny - 3)
+        level = np.zeros(px.size)
+        ix = np.clip(np.round(px).astype(np.int64), 1, nx - 2)
+        iy = np.clip(np.round(py).astype(np.int64), 1, ny - 2)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                level = np.maximum(level, snr[iy + dy, ix + dx])
+        covered = level >= np.maximum(2.5, 0.25 * self.ext.sources.snr)
+        missing = ~covered & inside & self.candidates
+        self.absent = missing if self.absent is None else (self.absent & missing)
+        # streaks found at the same place in a neighbour are fixed features (spikes,
+        # bleed trails, star chains), not moving objects
+        for d in self.report.detections:
+            if d.kind != "streak" or d.radec_a is None:
+                continue
+            pts = np.array([d.radec_a, d.radec_mid, d.radec_b])
+            qx, qy = model.world_to_pixel(pts[:, 0], pts[:, 1])
+            # pixel centres round to the nearest index: keep them inside the frame
+            ok = (qx >= -0.5) & (qx < nx - 0.5) & (qy >= -0.5) & (qy < ny - 0.5)
+            hits = sum(
+                labels[int(round(b)), int(round(a))] != 0
+                for a, b in zip(qx[ok], qy[ok], strict=True)
+            )
+            if ok.sum() >= 2 and hits >= 2:
+                d.notes.append("static: also in a neighbouring frame")
+
+
+def trail_width(ext) -> float:
+    """PSF sigma (px) of a frame of trailed stars, from the profiles across bright trails.
+
+    Each trail's pixels, away from its ends, are fitted with a Gaussian in the distance
+    across the trail (the pixel box taken out as for :func:`fit_streak`'s model).
+    """
+    s = ext.sources
+    star = (s.kind == STAR) & (s.nsat == 0) & (s.snr > 20)
+    idx = np.nonzero(star)[0]
+    idx = idx[np.argsort(-s.snr[idx])][:9]
+    guess = float(np.median(s.width[idx])) if idx.size else 1.5
+    sig = [w for i in idx if (w := _across_sigma(ext, i)) is not None]
+    if len(sig) >= 3:
+        return float(np.median(sig))
+    return float(np.clip(guess, 0.6, 10.0))
+
+
+def trail_length(ext, psf_sigma: float) -> float:
+    """Length (px) of the star trails: PSF-convolved segment fits to bright trails.
+
+    The footprint length (``ext.star_length_px``) includes the PSF wings above the
+    detection threshold; a joint fit of a point with a trail needs the trail itself.
+    """
+    s = ext.sources
+    idx = np.nonzero((s.kind == STAR) & (s.nsat == 0) & (s.snr > 20))[0]
+    idx = idx[np.argsort(-s.snr[idx])][:7]
+    noise = max(ext.noise_median, 1e-3)
+    lengths = []
+    for i in idx:
+        fit = fit_streak(
+            ext.subtracted, ext.labels, s.label[i], (s.fx[i], s.fy[i]), ext.star_theta,
+            ext.star_length_px, psf_sigma, noise,
+        )  # fmt: skip
+        if fit is not None and 0.5 * ext.star_length_px < fit["length"] < 1.5 * ext.star_length_px:
+            lengths.append(fit["length"])
+    if len(lengths) >= 3:
+        return float(np.median(lengths))
+    return max(ext.star_length_px - 2.3548 * psf_sigma, 0.5 * ext.star_length_px)
+
+
+def _across_sigma(ext, i) -> float | None:
+    from scipy.optimize import least_squares
+
+    s = ext.sources
+    length, theta = ext.star_length_px, ext.star_theta
+    c, sn = math.cos(theta), math.sin(theta)
+    x0, x1, y0, y1 = s.bbox[i]
+    sub = ext.subtracted[y0 : y1 + 1, x0 : x1 + 1].astype(np.float64)
+    lab = ext.labels[y0 : y1 + 1, x0 : x1 + 1]
+    yy, xx = np.mgrid[y0 : y1 + 1, x0 : x1 + 1]
+    along = (xx - s.fx[i]) * c + (yy - s.fy[i]) * sn
+    perp = -(xx - s.fx[i]) * sn + (yy - s.fy[i]) * c
+    use = (lab == s.label[i]) & (np.abs(along) < 0.5 * length - 3.0)
+    if use.sum() < 15:
+        return None
+    p, d = perp[use], sub[use]
+    amp0 = float(d.max())
+
+    def resid(q):
+        se2 = q[2] ** 2 + 1.0 / 12.0
+        return q[0] * np.exp(-0.5 * (p - q[1]) ** 2 / se2) - d
+
+    try:
+        r = least_squares(resid, [amp0, 0.0, 1.0], bounds=([0, -3, 0.05], [np.inf, 3, 10]))
+    except ValueError:
+        return None
+    if not r.success:
+        return None
+    return float(r.x[2])
+
+
+def plausible_width(sigma: float, psf_sigma: float, trailed: bool = False) -> bool:
+    # trails overstate the PSF width a little; keep only the sharpest out
+    low = 0.3 if trailed else 0.55 * psf_sigma
+    return low < sigma < 2.0 * psf_sigma + 0.5
+
+
+def near_edge(x, y, nx, ny, margin) -> bool:
+    return bool(x < margin or y < margin or x > nx - 1 - margin or y > ny - 1 - margin)
+
+
+# ------------------------------------------------------------------ hidden points
+
+
+def hidden_points(ext, psf_sigma: float, found: list[Detection], *, margin: float):
+    """Points the segmentation merged into other sources (see the module notes)."""
+    noise = max(ext.noise_median, 1e-3)
+    ny, nx = ext.subtracted.shape
+    out = []
+    if ext.star_length_px > 0:
+        length = None
+        for i, peak in _peaks_on_trails(ext, psf_sigma):
+            length = length or trail_length(ext, psf_sigma)
+            fit = fit_point_on_trail(ext, i, peak, psf_sigma, noise, length)
+            if fit is None or not _credible_point(fit, psf_sigma):
+                continue
+            if near_edge(fit["x"], fit["y"], nx, ny, margin):
+                continue
+            d = _point(fit, ext.sources.snr[i])
+            d.notes.append("point merged with a star trail: fitted jointly")
+            out.append(d)
+    for det in found:  # (the residual of a point on a trail is the trail)
+        if det.kind != "point":
+            continue
+        fit = _second_point(ext, det, psf_sigma, noise)
+        if fit is None or near_edge(fit["x"], fit["y"], nx, ny, margin):
+            continue
+        d = _point(fit, fit["snr"])
+        d.notes.append("point merged with a brighter point: fitted jointly")
+        out.append(d)
+    return out
+
+
+def _point(fit, snr) -> Detection:
+    return Detection(
+        frame=-1,
+        kind="point",
+        x=fit["x"],
+        y=fit["y"],
+        sigma_px=fit["sigma_mid"],
+        flux=fit["flux"],
+        snr=float(snr),
+        width_px=fit["sigma"],
+    )
+
+
+def _credible_point(fit, psf_sigma) -> bool:
+    return (
+        fit["flux"] > 5.0 * fit["flux_err"]
+        and plausible_width(fit["sigma"], psf_sigma)
+        and np.isfinite(fit["sigma_mid"])
+    )
+
+
+def _peaks_on_trails(ext, psf_sigma):
+    """Sources of a frame of trailed stars whose S/N peak is a point, not a trail.
+
+    Along the trail direction a trail's filtered S/N runs on from its peak; a point
+    merged with trails (at an end, in the middle, or where several trails meet) falls
+    to the trails' level a few pixels away on both sides. Yields (source index,
+    (x, y) of the peak).
+    """
+    s = ext.sources
+    idx = np.nonzero(((s.kind == STAR) | (s.kind == OTHER)) & (s.snr >= 8.0))[0]
+    if idx.size == 0:
+        return
+    peaks = np.stack([s.px[idx], s.py[idx]], axis=1)
+    compact = _compact_along_trails(ext.snr_image, ext.star_theta, peaks, psf_sigma)
+    for k in np.nonzero(compact)[0]:
+        i = idx[k]
+        yield i, (float(s.px[i]), float(s.py[i]))
+
+
+def _compact_along_trails(snr, theta, peaks, psf_sigma) -> np.ndarray:
+    """Whether the S/N image ``snr`` at each peak pixel (x, y) falls below 1 / 1.6 of
+    the peak a few pixels away on both sides along the star trails (angle ``theta``)."""
+    ny, nx = snr.shape
+    c, sn = math.cos(theta), math.sin(theta)
+    px, py = np.asarray(peaks, float).T
+    d = 2.0 * psf_sigma + 2.0
+    side = np.zeros(px.size)
+    for sign in (-1.0, 1.0):
+        for off in (-1.0, 0.0, 1.0):
+            xs = px + sign * d * c - off * sn
+            ys = py + sign * d * sn + off * c
+            v = ndimage.map_coordinates(
+                snr, [np.clip(ys, 0, ny - 1), np.clip(xs, 0, nx - 1)], order=1
+            )
+            side = np.maximum(side, v)
+    level = snr[py.astype(np.int64), px.astype(np.int64)]
+    return side < level / 1.6
+
+
+def _second_point(ext, det: Detection, psf_sigma: float, noise: float):
+    """A second, fainter point beside a fitted point: the peak of the residual."""
+    sub = ext.subtracted
+    ny, nx = sub.shape
+    r = int(4.0 * psf_sigma + 8.0)
+    jc, ic = int(round(det.x)), int(round(det.y))
+    if jc < 0 or ic < 0 or jc >= nx or ic >= ny:
+        return None
+    label = int(ext.labels[ic, jc])
+    if label == 0:
+        return None
+    y0, y1, x0, x1 = max(ic - r, 0), min(ic + r + 1, ny), max(jc - r, 0), min(jc + r + 1, nx)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    g = np.array([det.x, det.y, det.flux, max(det.width_px, 0.3), 0.0])
+    res = sub[y0:y1, x0:x1] - _gauss(g, xx, yy)
+    lab = ext.labels[y0:y1, x0:x1]
+    use = (lab == 0) | (lab == label)
+    if ext.saturated is not None:
+        use &= ~ndimage.binary_dilation(ext.saturated[y0:y1, x0:x1], iterations=2)
+    res = np.where(use, res, 0.0)
+    sm = ndimage.gaussian_filter(res, psf_sigma, mode="constant")
+    snr = sm * (2.0 * math.sqrt(math.pi) * psf_sigma) / noise
+    snr[np.hypot(xx - det.x, yy - det.y) < 2.0 * psf_sigma] = 0.0
+    snr[lab != label] = 0.0
+    k = int(np.argmax(snr))
+    if snr.flat[k] < 10.0:
+        return None
+    sx, sy = float(xx.flat[k]), float(yy.flat[k])
+    if ext.star_length_px > 0:  # a star trail merged with the point runs on: not a point
+        local = (sx - x0, sy - y0)
+        if not _compact_along_trails(snr, ext.star_theta, [local], psf_sigma)[0]:
+            return None
+    guess2 = max(float(res.flat[k]) * 2 * math.pi * psf_sigma**2, 1.0)
+    fits = fit_two_points(ext, label, (det.x, det.y, det.flux), (sx, sy, guess2), psf_sigma, noise)
+    if fits is None:
+        return None
+    first, second = fits
+    if math.hypot(second["x"] - sx, second["y"] - sy) > 2.0 * psf_sigma + 1.0:
+        return None
+    if math.hypot(second["x"] - first["x"], second["y"] - first["y"]) < 1.5 * psf_sigma:
+        return None
+    # the joint fit's flux error is inflated by the bright point's misfit (saturation,
+    # bleeding): the residual peak's S/N above says the point is real
+    if not (second["flux"] > 0 and plausible_width(second["sigma"], psf_sigma)):
+        return None
+    second["snr"] = float(snr.flat[k])
+    return second
+
+
+def _gauss(p, x, y):
+    from aposos.station.tracklets import _gauss_model
+
+    return _gauss_model(p, x.ravel().astype(float), y.ravel().astype(float)).reshape(x.shape)
