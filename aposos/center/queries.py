@@ -67,19 +67,7 @@ class StoreQueries:
             C.c.norad_id,
             C.c.snapshot_id,
         ).select_from(K.outerjoin(C, C.c.id == K.c.correlation_id))
-        conds = []
-        if f.station:
-            conds.append(K.c.station == f.station)
-        if f.since:
-            conds.append(K.c.t_mid >= f.since)
-        if f.until:
-            conds.append(K.c.t_mid < f.until)
-        if f.status:
-            conds.append(K.c.status == f.status)
-        if f.norad_id is not None:
-            conds.append(C.c.norad_id == f.norad_id)
-        if conds:
-            q = q.where(and_(*conds))
+        q = _filtered(q, f, status=K.c.status)
         return q
 
     def list_tracklets(self, f: Filters, limit: int, offset: int = 0) -> Page:
@@ -172,19 +160,7 @@ class StoreQueries:
             .select_from(C.join(K, K.c.correlation_id == C.c.id))
             .order_by(K.c.t_mid, K.c.id)
         )
-        conds = []
-        if f.station:
-            conds.append(K.c.station == f.station)
-        if f.since:
-            conds.append(K.c.t_mid >= f.since)
-        if f.until:
-            conds.append(K.c.t_mid < f.until)
-        if f.status:
-            conds.append(C.c.status == f.status)
-        if f.norad_id is not None:
-            conds.append(C.c.norad_id == f.norad_id)
-        if conds:
-            q = q.where(and_(*conds))
+        q = _filtered(q, f, status=C.c.status)
         with self.read() as conn:
             rows = conn.execute(q.limit(limit + 1).offset(offset)).all()
         items = []
@@ -220,6 +196,23 @@ class StoreQueries:
         with self.read() as conn:
             row = conn.execute(select(N).where(N.c.id == snapshot_id)).first()
         return None if row is None else _snapshot_wire(row)
+
+
+def _filtered(q, f: Filters, *, status):
+    """Apply the list filters shared by tracklet and correlation queries."""
+    K, C = S.tracklets, S.correlations
+    conds = []
+    if f.station:
+        conds.append(K.c.station == f.station)
+    if f.since:
+        conds.append(K.c.t_mid >= f.since)
+    if f.until:
+        conds.append(K.c.t_mid < f.until)
+    if f.status:
+        conds.append(status == f.status)
+    if f.norad_id is not None:
+        conds.append(C.c.norad_id == f.norad_id)
+    return q.where(and_(*conds)) if conds else q
 
 
 def _tracklet_summary(r) -> dict:

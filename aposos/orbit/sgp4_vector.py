@@ -284,6 +284,22 @@ def _stage_resonance(w, half_day):
         w[S_NM * BLOCK + i] = no + (nm - no)
 
 
+@inline_kernel
+def _third_body_terms(w, i, zm, ecc, e2, e3, i2, i3, l2, l3, l4, gh2, gh3, gh4, h2, h3):
+    """dpper's periodics from one third body (Sun or Moon): the rows name its coefficients."""
+    sinzm, _ = sincos(zm)
+    sinzf, coszf = sincos(zm + 2.0 * ecc * sinzm)
+    f2 = 0.5 * sinzf * sinzf - 0.25
+    f3 = -0.5 * sinzf * coszf
+    return (
+        w[e2 * BLOCK + i] * f2 + w[e3 * BLOCK + i] * f3,
+        w[i2 * BLOCK + i] * f2 + w[i3 * BLOCK + i] * f3,
+        w[l2 * BLOCK + i] * f2 + w[l3 * BLOCK + i] * f3 + w[l4 * BLOCK + i] * sinzf,
+        w[gh2 * BLOCK + i] * f2 + w[gh3 * BLOCK + i] * f3 + w[gh4 * BLOCK + i] * sinzf,
+        w[h2 * BLOCK + i] * f2 + w[h3 * BLOCK + i] * f3,
+    )
+
+
 @kernel
 def _stage_deep_periodics(w):
     """Mean elements to osculating-ready: dpper's lunar-solar periodics, long-period terms."""
@@ -319,42 +335,16 @@ def _stage_deep_periodics(w):
         mm = cfmod(xlm - argpm - nodem, TWOPI)
 
         # dpper: lunar-solar periodics.
-        zm = w[s4.P_ZMOS * BLOCK + i] + zns * t
-        sinzm, _ = sincos(zm)
-        sinzf, coszf = sincos(zm + 2.0 * zes * sinzm)
-        f2 = 0.5 * sinzf * sinzf - 0.25
-        f3 = -0.5 * sinzf * coszf
-        ses = w[s4.P_SE2 * BLOCK + i] * f2 + w[s4.P_SE3 * BLOCK + i] * f3
-        sis = w[s4.P_SI2 * BLOCK + i] * f2 + w[s4.P_SI3 * BLOCK + i] * f3
-        sls = (
-            w[s4.P_SL2 * BLOCK + i] * f2
-            + w[s4.P_SL3 * BLOCK + i] * f3
-            + w[s4.P_SL4 * BLOCK + i] * sinzf
-        )
-        sghs = (
-            w[s4.P_SGH2 * BLOCK + i] * f2
-            + w[s4.P_SGH3 * BLOCK + i] * f3
-            + w[s4.P_SGH4 * BLOCK + i] * sinzf
-        )
-        shs = w[s4.P_SH2 * BLOCK + i] * f2 + w[s4.P_SH3 * BLOCK + i] * f3
-        zm = w[s4.P_ZMOL * BLOCK + i] + znl * t
-        sinzm, _ = sincos(zm)
-        sinzf, coszf = sincos(zm + 2.0 * zel * sinzm)
-        f2 = 0.5 * sinzf * sinzf - 0.25
-        f3 = -0.5 * sinzf * coszf
-        sel = w[s4.P_EE2 * BLOCK + i] * f2 + w[s4.P_E3 * BLOCK + i] * f3
-        sil = w[s4.P_XI2 * BLOCK + i] * f2 + w[s4.P_XI3 * BLOCK + i] * f3
-        sll = (
-            w[s4.P_XL2 * BLOCK + i] * f2
-            + w[s4.P_XL3 * BLOCK + i] * f3
-            + w[s4.P_XL4 * BLOCK + i] * sinzf
-        )
-        sghl = (
-            w[s4.P_XGH2 * BLOCK + i] * f2
-            + w[s4.P_XGH3 * BLOCK + i] * f3
-            + w[s4.P_XGH4 * BLOCK + i] * sinzf
-        )
-        shll = w[s4.P_XH2 * BLOCK + i] * f2 + w[s4.P_XH3 * BLOCK + i] * f3
+        ses, sis, sls, sghs, shs = _third_body_terms(
+            w, i, w[s4.P_ZMOS * BLOCK + i] + zns * t, zes,
+            s4.P_SE2, s4.P_SE3, s4.P_SI2, s4.P_SI3, s4.P_SL2, s4.P_SL3, s4.P_SL4,
+            s4.P_SGH2, s4.P_SGH3, s4.P_SGH4, s4.P_SH2, s4.P_SH3,
+        )  # fmt: skip
+        sel, sil, sll, sghl, shll = _third_body_terms(
+            w, i, w[s4.P_ZMOL * BLOCK + i] + znl * t, zel,
+            s4.P_EE2, s4.P_E3, s4.P_XI2, s4.P_XI3, s4.P_XL2, s4.P_XL3, s4.P_XL4,
+            s4.P_XGH2, s4.P_XGH3, s4.P_XGH4, s4.P_XH2, s4.P_XH3,
+        )  # fmt: skip
         pe = ses + sel - w[s4.P_PEO * BLOCK + i]
         pinc = sis + sil - w[s4.P_PINCO * BLOCK + i]
         pl = sls + sll - w[s4.P_PLO * BLOCK + i]
