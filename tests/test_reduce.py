@@ -249,3 +249,45 @@ def test_acceptance_found_all_modes(simulated):
         found += s.found
         sats += s.satellites
     assert found >= 0.95 * sats
+
+
+@pytest.mark.slow
+def test_acceptance_blind(simulated, tmp_path):
+    """The same simulated frames with every pointing key removed: those with 8+
+    catalogue stars solved blind (the first of each field) or from the frame before,
+    to the same WCS; sparser ones are left unsolved rather than guessed."""
+    from astropy.io import fits
+
+    for mode, folder, result in simulated:
+        if mode == "rate":
+            continue  # Peru's 0.9 deg rate frames hold too few catalogue stars (see the note)
+        stripped = tmp_path / mode
+        stripped.mkdir()
+        for p in sorted((folder / "lights").glob("*.fits")):
+            with fits.open(p) as hdul:
+                for key in ("RA", "DEC", "OBJCTRA", "OBJCTDEC"):
+                    hdul[0].header.remove(key, ignore_missing=True)
+                hdul.writeto(stripped / p.name)
+        cfg = StationConfig.load(f"stations/{'pakistan' if mode != 'rate' else 'peru'}.toml")
+        blind = reduce_frames(stripped, cfg, calib=folder / "calib")
+        before = {r.file: r for r in result.reports}
+        n_solved = n_same = 0
+        for r in blind.reports:
+            ref = before[r.file]
+            if ref.status != "solved" or ref.info["catalogue_stars_in_field"] < 8:
+                if r.status == "solved":  # a sparse field solved blind must be right too
+                    assert _separation_arcsec(r.centre_deg, ref.centre_deg) < 0.5
+                continue
+            n_solved += 1
+            if r.status == "solved":
+                assert r.info["solve"] in ("blind", "previous frame")
+                assert _separation_arcsec(r.centre_deg, ref.centre_deg) < 0.5
+                n_same += 1
+        assert n_same >= 0.99 * n_solved, (mode, n_same, n_solved)
+        assert n_solved >= 10
+
+
+def _separation_arcsec(a, b):
+    ra1, de1, ra2, de2 = (np.radians(v) for v in (*a, *b))
+    c = np.sin(de1) * np.sin(de2) + np.cos(de1) * np.cos(de2) * np.cos(ra1 - ra2)
+    return float(np.degrees(np.arccos(np.clip(c, -1, 1))) * 3600)

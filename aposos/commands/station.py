@@ -27,7 +27,11 @@ def cmd_reduce(args) -> int:
             raise CommandError(f"{p}: no such file or folder")
     if args.calib is not None and not Path(args.calib).is_dir():
         raise CommandError(f"--calib {args.calib}: not a folder")
-    options = ReduceOptions(catalogue=args.catalog, pointing_tolerance_deg=args.pointing_tolerance)
+    options = ReduceOptions(
+        catalogue=args.catalog,
+        pointing_tolerance_deg=args.pointing_tolerance,
+        blind=not args.no_blind,
+    )
     result = reduce_frames(
         args.inputs,
         station,
@@ -81,6 +85,12 @@ def register(subparsers) -> None:
         default=1.5,
         metavar="DEG",
         help="how far the true field may be from the header pointing (default 1.5)",
+    )
+    reduce.add_argument(
+        "--no-blind",
+        action="store_true",
+        help="do not solve frames blind when the header has no pointing or a wrong one "
+        "(blind solving builds an all-sky index once per run, a few seconds)",
     )
     reduce.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     reduce.set_defaults(func=cmd_reduce)

@@ -211,6 +211,7 @@ class PlateSolver:
         epoch_jyear: float = 2026.9,
         prior: TanSipModel | None = None,
         saturated: np.ndarray | None = None,
+        vote: bool = True,
     ) -> PlateSolution:
         """Solve one frame.
 
@@ -224,6 +225,8 @@ class PlateSolver:
         prior : a model from an earlier frame or a header WCS, tried first.
         saturated : flags of saturated stars: they help to find the match (catalogues
             are mostly bright stars) but leave the final fit when 15 others remain.
+        vote : search around the pointing when there is no prior or it fails; with
+            ``False`` only the prior is refined (the blind solver checks its hypotheses so).
         """
         ny, nx = shape
         if axis_px is None:
@@ -235,7 +238,7 @@ class PlateSolver:
         order = np.argsort(-np.asarray(flux, float))
         scale_deg = scale_arcsec / 3600.0
         half_diag_deg = 0.5 * math.hypot(nx, ny) * scale_deg
-        radius = half_diag_deg + self.pointing_tolerance_deg
+        radius = half_diag_deg + (self.pointing_tolerance_deg if vote else 0.1)
         ra_c, dec_c, mag_c = self.catalogue.cone(
             pointing_deg[0], pointing_deg[1], min(radius, 90.0), epoch_jyear=epoch_jyear
         )
@@ -247,6 +250,8 @@ class PlateSolver:
         model = None
         if prior is not None:
             model = self._refine(ctx, prior, initial_radius=12.0)
+        if model is None and not vote:
+            return PlateSolution(False, "the prior did not fit")
         if model is None:
             seed = self._vote(ctx, pointing_deg)
             if seed is None:

@@ -24,13 +24,19 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from aposos.model import Tracklet
-from aposos.station.astrometry import PlateSolver, TanSipModel, estimate_radial_k, refit
+from aposos.station.astrometry import (
+    PlateSolution,
+    PlateSolver,
+    TanSipModel,
+    estimate_radial_k,
+    refit,
+)
 from aposos.station.calibrate import MasterCalibration, find_fits
 from aposos.station.candidates import (
     TransientState,
@@ -47,6 +53,8 @@ __all__ = ["FrameReport", "ReduceOptions", "Reducer", "Reduction", "reduce_frame
 
 log = logging.getLogger(__name__)
 
+SIDEREAL_DEG_PER_S = 360.98564736629 / 86400.0
+
 
 @dataclass
 class ReduceOptions:
@@ -59,6 +67,7 @@ class ReduceOptions:
     max_gap_s: float = 120.0  # largest gap between frames of one tracklet
     min_points: int = 3  # frames needed for a tracklet of points
     edge_margin_px: float = 3.0  # a streak end this close to the edge is clipped
+    blind: bool = True  # solve frames with no (or a wrong) pointing without it
 
 
 @dataclass
@@ -168,6 +177,7 @@ class Reducer:
         )
         self.fwhm_guess_px = 2.0 / station.pixel_scale_arcsec * 1.0 + 1.5
         self._last: tuple[TanSipModel, tuple[float, float]] | None = None
+        self._last_utc: np.datetime64 | None = None
         self._pending_ext = None
 
     # ------------------------------------------------------------------ one frame
@@ -227,33 +237,16 @@ class Reducer:
         scale = frame.pixel_scale_arcsec() or self.station.pixel_scale_arcsec * frame.binning[0]
         axis = self._optical_axis(frame)
         pointing = frame.pointing_deg
-        if pointing is None:
-            report.reason = "no pointing in the header (RA/DEC, OBJCTRA/OBJCTDEC or a WCS)"
-            info["notes"] = notes
-            return report
-        info["pointing_deg"] = [round(pointing[0], 5), round(pointing[1], 5)]
+        if pointing is not None:
+            info["pointing_deg"] = [round(pointing[0], 5), round(pointing[1], 5)]
         stars = src.subset(_usable_stars(src, frame.shape, ext))
-        epoch = _jyear(report.mid_utc)
-        prior = self._prior(pointing)
-        sol = self.solver(
-            stars.x,
-            stars.y,
-            stars.flux,
-            shape=frame.shape,
-            pointing_deg=pointing,
-            scale_arcsec=scale,
-            axis_px=axis,
-            epoch_jyear=epoch,
-            prior=prior,
-            saturated=stars.nsat > 0,
-        )
+        sol = self._solve(stars, frame, pointing, scale, axis, report.mid_utc, info)
         if not sol.solved:
             report.reason = sol.reason
             info["stars_extracted"] = len(stars)
             info["notes"] = notes
             info["seconds"] = round(time.perf_counter() - t_start, 3)
             return report
-        self._last = (sol.model, pointing)
         if np.isfinite(ext.fwhm_px) and not trailed:
             self.fwhm_guess_px = 0.5 * self.fwhm_guess_px + 0.5 * ext.fwhm_px
         model = sol.model
@@ -261,6 +254,8 @@ class Reducer:
         ny, nx = frame.shape
         centre = model.pixel_to_world((nx - 1) / 2.0, (ny - 1) / 2.0)
         report.centre_deg = (float(centre[0]), float(centre[1]))
+        self._last = (sol.model, pointing or report.centre_deg)
+        self._last_utc = report.mid_utc
         info.update(
             astrometric_rms_px=round(sol.rms_px, 4),
             astrometric_rms_arcsec=round(sol.rms_arcsec, 3),
@@ -268,10 +263,11 @@ class Reducer:
             catalogue_stars_in_field=sol.n_catalogue_in_field,
             distortion=sol.distortion,
             centre_deg=[round(c, 6) for c in report.centre_deg],
-            pointing_error_deg=round(_separation(pointing, report.centre_deg), 4),
             pixel_scale_arcsec=round(model.pixel_scale_arcsec(), 5),
             rotation_deg=round(_rotation_deg(model.cd), 3),
         )
+        if pointing is not None:
+            info["pointing_error_deg"] = round(_separation(pointing, report.centre_deg), 4)
         info["wcs"] = _wcs_json(model)
         if frame.wcs is not None:
             info["header_wcs_offset_px"] = _header_wcs_offset(frame.wcs, model, frame.shape)
@@ -303,6 +299,45 @@ class Reducer:
         info["notes"] = notes
         info["seconds"] = round(time.perf_counter() - t_start, 3)
         return report
+
+    def _solve(self, stars, frame: Frame, pointing, scale, axis, mid_utc, info):
+        """Plate-solve: the last frame's model, then around the pointing, then blind."""
+        epoch = _jyear(mid_utc)
+        args = dict(
+            shape=frame.shape, scale_arcsec=scale, axis_px=axis, epoch_jyear=epoch,
+            saturated=stars.nsat > 0,
+        )  # fmt: skip
+        xyf = (stars.x, stars.y, stars.flux)
+        if pointing is not None:
+            info["solve"] = "pointing"
+            sol = self.solver(*xyf, pointing_deg=pointing, prior=self._prior(pointing), **args)
+            if sol.solved or not self.options.blind:
+                return sol
+            why = f"{sol.reason}; "
+        else:
+            info["solve"] = "previous frame"
+            why = "no pointing in the header (RA/DEC, OBJCTRA/OBJCTDEC or a WCS); "
+            if self._last is not None:  # a camera without telescope link: same field?
+                model = self._last[0]
+                if frame.track_mode == "stare":  # the sky drifts west at the sidereal rate
+                    dt = (mid_utc - self._last_utc) / np.timedelta64(1, "s")
+                    ra = (model.crval[0] + SIDEREAL_DEG_PER_S * dt) % 360.0
+                    model = replace(model, crval=(ra, model.crval[1]))
+                sol = self.solver(*xyf, pointing_deg=model.crval, prior=model, vote=False, **args)
+                if sol.solved:
+                    return sol
+            if not self.options.blind:
+                return PlateSolution(False, why + "blind solving is off")
+        from aposos.station.blindsolve import BlindIndex, blind_solve
+
+        info["solve"] = "blind"
+        ny, nx = frame.shape
+        field_deg = min(nx, ny) * scale / 3600.0
+        index = BlindIndex.cached(self.solver.catalogue, field_deg, epoch)
+        sol = blind_solve(self.solver, index, *xyf, **args)
+        if not sol.solved:
+            sol.reason = why + sol.reason
+        return sol
 
     def _check_site(self, frame: Frame) -> list[str]:
         if frame.site is None:
