@@ -13,7 +13,7 @@ import logging
 import sys
 
 # command groups, each a module under aposos.commands
-COMMAND_MODULES = ("catalog", "station", "correlate", "center", "query", "demo")
+COMMAND_MODULES = ("catalog", "station", "correlate", "calibrate", "center", "query", "demo")
 
 
 class CommandError(Exception):
@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `aposos correlate calibrate ...` is its own command (correlate takes file names)
+    for i, word in enumerate(argv[:-1]):
+        if not word.startswith("-"):
+            if word == "correlate" and argv[i + 1] == "calibrate":
+                argv[i : i + 2] = ["correlate-calibrate"]
+            break
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,

@@ -171,22 +171,49 @@ class Tracklet:
 CORRELATION_STATUSES = ("correlated", "ambiguous", "uncorrelated")
 
 
+def _num(x):
+    return None if x is None or x != x else float(x)
+
+
 @dataclass
 class Candidate:
-    """One catalogued object considered for a tracklet."""
+    """One catalogued object considered for a tracklet.
+
+    ``score`` is its posterior probability; the residuals say how far its element set
+    had to be moved to fit: ``time_offset_s`` along track (``along_track_km`` at its
+    speed) and ``cross_track_km`` across it (mean residual before the plane tilt).
+    """
 
     norad_id: int
     score: float
     rms_arcsec: float
     time_offset_s: float
+    along_track_km: float = float("nan")
+    cross_track_km: float = float("nan")
 
     def to_wire(self) -> dict:
         return {
             "norad_id": int(self.norad_id),
             "score": float(self.score),
-            "rms_arcsec": float(self.rms_arcsec),
-            "time_offset_s": float(self.time_offset_s),
+            "rms_arcsec": _num(self.rms_arcsec),
+            "time_offset_s": _num(self.time_offset_s),
+            "along_track_km": _num(self.along_track_km),
+            "cross_track_km": _num(self.cross_track_km),
         }
+
+    @classmethod
+    def from_wire(cls, data: dict) -> Candidate:
+        def num(x):
+            return float("nan") if x is None else float(x)
+
+        return cls(
+            norad_id=int(data["norad_id"]),
+            score=float(data["score"]),
+            rms_arcsec=num(data.get("rms_arcsec")),
+            time_offset_s=num(data.get("time_offset_s")),
+            along_track_km=num(data.get("along_track_km")),
+            cross_track_km=num(data.get("cross_track_km")),
+        )
 
 
 @dataclass
@@ -196,7 +223,9 @@ class Correlation:
     ``status`` is ``correlated`` (one clear winner, ``norad_id`` set), ``ambiguous``
     (near-ties) or ``uncorrelated``; ``error`` is set (and status ``uncorrelated``)
     when the tracklet could not be processed at all. ``candidates`` holds the best
-    five, best first.
+    five, best first. ``reason`` says in words which hypothesis won and the runner-up
+    (for ``uncorrelated``, the nearest candidate's residuals in km and seconds);
+    ``p_unlisted`` is the posterior probability that the object is not in the catalogue.
     """
 
     status: str
@@ -207,6 +236,8 @@ class Correlation:
     cross_track_arcsec: float = float("nan")
     candidates: list[Candidate] = field(default_factory=list)
     error: str | None = None
+    reason: str | None = None
+    p_unlisted: float = float("nan")
 
     def __post_init__(self):
         if self.status not in CORRELATION_STATUSES:
@@ -225,6 +256,8 @@ class Correlation:
             "cross_track_arcsec": num(self.cross_track_arcsec),
             "candidates": [c.to_wire() for c in self.candidates],
             "error": self.error,
+            "reason": self.reason,
+            "p_unlisted": num(self.p_unlisted),
         }
 
     @classmethod
@@ -239,6 +272,8 @@ class Correlation:
             rms_arcsec=num(data.get("rms_arcsec")),
             time_offset_s=num(data.get("time_offset_s")),
             cross_track_arcsec=num(data.get("cross_track_arcsec")),
-            candidates=[Candidate(**c) for c in data.get("candidates", [])],
+            candidates=[Candidate.from_wire(c) for c in data.get("candidates", [])],
             error=data.get("error"),
+            reason=data.get("reason"),
+            p_unlisted=num(data.get("p_unlisted")),
         )

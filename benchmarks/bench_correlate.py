@@ -15,7 +15,7 @@ object at every observation time, numpy topocentric directions (TEME -> GCRS mat
 station positions from erfa), nearest match by mean angular distance. Its cost is linear
 in the number of tracklets, so it is timed on ``--brute`` tracklets and scaled.
 
-Ours: :class:`aposos.center.correlate.SGP4Correlator` on all tracklets, cold (empty cube
+Ours: :class:`aposos.correlate.correlator.SGP4Correlator` on all tracklets, cold (empty cube
 folder: the cube is built and written to zarr) and warm (blocks already in zarr, new
 correlator), and ``correlate_one`` latency with the cube in memory.
 
@@ -36,7 +36,7 @@ from sgp4.api import Satrec, SatrecArray
 sys.path.insert(0, os.path.dirname(__file__))
 from catalogue25k import realistic_tle_lines  # noqa: E402
 
-from aposos.center.correlate import SGP4Correlator  # noqa: E402
+from aposos.correlate.correlator import SGP4Correlator  # noqa: E402
 from aposos.model import Tracklet, jd_fr_to_datetime64  # noqa: E402
 from aposos.orbit import frames  # noqa: E402
 from aposos.orbit.catalogue import Catalogue  # noqa: E402

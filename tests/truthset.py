@@ -85,7 +85,12 @@ class TruthSet:
 
 
 def read_3le(path) -> list[tuple[str, str, str]]:
-    lines = [line for line in Path(path).read_text(encoding="ascii").splitlines() if line.strip()]
+    data = Path(path).read_bytes()
+    if str(path).endswith(".xz"):
+        import lzma
+
+        data = lzma.decompress(data)
+    lines = [line for line in data.decode("ascii").splitlines() if line.strip()]
     return [(lines[i].strip(), lines[i + 1], lines[i + 2]) for i in range(0, len(lines), 3)]
 
 
@@ -233,6 +238,9 @@ def build_truth_set(
     perturb: bool = True,
     noise: bool = True,
     catalogue_path=None,
+    max_epoch_offset_days: float | None = None,
+    class_share: dict | None = None,
+    include_all_missing: bool = False,
 ) -> TruthSet:
     """Tracklets of real objects seen from the three stations, with the truth.
 
@@ -246,6 +254,11 @@ def build_truth_set(
     noise : add measurement noise and timing jitter (else exact directions, sigma 1").
     catalogue_path : 3LE of the catalogue to correlate against (default ``tle_path``);
         objects absent from it count as missing.
+    max_epoch_offset_days : observe an object only this close to the epoch of its
+        element set in ``tle_path`` (where that element set is at its best).
+    class_share : share of tracklets by orbit class (default :data:`CLASS_SHARE`).
+    include_all_missing : with ``catalogue_path``, try every object absent from that
+        catalogue (new launches are few; the goal on them needs them all).
     """
     _configure_astropy_offline()
     rng = np.random.default_rng(seed)
@@ -257,12 +270,16 @@ def build_truth_set(
 
     # choose objects per class; some are left out of the catalogue
     chosen = []
-    for name, share in CLASS_SHARE.items():
+    for name, share in (class_share or CLASS_SHARE).items():
         pool = np.flatnonzero(classes == name)
-        take = min(pool.size, int(round(1.3 * share * n_tracklets)))
+        factor = 1.3 if max_epoch_offset_days is None else 3.0
+        take = min(pool.size, int(round(factor * share * n_tracklets)))
         chosen += rng.choice(pool, take, replace=False).tolist()
     chosen = np.array(chosen)
     rng.shuffle(chosen)
+    if include_all_missing and catalogue_path is not None:
+        absent = [i for i, s in enumerate(sats) if s.satnum not in cat_ids]
+        chosen = np.concatenate([absent, np.setdiff1d(chosen, absent)]).astype(np.int64)
     missing_ids = set()
     if catalogue_path is None:
         n_missing = int(round(missing_fraction * n_tracklets))
@@ -286,6 +303,9 @@ def build_truth_set(
                 dark = (solar_h > 19.5) | (solar_h < 4.5)
                 el = _elevation_deg(r[k], minutes, (lat, lon, alt))
                 ok = dark & (el > 25.0) & (e[k] == 0)
+                if max_epoch_offset_days is not None:
+                    epoch = sats[obj].jdsatepoch + sats[obj].jdsatepochF
+                    ok &= np.abs(minutes - epoch) <= max_epoch_offset_days
                 options += [(st, m) for m in np.flatnonzero(ok)]
             if options:
                 st, m = options[rng.integers(len(options))]

@@ -65,7 +65,7 @@ def _csv(items: list[dict], tracklets: dict[int, Tracklet]) -> str:
 
 
 def _iod(items: list[dict], tracklets: dict[int, Tracklet], config: CenterConfig) -> str:
-    from aposos.center.sites import read_station_sites
+    from aposos.correlate.sites import read_station_sites
     from aposos.formats.iod import write_iod
 
     numbers = {

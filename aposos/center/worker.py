@@ -26,8 +26,8 @@ from sqlalchemy import and_, func, or_, select
 
 from aposos.center import schema as S
 from aposos.center.config import CenterConfig
-from aposos.center.sites import resolve_site
 from aposos.center.store import Store, correlation_row, utcnow
+from aposos.correlate.sites import resolve_site
 from aposos.model import Correlation, Tracklet
 
 __all__ = [
@@ -52,7 +52,7 @@ MAX_ATTEMPTS = 5  # a job whose batch failed this often is marked failed
 
 def build_correlator(catalogue, sites: dict, cube_dir: Path | None = None):
     """The one place where the correlation engine is connected to the worker."""
-    from aposos.center.correlate import SGP4Correlator
+    from aposos.correlate.correlator import SGP4Correlator
 
     return SGP4Correlator(catalogue, sites, cube_dir=cube_dir)
 

@@ -19,9 +19,11 @@ DEFAULT_CUBE_DIR_ENV = "APOSOS_CUBE_DIR"
 
 RECORD_FIELDS = (
     "file", "segment", "station", "status", "norad_id", "score", "rms_arcsec",
-    "time_offset_s", "cross_track_arcsec",
+    "time_offset_s", "cross_track_arcsec", "p_unlisted", "reason",
 )  # fmt: skip
-CANDIDATE_FIELDS = ("norad_id", "score", "rms_arcsec", "time_offset_s")
+CANDIDATE_FIELDS = (
+    "norad_id", "score", "rms_arcsec", "time_offset_s", "along_track_km", "cross_track_km",
+)  # fmt: skip
 CSV_FIELDS = (
     RECORD_FIELDS
     + tuple(f"candidate_{name}" for name in CANDIDATE_FIELDS)
@@ -39,8 +41,9 @@ def register(subparsers) -> None:
             "against a catalogue. Writes one record per tracklet, in input order: file, "
             "segment, station, status (correlated | ambiguous | uncorrelated), norad_id, "
             "score, rms_arcsec, time_offset_s, cross_track_arcsec, the best five "
-            "candidates, and error. Exit status 1 if some input could not be processed "
-            "(the rest is still correlated and written)."
+            "candidates, the reason, and error. Exit status 1 if some input could not be "
+            "processed (the rest is still correlated and written). Fit the error model "
+            "on your own catalogue history with `aposos correlate calibrate --help`."
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="TDM or IOD files")
@@ -70,6 +73,11 @@ def register(subparsers) -> None:
     group.add_argument(
         "--scheduler", metavar="ADDRESS", help="run on the Dask cluster at this scheduler"
     )
+    parser.add_argument(
+        "--model", metavar="JSON",
+        help="error model fitted by `aposos correlate calibrate` (default: the packaged "
+        "one, fitted on the 2026 CelesTrak series)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_correlate)
 
@@ -135,6 +143,8 @@ def build_records(entries, correlations) -> list[dict]:
             "rms_arcsec": None,
             "time_offset_s": None,
             "cross_track_arcsec": None,
+            "p_unlisted": None,
+            "reason": None,
             "candidates": [],
             "error": entry["error"],
         }
@@ -142,7 +152,7 @@ def build_records(entries, correlations) -> list[dict]:
             corr = next(results)
             wire = corr.to_wire()
             for key in ("status", "norad_id", "score", "rms_arcsec", "time_offset_s",
-                        "cross_track_arcsec", "candidates"):  # fmt: skip
+                        "cross_track_arcsec", "p_unlisted", "reason", "candidates"):  # fmt: skip
                 record[key] = wire[key]
             if corr.error:
                 where = f"segment {entry['segment']}"
@@ -169,9 +179,9 @@ def write_records(records, fmt: str, out) -> None:
 
 
 def run_correlate(args) -> int:
-    from aposos.center.correlate import SGP4Correlator
-    from aposos.center.sites import iod_station_key, read_station_sites
     from aposos.commands.catalog import load_catalogue
+    from aposos.correlate.correlator import SGP4Correlator
+    from aposos.correlate.sites import iod_station_key, read_station_sites
 
     try:
         stations = read_station_sites(args.stations)
@@ -196,7 +206,10 @@ def run_correlate(args) -> int:
     entries = read_inputs(args.inputs, station_codes)
     good = [e["tracklet"] for e in entries if e["tracklet"] is not None]
     cube_dir = Path(args.cube_dir).expanduser() if args.cube_dir else default_cube_dir()
-    correlator = SGP4Correlator(catalogue, sites, cube_dir=cube_dir)
+    from aposos.correlate.model import ErrorModel
+
+    model = ErrorModel.load(args.model) if args.model else None
+    correlator = SGP4Correlator(catalogue, sites, cube_dir=cube_dir, error_model=model)
     progress = not args.no_progress and sys.stderr.isatty()
     if args.workers is not None or args.scheduler:
         correlations = _run_dask(correlator, good, args, progress)

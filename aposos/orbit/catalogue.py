@@ -321,11 +321,29 @@ def _times(jd, fr):
     return jd, fr
 
 
+def _read_maybe_compressed(path: Path) -> bytes:
+    """The bytes of a file, decompressed when it is xz, gzip or bzip2 (told by content)."""
+    data = path.read_bytes()
+    if data[:6] == b"\xfd7zXZ\x00":
+        import lzma
+
+        return lzma.decompress(data)
+    if data[:2] == b"\x1f\x8b":
+        import gzip
+
+        return gzip.decompress(data)
+    if data[:3] == b"BZh":
+        import bz2
+
+        return bz2.decompress(data)
+    return data
+
+
 def _lines_of(source) -> tuple[str, list[str]]:
     if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and "\n" in source):
         path = Path(source)
         try:
-            text = path.read_bytes().decode("ascii", errors="replace")
+            text = _read_maybe_compressed(path).decode("ascii", errors="replace")
         except FileNotFoundError:
             raise FileNotFoundError(f"no such catalogue file: {path}") from None
         return str(path), text.splitlines()

@@ -103,7 +103,7 @@ def load_sites(directory: str | os.PathLike = "stations") -> dict[str, Site]:
     -------
     dict mapping ``code`` and ``"%04d" % iod_station`` to the station's
     :class:`~aposos.orbit.site.Site`: the ``sites`` argument of
-    :class:`aposos.center.correlate.SGP4Correlator`.
+    :class:`aposos.correlate.correlator.SGP4Correlator`.
     """
     sites: dict[str, Site] = {}
     for station in read_station_sites(directory):

@@ -15,7 +15,7 @@ prediction by ``omega tau`` along ``e_a``, ``omega`` the angular rate), a tilt o
 orbit plane (a shift along the orbit normal of ``p sin u + q cos u`` km, ``u`` the
 argument of latitude: what inclination and node errors do) and a radial shift. Their
 sky displacements follow from the geometry of each observation; all four are fitted
-with the Gaussian priors of :class:`~aposos.center.correlate_model.ErrorModel` (ridge
+with the Gaussian priors of :class:`~aposos.correlate.model.ErrorModel` (ridge
 least squares: the minimum is the marginal chi-square, ``2 n`` degrees of freedom).
 SGP4 is re-run at the updated ``tau`` until the update is below a millisecond, so the
 fit does not rely on the linearisation.
@@ -31,7 +31,14 @@ from numba import prange
 
 from aposos.orbit.jit import kernel, parallel_kernel
 
-__all__ = ["ObservationBatch", "PairFit", "fit_pairs", "unaberrate"]
+__all__ = [
+    "ObservationBatch",
+    "PairFit",
+    "evaluate_priors",
+    "fit_pairs",
+    "smooth_motion_fit",
+    "unaberrate",
+]
 
 C_KMS = 299792.458
 ARCSEC = math.pi / (180.0 * 3600.0)
@@ -60,6 +67,73 @@ def unaberrate(q: np.ndarray, earth_velocity_kms: np.ndarray) -> np.ndarray:
     return p / np.linalg.norm(p, axis=-1, keepdims=True)
 
 
+# a tracklet's own scatter replaces its declared sigma when the smooth-motion fit's
+# chi-square per degree of freedom exceeds this (about the 0.1 % point for 2 dof)
+SCATTER_CHI2_PER_DOF = 3.5
+# beyond this arc length the polynomial no longer follows real motion to an arcsecond
+SCATTER_MAX_ARC_DEG = 5.0
+
+
+def smooth_motion_fit(tracklet, log_volume: float) -> tuple[float, float]:
+    """The tracklet on its own: how much larger than declared its scatter is, and the
+    deviance of "an object nobody catalogued" for it.
+
+    The directions are put on the tangent plane at the middle observation (gnomonic:
+    great circles are straight lines there) and fitted, weighted by the declared
+    sigmas, with a polynomial in time of degree 1 (2-3 observations), 2 (4-5) or 3 (6
+    or more): the smooth motion of any orbit over a tracklet up to
+    :data:`SCATTER_MAX_ARC_DEG` long (longer arcs keep their declared sigma). When the residual
+    chi-square per degree of freedom is beyond :data:`SCATTER_CHI2_PER_DOF`, the
+    declared sigmas were optimistic (a visual observer, a poor time stamp) and the
+    shown scatter is used: the first value returned (>= 1) scales the sigmas.
+
+    The second is ``chi2 + ln det A + 2 ln V - 4 ln 2 pi``: the marginal deviance of the
+    tracklet under a uniform prior of volume ``exp(log_volume)`` (steradian times
+    (rad/s)^2) over its position and angular velocity at the middle time (``A`` their
+    information matrix), comparable with the candidates' deviances.
+    """
+    n = len(tracklet)
+    sigma = np.asarray(tracklet.sigma_arcsec, dtype=np.float64) * ARCSEC
+    if not np.all(np.isfinite(sigma) & (sigma > 0)):
+        sigma = np.full(n, 2.0 * ARCSEC)
+    q = radec_to_unit(tracklet.ra_deg, tracklet.dec_deg)
+    c = q[n // 2]
+    east = np.cross([0.0, 0.0, 1.0], c)
+    if np.linalg.norm(east) < 1e-9:
+        east = np.array([1.0, 0.0, 0.0])
+    east /= np.linalg.norm(east)
+    north = np.cross(c, east)
+    z = q @ c
+    if np.any(z <= 0.1):  # beyond 84 degrees from the middle: no tangent plane
+        return 1.0, np.inf
+    xy = np.stack([q @ east, q @ north], axis=1) / z[:, None]
+    t = (tracklet.utc - tracklet.utc[n // 2]).astype("timedelta64[us]").astype(np.float64) * 1e-6
+    degree = 1 if n <= 3 else (2 if n <= 5 else 3)
+    dof = 2 * (n - degree - 1)
+    span = max(float(np.ptp(t)), 1e-6)
+    design = np.vander(t / span, degree + 1)
+    w = 1.0 / sigma
+    chi2 = 0.0
+    for axis in range(2):
+        coef, *_ = np.linalg.lstsq(design * w[:, None], xy[:, axis] * w, rcond=None)
+        chi2 += float(np.sum(((design @ coef - xy[:, axis]) * w) ** 2))
+    inflation = 1.0
+    arc_deg = math.degrees(math.acos(min(1.0, max(-1.0, float(q[0] @ q[-1])))))
+    if arc_deg > SCATTER_MAX_ARC_DEG:
+        chi2 = float(max(dof, 0))  # long arcs: the declared sigma, an orbit would fit
+    elif dof > 0 and chi2 / dof > SCATTER_CHI2_PER_DOF:
+        inflation = float(np.sqrt(chi2 / dof))
+        chi2 = float(dof)
+    # information of (position, angular velocity) per axis, with the inflated sigmas
+    w2 = 1.0 / (sigma * inflation) ** 2
+    info = np.array([[w2.sum(), (w2 * t).sum()], [(w2 * t).sum(), (w2 * t * t).sum()]])
+    det = float(np.linalg.det(info))
+    if not det > 0:
+        return inflation, np.inf
+    log_det = 2.0 * math.log(det)  # both axes
+    return inflation, chi2 + log_det + 2.0 * log_volume - 4.0 * math.log(2.0 * math.pi)
+
+
 @dataclass
 class ObservationBatch:
     """The observations of many tracklets, flattened, with their per-time geometry.
@@ -74,7 +148,9 @@ class ObservationBatch:
     u_gcrs: np.ndarray  # (n_obs, 3) observed geometric unit directions
     site_gcrs_km: np.ndarray  # (n_obs, 3)
     teme_to_gcrs: np.ndarray  # (n_obs, 3, 3)
-    sigma_rad: np.ndarray  # (n_obs,)
+    sigma_rad: np.ndarray  # (n_obs,) the larger of the declared and the shown scatter
+    inflation: np.ndarray  # (n_trk,) shown scatter / declared sigma where larger, else 1
+    free_deviance: np.ndarray  # (n_trk,) deviance of "an object nobody catalogued"
 
     @property
     def n_tracklets(self) -> int:
@@ -89,8 +165,9 @@ class ObservationBatch:
         return self.offsets[:-1] + self.counts // 2
 
     @classmethod
-    def build(cls, tracklets, sites) -> ObservationBatch:
-        """From tracklets (each with >= 1 observation) and their resolved ``Site`` objects."""
+    def build(cls, tracklets, sites, log_volume: float = 0.0) -> ObservationBatch:
+        """From tracklets (each with >= 1 observation) and their resolved ``Site`` objects;
+        ``log_volume``: see :func:`smooth_motion_fit`."""
         from aposos.orbit import frames
 
         counts = np.array([len(t) for t in tracklets], dtype=np.int64)
@@ -99,8 +176,9 @@ class ObservationBatch:
         if n == 0:
             empty = np.zeros((0, 3))
             return cls(
-                offsets, np.zeros(0), np.zeros(0), empty, empty, np.zeros((0, 3, 3)), np.zeros(0)
-            )
+                offsets, np.zeros(0), np.zeros(0), empty, empty, np.zeros((0, 3, 3)),
+                np.zeros(0), np.ones(len(tracklets)), np.full(len(tracklets), np.inf),
+            )  # fmt: skip
         jd = np.empty(n)
         fr = np.empty(n)
         ra = np.empty(n)
@@ -125,7 +203,11 @@ class ObservationBatch:
             rows = np.flatnonzero(np.isin(row_site, members))
             site_km[rows], _ = frames.site_gcrs_posvel_km(site_objects[key], jd[rows], fr[rows])
         sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 2.0) * ARCSEC
-        return cls(offsets, jd, fr, u, site_km, np.ascontiguousarray(m), sigma)
+        alone = np.array([smooth_motion_fit(t, log_volume) for t in tracklets]).reshape(-1, 2)
+        sigma = sigma * np.repeat(alone[:, 0], counts)
+        return cls(
+            offsets, jd, fr, u, site_km, np.ascontiguousarray(m), sigma, alone[:, 0], alone[:, 1]
+        )
 
     def reference_teme(self) -> tuple[np.ndarray, np.ndarray]:
         """Station position (km) and observed direction of the reference rows, TEME axes."""
@@ -334,17 +416,37 @@ def _fit_serial(geo, sig, counts, tau, tau_mean, var_prior, var_ref, timing_s, o
 
 @dataclass
 class PairFit:
-    """Fit of each (tracklet, candidate) pair; arrays of length ``n_pairs``."""
+    """Fit of each (tracklet, candidate) pair; arrays of length ``n_pairs``.
+
+    The geometry at the converged time offset is kept (``geo``, ``sig``, ``counts``,
+    ``tau_geo_s``), so the marginal chi-square under other priors costs no SGP4:
+    see :func:`evaluate_priors`.
+    """
 
     tau_s: np.ndarray
     normal_km: np.ndarray  # (n_pairs, 2): plane tilt, normal offset p sin u + q cos u
     radial_km: np.ndarray
     chi2: np.ndarray  # marginal chi-square, 2 n degrees of freedom (inf: no prediction)
     occam: np.ndarray  # ln det term of the marginal likelihood
-    occam_reference: np.ndarray  # the same with the reference priors
     rms_arcsec: np.ndarray  # residual RMS after the time offset alone
     cross_track_arcsec: np.ndarray  # mean cross-track residual
     n_obs: np.ndarray
+    range_km: np.ndarray  # mean distance of the prediction
+    speed_kms: np.ndarray  # orbital speed of the prediction
+    geo: np.ndarray  # (n_pairs, n_max, N_GEO) at tau_geo_s
+    sig: np.ndarray  # (n_pairs, n_max) sigma of each observation (rad)
+    tau_geo_s: np.ndarray
+
+    @property
+    def along_track_km(self) -> np.ndarray:
+        return self.tau_s * self.speed_kms
+
+    @property
+    def cross_track_km(self) -> np.ndarray:
+        return self.cross_track_arcsec * ARCSEC * self.range_km
+
+    def take(self, rows) -> PairFit:
+        return PairFit(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
 
 
 def _pair_rows(batch: ObservationBatch, pair_trk: np.ndarray) -> np.ndarray:
@@ -371,8 +473,10 @@ def _geometry(batch, rows, r, v):
     return geo
 
 
-def fit_pairs(batch, params, pair_trk, tau0_s, priors, reference_sigmas, timing_sigma_s) -> PairFit:
+def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFit:
     """Fit a time offset and normal and radial offsets for every (tracklet, candidate) pair.
+
+    SGP4 is re-run at the updated time offset until the update is below a millisecond.
 
     Parameters
     ----------
@@ -381,9 +485,8 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, reference_sigmas, timing_
     pair_trk : ``(n_pairs,)`` tracklet of each pair.
     tau0_s : starting time offsets (from the gate).
     priors : ``(n_pairs, 4)``: prior mean time offset (s), and the sigmas of the time
-        offset (s), normal offset and radial offset (km); see ``ErrorModel.priors``.
-    reference_sigmas : ``(n_pairs, 3)`` the same for a fresh element set of the class
-        (the scale of the "not in the catalogue" alternative).
+        offset (s), normal offset and radial offset (km); see ``PriorTable.priors``.
+        A wide prior lets the data place the time offset.
     timing_sigma_s : observation timing jitter.
     """
     pair_trk = np.asarray(pair_trk, dtype=np.int64)
@@ -392,13 +495,13 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, reference_sigmas, timing_
     counts = batch.counts[pair_trk]
     sig = np.where(rows >= 0, batch.sigma_rad[np.maximum(rows, 0)], 1.0)
     tau = np.asarray(tau0_s, dtype=np.float64).copy()
+    tau_geo = tau.copy()
     priors = np.asarray(priors, dtype=np.float64).reshape(n_pairs, 4)
     tau_mean = np.ascontiguousarray(priors[:, 0])
     var_prior = np.ascontiguousarray(priors[:, 1:] ** 2)
-    var_ref = np.ascontiguousarray(np.asarray(reference_sigmas, dtype=np.float64) ** 2).reshape(
-        n_pairs, 3
-    )
     stats = np.zeros((n_pairs, 9))
+    geo_all = np.zeros(rows.shape + (N_GEO,))
+    speed = np.full(n_pairs, np.nan)
     finite = np.ones(n_pairs, dtype=bool)
     active = np.arange(n_pairs)
     for _ in range(MAX_ITERATIONS):
@@ -408,12 +511,15 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, reference_sigmas, timing_
         geo = _geometry(batch, rows[active], r, v)
         ok = np.all(np.isfinite(geo), axis=(1, 2))
         finite[active] = ok
+        geo_all[active] = geo
+        tau_geo[active] = tau[active]
+        speed[active] = np.linalg.norm(v[:, 0], axis=-1)
         out = np.zeros((active.size, 9))
         good = np.flatnonzero(ok)
         out_good = np.zeros((good.size, 9))
         _fit_serial(
             geo[good], sig[active][good], counts[active][good], tau[active][good],
-            tau_mean[active][good], var_prior[active][good], var_ref[active][good],
+            tau_mean[active][good], var_prior[active][good], var_prior[active][good],
             float(timing_sigma_s), out_good,
         )  # fmt: skip
         out[good] = out_good
@@ -422,14 +528,47 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, reference_sigmas, timing_
         tau[active] += out[:, 0]
         active = active[ok & (np.abs(out[:, 0]) > TAU_TOLERANCE_S)]
     chi2 = np.where(finite & np.isfinite(stats[:, 4]), stats[:, 4], np.inf)
+    n_max = rows.shape[1]
+    valid = np.arange(n_max)[None, :] < counts[:, None]
+    range_km = np.where(valid, geo_all[:, :, G_RHO], 0.0).sum(axis=1) / np.maximum(counts, 1)
     return PairFit(
         tau_s=tau,
         normal_km=stats[:, 1:3],
         radial_km=stats[:, 3],
         chi2=chi2,
         occam=stats[:, 5],
-        occam_reference=stats[:, 8],
         rms_arcsec=stats[:, 6] / ARCSEC,
         cross_track_arcsec=stats[:, 7] / ARCSEC,
         n_obs=counts,
+        range_km=range_km,
+        speed_kms=speed,
+        geo=geo_all,
+        sig=sig,
+        tau_geo_s=tau_geo,
     )
+
+
+def evaluate_priors(fit: PairFit, priors, timing_sigma_s, sig_scale=None):
+    """Marginal chi-square and Occam term of every pair under other priors (no SGP4).
+
+    ``priors`` is ``(n_pairs, 4)`` as for :func:`fit_pairs`; the geometry kept at the
+    converged time offset is reused (the residuals are linear in small offsets there).
+    ``sig_scale`` optionally scales each pair's observation sigmas. Returns ``(chi2,
+    occam)``; pairs without a prediction give ``inf``.
+    """
+    n_pairs = fit.tau_s.size
+    priors = np.asarray(priors, dtype=np.float64).reshape(n_pairs, 4)
+    tau_mean = np.ascontiguousarray(priors[:, 0])
+    var_prior = np.ascontiguousarray(priors[:, 1:] ** 2)
+    sig = fit.sig if sig_scale is None else fit.sig * np.asarray(sig_scale)[:, None]
+    good = np.flatnonzero(np.isfinite(fit.chi2))
+    out = np.zeros((good.size, 9))
+    _fit_serial(
+        fit.geo[good], np.ascontiguousarray(sig[good]), fit.n_obs[good], fit.tau_geo_s[good],
+        tau_mean[good], var_prior[good], var_prior[good], float(timing_sigma_s), out,
+    )  # fmt: skip
+    chi2 = np.full(n_pairs, np.inf)
+    occam = np.full(n_pairs, np.inf)
+    chi2[good] = out[:, 4]
+    occam[good] = out[:, 5]
+    return chi2, occam

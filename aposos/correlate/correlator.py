@@ -1,6 +1,6 @@
 """Correlation: every tracklet against the whole catalogue.
 
->>> from aposos.center.sites import load_sites
+>>> from aposos.correlate.sites import load_sites
 >>> correlator = SGP4Correlator(catalogue, load_sites("stations"), cube_dir="cubes")  # doctest: +SKIP
 >>> results = correlator(tracklets)          # list[Correlation], same order   # doctest: +SKIP
 >>> correlator.correlate_one(tracklet)       # one Correlation                 # doctest: +SKIP
@@ -11,14 +11,14 @@ Steps (see ``shared/ARCHITECTURE.md``):
    a time grid, one cube per orbit-class step (LEO 180 s, HEO 120 s, MEO 300 s, GEO
    600 s: Hermite error below 0.1 km for all), built once per catalogue snapshot and
    hour of time and kept in zarr under ``cube_dir``.
-2. Coarse gate (:mod:`aposos.center.correlate_gate`) at each tracklet's middle
+2. Coarse gate (:mod:`aposos.correlate.gate`) at each tracklet's middle
    observation: every object, sliding along its track by the time its element set may
    be off.
-3. Fine fit (:mod:`aposos.center.correlate_fit`): exact SGP4 at every observation time,
+3. Fine fit (:mod:`aposos.correlate.fit`): exact SGP4 at every observation time,
    a fitted time offset (along track) and small position offsets (a tilt of the orbit
    plane, a radial shift), residuals, marginal chi-square.
 4. Score and classification against a stated error model
-   (:mod:`aposos.center.correlate_model`): every pair is fitted four times, under the
+   (:mod:`aposos.correlate.model`): every pair is fitted four times, under the
    nominal and the manoeuvre component of the element-set error mixture and under both
    spread along track by a cluster width (the density of uncatalogued objects flying
    with the candidate); the score is the posterior probability of each candidate
@@ -40,10 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
-from aposos.center.correlate_fit import ObservationBatch, PairFit, fit_pairs
-from aposos.center.correlate_gate import gate_block
-from aposos.center.correlate_model import ARCSEC, COMPONENTS, ErrorModel, decide, score_pairs
-from aposos.center.sites import resolve_site
+from aposos.correlate.decide import chi2_sf_even, decide, score_pairs
+from aposos.correlate.fit import ObservationBatch, evaluate_priors, fit_pairs
+from aposos.correlate.gate import gate_block
+from aposos.correlate.model import ARCSEC, ErrorModel
+from aposos.correlate.sites import resolve_site
 from aposos.model import Candidate, Correlation, Tracklet
 from aposos.orbit.ephemeris import HermiteEphemeris, hermite_weights
 
@@ -85,9 +86,9 @@ class SGP4Correlator:
     ----------
     catalogue : :class:`aposos.orbit.catalogue.Catalogue`.
     sites : station name (code or 4-digit IOD number) -> :class:`~aposos.orbit.site.Site`,
-        e.g. :func:`aposos.center.sites.load_sites`.
+        e.g. :func:`aposos.correlate.sites.load_sites`.
     cube_dir : where ephemeris cube blocks are kept (zarr); ``None``: memory only.
-    error_model : :class:`~aposos.center.correlate_model.ErrorModel` (defaults stated there).
+    error_model : :class:`~aposos.correlate.model.ErrorModel` (defaults stated there).
     steps_s : cube grid step per orbit class (seconds, dividing 3600).
     chunk_size : tracklets per batch, in time order (memory bound). Distributed runs
         use the same chunks, so their results are identical to a local run.
@@ -111,7 +112,7 @@ class SGP4Correlator:
         self.catalogue = catalogue
         self.sites = dict(sites)
         self.cube_dir = cube_dir
-        self.error_model = error_model or ErrorModel()
+        self.error_model = error_model or ErrorModel.default()
         self.steps_s = dict(DEFAULT_STEPS_S if steps_s is None else steps_s)
         self.chunk_size = int(chunk_size)
         classes = np.asarray(catalogue.orbit_class)
@@ -242,9 +243,7 @@ class SGP4Correlator:
             prior = self._priors.gate_priors(jd[0], fr[0], index)
             tau_mid = prior[:, 0]
             tau_max = (
-                model.gate_sigma * (prior[:, 1] + model.timing_sigma_s)
-                + np.abs(prior[:, 0] - start[:, 0])
-                + GATE_MARGIN_S
+                model.gate_sigma * prior[:, 1] + np.abs(prior[:, 0] - start[:, 0]) + GATE_MARGIN_S
             )
             cross = model.gate_sigma * np.hypot(prior[:, 2], prior[:, 3]) + GATE_MARGIN_KM
             if len(self._allowance_cache) > 256:
@@ -286,48 +285,55 @@ class SGP4Correlator:
             return self._correlate_batch(tracklets, sites)
 
     def _correlate_batch(self, tracklets, sites) -> list[Correlation]:
-        batch = ObservationBatch.build(tracklets, sites)
+        batch = ObservationBatch.build(
+            tracklets, sites, log_volume=self.error_model.background_log_volume
+        )
         pair_trk, pair_obj, tau0 = self._gate(batch)
         order = np.lexsort((pair_obj, pair_trk))
         pair_trk, pair_obj, tau0 = pair_trk[order], pair_obj[order], tau0[order]
         fits = self._fit_components(batch, pair_trk, pair_obj, tau0)
-        return self._classify(fits, pair_trk, pair_obj, len(tracklets))
+        return self._classify(fits, pair_trk, pair_obj, batch.free_deviance)
 
-    def _fit_components(self, batch, pair_trk, pair_obj, tau0) -> list[PairFit]:
-        """Fit every pair once per prior component (:data:`COMPONENTS`).
+    def _fit_components(self, batch, pair_trk, pair_obj, tau0):
+        """Fit every pair once (SGP4 iterated, under the gate's wide prior), then its
+        marginal deviance under each mixture component and each cluster-widened one
+        from the same geometry (no more SGP4).
 
-        The nominal fit starts from the gate's time offset; the others start from the
-        nominal fit's, all in one call.
+        Returns the fit, ``(n_pairs, K)`` deviances and cluster deviances.
         """
         rows = batch.reference_rows()[pair_trk]
         jd, fr = batch.jd[rows], batch.fr[rows]
-        reference = self._priors.reference_sigmas(pair_obj)
-        params = self.catalogue.params[pair_obj]
+        table = self._priors
         timing = self.error_model.timing_sigma_s
-        priors = [self._priors.priors(jd, fr, pair_obj, c) for c in COMPONENTS]
-        nominal = fit_pairs(batch, params, pair_trk, tau0, priors[0], reference, timing)
-        n = pair_trk.size
-        k = len(COMPONENTS) - 1
-        start = np.where(np.isfinite(nominal.chi2), nominal.tau_s, tau0)
-        rest = fit_pairs(
-            batch, np.concatenate([params] * k), np.tile(pair_trk, k), np.tile(start, k),
-            np.concatenate(priors[1:]), np.concatenate([reference] * k), timing,
-        )  # fmt: skip
-        return [nominal] + [_take(rest, slice(i * n, (i + 1) * n)) for i in range(k)]
+        wide = table.gate_priors(jd, fr, pair_obj)
+        fit = fit_pairs(batch, self.catalogue.params[pair_obj], pair_trk, tau0, wide, timing)
+        k_max = table.n_components
+        deviance = np.full((pair_trk.size, k_max), np.inf)
+        cluster = np.full((pair_trk.size, k_max), np.inf)
+        weights, lost = table.weights(jd, fr, pair_obj)
+        for k in range(k_max):
+            if not np.any(weights[:, k] > 0):
+                continue
+            chi2, occam = evaluate_priors(fit, table.priors(jd, fr, pair_obj, k), timing)
+            deviance[:, k] = chi2 + occam
+            chi2, occam = evaluate_priors(
+                fit, table.priors(jd, fr, pair_obj, k, cluster=True), timing
+            )
+            cluster[:, k] = chi2 + occam
+        return fit, deviance, cluster, weights, lost
 
-    def _classify(self, fits, pair_trk, pair_obj, n_trk: int) -> list[Correlation]:
-        """Scores, candidates and status of every tracklet from its pairs' fits."""
+    def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance) -> list[Correlation]:
+        """Scores, candidates, status and reason of every tracklet from its pairs' fits."""
+        fit, deviance, cluster, weights, lost = fit_deviance
+        n_trk = free_deviance.size
         model = self.error_model
-        nominal = fits[0]
-        keep = np.flatnonzero(np.isfinite(nominal.chi2))
+        keep = np.flatnonzero(np.isfinite(fit.chi2))
         if keep.size == 0:
-            return [Correlation(status="uncorrelated") for _ in range(n_trk)]
+            return [_nothing_in_gate() for _ in range(n_trk)]
         trk = pair_trk[keep]
         obj = pair_obj[keep]
-        deviance = np.stack([f.chi2[keep] + f.occam[keep] for f in fits], axis=1)
-        chi2 = np.stack([fits[0].chi2[keep], fits[1].chi2[keep]], axis=1)
         scores = score_pairs(
-            model, trk, deviance, chi2, nominal.n_obs[keep], self._priors.weights(obj), n_trk
+            model, trk, deviance[keep], cluster[keep], weights[keep], lost[keep], free_deviance
         )
         order = np.lexsort((obj, -scores.score, trk))  # by tracklet, best first
         starts = np.searchsorted(trk[order], np.arange(n_trk + 1))
@@ -335,28 +341,35 @@ class SGP4Correlator:
         for t in range(n_trk):
             mine = order[starts[t] : starts[t + 1]]
             if mine.size == 0:
-                out.append(Correlation(status="uncorrelated"))
+                out.append(_nothing_in_gate())
                 continue
             top = mine[0]
+            p = keep[top]
             candidates = [
                 Candidate(
                     norad_id=int(self.catalogue.norad_id[obj[c]]),
                     score=float(scores.score[c]),
-                    rms_arcsec=float(nominal.rms_arcsec[keep[c]]),
-                    time_offset_s=float(nominal.tau_s[keep[c]]),
+                    rms_arcsec=float(fit.rms_arcsec[keep[c]]),
+                    time_offset_s=float(fit.tau_s[keep[c]]),
+                    along_track_km=float(fit.along_track_km[keep[c]]),
+                    cross_track_km=float(fit.cross_track_km[keep[c]]),
                 )
                 for c in mine[:N_CANDIDATES]
             ]
-            status = decide(model, scores.score[mine], scores.acceptable[mine])
+            status = decide(model, scores.score[mine])
+            p_unlisted = float(scores.unlisted[t])
+            fit_p = float(chi2_sf_even(fit.chi2[p], 2 * fit.n_obs[p]))
             out.append(
                 Correlation(
                     status=status,
                     norad_id=candidates[0].norad_id if status == "correlated" else None,
                     score=float(scores.score[top]),
-                    rms_arcsec=float(nominal.rms_arcsec[keep[top]]),
-                    time_offset_s=float(nominal.tau_s[keep[top]]),
-                    cross_track_arcsec=float(nominal.cross_track_arcsec[keep[top]]),
+                    rms_arcsec=float(fit.rms_arcsec[p]),
+                    time_offset_s=float(fit.tau_s[p]),
+                    cross_track_arcsec=float(fit.cross_track_arcsec[p]),
                     candidates=candidates,
+                    reason=_reason(status, candidates, p_unlisted, fit_p, model),
+                    p_unlisted=p_unlisted,
                 )
             )
         return out
@@ -424,9 +437,46 @@ class SGP4Correlator:
             eph.cube_dir = None if cube_dir is None else Path(cube_dir)
 
 
-def _take(fit: PairFit, rows) -> PairFit:
-    """The pairs ``rows`` of a fit."""
-    return PairFit(**{name: getattr(fit, name)[rows] for name in PairFit.__dataclass_fields__})
+def _nothing_in_gate() -> Correlation:
+    return Correlation(
+        status="uncorrelated",
+        score=0.0,
+        p_unlisted=1.0,
+        reason="not in the catalogue: no catalogued object passes the gate",
+    )
+
+
+def _describe(c: Candidate) -> str:
+    return (
+        f"{c.norad_id} (p {c.score:.3g}; {c.time_offset_s:+.1f} s = "
+        f"{c.along_track_km:+.1f} km along track, {c.cross_track_km:+.1f} km across)"
+    )
+
+
+def _reason(status, candidates, p_unlisted, fit_p, model) -> str:
+    """Which hypothesis won and the runner-up, in words and physical units."""
+    best = candidates[0]
+    runner = candidates[1] if len(candidates) > 1 else None
+    if status == "correlated":
+        text = f"correlated with {_describe(best)}"
+        if runner is not None and runner.score >= p_unlisted:
+            text += f"; runner-up {runner.norad_id} (p {runner.score:.3g})"
+        else:
+            text += f"; runner-up: not in the catalogue (p {p_unlisted:.3g})"
+    elif status == "ambiguous":
+        named = [c for c in candidates if c.score >= model.tie_min_score]
+        text = "ambiguous between " + ", ".join(f"{c.norad_id} (p {c.score:.3g})" for c in named)
+        text += f"; not in the catalogue p {p_unlisted:.3g}"
+    elif p_unlisted >= best.score:
+        text = f"not in the catalogue (p {p_unlisted:.3g}); nearest {_describe(best)}"
+    else:
+        text = (
+            f"no candidate reaches p {model.min_score:g}: best {_describe(best)}; "
+            f"not in the catalogue p {p_unlisted:.3g}"
+        )
+    if fit_p < model.p_min:
+        text += f"; the best fit is poor (chi-square p {fit_p:.2g})"
+    return text
 
 
 def _ensure_blocks(correlator: SGP4Correlator, blocks) -> int:

@@ -1,0 +1,298 @@
+"""Fit the error model on real catalogue history (``aposos correlate calibrate``).
+
+Every pair of snapshots (older, newer) of one catalogue gives the older element sets'
+errors at the newer epochs (:func:`aposos.correlate.errors.element_set_errors`), at the
+ages the pair spans. Per orbit class, a mixture of Gaussian components whose sigmas grow
+with age (:class:`~aposos.correlate.model.ErrorComponent`) is fitted to all of them by
+expectation-maximisation: each iteration gives every error its responsibilities, then
+each component's weight and, axis by axis, the sigma coefficients that maximise the
+weighted likelihood. Errors beyond any component (``LOST_*``: another revolution, a
+re-entry) are counted as the class's ``lost`` share instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from aposos.correlate.errors import ElementSetErrors, element_set_errors
+from aposos.correlate.model import (
+    MIN_AGE_DAYS,
+    ErrorComponent,
+    ErrorModel,
+    drift_prior,
+    lost_share,
+    mixture_weights,
+)
+
+__all__ = ["absent_share", "catalogue_errors", "fit_error_model", "log_likelihood"]
+
+log = logging.getLogger(__name__)
+
+# errors beyond these are not element-set errors a component should describe
+LOST_ALONG_S = 1200.0
+LOST_CROSS_KM = 1000.0
+COMPONENTS_BY_CLASS = {"LEO": 3, "GEO": 3, "MEO": 2, "HEO": 2}
+FLOOR_S = 0.01
+FLOOR_KM = 0.01
+MAX_ROWS_PER_CLASS = 60_000
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def catalogue_errors(catalogues, *, max_age_days: float = 8.0, progress=None):
+    """Errors of every (older, newer) pair of snapshots up to ``max_age_days`` apart.
+
+    ``catalogues`` are :class:`~aposos.orbit.catalogue.Catalogue` snapshots of one
+    catalogue in any order; they are sorted by median epoch.
+    """
+    cats = sorted(catalogues, key=lambda c: float(np.median(c.epoch_jd + c.epoch_fr)))
+    parts = []
+    pairs = list(itertools.combinations(range(len(cats)), 2))
+    for n, (i, j) in enumerate(pairs):
+        gap = np.median(cats[j].epoch_jd + cats[j].epoch_fr) - np.median(
+            cats[i].epoch_jd + cats[i].epoch_fr
+        )
+        if gap > max_age_days or gap <= 0.05:
+            continue
+        parts.append(element_set_errors(cats[i], cats[j], pair=n))
+        if progress is not None:
+            progress(n + 1, len(pairs))
+    if not parts:
+        raise ValueError("no pair of snapshots within the age range: give at least two")
+    return ElementSetErrors.concatenate(parts)
+
+
+def absent_share(pairs) -> float:
+    """Share of the newer snapshot's objects absent from the older one, over ``(older,
+    newer)`` catalogue pairs: how often an object the stations see is new to a catalogue
+    kept up to date this way (the prior ``uncatalogued_fraction``)."""
+    absent = total = 0
+    for older, newer in pairs:
+        absent += np.setdiff1d(newer.norad_id, older.norad_id).size
+        total += len(newer)
+    if total == 0:
+        raise ValueError("no objects in the newer snapshots")
+    return absent / total
+
+
+def _axis_sigma(params, age, degree):
+    """Sigma of one axis: ``sqrt(a^2 + (b age)^2 [+ (q age^2)^2])`` from log parameters."""
+    e = np.exp(params)
+    s2 = e[0] ** 2 + (e[1] * age) ** 2
+    if degree == 2:
+        s2 = s2 + (e[2] * age * age) ** 2
+    return s2
+
+
+def _axis_nll(params, z2, age, extra2, resp, degree):
+    s2 = _axis_sigma(params, age, degree) + extra2
+    return float(np.sum(resp * (0.5 * z2 / s2 + 0.5 * np.log(s2))))
+
+
+def _fit_axis(start, z2, age, extra2, resp, degree, floor):
+    from scipy.optimize import minimize
+
+    bounds = [(math.log(floor), math.log(1e5))] + [(math.log(1e-6), math.log(1e5))] * degree
+    result = minimize(
+        _axis_nll, start, args=(z2, age, extra2, resp, degree), method="L-BFGS-B",
+        bounds=bounds, options={"maxiter": 60},
+    )  # fmt: skip
+    return result.x
+
+
+def _component_logpdf(theta, z, age, drift_var):
+    """Log density of each error under one component (``theta``: per-axis log params)."""
+    out = np.zeros(z.shape[0])
+    for axis, (params, degree) in enumerate(zip(theta, (2, 1, 1), strict=True)):
+        s2 = _axis_sigma(params, age, degree) + (drift_var if axis == 0 else 0.0)
+        out += -0.5 * z[:, axis] ** 2 / s2 - 0.5 * np.log(s2) - HALF_LOG_2PI
+    return out
+
+
+def _prepare(model: ErrorModel, errors: ElementSetErrors):
+    mean_tau, sigma_drift = drift_prior(model, errors.drift_s)
+    ref = model.heo_reference_rev_per_day
+    scale = np.where(
+        (errors.orbit_class == "HEO") & (errors.rev_per_day < ref),
+        ref / np.maximum(errors.rev_per_day, 1e-3),
+        1.0,
+    )
+    z = np.column_stack([(errors.tau_s - mean_tau) / scale, errors.normal_km, errors.radial_km])
+    return z, (sigma_drift / scale) ** 2
+
+
+def _fit_weights(start, resp, log_age):
+    """Component weights at one day and their slopes in log age (multinomial logistic
+    regression on the responsibilities); the first component is the reference."""
+    from scipy.optimize import minimize
+
+    k_count = resp.shape[1]
+
+    def nll(p):
+        base = np.exp(np.concatenate([[0.0], p[: k_count - 1]]))
+        slope = np.concatenate([[0.0], p[k_count - 1 :]])
+        w = mixture_weights(base, slope, np.exp(log_age))
+        return -float(np.sum(resp * np.log(np.maximum(w, 1e-300))))
+
+    result = minimize(nll, start, method="L-BFGS-B", options={"maxiter": 80})
+    return result.x
+
+
+def _fit_lost(far, log_age):
+    """Log-odds at one day and slope in log age of the share beyond every component."""
+    from scipy.optimize import minimize
+
+    if not far.any():
+        return (-12.0, 0.0)
+
+    def nll(p):
+        q = np.clip(lost_share(p[0], p[1], np.exp(log_age)), 1e-12, 1 - 1e-12)
+        return -float(np.sum(np.where(far, np.log(q), np.log(1 - q))))
+
+    result = minimize(nll, [-6.0, 1.0], method="L-BFGS-B", bounds=[(-20, 5), (0.0, 6.0)])
+    return (round(float(result.x[0]), 6), round(float(result.x[1]), 6))
+
+
+def _fit_class(z, age, drift_var, k_count, iterations, tol):
+    """EM for one orbit class; returns weights at one day, weight slopes and per-axis
+    log parameters of each component."""
+    n = z.shape[0]
+    # start: a core at the errors' median scale, each further component 8 times wider
+    med = np.maximum(np.median(np.abs(z), axis=0) / 0.6745, [0.05, 0.05, 0.05])
+    mean_age = max(float(np.mean(age)), 0.5)
+    theta = []
+    for k in range(k_count):
+        grow = 8.0**k
+        theta.append(
+            [
+                np.log([med[0] * grow / 2, med[0] * grow / (2 * mean_age), 1e-3]),
+                np.log([med[1] * grow / 2, med[1] * grow / (2 * mean_age)]),
+                np.log([med[2] * grow / 2, med[2] * grow / (2 * mean_age)]),
+            ]
+        )
+    log_age = np.log(np.maximum(age, MIN_AGE_DAYS))
+    wparams = np.zeros(2 * (k_count - 1))
+    wparams[: k_count - 1] = np.log(0.15)
+    z2 = z**2
+    previous = -np.inf
+    for _ in range(iterations):
+        base = np.exp(np.concatenate([[0.0], wparams[: k_count - 1]]))
+        slope = np.concatenate([[0.0], wparams[k_count - 1 :]])
+        weights = mixture_weights(base, slope, age)  # (n, K)
+        logp = np.stack(
+            [np.log(weights[:, k]) + _component_logpdf(theta[k], z, age, drift_var)
+             for k in range(k_count)], axis=1,
+        )  # fmt: skip
+        top = logp.max(axis=1, keepdims=True)
+        total = top[:, 0] + np.log(np.exp(logp - top).sum(axis=1))
+        resp = np.exp(logp - total[:, None])
+        ll = float(total.sum())
+        if k_count > 1:
+            wparams = _fit_weights(wparams, resp, log_age)
+        for k in range(k_count):
+            for axis, (degree, floor) in enumerate(((2, FLOOR_S), (1, FLOOR_KM), (1, FLOOR_KM))):
+                extra = drift_var if axis == 0 else np.zeros(n)
+                theta[k][axis] = _fit_axis(
+                    theta[k][axis], z2[:, axis], age, extra, resp[:, k], degree, floor
+                )
+        if abs(ll - previous) <= tol * abs(ll):
+            break
+        previous = ll
+    base = np.exp(np.concatenate([[0.0], wparams[: k_count - 1]]))
+    base = base / base.sum()
+    slope = np.concatenate([[0.0], wparams[k_count - 1 :]])
+    order = np.argsort([np.exp(t[0][0]) + np.exp(t[0][1]) for t in theta])  # core first
+    return base[order], slope[order] - slope[order][0], [theta[k] for k in order]
+
+
+def fit_error_model(
+    errors: ElementSetErrors,
+    *,
+    base: ErrorModel | None = None,
+    iterations: int = 60,
+    tol: float = 1e-7,
+    seed: int = 0,
+    note: str = "",
+    uncatalogued_fraction: float | None = None,
+) -> ErrorModel:
+    """An :class:`ErrorModel` whose components are fitted on real element-set errors.
+
+    Everything but the components and the ``lost`` shares is taken from ``base``
+    (default: the fallback values of :class:`ErrorModel`); ``uncatalogued_fraction``,
+    when given (see :func:`absent_share`), replaces the base's, floored at 0.1 %.
+    """
+    base = base or ErrorModel()
+    rng = np.random.default_rng(seed)
+    z_all, drift_var_all = _prepare(base, errors)
+    components, lost = dict(base.components), dict(base.lost)
+    counts = {}
+    for name, k_count in COMPONENTS_BY_CLASS.items():
+        rows = np.flatnonzero(errors.orbit_class == name)
+        if rows.size < 20:
+            log.warning("class %s: %d errors, too few to fit; kept the base model", name, rows.size)
+            continue
+        z = z_all[rows]
+        far = (np.abs(z[:, 0]) > LOST_ALONG_S) | (np.hypot(z[:, 1], z[:, 2]) > LOST_CROSS_KM)
+        lost[name] = _fit_lost(far, np.log(np.maximum(errors.age_days[rows], MIN_AGE_DAYS)))
+        rows = rows[~far]
+        if rows.size > MAX_ROWS_PER_CLASS:
+            rows = np.sort(rng.choice(rows, MAX_ROWS_PER_CLASS, replace=False))
+        k_count = min(k_count, max(1, rows.size // 60))
+        weights, slopes, theta = _fit_class(
+            z_all[rows], errors.age_days[rows], drift_var_all[rows], k_count, iterations, tol
+        )
+        components[name] = [
+            ErrorComponent(
+                weight=round(float(w), 6),
+                along_s=tuple(round(float(x), 6) for x in np.exp(t[0])),
+                normal_km=tuple(round(float(x), 6) for x in np.exp(t[1])),
+                radial_km=tuple(round(float(x), 6) for x in np.exp(t[2])),
+                weight_slope=round(float(b), 6),
+            )
+            for w, b, t in zip(weights, slopes, theta, strict=True)
+        ]
+        counts[name] = int(rows.size)
+    fitted = ", ".join(f"{k} {v}" for k, v in counts.items())
+    prior = base.uncatalogued_fraction
+    if uncatalogued_fraction is not None:
+        prior = max(float(uncatalogued_fraction), 0.001)
+    return replace(
+        base,
+        components=components,
+        lost=lost,
+        uncatalogued_fraction=round(prior, 6),
+        fitted_on=(note + "; " if note else "") + f"errors fitted per class: {fitted}",
+    )
+
+
+def log_likelihood(model: ErrorModel, errors: ElementSetErrors) -> dict[str, float]:
+    """Mean log-likelihood per error, by class, of errors under a model (held-out check);
+    errors beyond the lost limits are left out."""
+    z_all, drift_var = _prepare(model, errors)
+    out = {}
+    for name, comps in model.components.items():
+        rows = np.flatnonzero(errors.orbit_class == name)
+        if rows.size == 0:
+            continue
+        z = z_all[rows]
+        far = (np.abs(z[:, 0]) > LOST_ALONG_S) | (np.hypot(z[:, 1], z[:, 2]) > LOST_CROSS_KM)
+        rows = rows[~far]
+        logs = []
+        age = errors.age_days[rows]
+        w = mixture_weights([c.weight for c in comps], [c.weight_slope for c in comps], age)
+        for k, c in enumerate(comps):
+            with np.errstate(divide="ignore"):
+                theta = [np.log(c.along_s), np.log(c.normal_km), np.log(c.radial_km)]
+            theta = [np.where(np.isfinite(t), t, -30.0) for t in theta]
+            logs.append(
+                np.log(np.maximum(w[:, k], 1e-300))
+                + _component_logpdf(theta, z_all[rows], age, drift_var[rows])
+            )
+        logs = np.stack(logs, axis=1)
+        top = logs.max(axis=1, keepdims=True)
+        out[name] = float(np.mean(top[:, 0] + np.log(np.exp(logs - top).sum(axis=1))))
+    return out

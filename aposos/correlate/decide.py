@@ -1,0 +1,112 @@
+"""Posterior probabilities of the candidates and of "not in the catalogue", and the call.
+
+Decisions come from the posterior alone (see :mod:`aposos.correlate.model` for the
+hypotheses): ``correlated`` when the best candidate's posterior reaches ``min_score``;
+``ambiguous`` when no candidate does but two or more share the probability (each at
+least ``tie_min_score``, together at least half: co-orbiting trains, co-located GEO
+satellites, docked vehicles); otherwise ``uncorrelated`` ("not in the catalogue" wins,
+or nothing came through the gate). A poor chi-square is reported in the reason, never a
+veto on its own: the mixture already weighs how far each candidate had to be moved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = ["Scores", "chi2_isf_even", "chi2_sf_even", "decide", "score_pairs"]
+
+
+@dataclass
+class Scores:
+    """Posterior probabilities of the (tracklet, candidate) pairs of a batch."""
+
+    score: np.ndarray  # (n_pairs,) posterior probability of the candidate
+    component: np.ndarray  # (n_pairs,) the mixture component that explains it best
+    unlisted: np.ndarray  # (n_trk,) posterior probability of "not in the catalogue"
+
+
+def score_pairs(model, pair_trk, deviance, cluster_deviance, weight, lost, free_deviance) -> Scores:
+    """Posterior probabilities of every candidate and of "not in the catalogue".
+
+    Parameters
+    ----------
+    model : the :class:`~aposos.correlate.model.ErrorModel` (its prior and weights).
+    pair_trk : ``(n_pairs,)`` tracklet of each pair (``0 .. n_trk - 1``).
+    deviance : ``(n_pairs, K)`` ``chi2 + ln det`` of the fit under each mixture
+        component (``inf``: no fit).
+    cluster_deviance : ``(n_pairs, K)`` the same with the cluster-widened priors.
+    weight : ``(n_pairs, K)`` mixture weights of the candidate.
+    lost : ``(n_pairs,)`` share of the candidate's class and age beyond every component:
+        such objects fly where their kind flies, so they count with the uncatalogued.
+    free_deviance : ``(n_trk,)`` deviance of the diffuse "nobody catalogued it" background.
+    """
+    free_deviance = np.asarray(free_deviance, dtype=np.float64)
+    n_trk = free_deviance.size
+    pair_trk = np.asarray(pair_trk, dtype=np.int64)
+    deviance = np.where(np.isfinite(deviance), deviance, np.inf)
+    cluster_deviance = np.where(np.isfinite(cluster_deviance), cluster_deviance, np.inf)
+    base = np.full(n_trk, np.inf)
+    np.minimum.at(base, pair_trk, np.minimum(deviance, cluster_deviance).min(axis=1))
+    base = np.minimum(base, free_deviance)
+    base = np.where(np.isfinite(base), base, 0.0)
+    w = np.asarray(weight, dtype=np.float64)
+    parts = w * np.exp(-0.5 * (deviance - base[pair_trk, None]))
+    like = parts.sum(axis=1)
+    f = model.uncatalogued_fraction
+    r = f / (1.0 - f)
+    # density of objects without a usable element set near the candidates
+    cluster = (w * np.exp(-0.5 * (cluster_deviance - base[pair_trk, None]))).sum(axis=1)
+    cluster = cluster * (r + np.asarray(lost, dtype=np.float64))
+    cluster_sum = np.bincount(pair_trk, cluster, minlength=n_trk)
+    cluster_max = np.zeros(n_trk)
+    np.maximum.at(cluster_max, pair_trk, cluster)
+    background = r * np.exp(-0.5 * (free_deviance - base))
+    unlisted = cluster_sum - (1.0 - model.self_cluster_weight) * cluster_max + background
+    total = np.bincount(pair_trk, like, minlength=n_trk) + unlisted
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(total[pair_trk] > 0, like / total[pair_trk], 0.0)
+        p_unlisted = np.where(total > 0, unlisted / total, 1.0)
+    return Scores(score, np.argmax(parts, axis=1), p_unlisted)
+
+
+def decide(model, score) -> str:
+    """Status of one tracklet from its candidates' scores, best first."""
+    score = np.asarray(score, dtype=np.float64)
+    if score.size == 0:
+        return "uncorrelated"
+    if score[0] >= model.min_score:
+        return "correlated"
+    named = score[score >= model.tie_min_score]
+    if named.size >= 2 and named.sum() >= 0.5:
+        return "ambiguous"
+    return "uncorrelated"
+
+
+def chi2_sf_even(x, dof) -> np.ndarray:
+    """Chi-square survival function for even degrees of freedom (closed form).
+
+    ``P(X >= x) = exp(-x/2) sum_{k < dof/2} (x/2)^k / k!``: the Poisson tail, exact for
+    the ``2 n`` degrees of freedom of an ``n``-observation tracklet.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    half_dof = np.asarray(dof, dtype=np.int64) // 2
+    half = 0.5 * np.maximum(x, 0.0)
+    term = np.ones(np.broadcast(x, half_dof).shape)
+    total = term.copy()
+    for k in range(1, int(np.max(half_dof, initial=1))):
+        term = term * half / k
+        total = total + np.where(k < half_dof, term, 0.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.exp(-half) * total
+    return np.where(np.isfinite(out), np.minimum(out, 1.0), 0.0)
+
+
+@lru_cache(maxsize=1024)
+def chi2_isf_even(p: float, dof: int) -> float:
+    """The chi-square value exceeded with probability ``p`` at ``dof`` degrees of freedom."""
+    from scipy.stats import chi2
+
+    return float(chi2.isf(p, dof))

@@ -1,0 +1,427 @@
+"""The error model the correlator scores against, learned from real catalogue history.
+
+What a correct identification looks like
+----------------------------------------
+An object observed at UTC ``t`` is where its element set predicts at ``t + tau``
+(``tau`` > 0: the object is ahead of its prediction), displaced a little along its orbit
+normal and its radius, and each measured direction carries noise.
+
+Real element-set errors are heavy-tailed (station keeping, orbit raising and lowering,
+decay, poor orbit determinations), so the error of an object of orbit class ``c`` whose
+element set is ``age`` days old is a mixture of Gaussian *components* ``k`` with weights
+``w_ck``; in each, independently,
+
+- ``tau ~ N(-g d, s_tau^2 + s_d^2)`` with ``s_tau^2 = a^2 + (b age)^2 + (q age^2)^2``:
+  along-track error grows linearly (a mean-motion error) and quadratically (an error
+  in the decay rate). ``d = n_dot age^2 / (2 n)`` is the drift the element set's own
+  mean-motion derivative predicts (SGP4 leaves ``n_dot`` out; real objects follow it
+  ``g`` times, with a scatter ``s_d = drift_scatter |d|``, trusted up to
+  ``drift_fade_s`` and beyond that not at all: sigma ``drift_unknown_s``);
+- offsets along the orbit normal and along the radius, ``N(0, a^2 + (b age)^2)`` km.
+
+The numbers come from :func:`aposos.correlate.calibrate.fit_error_model` on snapshot
+pairs of a real catalogue (``aposos correlate calibrate``); the packaged default
+(``aposos/correlate/data/error_model.json``) is fitted on the 2026 CelesTrak series.
+A share ``lost`` of element sets is off by more than any component covers (another
+revolution, a re-entry): those objects cannot be identified from their element set.
+
+Hypotheses and score
+--------------------
+For each candidate the time offset and the two position offsets are marginalised
+analytically (linear-Gaussian) under each component, giving a deviance
+``D_k = chi2_k + ln det_k``; the candidate's likelihood is ``sum_k w_k exp(-D_k / 2)``.
+The alternative is an object that is not in the catalogue. Uncatalogued objects fly
+where catalogued ones fly (launch trains, swarms, co-located GEO slots), so their density
+near the tracklet is estimated from the candidates, each spread along its own track by
+a cluster width (``K_j``), plus a diffuse background scored by the tracklet's own
+smooth-motion fit (``B``, see :func:`aposos.correlate.fit.smooth_motion_fit`):
+``L_0 = r (sum_j K_j - (1 - e) max_j K_j + B)`` with ``r = f / (1 - f)`` for a share
+``f`` of uncatalogued tracklets. The score of a candidate is its posterior
+probability; see :mod:`aposos.correlate.decide` for the decision.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ARCSEC", "ErrorComponent", "ErrorModel", "PriorTable", "default_model_path"]
+
+MU_KM3_S2 = 398600.4418
+ARCSEC = math.pi / (180.0 * 3600.0)
+ORBIT_CLASSES = ("LEO", "MEO", "GEO", "HEO")
+
+
+@dataclass(frozen=True)
+class ErrorComponent:
+    """One Gaussian of an orbit class's element-set error mixture.
+
+    ``weight`` is its share at an age of one day and ``weight_slope`` how that share's
+    log-odds grow with the log of the age (manoeuvres accumulate); ``along_s`` =
+    ``(a, b, q)``: time-offset sigma (s) at epoch, per day and per day² of age;
+    ``normal_km``, ``radial_km`` = ``(a, b)``: offset sigma (km) at epoch and per day.
+    """
+
+    weight: float
+    along_s: tuple[float, float, float]
+    normal_km: tuple[float, float]
+    radial_km: tuple[float, float]
+    weight_slope: float = 0.0
+
+    def sigmas(self, age_days) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        age = np.asarray(age_days, dtype=np.float64)
+        a, b, q = self.along_s
+        tau = np.sqrt(a * a + (b * age) ** 2 + (q * age * age) ** 2)
+        normal = np.hypot(self.normal_km[0], self.normal_km[1] * age)
+        radial = np.hypot(self.radial_km[0], self.radial_km[1] * age)
+        return tau, normal, radial
+
+
+def _fallback_components() -> dict[str, list[ErrorComponent]]:
+    # used only when no fitted model is at hand: a core and a wide component by class
+    def pair(core_t, core_x, wide_t, wide_x, w):
+        return [
+            ErrorComponent(1.0 - w, core_t, core_x, core_x),
+            ErrorComponent(w, wide_t, wide_x, wide_x),
+        ]
+
+    return {
+        "LEO": pair((0.2, 0.3, 0.1), (0.2, 0.2), (3.0, 10.0, 5.0), (1.0, 5.0), 0.15),
+        "MEO": pair((0.1, 0.1, 0.0), (0.1, 0.05), (1.0, 1.0, 0.2), (0.5, 0.2), 0.05),
+        "GEO": pair((0.5, 0.8, 0.0), (0.6, 0.5), (4.0, 8.0, 0.5), (4.0, 4.0), 0.2),
+        "HEO": pair((1.0, 1.5, 0.0), (1.0, 1.5), (10.0, 30.0, 5.0), (10.0, 20.0), 0.3),
+    }
+
+
+def _cluster_along() -> dict[str, float]:
+    # along-track spread (s) of the objects that fly together: trains and deployments
+    # over minutes; a GEO co-location slot of about 0.1 deg (90 km, 30 s)
+    return {"LEO": 240.0, "MEO": 240.0, "GEO": 30.0, "HEO": 240.0}
+
+
+def _cluster_normal() -> dict[str, float]:
+    # co-located GEO satellites are kept apart by inclination, some 10-20 km
+    return {"GEO": 15.0}
+
+
+def _cluster_radial() -> dict[str, float]:
+    # GEO eccentricity separation; LEO trains raise their orbits one after another
+    return {"LEO": 2.0, "GEO": 15.0}
+
+
+def _lost() -> dict[str, tuple[float, float]]:
+    # (log-odds at one day, slope per unit log age) of the share beyond every component
+    return {"LEO": (-9.0, 2.0), "MEO": (-9.0, 2.0), "GEO": (-9.0, 2.0), "HEO": (-6.0, 2.0)}
+
+
+MIN_AGE_DAYS = 0.05
+
+
+def mixture_weights(base, slope, age_days) -> np.ndarray:
+    """``(..., K)`` component weights at ``age_days`` (softmax in the log of the age)."""
+    x = np.log(np.maximum(np.asarray(age_days, dtype=np.float64), MIN_AGE_DAYS))[..., None]
+    with np.errstate(divide="ignore"):
+        logits = np.log(np.asarray(base, dtype=np.float64)) + np.asarray(slope) * x
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    w = np.exp(logits)
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+def lost_share(logit, slope, age_days) -> np.ndarray:
+    x = np.log(np.maximum(np.asarray(age_days, dtype=np.float64), MIN_AGE_DAYS))
+    return 1.0 / (1.0 + np.exp(-(np.asarray(logit) + np.asarray(slope) * x)))
+
+
+@dataclass(frozen=True)
+class ErrorModel:
+    """Element-set and measurement uncertainties, and the decision thresholds.
+
+    Parameters
+    ----------
+    components : per orbit class, the mixture components (:class:`ErrorComponent`).
+    lost : per orbit class, ``(log-odds at one day, slope in log age)`` of the share of
+        element sets beyond every component (another revolution, a re-entry): their
+        objects count with the uncatalogued ones.
+    drift_gain, drift_scatter, drift_fade_s, drift_unknown_s : how far the element
+        set's own ``n_dot`` drift is followed (see the module docstring).
+    heo_reference_rev_per_day : HEO objects slower than this get their along-track
+        sigma scaled by ``reference / mean motion``.
+    uncatalogued_fraction : prior share of tracklets from objects not in the catalogue
+        (a deployment setting: how complete the catalogue is for what the stations see).
+    cluster_along_s, cluster_normal_km, cluster_radial_km : spread of an uncatalogued
+        object around a catalogued one it flies with (classes not listed keep the
+        component's own sigmas across track).
+    self_cluster_weight : ``e``: weight of the best candidate's own neighbourhood in the
+        density of uncatalogued objects.
+    background_log_volume : uncatalogued objects that fly with nothing catalogued are
+        spread uniformly over this volume of directions and angular velocities (natural
+        log of steradian times (rad/s)^2; default the visible hemisphere and rates up to
+        1 deg/s): the tracklet's own smooth-motion fit then scores that hypothesis, so a
+        candidate that fits badly loses to it whatever the others do.
+    timing_sigma_s : observation timing jitter (s), 1 sigma.
+    min_score : posterior probability needed to call a tracklet correlated.
+    tie_min_score : score of the second candidate that makes a near tie (ambiguous).
+    p_min : chi-square p-value below which a fit is flagged as poor (reported, never a
+        veto on its own).
+    gate_sigma : half-width of the coarse gate in sigmas of the widest gated component.
+    gate_max_along_s, gate_max_cross_km : the gate never opens wider than this (s, km);
+        components wider than the cap are still scored but can be missed by the gate.
+    fitted_on : a note of the data the model was fitted on.
+    """
+
+    components: dict[str, list[ErrorComponent]] = field(default_factory=_fallback_components)
+    lost: dict[str, tuple[float, float]] = field(default_factory=_lost)
+    drift_gain: float = 1.3
+    drift_scatter: float = 0.7
+    drift_fade_s: tuple[float, float] = (8.0, 15.0)
+    drift_unknown_s: float = 10.0
+    heo_reference_rev_per_day: float = 2.0
+    uncatalogued_fraction: float = 0.05
+    cluster_along_s: dict[str, float] = field(default_factory=_cluster_along)
+    cluster_normal_km: dict[str, float] = field(default_factory=_cluster_normal)
+    cluster_radial_km: dict[str, float] = field(default_factory=_cluster_radial)
+    self_cluster_weight: float = 0.5
+    background_log_volume: float = math.log(2.0 * math.pi * math.pi * math.radians(1.0) ** 2)
+    timing_sigma_s: float = 0.005
+    min_score: float = 0.9
+    tie_min_score: float = 0.05
+    p_min: float = 1e-4
+    gate_sigma: float = 5.0
+    gate_max_along_s: float = 900.0
+    gate_max_cross_km: float = 300.0
+    fitted_on: str = "fallback values (no fitted model)"
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def default(cls) -> ErrorModel:
+        """The packaged model, fitted on the 2026 CelesTrak series."""
+        return cls.load(default_model_path())
+
+    @classmethod
+    def load(cls, path) -> ErrorModel:
+        """A model saved by :meth:`save` (``aposos correlate calibrate --out``)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no such error model file: {path}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not an error model (JSON): {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "<dict>") -> ErrorModel:
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: an error model is a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown error model keys: {', '.join(unknown)}")
+        kwargs = dict(data)
+        try:
+            if "components" in kwargs:
+                kwargs["components"] = {
+                    str(c): [
+                        ErrorComponent(
+                            float(k["weight"]),
+                            tuple(float(x) for x in k["along_s"]),
+                            tuple(float(x) for x in k["normal_km"]),
+                            tuple(float(x) for x in k["radial_km"]),
+                            float(k.get("weight_slope", 0.0)),
+                        )
+                        for k in comps
+                    ]
+                    for c, comps in kwargs["components"].items()
+                }
+            for key in ("drift_fade_s",):
+                if key in kwargs:
+                    kwargs[key] = tuple(float(x) for x in kwargs[key])
+            if "lost" in kwargs:
+                kwargs["lost"] = {
+                    str(c): tuple(float(x) for x in v) for c, v in kwargs["lost"].items()
+                }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: bad error model components: {exc}") from None
+        model = cls(**kwargs)
+        model.validate(source)
+        return model
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+
+    def validate(self, source: str = "error model") -> None:
+        for name, comps in self.components.items():
+            if not comps:
+                raise ValueError(f"{source}: class {name} has no components")
+            for k in comps:
+                if len(k.along_s) != 3 or len(k.normal_km) != 2 or len(k.radial_km) != 2:
+                    raise ValueError(f"{source}: class {name}: wrong number of coefficients")
+                values = (k.weight, *k.along_s, *k.normal_km, *k.radial_km, abs(k.weight_slope))
+                if not all(math.isfinite(v) and v >= 0 for v in values):
+                    raise ValueError(f"{source}: class {name}: coefficients must be >= 0")
+                if max(k.along_s[0], *k.normal_km[:1], *k.radial_km[:1]) <= 0:
+                    raise ValueError(f"{source}: class {name}: a component has zero sigma")
+        if not 0.0 < self.uncatalogued_fraction < 1.0:
+            raise ValueError(f"{source}: uncatalogued_fraction must be in (0, 1)")
+        if not 0.5 <= self.min_score < 1.0:
+            raise ValueError(f"{source}: min_score must be in [0.5, 1)")
+
+    # ------------------------------------------------------------------ use
+    @property
+    def n_components(self) -> int:
+        return max(len(c) for c in self.components.values())
+
+    def table(self, catalogue) -> PriorTable:
+        """The per-object constants of the model for a catalogue (compute once, reuse)."""
+        return PriorTable(self, catalogue)
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("aposos.correlate") / "data" / "error_model.json"))
+
+
+def _per_class(classes: np.ndarray, table: dict, fallback: str | None = "LEO") -> np.ndarray:
+    out = np.full(classes.size, np.nan)
+    for name in np.unique(classes) if classes.size else ():
+        value = table.get(str(name), table.get(fallback) if fallback else None)
+        out[classes == name] = np.nan if value is None else value
+    return out
+
+
+class PriorTable:
+    """An :class:`ErrorModel` applied to one catalogue: per-object constants as arrays.
+
+    Components are indexed ``0 .. K-1`` (classes with fewer get zero-weight padding).
+    """
+
+    def __init__(self, model: ErrorModel, catalogue):
+        self.model = model
+        classes = np.asarray(catalogue.orbit_class).astype(str)
+        self.classes = classes
+        n = classes.size
+        k_max = model.n_components
+        self.weight = np.zeros((n, k_max))
+        self.weight_slope = np.zeros((n, k_max))
+        self.lost = np.zeros((n, 2))
+        self.lost[:, 0] = -30.0
+        self.coef = np.zeros((n, k_max, 7))  # along a b q, normal a b, radial a b
+        self.coef[:, :, 0] = 1.0
+        self.coef[:, :, 3] = 1.0
+        self.coef[:, :, 5] = 1.0
+        for name in np.unique(classes) if n else ():
+            comps = model.components.get(str(name)) or model.components.get("LEO")
+            rows = classes == name
+            self.lost[rows] = model.lost.get(str(name), (-30.0, 0.0))
+            for k, c in enumerate(comps):
+                self.weight[rows, k] = c.weight
+                self.weight_slope[rows, k] = c.weight_slope
+                self.coef[rows, k] = (*c.along_s, *c.normal_km, *c.radial_km)
+        self.epoch_jd = np.asarray(catalogue.epoch_jd, dtype=np.float64)
+        self.epoch_fr = np.asarray(catalogue.epoch_fr, dtype=np.float64)
+        rev_per_day = np.asarray(catalogue.mean_motion_rev_per_day, dtype=np.float64)
+        self.n_rad_min = rev_per_day * (2.0 * math.pi / 1440.0)
+        self.ndot = np.asarray(catalogue.ndot, dtype=np.float64)
+        self.cluster_along_s = _per_class(classes, model.cluster_along_s)
+        self.cluster_normal_km = _per_class(classes, model.cluster_normal_km, fallback=None)
+        self.cluster_radial_km = _per_class(classes, model.cluster_radial_km, fallback=None)
+        ref = model.heo_reference_rev_per_day
+        self.along_scale = np.where(
+            (classes == "HEO") & (rev_per_day < ref), ref / np.maximum(rev_per_day, 1e-3), 1.0
+        )
+        self.speed_kms = np.cbrt(MU_KM3_S2 * np.maximum(self.n_rad_min, 1e-6) / 60.0)
+
+    @property
+    def n_components(self) -> int:
+        return self.weight.shape[1]
+
+    def age_days(self, jd, fr, index=None) -> np.ndarray:
+        idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
+        return np.abs(
+            (np.asarray(jd, dtype=np.float64) - self.epoch_jd[idx])
+            + (np.asarray(fr, dtype=np.float64) - self.epoch_fr[idx])
+        )
+
+    def drift(self, jd, fr, index=None) -> tuple[np.ndarray, np.ndarray]:
+        """Prior mean time offset (s) and the drift's own sigma (s)."""
+        from aposos.correlate.errors import drift_seconds
+
+        model = self.model
+        idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
+        drift = drift_seconds(self.ndot[idx], self.n_rad_min[idx], self.age_days(jd, fr, index))
+        return drift_prior(model, drift)
+
+    def priors(self, jd, fr, index=None, component: int = 0, cluster: bool = False):
+        """Priors at UTC ``jd + fr``, ``(..., 4)``: mean time offset (s), time offset sigma
+        (s), normal offset sigma (km), radial offset sigma (km), for mixture component
+        ``component``; ``cluster``: the same spread by the cluster width (the density of
+        uncatalogued objects flying with the candidate)."""
+        if not 0 <= int(component) < self.n_components:
+            raise ValueError(f"no prior component {component}; 0 .. {self.n_components - 1}")
+        idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
+        age = self.age_days(jd, fr, index)
+        mean_tau, sigma_drift = self.drift(jd, fr, index)
+        c = self.coef[idx, component]
+        sigma_tau = np.sqrt(c[..., 0] ** 2 + (c[..., 1] * age) ** 2 + (c[..., 2] * age**2) ** 2)
+        sigma_tau = np.hypot(sigma_tau * self.along_scale[idx], sigma_drift)
+        sigma_normal = np.hypot(c[..., 3], c[..., 4] * age)
+        sigma_radial = np.hypot(c[..., 5], c[..., 6] * age)
+        if cluster:
+            sigma_tau = np.broadcast_to(
+                self.cluster_along_s[idx] * self.along_scale[idx], mean_tau.shape
+            )
+            normal, radial = self.cluster_normal_km[idx], self.cluster_radial_km[idx]
+            sigma_normal = np.where(np.isnan(normal), sigma_normal, normal)
+            sigma_radial = np.where(np.isnan(radial), sigma_radial, radial)
+        return np.stack(
+            np.broadcast_arrays(mean_tau, sigma_tau, sigma_normal, sigma_radial), axis=-1
+        )
+
+    def gate_priors(self, jd, fr, index=None) -> np.ndarray:
+        """Priors whose sigmas are the widest of the components with weight (the gate),
+        capped at the model's ``gate_max_*``."""
+        model = self.model
+        idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
+        out = None
+        for k in range(self.n_components):
+            p = self.priors(jd, fr, index, k)
+            used = (self.weight[idx, k] > 0)[..., None]
+            p = np.where(used, p, 0.0)
+            out = (
+                p if out is None else np.concatenate([p[..., :1], np.maximum(out, p)[..., 1:]], -1)
+            )
+        g = model.gate_sigma
+        out[..., 1] = np.minimum(out[..., 1], model.gate_max_along_s / g)
+        cross = np.hypot(out[..., 2], out[..., 3])
+        scale = np.minimum(1.0, model.gate_max_cross_km / g / np.maximum(cross, 1e-9))
+        out[..., 2] *= scale
+        out[..., 3] *= scale
+        return out
+
+    def weights(self, jd, fr, index=None) -> tuple[np.ndarray, np.ndarray]:
+        """``(..., K)`` mixture weights of each object at UTC ``jd + fr`` (they sum to
+        ``1 - lost``), and the ``lost`` share."""
+        idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
+        age = self.age_days(jd, fr, index)
+        lost = lost_share(self.lost[idx, 0], self.lost[idx, 1], age)
+        w = mixture_weights(self.weight[idx], self.weight_slope[idx], age)
+        return w * (1.0 - lost)[..., None], lost
+
+
+def drift_prior(model: ErrorModel, drift_s) -> tuple[np.ndarray, np.ndarray]:
+    """Prior mean time offset and its sigma (s) from the ``n_dot`` drift ``drift_s``."""
+    drift = np.asarray(drift_s, dtype=np.float64)
+    lo, hi = model.drift_fade_s
+    trust = np.clip((hi - np.abs(drift)) / (hi - lo), 0.0, 1.0)
+    mean_tau = -model.drift_gain * drift * trust
+    sigma = np.hypot(
+        model.drift_scatter * np.abs(drift) * trust, model.drift_unknown_s * (1 - trust)
+    )
+    return mean_tau, sigma
