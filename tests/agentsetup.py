@@ -108,6 +108,12 @@ class AgentProcess:
             self.proc.wait(30)
 
     def terminate(self, timeout: float = 120) -> int:
+        """SIGTERM once the agent has started (its handlers are in place)."""
+        deadline = time.monotonic() + 60
+        while "work folder" not in self.text() and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)

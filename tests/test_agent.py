@@ -144,18 +144,28 @@ def test_kill9_restart_and_rereduce_deliver_exactly_once(center, fields, tmp_pat
                             agent_settings(tmp / "work", camera))  # fmt: skip
     copy_fields(fields, camera)
     db = tmp / "work" / "agent.sqlite"
-    rng = random.Random(5)
-    kills = 0
-    for _ in range(3):  # kill -9 at a random moment, three times, then let it finish
+    # kill -9: with a field half taken, then as soon as tracklets wait in the outbox
+    # (uploads under way), then at a random moment
+    moments = [
+        ("a field half taken", lambda: _count(db, "SELECT COUNT(*) FROM frames") >= 2),
+        ("uploads under way", lambda: _count(db, "SELECT COUNT(*) FROM outbox") >= 1),
+    ]
+    seen = []
+    for what, when in moments:
         agent = AgentProcess(station).start()
-        time.sleep(rng.uniform(3.0, 9.0))
+        wait_for(when, 120, what, agent)
         agent.kill()
-        kills += 1
+        seen.append(_count(db, "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NOT NULL"))
+    agent = AgentProcess(station).start()
+    time.sleep(random.Random(5).uniform(2.0, 8.0))
+    agent.kill()
     agent = AgentProcess(station).start()
     try:
         wait_for(lambda: len(center_ids(center)) == 3 and _backlog(db) == 0, 120,
                  "everything delivered after the restarts", agent)  # fmt: skip
         assert center_ids(center) == fields[1]
+        assert seen[0] == 0 and seen[1] < 3  # the kills hit before delivery was complete
+        assert "reduced again" in agent.text()  # a field taken before a kill was redone
     finally:
         assert agent.terminate() == 0
     # the same frames reduced again by hand and uploaded through a fresh outbox
@@ -171,7 +181,6 @@ def test_kill9_restart_and_rereduce_deliver_exactly_once(center, fields, tmp_pat
     store = AgentStore(tmp / "work2" / "agent.sqlite")
     assert store.outbox_counts()["delivered"] == 3
     store.close()
-    assert kills == 3
 
 
 _TOKENS: dict = {}
@@ -219,6 +228,20 @@ def test_corrupt_and_half_written_files(center, fields, tmp_path):
     status = json.loads(aposos_cli("station", "status", "--station", str(station), "--json").stdout)
     assert status["frames_total"]["quarantined"] == 2
     assert status["frames_total"]["solved"] == 4
+
+
+def _count(db, sql: str) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return con.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:  # tables not made yet
+        return 0
+    finally:
+        con.close()
 
 
 def _has_frame(db, name) -> bool:
