@@ -17,13 +17,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from aposos.station.outbox import AgentStore, utcnow_iso
 from aposos.station.uplink import CenterLink, LinkError
 
 __all__ = ["Backoff", "Courier"]
 
 log = logging.getLogger(__name__)
-TASK_POLL_S = 60.0
 
 
 @dataclass
@@ -92,10 +93,11 @@ class Courier:
         self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout=max(1.0, deadline - time.monotonic()) + 5.0)
-        try:
-            self.heartbeat()
-        except LinkError:
-            pass
+        for action in (self.heartbeat, self.sync_tasks):  # last word: counters, reports
+            try:
+                action()
+            except LinkError:
+                pass
 
     def _run(self) -> None:
         while not self.stopping.is_set():
@@ -117,7 +119,7 @@ class Courier:
             self.next_heartbeat = now + self.heartbeat_s
             self._quietly(self.heartbeat)
         if now >= self.next_tasks:
-            self.next_tasks = now + TASK_POLL_S
+            self.next_tasks = now + self.heartbeat_s  # tasks are checked as often
             self._quietly(self.sync_tasks)
         if now >= self.next_upload:
             while not self.stopping.is_set() and self.upload_once():
@@ -207,7 +209,8 @@ class Courier:
                     raise
                 log.warning("task %s: the center refused the report: %s", task_id, exc)
             self.store.report_sent(task_id)
-        tasks = self.link.tasks(self.store.get("tasks_since"))
+        since = np.datetime64("now", "s") - np.timedelta64(1, "h")
+        tasks = self.link.tasks(f"{since}Z")
         if tasks:
             n = self.store.save_tasks(tasks)
             log.info("received %d task(s) from the center (%d new or changed)", len(tasks), n)
