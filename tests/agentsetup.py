@@ -31,9 +31,11 @@ def toml_value(v) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_station(folder: Path, url: str, token: str | None, agent: dict) -> Path:
-    """Iran's station file pointing at ``url``, with its token and ``[agent]`` tables."""
-    doc = tomllib.loads(STATION.read_text())
+def write_station(folder: Path, url: str, token: str | None, agent: dict, *,
+                  base: Path = STATION) -> Path:  # fmt: skip
+    """A copy of station file ``base`` (Iran's) pointing at ``url``, with its token and
+    ``[agent]`` tables."""
+    doc = tomllib.loads(Path(base).read_text())
     doc.pop("agent", None)
     doc["center"] = {"url": url, "token_file": "station.token"}
     doc["agent"] = agent

@@ -288,3 +288,44 @@ def test_configuration_errors_all_listed_before_anything_runs(tmp_path):
                    "agent.bogus is not a known key", "no token file"):  # fmt: skip
         assert needle in done.stderr, done.stderr
     assert not (tmp_path / "agent.sqlite").exists()
+
+
+# ------------------------------------------------------------------ simulator source
+
+
+@pytest.mark.slow
+def test_simulator_night_becomes_correlated_tracklets(tmp_path):
+    """The simulator's frames, reduced and delivered by the agent, are identified by
+    the center against the catalogue the simulator drew its satellites from."""
+    from centerserver import CAT_1002, REPO
+
+    center = CenterProcess(tmp_path / "center", worker=True).start()
+    try:
+        admin = tmp_path / "admin.token"
+        admin.write_text(center.token("root", "admin"))
+        put = aposos_cli("center", "catalogue", "put", str(CAT_1002), "--url", center.url,
+                         "--token-file", str(admin))  # fmt: skip
+        assert put.returncode == 0 and "new snapshot" in put.stdout, put.stderr
+        station = write_station(tmp_path / "st", center.url, center.token("PAK1"), {
+            "work_dir": str(tmp_path / "work"), "source": "simulator", "heartbeat_s": 1.0,
+            "simulator": {"catalogue": str(CAT_1002), "start": "2020-10-02T18:00:00",
+                          "minutes": 1.5, "seed": 1},
+        }, base=REPO / "stations" / "pakistan.toml")  # fmt: skip
+        agent = AgentProcess(station).start()
+        assert agent.wait(600) == 0, agent.text()[-3000:]  # the night ended: it stopped
+        assert "Traceback" not in agent.text()  # a center without tasking (404): no harm
+        status = json.loads(
+            aposos_cli("station", "status", "--station", str(station), "--json").stdout
+        )
+        assert status["outbox_backlog"] == 0 and status["delivered"] >= 2
+        frames = status["frames_total"]
+        assert frames["captured"] == 0 and frames["failed"] == 0  # every frame reduced
+        assert frames["solved"] >= 0.6 * (frames["solved"] + frames["unsolved"]) > 10
+        center.wait_for_queue(300)
+        from aposos.center.dbtypes import Filters
+
+        items = center.store.list_tracklets(Filters(station="PAK1"), 1000, 0).to_wire()["items"]
+        assert len(items) == status["delivered"]
+        assert sum(t["status"] == "correlated" for t in items) >= 1, items
+    finally:
+        center.stop()
