@@ -275,3 +275,23 @@ def _sep(a, b) -> float:
     ra1, d1, ra2, d2 = np.radians([a[0], a[1], b[0], b[1]])
     c = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(ra1 - ra2)
     return float(np.degrees(np.arccos(np.clip(c, -1, 1))))
+
+
+def test_station_code_never_imports_the_center():
+    """The house rule, checked: station modules (the agent's included) import nothing
+    of aposos.center, and importing them has no side effects to speak of."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pkgutil, importlib, sys, aposos.station as s\n"
+        "for m in pkgutil.iter_modules(s.__path__):\n"
+        "    importlib.import_module('aposos.station.' + m.name)\n"
+        "import aposos.commands.station_agent\n"
+        "bad = sorted(n for n in sys.modules if n.startswith('aposos.center'))\n"
+        "print(','.join(bad))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

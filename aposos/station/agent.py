@@ -177,6 +177,8 @@ class StationAgent:
                     self._take(frame)
                 elif self.field and time.monotonic() - self._last_frame_at > self._idle_s():
                     self.close_field()
+                elif getattr(self.source, "exhausted", False) and not until_exhausted:
+                    self.stopping.wait(1.0)  # nothing more to take: wait for SIGTERM
                 if until_exhausted and getattr(self.source, "exhausted", False):
                     break
             self.close_field()
