@@ -295,3 +295,14 @@ def test_station_code_never_imports_the_center():
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_fits_completeness_gzip(tmp_path, frame_bytes):
+    import gzip
+
+    packed = gzip.compress(frame_bytes)
+    path = tmp_path / "f.fits.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    assert fits_completeness(path)[0] == "incomplete"
+    path.write_bytes(packed)
+    assert fits_completeness(path)[0] == "complete"

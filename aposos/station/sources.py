@@ -69,6 +69,8 @@ def fits_completeness(path: Path) -> tuple[str, str]:
     size = path.stat().st_size
     if size == 0:
         return "incomplete", "empty file"
+    if path.name.lower().endswith(".gz"):
+        return _gzip_completeness(path)
     offset, first = 0, True
     with path.open("rb") as fh:
         while offset < size or first:
@@ -110,6 +112,24 @@ def fits_completeness(path: Path) -> tuple[str, str]:
             if size - offset < BLOCK:
                 return "complete", f"{size} bytes"
     return "complete", f"{size} bytes"
+
+
+def _gzip_completeness(path: Path) -> tuple[str, str]:
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as fh:
+            head = fh.read(9)
+            while fh.read(1 << 20):
+                pass
+    except EOFError:
+        return "incomplete", "compressed stream cut off"
+    except (OSError, zlib.error) as exc:
+        return "corrupt", f"not a readable gzip file: {exc}"
+    if head != b"SIMPLE  =":
+        return "corrupt", "not a FITS file inside the gzip stream"
+    return "complete", "gzip stream complete"
 
 
 def quarantine(path: Path, folder: Path, reason: str) -> Path:
