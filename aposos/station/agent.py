@@ -163,6 +163,9 @@ class StationAgent:
         has nothing more, as the simulator at the end of its night)."""
         self.courier.start()
         try:
+            t0 = time.perf_counter()
+            _ = self.stars, self.calibration  # loaded before the first frame, not during it
+            log.info("star catalogue and calibration ready in %.1f s", time.perf_counter() - t0)
             self._recover()
             while not self.stopping.is_set():
                 task = self._active_task()
