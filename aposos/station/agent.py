@@ -72,7 +72,7 @@ class StationAgent:
         )  # fmt: skip
         self.courier = Courier(
             self.store, self.link, self.status, batch=up.batch, heartbeat_s=config.heartbeat_s,
-            backoff=Backoff(up.backoff_initial_s, up.backoff_max_s),
+            backoff=Backoff(up.backoff_initial_s, up.backoff_max_s), clock=self.source.now,
         )  # fmt: skip
         self.stopping = threading.Event()
         self.field: list[Captured] = []

@@ -59,16 +59,20 @@ class Courier:
     status : a callable giving the heartbeat's frame counters and the like.
     batch : tracklets per upload.
     heartbeat_s : heartbeat period.
+    clock : the source's time (``datetime64``; the simulator's is not the wall clock);
+        tasks ending after an hour before it are asked for.
     """
 
     def __init__(self, store: AgentStore, link: CenterLink, status, *, batch: int = 50,
-                 heartbeat_s: float = 60.0, backoff: Backoff | None = None):  # fmt: skip
+                 heartbeat_s: float = 60.0, backoff: Backoff | None = None,
+                 clock=None):  # fmt: skip
         self.store = store
         self.link = link
         self.status = status
         self.batch = batch
         self.heartbeat_s = heartbeat_s
         self.backoff = backoff or Backoff()
+        self.clock = clock or (lambda: np.datetime64("now", "us"))
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.next_upload = 0.0
@@ -209,7 +213,7 @@ class Courier:
                     raise
                 log.warning("task %s: the center refused the report: %s", task_id, exc)
             self.store.report_sent(task_id)
-        since = np.datetime64("now", "s") - np.timedelta64(1, "h")
+        since = np.datetime64(self.clock(), "s") - np.timedelta64(1, "h")
         tasks = self.link.tasks(f"{since}Z")
         if tasks:
             n = self.store.save_tasks(tasks)

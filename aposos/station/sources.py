@@ -261,15 +261,31 @@ def _is_fits(p: Path) -> bool:
 
 
 def _simulator():
-    """The simulator's entry points (one place to change when it moves)."""
-    try:
-        from aposos.station import simulator as sim  # its own subpackage (issue 10)
-    except ImportError:
-        from aposos.station import simulate as sim
-        from aposos.station import simulate_fits, simulate_plan
+    """The simulator's three entry points (SkySimulator, plan_night, write_fits),
+    wherever the simulator lives: its own subpackage ``aposos.station.simulator`` or
+    the ``simulate*`` modules beside the reduction."""
+    import importlib
+    import pkgutil
 
-        return sim.SkySimulator, simulate_plan.plan_night, simulate_fits.write_fits
-    return sim.SkySimulator, sim.plan_night, sim.write_fits
+    names = ("SkySimulator", "plan_night", "write_fits")
+    try:
+        package = importlib.import_module("aposos.station.simulator")
+        modules = [package] + [
+            importlib.import_module(f"{package.__name__}.{m.name}")
+            for m in pkgutil.iter_modules(package.__path__)
+        ]
+    except ModuleNotFoundError as exc:
+        if exc.name != "aposos.station.simulator":
+            raise
+        modules = [importlib.import_module(f"aposos.station.{m}")
+                   for m in ("simulate", "simulate_plan", "simulate_fits")]  # fmt: skip
+    found = []
+    for name in names:
+        where = next((m for m in modules if hasattr(m, name)), None)
+        if where is None:
+            raise ImportError(f"the sky simulator has no {name}")
+        found.append(getattr(where, name))
+    return tuple(found)
 
 
 class SimulatorSource:
