@@ -5,6 +5,7 @@ aposos center add-station CODE      # prints the station's new token, once
 aposos center add-user NAME --role analyst|admin
 aposos center revoke NAME
 aposos center tokens                # who holds tokens (never the tokens)
+aposos center catalogue put FILE --token-file F [--url URL]   # admin: a new snapshot
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from aposos.cli import CommandError
 
 CONFIG_ENV = "APOSOS_CENTER_CONFIG"
+TOKEN_ENV = "APOSOS_TOKEN"
 DEFAULT_CONFIG = Path("configs/center.toml")
 
 
@@ -122,6 +124,34 @@ def cmd_tokens(args) -> int:
     return 0
 
 
+def cmd_catalogue_put(args) -> int:
+    from aposos.center.client import CenterClient, CenterError, read_token_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CommandError(f"no catalogue file at {path}")
+    token = os.environ.get(TOKEN_ENV) if args.token_file is None else None
+    if token is None:
+        if args.token_file is None:
+            raise CommandError(f"give --token-file (an admin token) or set ${TOKEN_ENV}")
+        token = read_token_file(args.token_file)
+    url = args.url
+    if url is None:
+        config = _config(args)
+        url = f"http://{config.host}:{config.port}"
+    try:
+        with CenterClient(url, token, timeout=600.0) as client:
+            answer = client.put_catalogue(path, args.name)
+    except CenterError as exc:
+        raise CommandError(f"the center refused the catalogue: {exc}") from None
+    state = "new snapshot" if answer.get("new") else "already known as snapshot"
+    print(f"{path.name}: {state} {answer.get('snapshot')}; {answer.get('jobs_woken', 0)} "
+          f"waiting correlation(s) woken")  # fmt: skip
+    for problem in answer.get("problems") or []:
+        print(f"  warning: {problem}", file=sys.stderr)
+    return 0
+
+
 def register(subparsers) -> None:
     """Add ``aposos center`` and its actions."""
     parser = subparsers.add_parser(
@@ -158,3 +188,20 @@ def register(subparsers) -> None:
     p.add_argument("name", help="station code or user name")
 
     add("tokens", cmd_tokens, "list token holders, roles and revocations (never tokens)")
+
+    cat = actions.add_parser(
+        "catalogue", help="load catalogues into a running center (admin)",
+        description="Catalogue snapshots of a running center, over its HTTP API.",
+    )  # fmt: skip
+    cat_actions = cat.add_subparsers(dest="catalogue_action", metavar="ACTION", required=True)
+    p = cat_actions.add_parser(
+        "put", help="put a TLE/3LE or OMM file as a new catalogue snapshot",
+        description="Send a TLE/3LE or OMM (JSON, XML, CSV) file to the center as a new "
+        "catalogue snapshot (PUT /api/v1/catalogue); needs an admin token.",
+    )  # fmt: skip
+    p.add_argument("file", help="catalogue file")
+    p.add_argument("--url", help="the center's URL (default: host and port of --config)")
+    p.add_argument("--config", help="center configuration, for the default URL")
+    p.add_argument("--token-file", help=f"file holding an admin token (or set ${TOKEN_ENV})")
+    p.add_argument("--name", help="source name to record (default: the file name)")
+    p.set_defaults(func=cmd_catalogue_put)

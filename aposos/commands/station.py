@@ -2,6 +2,9 @@
 
 aposos station reduce FRAMES_OR_DIR... --station stations/X.toml [--calib DIR]
                       --out DIR [--archive PATH] [--catalog both|gaia|hipparcos]
+aposos station run --station stations/X.toml      (the station agent, all night)
+aposos station status --station stations/X.toml
+aposos station upload DIR_OR_TDM --station stations/X.toml
 aposos station simulate ...      (when the simulator is installed)
 """
 
@@ -94,6 +97,9 @@ def register(subparsers) -> None:
     )
     reduce.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     reduce.set_defaults(func=cmd_reduce)
+    from aposos.commands import station_agent
+
+    station_agent.register(sub)
     try:
         simulate = importlib.import_module("aposos.commands.station_simulate")
     except ModuleNotFoundError as exc:

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from aposos.model import Tracklet
+from aposos.station.identity import assign_uuids
 from aposos.station.tracklets import link
 
 __all__ = ["link_frames"]
@@ -51,7 +52,7 @@ def link_frames(reports, station_code: str, *, max_gap_s: float, min_points: int
             if t is not None:
                 tracklets.append(t)
                 members.append(track.members)
-    return tracklets, members
+    return assign_uuids(tracklets), members
 
 
 def _credible(track, frame_times: np.ndarray) -> bool:

@@ -1,0 +1,351 @@
+"""The station agent: take frames all night, reduce them, deliver every tracklet once.
+
+:class:`StationAgent` runs two loops:
+
+- the observing loop (the caller's thread): ask the source for the next frame (the
+  active task from the center tells a source that can point where to look; without
+  one it runs its default), record the frame, and gather the frames of one field;
+  when the field ends (the pointing moves, a gap, ``field_max_frames`` frames, or
+  nothing new for ``field_idle_s``) reduce its frames together (the station
+  reduction: calibrate, extract, solve, link), archive them, and commit the frames'
+  outcomes and the tracklets to the outbox in one SQLite transaction;
+- the :class:`~aposos.station.delivery.Courier` thread: uploads, heartbeats, tasks.
+
+After ``kill -9`` the frames whose field was not committed are reduced again at
+start (the same frames give the same tracklet UUIDs), and the outbox resumes.
+:meth:`StationAgent.stop` (SIGTERM, SIGINT) ends the loop after the current frame,
+reduces the open field and flushes the outbox for a few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aposos.station.agent_config import AgentConfig
+from aposos.station.delivery import Backoff, Courier
+from aposos.station.outbox import AgentStore, FrameRow, utcnow_iso
+from aposos.station.sources import Captured, describe
+from aposos.station.uplink import CenterLink
+
+__all__ = ["StationAgent", "agent_version"]
+
+log = logging.getLogger(__name__)
+FIELD_RADIUS_DEG = 1.0  # a pointing further than this from the last one starts a new field
+
+
+def agent_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"aposos {version('aposos')}"
+    except PackageNotFoundError:
+        return "aposos (not installed)"
+
+
+class StationAgent:
+    """One station's agent (see the module notes).
+
+    Parameters
+    ----------
+    config : :class:`~aposos.station.agent_config.AgentConfig`.
+    source : a frame source; by default the one the configuration names.
+    link : the center link; by default from ``[center]``.
+    """
+
+    def __init__(self, config: AgentConfig, *, source=None, link=None, stars=None):
+        self.config = config
+        self.station = config.station
+        config.work_dir.mkdir(parents=True, exist_ok=True)
+        self.store = AgentStore(config.database)
+        self._stars = stars
+        self.source = source or self._make_source()
+        up = config.upload
+        self.link = link or CenterLink(
+            self.station.center.url, self.station.code, self.station.token_path,
+            timeout_s=up.timeout_s,
+        )  # fmt: skip
+        self.courier = Courier(
+            self.store, self.link, self.status, batch=up.batch, heartbeat_s=config.heartbeat_s,
+            backoff=Backoff(up.backoff_initial_s, up.backoff_max_s), clock=self.source.now,
+        )  # fmt: skip
+        self.stopping = threading.Event()
+        self.field: list[Captured] = []
+        self._last_frame_at = time.monotonic()
+        self._calibration = None
+        self._archive = None
+        self.fields_reduced = 0
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def stars(self):
+        if self._stars is None:
+            from aposos.station.stars import StarCatalogue
+
+            self._stars = StarCatalogue.load("both")
+        return self._stars
+
+    def _make_source(self):
+        cfg = self.config
+        if cfg.source == "folder":
+            from aposos.station.sources import FolderSource
+
+            f = cfg.folder
+            return FolderSource(
+                f.path, self.store, cfg.quarantine, time_stamp=self.station.camera.time_stamp,
+                settle_s=f.settle_s, incomplete_timeout_s=f.incomplete_timeout_s,
+            )  # fmt: skip
+        if cfg.source == "simulator":
+            from aposos.station.sources import SimulatorSource
+
+            return SimulatorSource(self.station, cfg.simulator, self.store, cfg.incoming,
+                                   self.stars)  # fmt: skip
+        from aposos.station.indi import IndiSource
+
+        return IndiSource(self.station, cfg.indi, cfg.incoming)
+
+    @property
+    def calibration(self):
+        if self._calibration is None:
+            from aposos.station.calibrate import MasterCalibration, find_fits
+            from aposos.station.fitsframe import FrameError, read_frame
+
+            frames = []
+            if self.config.folder is not None and self.config.folder.calib is not None:
+                for p in find_fits(self.config.folder.calib):
+                    try:
+                        f = read_frame(p, require_time=False)
+                    except FrameError as exc:
+                        log.warning("calibration: %s", exc)
+                        continue
+                    if f.image_type != "light":
+                        frames.append(f)
+            self._calibration = MasterCalibration.from_frames(frames)
+        return self._calibration
+
+    @property
+    def archive(self):
+        if self._archive is None and self.config.archive:
+            from aposos.station.archive import FrameArchive
+
+            self._archive = _OnceArchive(FrameArchive.create(self.config.archive_path))
+        return self._archive
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict:
+        """The heartbeat's body (without the backlog, which the courier adds)."""
+        c = self.store.frame_counts()
+        solved, unsolved = c["solved"], c["unsolved"]
+        return {
+            "agent_version": agent_version(),
+            "source": self.config.source,
+            "frames_captured": sum(c.values()),
+            "frames_reduced": solved + unsolved,
+            "frames_failed": c["failed"] + c["quarantined"],
+            "frames_waiting": c["captured"],
+            "solve_rate": round(solved / (solved + unsolved), 4) if solved + unsolved else None,
+            "last_error": self.store.get("last_error"),
+            "last_upload": self.store.get("last_upload"),
+        }
+
+    # ------------------------------------------------------------------ the night
+    def stop(self) -> None:
+        """Ask the loop to end after the current frame (safe from a signal handler)."""
+        self.stopping.set()
+
+    def run(self, *, until_exhausted: bool = True) -> None:
+        """Observe until :meth:`stop` (or, with ``until_exhausted``, until the source
+        has nothing more, as the simulator at the end of its night)."""
+        self.courier.start()
+        try:
+            t0 = time.perf_counter()
+            _ = self.stars, self.calibration  # loaded before the first frame, not during it
+            log.info("star catalogue and calibration ready in %.1f s", time.perf_counter() - t0)
+            self._recover()
+            while not self.stopping.is_set():
+                task = self._active_task()
+                try:
+                    frame = self.source.poll(task if self.source.can_point else None)
+                except Exception as exc:  # a device hiccup must not end the night
+                    log.exception("the frame source failed")
+                    self.store.set("last_error", f"{utcnow_iso()} source: {exc}")
+                    time.sleep(2.0)
+                    continue
+                if frame is not None:
+                    self._take(frame)
+                elif self.field and time.monotonic() - self._last_frame_at > self._idle_s():
+                    self.close_field()
+                elif getattr(self.source, "exhausted", False) and not until_exhausted:
+                    self.stopping.wait(1.0)  # nothing more to take: wait for SIGTERM
+                if until_exhausted and getattr(self.source, "exhausted", False):
+                    break
+            self.close_field()
+        finally:
+            self.courier.stop(flush_s=10.0 if until_exhausted else 5.0)
+            self.source.close()
+            self.link.close()
+            self.store.close()
+
+    def _idle_s(self) -> float:
+        return self.config.field_idle_s
+
+    def _recover(self) -> None:
+        """Frames taken before a crash whose field was not committed: reduce them again."""
+        rows = self.store.open_frames()
+        if not rows:
+            return
+        log.info("resuming: %d frame(s) taken before the restart are reduced again", len(rows))
+        for row in rows:
+            self._take(self._recaptured(row), recorded=True)
+        self.close_field()
+
+    def _recaptured(self, row: FrameRow) -> Captured:
+        path = Path(row.path)
+        try:
+            utc, pointing, kind = describe(path, self.station.camera.time_stamp)
+        except Exception:  # reduced (and reported) as it is
+            utc = pointing = None
+            kind = "light"
+        return Captured(row.key, path, utc, pointing, row.task_id, image_type=kind)
+
+    def _take(self, frame: Captured, *, recorded: bool = False) -> None:
+        self._last_frame_at = time.monotonic()
+        if frame.image_type != "light":
+            self.store.add_frame(frame.key, frame.path, state="calibration",
+                                 reason=f"{frame.image_type} frame", meta=frame.meta)  # fmt: skip
+            return
+        if self.field and self._new_field(frame):
+            self.close_field()
+        if not recorded:
+            if not self.store.add_frame(frame.key, frame.path, task_id=frame.task_id,
+                                        meta=frame.meta):  # fmt: skip
+                return  # taken before
+            if frame.task_id:
+                self.store.task_progress(frame.task_id, frames=1)
+        self.field.append(frame)
+        if len(self.field) >= self.config.field_max_frames:
+            self.close_field()
+
+    def _new_field(self, frame: Captured) -> bool:
+        last = self.field[-1]
+        if frame.task_id != last.task_id:
+            return True
+        if frame.utc is not None and last.utc is not None:
+            gap = abs((frame.utc - last.utc) / np.timedelta64(1, "s"))
+            if gap > 120.0:
+                return True
+        if frame.pointing is not None and last.pointing is not None:
+            return _separation(frame.pointing, last.pointing) > FIELD_RADIUS_DEG
+        return False
+
+    def close_field(self) -> None:
+        """Reduce the gathered frames together, archive them, commit tracklets."""
+        if not self.field:
+            return
+        frames, self.field = self.field, []
+        from aposos.station.reduce import Reducer
+
+        t0 = time.perf_counter()
+        reducer = Reducer(self.station, calibration=self.calibration, catalogue=self.stars)
+        result = reducer.run([f.path for f in frames], progress=False, archive=self.archive)
+        per_frame = dict.fromkeys(range(len(frames)), 0)
+        for members in result.tracklet_members:
+            for k in {d.frame for d in members if getattr(d, "frame", None) is not None}:
+                per_frame[k] = per_frame.get(k, 0) + 1
+        outcomes = []
+        for k, (f, r) in enumerate(zip(frames, result.reports, strict=True)):
+            state = {"solved": "solved", "unsolved": "unsolved", "calibration": "calibration"}
+            outcomes.append((f.key, state.get(r.status, "failed"), r.reason or None,
+                             per_frame.get(k, 0)))  # fmt: skip
+        task_of = {}
+        for t, members in zip(result.tracklets, result.tracklet_members, strict=True):
+            idx = [d.frame for d in members if getattr(d, "frame", None) is not None]
+            task_of[t.uuid] = frames[idx[0]].task_id if idx else frames[0].task_id
+        queued = self.store.commit_field(
+            outcomes, [(t.to_wire(), task_of[t.uuid]) for t in result.tracklets]
+        )
+        for task_id in {f.task_id for f in frames if f.task_id}:
+            n = sum(1 for t in result.tracklets if task_of[t.uuid] == task_id)
+            self.store.task_progress(task_id, tracklets=n)
+        self.fields_reduced += 1
+        solved = sum(o[1] == "solved" for o in outcomes)
+        log.info(
+            "field of %d frame(s) reduced in %.1f s: %d solved, %d tracklet(s), %d new in the"
+            " outbox", len(frames), time.perf_counter() - t0, solved, len(result.tracklets),
+            queued,
+        )  # fmt: skip
+        failed = [o for o in outcomes if o[1] == "failed"]
+        if failed:
+            self.store.set("last_error", f"{utcnow_iso()} {failed[-1][0]}: {failed[-1][2]}")
+        if self.config.source != "folder" and self.config.archive:
+            for f in frames:  # the archive holds the pixels now
+                f.path.unlink(missing_ok=True)
+        self.courier.wake.set()
+
+    # ------------------------------------------------------------------ tasks
+    def _active_task(self) -> dict | None:
+        """The task to serve now (highest priority whose window is open); finishes
+        tasks whose window has passed or whose frames are all taken."""
+        now = self.source.now()
+        best = None
+        for t in self.store.tasks():
+            try:
+                start = np.datetime64(str(t["start"]).rstrip("Z"), "us")
+                end = np.datetime64(str(t["end"]).rstrip("Z"), "us")
+            except (KeyError, ValueError):
+                self.store.finish_task(t["task_id"], "failed", "the task has no valid window")
+                continue
+            done = t["_frames"] >= int(t.get("frames") or 0) > 0
+            if now >= end or done:
+                if any(f.task_id == t["task_id"] for f in self.field):
+                    continue  # its last field is still open: report once it is committed
+                if t["_frames"]:
+                    self.store.finish_task(t["task_id"], "executed")
+                else:
+                    self.store.finish_task(t["task_id"], "skipped", "window passed unobserved")
+                continue
+            if now < start:
+                continue
+            if not self.source.can_point:
+                self.store.finish_task(
+                    t["task_id"], "skipped",
+                    f"station source is '{self.config.source}': the agent cannot point it",
+                )  # fmt: skip
+                continue
+            if best is None or int(t.get("priority") or 0) > int(best.get("priority") or 0):
+                best = t
+        return best
+
+
+class _OnceArchive:
+    """The frame archive, storing each file once (a field reduced again after a crash
+    finds its frames already archived and only updates their reports)."""
+
+    def __init__(self, archive):
+        self.archive = archive
+        self.known = {k.split("_", 1)[1]: k for k in archive.keys()}
+
+    def add(self, path, frame, report):
+        from aposos.station.archive import _key
+
+        stem = _key(0, path).split("_", 1)[1]
+        if frame is not None and stem in self.known:
+            return self.known[stem]
+        key = self.archive.add(path, frame, report)
+        if key is not None:
+            self.known[stem] = key
+        return key
+
+    def update_report(self, key, entry) -> None:
+        self.archive.update_report(key, entry)
+
+
+def _separation(a, b) -> float:
+    ra1, d1, ra2, d2 = map(math.radians, (a[0], a[1], b[0], b[1]))
+    c = math.sin(d1) * math.sin(d2) + math.cos(d1) * math.cos(d2) * math.cos(ra1 - ra2)
+    return math.degrees(math.acos(max(-1.0, min(1.0, c))))

@@ -1,0 +1,141 @@
+"""The station's HTTP link to the data center (uploads, heartbeats, tasks).
+
+The station does not import the center's code: this is its own small client over
+``httpx``, speaking the wire format of :mod:`aposos.model`. Every failure becomes a
+:class:`LinkError` whose ``kind`` tells the caller what to do:
+
+=========== ==============================================================
+``network`` the center could not be reached, or answered 5xx / 429: retry later
+``auth``    401 / 403: the token is wrong, revoked or for another station;
+            keep the data and retry (slowly) until somebody fixes the token
+``refused`` 4xx about the data itself (422, 409, 413): retrying the same
+            request cannot help
+``missing`` 404 (a center without the endpoint, e.g. no tasking yet)
+=========== ==============================================================
+
+The token travels only in the ``Authorization`` header and is never logged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+__all__ = ["CenterLink", "LinkError", "read_token"]
+
+API = "/api/v1"
+
+
+class LinkError(Exception):
+    """A request that did not succeed; ``kind`` as in the module notes."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None,
+                 errors: list[str] | None = None):  # fmt: skip
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.errors = errors or []
+
+
+def read_token(path: str | Path) -> str:
+    """The token in a file (whitespace stripped); ``ValueError`` if missing or empty."""
+    path = Path(path).expanduser()
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
+    if not token:
+        raise ValueError(f"token file {path} is empty")
+    return token
+
+
+class CenterLink:
+    """Requests to one data center as one station.
+
+    Parameters
+    ----------
+    url : the center's base URL (``[center] url``).
+    station : the station code.
+    token_path : the token file; read again for every request, so a fixed token is
+        picked up without a restart.
+    timeout_s : per request.
+    """
+
+    def __init__(self, url: str, station: str, token_path: Path, *, timeout_s: float = 30.0):
+        self.url = url.rstrip("/")
+        self.station = station
+        self.token_path = Path(token_path)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"CenterLink({self.url!r}, {self.station!r})"
+
+    def _request(self, method: str, path: str, **kwargs) -> dict:
+        try:
+            token = read_token(self.token_path)
+        except ValueError as exc:
+            raise LinkError("auth", str(exc)) from None
+        headers = {"Authorization": f"Bearer {token}"}
+        if "content" in kwargs:
+            headers["Content-Type"] = "application/json"
+        try:
+            r = self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise LinkError(
+                "network", f"center {self.url} not reachable: {type(exc).__name__}: {exc}"
+            ) from None
+        if r.status_code < 300:
+            try:
+                return r.json() if r.content else {}
+            except ValueError:
+                raise LinkError("network", f"{method} {path}: answer is not JSON") from None
+        try:
+            doc = r.json()
+        except ValueError:
+            doc = {}
+        detail = doc.get("detail") if isinstance(doc, dict) else None
+        detail = detail or r.text[:200] or r.reason_phrase
+        message = f"{method} {path}: HTTP {r.status_code}: {detail}"
+        if r.status_code in (401, 403):
+            kind = "auth"
+        elif r.status_code == 404:
+            kind = "missing"
+        elif r.status_code == 429 or r.status_code >= 500:
+            kind = "network"
+        else:
+            kind = "refused"
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        raise LinkError(kind, message, r.status_code, errors if isinstance(errors, list) else None)
+
+    def upload(self, tracklets: list[dict]) -> dict:
+        """POST tracklets (wire dicts); the center's answer (``stored``, ``duplicates``,
+        ``tracklets``: per record ``uuid`` and ``new``)."""
+        body = json.dumps(tracklets, allow_nan=False).encode()
+        return self._request("POST", f"{API}/tracklets", content=body)
+
+    def heartbeat(self, doc: dict) -> dict:
+        return self._request("POST", f"{API}/stations/{self.station}/heartbeat", json=doc)
+
+    def tasks(self, since_iso: str | None = None) -> list[dict]:
+        """The station's tasks; ``[]`` from a center without tasking (404)."""
+        params = {"station": self.station}
+        if since_iso:
+            params["since"] = since_iso
+        try:
+            doc = self._request("GET", f"{API}/tasks", params=params)
+        except LinkError as exc:
+            if exc.kind == "missing":
+                return []
+            raise
+        tasks = doc.get("tasks") if isinstance(doc, dict) else None
+        if not isinstance(tasks, list):
+            raise LinkError("refused", "GET /api/v1/tasks: answer has no 'tasks' list")
+        return [t for t in tasks if isinstance(t, dict) and "task_id" in t]
+
+    def report(self, task_id: str, doc: dict) -> dict:
+        return self._request("POST", f"{API}/tasks/{task_id}/report", json=doc)
