@@ -68,7 +68,7 @@ def cmd_enrol(args) -> int:
         path = enrol(station, args.code)
     except LinkError as exc:
         raise CommandError(str(exc)) from None
-    print(f"token for {station.site.code} written to {path}")
+    print(f"token for {station.code} written to {path}")
     return 0
 
 

@@ -77,10 +77,8 @@ def enrol(station: StationConfig, code: str) -> Path:
             detail = answer.reason_phrase
         raise LinkError(f"enrolment refused ({answer.status_code}): {detail}")
     got = answer.json()
-    if got.get("station") != station.site.code:
-        raise LinkError(
-            f"the code is for station {got.get('station')!r}, not {station.site.code!r}"
-        )
+    if got.get("station") != station.code:
+        raise LinkError(f"the code is for station {got.get('station')!r}, not {station.code!r}")
     path = station.token_path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
