@@ -233,7 +233,8 @@ def create_app(config: CenterConfig, *, worker: bool | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        return JSONResponse({"detail": exc.message, **exc.extra}, status_code=exc.status)
+        detail = exc.message.replace("\r", "\\r").replace("\n", "\\n")  # one line
+        return JSONResponse({"detail": detail, **exc.extra}, status_code=exc.status)
 
     @app.exception_handler(AuthError)
     async def _auth_error(_request: Request, exc: AuthError):
@@ -456,7 +457,7 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
     )
     async def heartbeat(request: Request, code: str, who: Annotated[Principal, Depends(station)]):
         if code != who.name:
-            raise ApiError(403, f"station {who.name} may not send heartbeats for {code}")
+            raise ApiError(403, f"station {who.name} may not send heartbeats for {code!r}")
         doc = _json_body(await read_body(request, SMALL_BODY))
         backlog = doc.get("outbox_backlog")
         if backlog is not None and (
