@@ -55,6 +55,20 @@ def sniff_catalogue_kind(payload: bytes) -> str:
     return "tle"
 
 
+def _stray_lines(lines: list[str]) -> list[str]:
+    """Lines of a TLE/3LE file that belong to no element set (a name must be
+    followed by a line 1)."""
+    problems = []
+    for i, line in enumerate(lines):
+        text = line.strip()
+        if not text or text.startswith(("1 ", "2 ")):
+            continue
+        following = lines[i + 1].lstrip() if i + 1 < len(lines) else ""
+        if not following.startswith("1 "):
+            problems.append(f"line {i + 1}: {text[:40]!r} is not part of an element set")
+    return problems
+
+
 def _epochs(cat) -> tuple:
     times = jd_fr_to_datetime64(cat.epoch_jd, cat.epoch_fr).astype("datetime64[us]")
     ordered = np.sort(times)
@@ -104,6 +118,7 @@ def create_snapshot(
     from aposos.orbit.catalogue import Catalogue, CatalogueError
 
     kind = sniff_catalogue_kind(payload)
+    stray: list[str] = []
     config.catalogue_dir.mkdir(parents=True, exist_ok=True)
     try:
         if kind == "omm":
@@ -114,9 +129,10 @@ def create_snapshot(
         else:
             lines = payload.decode("ascii", errors="replace").splitlines()
             cat = Catalogue.from_tle(lines)
+            stray = _stray_lines(lines)
     except (CatalogueError, ValueError) as exc:
         raise SnapshotError(f"{source_name}: {exc}") from None
-    problems = [str(p) for p in cat.problems]
+    problems = [str(p) for p in cat.problems] + stray
     if len(cat) == 0:
         shown = "; ".join(problems[:5]) or "no element sets found"
         raise SnapshotError(f"{source_name}: no usable element set ({shown})")
