@@ -71,6 +71,19 @@ def make_center(tmp_path):
         proc.stop()
 
 
+def wait_for_upload_states(center, states: set[str], timeout: float = 30.0) -> list[str]:
+    """Wait until every upload is in one of ``states``; returns them in id order."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with center.store.read() as conn:
+            now = conn.execute(select(S.uploads.c.state).order_by(S.uploads.c.id)).scalars().all()
+        if now and set(now) <= states:
+            return now
+        if time.monotonic() > deadline:
+            raise AssertionError(f"uploads still {now} after {timeout} s")
+        time.sleep(0.1)
+
+
 def post(center, body: bytes | str, token: str | None = "IRN1", **headers) -> httpx.Response:
     if token:
         headers["Authorization"] = f"Bearer {center.tokens.get(token, token)}"
@@ -166,13 +179,11 @@ def test_upload_received_before_a_crash_is_processed_at_restart(make_center):
     center.kill()
     # the raw copy was committed, then the server died before parsing it
     center.store.save_raw_upload("IRN1", "application/json", json.dumps([t.to_wire()]).encode())
-    center.start()
+    center.start()  # answers at once; the upload is processed in the background
     token = center.token("analyst", "analyst")
+    wait_for_upload_states(center, {"stored"})
     with center.client(token) as c:
         assert c.tracklet(t.uuid)["n_obs"] == 5
-    with center.store.read() as conn:
-        states = conn.execute(select(S.uploads.c.state)).scalars().all()
-    assert states == ["stored"]
 
 
 @pytest.mark.slow

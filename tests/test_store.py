@@ -87,13 +87,42 @@ def test_schema_upgrades_in_place_keeping_data(store):
         conn.execute(text("ALTER TABLE tracklets ADD COLUMN note VARCHAR(40)"))
         conn.execute(text("UPDATE tracklets SET note = 'migrated'"))
 
-    assert store.upgrade(migrations=(add_note_column,)) == 2
-    assert store.upgrade(migrations=(add_note_column,)) == 2  # a second run changes nothing
+    steps = (*S.MIGRATIONS, add_note_column)
+    assert store.upgrade(migrations=steps) == S.SCHEMA_VERSION + 1
+    assert store.upgrade(migrations=steps) == S.SCHEMA_VERSION + 1  # a second run: no change
     with store.read() as conn:
-        assert S.schema_version(conn) == 2
+        assert S.schema_version(conn) == S.SCHEMA_VERSION + 1
         notes = conn.execute(text("SELECT note FROM tracklets")).scalars().all()
     assert notes == ["migrated"]
     assert store.list_tracklets(Filters(), 10).items[0]["n_obs"] == 5
+
+
+def test_version_1_database_is_upgraded_to_the_hardening_columns(store):
+    """A database made before tokens expired and tracklets had a content key."""
+    store.ingest(None, [make_tracklet()])
+    with store.write() as conn:
+        conn.execute(text("DROP TABLE enrolments"))
+        conn.execute(text("DROP INDEX ix_tracklets_content_key"))
+        conn.execute(text("DROP INDEX ix_uploads_station_received"))
+        for table, column in (
+            ("principals", "expires_at"),
+            ("principals", "previous_hash"),
+            ("principals", "previous_until"),
+            ("uploads", "attempts"),
+            ("tracklets", "content_key"),
+            ("tracklets", "duplicate_of"),
+        ):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(S.schema_info.update().values(version=1))
+    assert store.upgrade() == S.SCHEMA_VERSION
+    with store.read() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("tracklets")}
+        assert {"content_key", "duplicate_of"} <= columns
+        assert inspect(conn).has_table("enrolments")
+    assert store.list_tracklets(Filters(), 10).items[0]["n_obs"] == 5
+    # the old tracklet has no content key: a copy of it is stored plainly, not linked
+    copy = make_tracklet()
+    assert store.ingest(None, [copy])[0].duplicate_of is None
 
 
 def test_database_newer_than_the_code_is_refused(store):

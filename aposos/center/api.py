@@ -3,8 +3,9 @@
 >>> app = create_app(load_config("configs/center.toml"))  # doctest: +SKIP
 >>> serve(load_config("configs/center.toml"))  # doctest: +SKIP
 
-Start with ``aposos center serve``; OpenAPI docs at ``/docs``. Every error answer is
-``{"detail": "one clear message", ...}``. Lists are paged with ``limit``/``offset``
+Start with ``aposos center serve``; OpenAPI docs at ``/docs`` (served from the
+package: they work offline). Every error answer is
+``{"detail": "one clear message", ...}``; input errors are 4xx, never 5xx. Lists are paged with ``limit``/``offset``
 and answer ``next_offset`` (``null`` on the last page). Times are ISO 8601 UTC.
 """
 
@@ -19,11 +20,16 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 
 from aposos.center import worker as queue
-from aposos.center.auth import AuthError, Principal, authenticate
+from aposos.center.auth import AuthError, Principal, authenticate, enrol
+from aposos.center.checks import int_problem, text_problem
 from aposos.center.config import CenterConfig
 from aposos.center.dbtypes import TRACKLET_STATUSES, Filters, parse_time
+from aposos.center.docs import add_offline_docs
+from aposos.center.guards import RateLimiter, TokenInUrlGuard, install_log_redaction
+from aposos.center.housekeeping import Housekeeper, recover_uploads
 from aposos.center.ingest import parse_upload
 from aposos.center.schema import SCHEMA_VERSION
 from aposos.center.snapshots import SnapshotError, create_snapshot
@@ -34,6 +40,8 @@ __all__ = ["ApiError", "create_app", "recover_uploads", "serve"]
 log = logging.getLogger(__name__)
 API = "/api/v1"
 SMALL_BODY = 64 * 1024  # heartbeats, re-correlation requests
+MAX_OFFSET = 10**9
+MAX_NORAD_ID = 999_999_999
 EXPORT_FORMATS = ("tdm", "iod", "csv")
 Limit = Annotated[int | None, Query(description="page size (default from the config)")]
 Offset = Annotated[int, Query(description="items to skip")]
@@ -99,13 +107,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number in JSON")
+
+
 def _json_body(body: bytes) -> dict:
     if not body.strip():
         return {}
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_constant=_no_constant)
     except ValueError as exc:
         raise ApiError(422, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(422, "the body is not valid JSON here: nested too deeply") from None
     if not isinstance(doc, dict):
         raise ApiError(422, "the body must be a JSON object")
     return doc
@@ -116,8 +130,13 @@ def _time(value: str | None, name: str):
         return None
     try:
         return parse_time(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ApiError(422, f"{name}: {exc}") from None
+
+
+def _check(problem: str | None) -> None:
+    if problem is not None:
+        raise ApiError(422, problem)
 
 
 def _filters(
@@ -130,6 +149,9 @@ def _filters(
 ) -> Filters:
     if status is not None and status not in statuses:
         raise ApiError(422, f"status {status!r} is not one of {', '.join(statuses)}")
+    if station is not None:
+        _check(text_problem("station", station, 32))
+    _check(int_problem("norad_id", norad_id, 0, MAX_NORAD_ID))
     return Filters(
         station=station,
         since=_time(since, "since"),
@@ -146,6 +168,7 @@ def _paging(request: Request, limit: int | None, offset: int) -> tuple[int, int]
         raise ApiError(422, f"limit must be within 1..{cfg.max_page_size}")
     if offset < 0:
         raise ApiError(422, "offset must not be negative")
+    _check(int_problem("offset", offset, 0, MAX_OFFSET))
     return limit, offset
 
 
@@ -156,25 +179,6 @@ def _own_station(who: Principal, wanted: str | None) -> str | None:
     if wanted not in (None, who.name):
         raise ApiError(403, f"station {who.name} may not read the data of station {wanted}")
     return who.name
-
-
-def recover_uploads(store: Store) -> int:
-    """Process uploads stored raw but not yet parsed (the server stopped in between)."""
-    n = 0
-    for up in store.received_uploads():
-        parsed = parse_upload(up["payload"])
-        foreign = [t.uuid for t in parsed.tracklets if t.station != up["station"]]
-        if parsed.errors or foreign:
-            store.reject_upload(up["id"], "; ".join(parsed.errors) or "cross-station upload")
-            continue
-        try:
-            store.ingest(up["id"], parsed.tracklets)
-        except IngestConflict as exc:
-            store.reject_upload(up["id"], str(exc))
-        n += 1
-    if n:
-        log.info("recovered %d upload(s) received before a restart", n)
-    return n
 
 
 # -------------------------------------------------------------------------- app
@@ -192,11 +196,18 @@ def create_app(config: CenterConfig, *, worker: bool | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        install_log_redaction()
         store = Store(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
         await run_in_threadpool(store.upgrade)
-        await run_in_threadpool(recover_uploads, store)
         app.state.store = store
         app.state.config = config
+        app.state.limiter = RateLimiter(
+            config.station_uploads_per_minute, config.station_upload_burst
+        )
+        app.state.enrol_limiter = RateLimiter(10, 5)  # per client address: no guessing
+        housekeeper = Housekeeper(store, config)  # start-up does not wait for user input
+        housekeeper.start()
+        app.state.housekeeper = housekeeper
         background = None
         if run_worker:
             background = queue.CorrelationWorker(store, config)
@@ -206,6 +217,7 @@ def create_app(config: CenterConfig, *, worker: bool | None = None) -> FastAPI:
         finally:
             if background is not None:
                 await run_in_threadpool(background.stop)
+            await run_in_threadpool(housekeeper.stop)
             store.close()
 
     app = FastAPI(
@@ -213,11 +225,16 @@ def create_app(config: CenterConfig, *, worker: bool | None = None) -> FastAPI:
         version="1",
         summary="Tracklet uploads, correlation results, analyst queries and data sharing.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
+    app.add_middleware(TokenInUrlGuard)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        return JSONResponse({"detail": exc.message, **exc.extra}, status_code=exc.status)
+        detail = exc.message.replace("\r", "\\r").replace("\n", "\\n")  # one line
+        return JSONResponse({"detail": detail, **exc.extra}, status_code=exc.status)
 
     @app.exception_handler(AuthError)
     async def _auth_error(_request: Request, exc: AuthError):
@@ -231,6 +248,25 @@ def create_app(config: CenterConfig, *, worker: bool | None = None) -> FastAPI:
             for e in exc.errors()
         ]
         return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+    @app.exception_handler(DataError)
+    async def _data_error(_request: Request, exc: DataError):
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return JSONResponse({"detail": f"a value does not fit the database: {cause}"}, 422)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_request: Request, exc: OperationalError):
+        log.error("database unavailable: %s", str(exc.orig or exc).splitlines()[0])
+        return JSONResponse(
+            {"detail": "the database is busy or unavailable; try again"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_request: Request, exc: Exception):
+        log.error("internal error: %s: %s", type(exc).__name__, exc)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, 500)
 
     _add_routes(app)
     return app
@@ -256,11 +292,32 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
         responses={200: {"description": "all were stored before"}, 201: {"description": ""}},
     )
     async def upload(request: Request, who: Annotated[Principal, Depends(station)]):
-        body = await read_body(request, _config(request).max_upload_bytes)
+        cfg = _config(request)
+        wait = request.app.state.limiter.wait_time(who.name)
+        if wait > 0:
+            raise ApiError(
+                429,
+                f"station {who.name} is over its upload rate; retry in {wait:.0f} s",
+                retry_after_s=round(wait, 1),
+            )
+        body = await read_body(request, cfg.max_upload_bytes)
         store = _store(request)
+        if cfg.station_quota_bytes:
+            used = await run_in_threadpool(store.station_bytes, who.name)
+            if used + len(body) > cfg.station_quota_bytes:
+                raise ApiError(
+                    403,
+                    f"station {who.name} has used {used} of its storage quota of "
+                    f"{cfg.station_quota_bytes} bytes; ask the data center to raise it",
+                )
         ctype = request.headers.get("content-type", "")
         upload_id = await run_in_threadpool(store.save_raw_upload, who.name, ctype, body)
-        parsed = await run_in_threadpool(parse_upload, body)
+        try:
+            parsed = await run_in_threadpool(
+                lambda: parse_upload(body, time_budget_s=cfg.upload_time_budget_s)
+            )
+        except Exception as exc:
+            await _quarantine(store, upload_id, exc)
         if parsed.errors:
             await run_in_threadpool(store.reject_upload, upload_id, "; ".join(parsed.errors))
             raise ApiError(422, parsed.errors[0], errors=parsed.errors)
@@ -277,14 +334,26 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
         except IngestConflict as exc:
             await run_in_threadpool(store.reject_upload, upload_id, str(exc))
             raise ApiError(409, str(exc)) from None
+        except (OperationalError, InterfaceError):
+            raise  # the database, not the upload: it stays received for a later retry
+        except Exception as exc:
+            await _quarantine(store, upload_id, exc)
         n_new = sum(r.new for r in results)
         return JSONResponse(
             {
                 "upload_id": upload_id if n_new else None,
                 "stored": n_new,
                 "duplicates": len(results) - n_new,
+                "linked_duplicates": sum(r.duplicate_of is not None for r in results),
                 "tracklets": [
-                    {"index": r.index, "uuid": r.uuid, "id": r.id, "new": r.new} for r in results
+                    {
+                        "index": r.index,
+                        "uuid": r.uuid,
+                        "id": r.id,
+                        "new": r.new,
+                        "duplicate_of": r.duplicate_of,
+                    }
+                    for r in results
                 ],
             },
             status_code=201 if n_new else 200,
@@ -313,7 +382,7 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
         summary="One tracklet (by id or UUID) with observations, correlation and candidates",
     )
     def get_tracklet(request: Request, key: str, who: Annotated[Principal, Depends(caller)]):
-        found = _store(request).get_tracklet(int(key) if key.isdigit() else key)
+        found = _store(request).get_tracklet(_tracklet_key(key))
         if found is None:
             raise ApiError(404, f"no tracklet {key}")
         _own_station(who, found["station"])
@@ -351,6 +420,7 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
         offset: Offset = 0,
     ):
         limit, offset = _paging(request, limit, offset)
+        _check(int_problem("norad_id", norad_id, 0, MAX_NORAD_ID))
         page = _store(request).object_history(norad_id, limit, offset).to_wire()
         return {"norad_id": norad_id, **page}
 
@@ -387,16 +457,19 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
     )
     async def heartbeat(request: Request, code: str, who: Annotated[Principal, Depends(station)]):
         if code != who.name:
-            raise ApiError(403, f"station {who.name} may not send heartbeats for {code}")
+            raise ApiError(403, f"station {who.name} may not send heartbeats for {code!r}")
         doc = _json_body(await read_body(request, SMALL_BODY))
         backlog = doc.get("outbox_backlog")
         if backlog is not None and (
             not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 0
         ):
             raise ApiError(422, "outbox_backlog must be a non-negative integer")
+        _check(int_problem("outbox_backlog", backlog))
         version = doc.get("agent_version")
         if version is not None and not isinstance(version, str):
             raise ApiError(422, "agent_version must be a string")
+        if version is not None:
+            _check(text_problem("agent_version", version, 64))
         store = _store(request)
         when = await run_in_threadpool(
             lambda: store.record_heartbeat(
@@ -404,6 +477,23 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
             )
         )
         return {"code": code, "received_at": when.isoformat(timespec="microseconds") + "Z"}
+
+    @app.post(
+        f"{API}/enrol",
+        tags=["stations"],
+        summary="Trade a one-time enrolment code for the station's token",
+    )
+    async def enrol_station(request: Request):
+        client = request.client.host if request.client else "?"
+        wait = request.app.state.enrol_limiter.wait_time(client)
+        if wait > 0:
+            raise ApiError(429, f"too many enrolment attempts; retry in {wait:.0f} s")
+        doc = _json_body(await read_body(request, SMALL_BODY))
+        code = doc.get("code")
+        if not isinstance(code, str) or not 0 < len(code) <= 64:
+            raise ApiError(422, "code must be the enrolment code (a string)")
+        name, token = await run_in_threadpool(enrol, _store(request), code)
+        return {"station": name, "token": token}
 
     # -- catalogue
 
@@ -417,21 +507,33 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
         request: Request,
         _who: Annotated[Principal, Depends(admin)],
         name: Annotated[str, Query(description="source name to record")] = "upload",
+        force: Annotated[
+            bool, Query(description="store it even if it looks implausible next to the last")
+        ] = False,
     ):
         cfg = _config(request)
+        _check(text_problem("name", name, 256))
         body = await read_body(request, cfg.max_catalogue_bytes)
         store = _store(request)
         try:
-            result = await run_in_threadpool(create_snapshot, store, cfg, body, name)
+            result = await run_in_threadpool(
+                lambda: create_snapshot(store, cfg, body, name, force=force)
+            )
         except SnapshotError as exc:
-            raise ApiError(422, str(exc)) from None
+            raise ApiError(422, str(exc), **exc.extra) from None
         woken = await run_in_threadpool(queue.wake_waiting, store)
+        requeued = 0
+        if result.new:
+            requeued = await run_in_threadpool(
+                queue.requeue_worse_results, store, cfg, result.snapshot["id"]
+            )
         return JSONResponse(
             {
                 "snapshot": result.snapshot,
                 "new": result.new,
                 "problems": result.problems,
                 "jobs_woken": woken,
+                "requeued": requeued,
             },
             status_code=201 if result.new else 200,
         )
@@ -455,6 +557,7 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
             not isinstance(snapshot_id, int) or isinstance(snapshot_id, bool)
         ):
             raise ApiError(422, "snapshot_id must be an integer")
+        _check(int_problem("snapshot_id", snapshot_id))
         store = _store(request)
         if snapshot_id is not None and store.snapshot(snapshot_id) is None:
             raise ApiError(404, f"no catalogue snapshot {snapshot_id}")
@@ -503,14 +606,47 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
         return Response(text, media_type=media_type, headers=headers)
 
 
+def _tracklet_key(key: str) -> int | str:
+    """A tracklet id (decimal digits) or UUID from a URL, else 422."""
+    import uuid as uuid_module
+
+    if key.isascii() and key.isdigit():
+        if len(key) > 18:
+            raise ApiError(404, f"no tracklet {key}")
+        return int(key)
+    try:
+        return str(uuid_module.UUID(key))
+    except ValueError:
+        raise ApiError(422, f"{key[:60]!r} is neither a tracklet id nor a UUID") from None
+
+
+async def _quarantine(store: Store, upload_id: int, exc: Exception):
+    """An upload that could not be processed: kept aside with the reason, then 422."""
+    reason = f"could not be processed: {type(exc).__name__}: {str(exc)[:300]}"
+    log.error("upload %d quarantined: %s", upload_id, reason)
+    await run_in_threadpool(store.quarantine_upload, upload_id, reason)
+    raise ApiError(422, f"upload {upload_id} {reason}; it is quarantined") from None
+
+
 def serve(config: CenterConfig, *, log_level: str = "info") -> None:
-    """Run the API with uvicorn until interrupted."""
+    """Run the API with uvicorn until interrupted.
+
+    With ``ssl_certfile``/``ssl_keyfile`` in the config it serves HTTPS itself.
+    Behind a reverse proxy that ends TLS, set ``proxy_headers = true`` and
+    ``forwarded_allow_ips`` to the proxy's address: client addresses and the scheme
+    then come from ``X-Forwarded-For`` / ``X-Forwarded-Proto``.
+    """
     import uvicorn
 
+    tls = {}
+    if config.ssl_certfile:
+        tls = {"ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile}
     uvicorn.run(
         create_app(config),
         host=config.host,
         port=config.port,
         log_level=log_level,
-        proxy_headers=False,
+        proxy_headers=config.proxy_headers,
+        forwarded_allow_ips=config.forwarded_allow_ips,
+        **tls,
     )

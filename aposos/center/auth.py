@@ -8,7 +8,15 @@ SHA-256 (a token is too random for a slow password hash to add anything). Roles:
 - ``admin``: everything an analyst may, plus catalogue, users and re-correlation.
 
 Tokens travel only in the ``Authorization: Bearer`` header and never in URLs, so
-access logs cannot show them.
+access logs cannot show them (the API refuses a token in a query string and keeps it
+out of its log).
+
+A token may expire (``valid_days``). :func:`rotate_token` gives a holder a new token
+while the old one stays valid for an overlap, so a station can switch without a gap.
+A station's first token is delivered with a one-time *enrolment code*
+(:func:`new_enrolment_code`): the data-center operator reads it to the observatory
+operator, who types it at the station (``aposos station enrol``); the station trades
+it for its token over the (TLS) link, and the token never travels by mail or phone.
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
-from aposos.center.dbtypes import ROLES
+from aposos.center.dbtypes import ROLES, utcnow
 from aposos.center.store import Store
 
 __all__ = [
@@ -26,13 +35,17 @@ __all__ = [
     "AuthError",
     "Principal",
     "authenticate",
+    "enrol",
     "hash_token",
     "issue_token",
+    "new_enrolment_code",
     "new_token",
+    "rotate_token",
     "validate_name",
 ]
 
 TOKEN_PREFIX = "aposos_"
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: typed by hand
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 
 
@@ -84,7 +97,11 @@ def validate_name(name: str) -> str:
     return name
 
 
-def issue_token(store: Store, name: str, role: str) -> str:
+def _expiry(valid_days: float | None):
+    return None if valid_days is None else utcnow() + timedelta(days=valid_days)
+
+
+def issue_token(store: Store, name: str, role: str, *, valid_days: float | None = None) -> str:
     """Make a token for ``name`` with ``role``; returns it (the only time it is seen).
 
     Raises ``ValueError`` for a bad name or role, or when ``name`` already holds a
@@ -94,8 +111,50 @@ def issue_token(store: Store, name: str, role: str) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
     token = new_token()
-    store.add_principal(name, role, hash_token(token))
+    store.add_principal(name, role, hash_token(token), expires_at=_expiry(valid_days))
     return token
+
+
+def rotate_token(
+    store: Store, name: str, *, overlap_hours: float = 24.0, valid_days: float | None = None
+) -> str:
+    """A new token for ``name``; the old one stays valid for ``overlap_hours``."""
+    token = new_token()
+    until = utcnow() + timedelta(hours=overlap_hours)
+    if not store.rotate_token(
+        name, hash_token(token), overlap_until=until, expires_at=_expiry(valid_days)
+    ):
+        raise ValueError(f"{name} holds no live token to rotate")
+    return token
+
+
+def _normal_code(code: str) -> str:
+    return "".join(c for c in code.upper() if c.isalnum())
+
+
+def new_enrolment_code(store: Store, station: str, *, valid_hours: float = 24.0) -> str:
+    """A one-time code (``XXXX-XXXX-XXXX-XXXX``, 79 bits) that ``station`` trades for its
+    token within ``valid_hours``; only its hash is stored."""
+    validate_name(station)
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(16))
+    store.add_enrolment(station, hash_token(raw), utcnow() + timedelta(hours=valid_hours))
+    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+
+
+def enrol(store: Store, code: str, *, valid_days: float | None = None) -> tuple[str, str]:
+    """Trade an enrolment code for a station token: (station, token).
+
+    A station that already holds a token gets a new one by rotation (the old one
+    stays valid for a day). Raises :class:`AuthError` (401) for an unknown, used or
+    expired code.
+    """
+    station = store.redeem_enrolment(hash_token(_normal_code(code)))
+    if station is None:
+        raise AuthError(401, "unknown, used or expired enrolment code")
+    try:
+        return station, issue_token(store, station, "station", valid_days=valid_days)
+    except ValueError:
+        return station, rotate_token(store, station, valid_days=valid_days)
 
 
 def authenticate(store: Store, authorization: str | None) -> Principal:
@@ -108,5 +167,5 @@ def authenticate(store: Store, authorization: str | None) -> Principal:
         raise AuthError(401, "malformed Authorization header: expected 'Bearer <token>'")
     found = store.principal_by_token_hash(hash_token(token))
     if found is None:
-        raise AuthError(401, "unknown or revoked token")
+        raise AuthError(401, "unknown or revoked token, or expired")
     return Principal(name=found["name"], role=found["role"])

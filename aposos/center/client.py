@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -66,14 +67,26 @@ class CenterClient:
     url : base URL, e.g. ``http://127.0.0.1:8600``.
     token : access token (station, analyst or admin).
     timeout : seconds per request.
+    ca_file : a CA certificate (PEM) to verify the center's HTTPS certificate with,
+        instead of the system's certificate authorities.
     """
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0):
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        ca_file: str | os.PathLike | None = None,
+    ):
         self.url = url.rstrip("/")
         headers = {"User-Agent": "aposos-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, verify=verify
+        )
 
     def __enter__(self) -> CenterClient:
         return self

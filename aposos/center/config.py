@@ -56,6 +56,20 @@ class CenterConfig:
         element-set epoch.
     sqlite_synchronous : SQLite ``PRAGMA synchronous`` (FULL: acknowledged uploads
         survive power loss).
+    upload_time_budget_s : reading one upload may take this long, else it is refused.
+    rejected_retention_days : raw copies of rejected and quarantined uploads are kept
+        this long (for the record), then dropped.
+    station_uploads_per_minute, station_upload_burst : per-station rate limit of
+        uploads (a token bucket; 0: no limit); over it the answer is 429.
+    station_quota_bytes : raw bytes of accepted uploads a station may keep (0: no
+        limit); over it uploads get 403.
+    snapshot_min_fraction : a catalogue with fewer objects than this fraction of the
+        newest snapshot is refused (an admin can force it).
+    snapshot_max_epoch_regress_days : a catalogue whose median epoch is this much
+        older than the newest snapshot's is refused (an admin can force it).
+    ssl_certfile, ssl_keyfile : serve HTTPS with this certificate chain and key (PEM).
+    proxy_headers : behind a reverse proxy, trust its ``X-Forwarded-For`` and
+        ``X-Forwarded-Proto`` headers, from the addresses in ``forwarded_allow_ips``.
     """
 
     data_dir: Path = Path("center-data")
@@ -70,6 +84,17 @@ class CenterConfig:
     max_days_after_epoch: float = 10.0
     max_days_before_epoch: float = 3.0
     sqlite_synchronous: str = "FULL"
+    upload_time_budget_s: float = 20.0
+    rejected_retention_days: float = 7.0
+    station_uploads_per_minute: float = 0.0
+    station_upload_burst: int = 60
+    station_quota_bytes: int = 0
+    snapshot_min_fraction: float = 0.5
+    snapshot_max_epoch_regress_days: float = 30.0
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    proxy_headers: bool = False
+    forwarded_allow_ips: str = "127.0.0.1"
     worker: WorkerConfig = field(default_factory=WorkerConfig)
 
     def __post_init__(self):
@@ -80,6 +105,10 @@ class CenterConfig:
             problems.append("page_size must be in 1..max_page_size")
         if self.sqlite_synchronous.upper() not in SQLITE_SYNC_MODES:
             problems.append(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNC_MODES)}")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            problems.append("ssl_certfile and ssl_keyfile go together")
+        if self.upload_time_budget_s <= 0 or self.rejected_retention_days < 0:
+            problems.append("upload_time_budget_s must be positive, rejected_retention_days >= 0")
         if self.worker.batch_size <= 0 or self.worker.lease_seconds <= 0:
             problems.append("worker batch_size and lease_seconds must be positive")
         if problems:
@@ -142,9 +171,10 @@ def load_config(path: str | os.PathLike | None = None) -> CenterConfig:
     center = _section(doc, "center", center_keys, path)
     worker = _section(doc, "worker", worker_keys, path)
     base = path.resolve().parent
-    for key in ("data_dir", "stations_dir"):
-        if key in center:
-            center[key] = (base / Path(center[key]).expanduser()).resolve()
+    for key in ("data_dir", "stations_dir", "ssl_certfile", "ssl_keyfile"):
+        if center.get(key):
+            resolved = (base / Path(center[key]).expanduser()).resolve()
+            center[key] = str(resolved) if key.startswith("ssl_") else resolved
     if "data_dir" not in center:
         center["data_dir"] = (base / CenterConfig.data_dir).resolve()
     if "stations_dir" not in center:

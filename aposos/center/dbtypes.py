@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 ROLES = ("station", "analyst", "admin")
-TRACKLET_STATUSES = ("pending", "correlated", "ambiguous", "uncorrelated")
+# "duplicate": the same observations as an earlier tracklet (linked, not correlated)
+TRACKLET_STATUSES = ("pending", "correlated", "ambiguous", "uncorrelated", "duplicate")
 IN_CHUNK = 500  # values per IN (...) list
 
 
@@ -53,10 +54,10 @@ def parse_time(text: str) -> datetime:
         s = s[:-1] + "+00:00"
     try:
         dt = datetime.fromisoformat(s)
-    except ValueError:
+        if dt.tzinfo is not None:
+            dt = dt.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         raise ValueError(f"{text!r} is not an ISO 8601 time") from None
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt
 
 

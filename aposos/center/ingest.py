@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from aposos.center.checks import tracklet_problems
 from aposos.model import Tracklet
 
 __all__ = ["ParsedUpload", "parse_upload"]
@@ -123,6 +124,9 @@ def _parse_json(text: str) -> ParsedUpload:
     except ValueError as exc:
         out.errors.append(f"not valid JSON: {exc}")
         return out
+    except RecursionError:
+        out.errors.append("not valid JSON for an upload: nested too deeply")
+        return out
     if isinstance(doc, dict) and "tracklets" in doc:
         doc = doc["tracklets"]
     if not isinstance(doc, list):
@@ -148,14 +152,14 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a number in JSON")
 
 
-def _parse_tdm(text: str) -> ParsedUpload:
+def _parse_tdm(text: str, time_budget_s: float | None) -> ParsedUpload:
     from aposos.formats.tdm import read_tdm
 
     out = ParsedUpload(kind="tdm")
     if "\n" not in text:
         text += "\n"  # read_tdm takes a one-line string for a file name
     try:
-        parsed = read_tdm(text, name="TDM")
+        parsed = read_tdm(text, name="TDM", time_budget_s=time_budget_s)
     except ValueError as exc:
         out.errors.append(f"not a readable CCSDS TDM document: {exc}")
         return out
@@ -169,10 +173,12 @@ def _parse_tdm(text: str) -> ParsedUpload:
     return out
 
 
-def parse_upload(payload: bytes) -> ParsedUpload:
+def parse_upload(payload: bytes, *, time_budget_s: float | None = None) -> ParsedUpload:
     """Read an upload: JSON (a list of wire tracklets) or a CCSDS TDM (KVN or XML).
 
-    The kind is told by the content: JSON starts with ``[`` or ``{``.
+    The kind is told by the content: JSON starts with ``[`` or ``{``. Tracklets that
+    could never be correlated or stored (one observation, absurd times, control
+    characters in names) are errors too. ``time_budget_s`` bounds TDM reading.
     """
     try:
         text = payload.decode("utf-8")
@@ -182,7 +188,7 @@ def parse_upload(payload: bytes) -> ParsedUpload:
     if head in ("[", "{"):
         result = _parse_json(text)
     elif head == "<" or text.lstrip("\ufeff \t\r\n").startswith("CCSDS_TDM_VERS"):
-        result = _parse_tdm(text)
+        result = _parse_tdm(text, time_budget_s)
     elif not head:
         result = ParsedUpload(kind="?", errors=["the body is empty"])
     else:
@@ -191,10 +197,7 @@ def parse_upload(payload: bytes) -> ParsedUpload:
             errors=["the body is neither JSON (a list of tracklets) nor a CCSDS TDM document"],
         )
     for t in result.tracklets:
-        if t.object is not None and len(t.object) > MAX_OBJECT:
-            result.errors.append(
-                f"tracklet {t.uuid}: 'object' is longer than {MAX_OBJECT} characters"
-            )
+        result.errors.extend(tracklet_problems(t))
     if len(result.errors) > MAX_ERRORS:
         more = len(result.errors) - MAX_ERRORS
         result.errors = result.errors[:MAX_ERRORS] + [f"... and {more} more problems"]

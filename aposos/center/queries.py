@@ -64,6 +64,7 @@ class StoreQueries:
             K.c.t_end,
             K.c.n_obs,
             K.c.status,
+            K.c.duplicate_of,
             C.c.norad_id,
             C.c.snapshot_id,
         ).select_from(K.outerjoin(C, C.c.id == K.c.correlation_id))
@@ -124,16 +125,20 @@ class StoreQueries:
 
     def load_tracklets(self, ids: Sequence[int]) -> dict[int, Tracklet]:
         """Rebuild :class:`Tracklet` objects (for correlation and export)."""
+        with self.read() as conn:
+            return self._load_tracklets(conn, ids)
+
+    @classmethod
+    def _load_tracklets(cls, conn: Connection, ids: Sequence[int]) -> dict[int, Tracklet]:
         K = S.tracklets
         out: dict[int, Tracklet] = {}
-        with self.read() as conn:
-            heads = {}
-            for chunk in chunks(list(ids)):
-                for r in conn.execute(
-                    select(K.c.id, K.c.uuid, K.c.station, K.c.object).where(K.c.id.in_(chunk))
-                ):
-                    heads[r.id] = r
-            obs = self._observations(conn, list(heads))
+        heads = {}
+        for chunk in chunks(list(ids)):
+            for r in conn.execute(
+                select(K.c.id, K.c.uuid, K.c.station, K.c.object).where(K.c.id.in_(chunk))
+            ):
+                heads[r.id] = r
+        obs = cls._observations(conn, list(heads))
         for i in ids:
             if i not in heads:
                 continue
@@ -227,6 +232,7 @@ def _tracklet_summary(r) -> dict:
         "t_end": iso(r.t_end),
         "n_obs": r.n_obs,
         "status": r.status,
+        "duplicate_of": r.duplicate_of,
         "norad_id": r.norad_id,
         "snapshot_id": r.snapshot_id,
     }

@@ -52,6 +52,22 @@ principals = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime, nullable=False),
     Column("revoked_at", DateTime),
+    Column("expires_at", DateTime),  # None: no expiry
+    # a rotated-out token, valid until previous_until (overlap while stations switch)
+    Column("previous_hash", String(64)),
+    Column("previous_until", DateTime),
+)
+
+# One-time enrolment codes: the operator types one at the station to get its token.
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("station", String(32), nullable=False),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("used_at", DateTime),
 )
 
 stations = Table(
@@ -75,11 +91,14 @@ uploads = Table(
     Column("content_type", String(128), nullable=False),
     Column("size_bytes", Integer, nullable=False),
     Column("payload", LargeBinary, nullable=False),
-    Column("state", String(16), nullable=False),  # received | stored | rejected
+    # received | stored | rejected (bad input) | quarantined (could not be processed)
+    Column("state", String(16), nullable=False),
     Column("n_tracklets", Integer),
     Column("n_new", Integer),
     Column("error", Text),
+    Column("attempts", Integer),  # processing attempts (a restart retries once)
     Index("ix_uploads_state", "state"),
+    Index("ix_uploads_station_received", "station", "received_at"),
 )
 
 snapshots = Table(
@@ -112,7 +131,12 @@ tracklets = Table(
     # pending | correlated | ambiguous | uncorrelated
     Column("status", String(16), nullable=False),
     Column("correlation_id", Integer),  # the current correlation (no FK: it points back)
+    # digest of station, times and positions (checks.content_key); the same
+    # observations under another UUID point to the first with duplicate_of
+    Column("content_key", String(64)),
+    Column("duplicate_of", Integer),
     Index("ix_tracklets_station_t_mid", "station", "t_mid"),
+    Index("ix_tracklets_content_key", "content_key"),
     Index("ix_tracklets_t_mid", "t_mid"),
     Index("ix_tracklets_status", "status"),
 )
@@ -171,7 +195,31 @@ correlations = Table(
 
 # One step per schema version after the first: step k turns version k-1 into k.
 Migration = Callable[[Connection], None]
-MIGRATIONS: tuple[Migration, ...] = ()
+
+
+def _add_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name not in have:
+            col = table.c[name]
+            kind = col.type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+
+
+def _v2_hardening(conn: Connection) -> None:
+    """Token expiry and rotation, enrolment codes, upload attempts, content identity."""
+    _add_columns(conn, principals, ("expires_at", "previous_hash", "previous_until"))
+    _add_columns(conn, uploads, ("attempts",))
+    _add_columns(conn, tracklets, ("content_key", "duplicate_of"))
+    enrolments.create(conn, checkfirst=True)
+    for index in (
+        *[i for i in uploads.indexes if i.name == "ix_uploads_station_received"],
+        *[i for i in tracklets.indexes if i.name == "ix_tracklets_content_key"],
+    ):
+        index.create(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v2_hardening,)
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 

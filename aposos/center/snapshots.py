@@ -2,6 +2,11 @@
 
 A snapshot is written under a temporary name and renamed into place, so a crash
 never leaves a half-written snapshot registered in the database.
+
+A catalogue that looks implausible next to the newest snapshot (far fewer objects,
+or element sets much older) is refused with its bad records named, unless an admin
+forces it: a valid TLE followed by garbage must not become the catalogue that every
+tracklet is correlated against.
 """
 
 from __future__ import annotations
@@ -24,7 +29,12 @@ MAX_PROBLEMS_SHOWN = 20
 
 
 class SnapshotError(ValueError):
-    """The uploaded catalogue cannot be used (nothing is stored)."""
+    """The uploaded catalogue cannot be used (nothing is stored); ``extra`` holds
+    details for the error answer (the bad records)."""
+
+    def __init__(self, message: str, **extra):
+        super().__init__(message)
+        self.extra = extra
 
 
 @dataclass
@@ -45,6 +55,20 @@ def sniff_catalogue_kind(payload: bytes) -> str:
     return "tle"
 
 
+def _stray_lines(lines: list[str]) -> list[str]:
+    """Lines of a TLE/3LE file that belong to no element set (a name must be
+    followed by a line 1)."""
+    problems = []
+    for i, line in enumerate(lines):
+        text = line.strip()
+        if not text or text.startswith(("1 ", "2 ")):
+            continue
+        following = lines[i + 1].lstrip() if i + 1 < len(lines) else ""
+        if not following.startswith("1 "):
+            problems.append(f"line {i + 1}: {text[:40]!r} is not part of an element set")
+    return problems
+
+
 def _epochs(cat) -> tuple:
     times = jd_fr_to_datetime64(cat.epoch_jd, cat.epoch_fr).astype("datetime64[us]")
     ordered = np.sort(times)
@@ -52,8 +76,34 @@ def _epochs(cat) -> tuple:
     return ordered[0].tolist(), median.tolist(), ordered[-1].tolist()
 
 
+def _implausible(store: Store, config: CenterConfig, n: int, epochs: tuple) -> str | None:
+    """Why a catalogue does not fit after the newest snapshot, or None."""
+    snapshots = store.list_snapshots()
+    if not snapshots:
+        return None
+    last = snapshots[-1]
+    if n < config.snapshot_min_fraction * last["n_objects"]:
+        return (
+            f"{n} element set(s) where the newest snapshot ({last['id']}) has "
+            f"{last['n_objects']}: implausibly small"
+        )
+    last_median = np.datetime64(last["epoch_median"][:-1], "us")
+    regress = (last_median - np.datetime64(epochs[1], "us")) / np.timedelta64(1, "D")
+    if regress > config.snapshot_max_epoch_regress_days:
+        return (
+            f"its median epoch is {regress:.1f} days older than that of the newest "
+            f"snapshot ({last['id']}): the epochs do not fit"
+        )
+    return None
+
+
 def create_snapshot(
-    store: Store, config: CenterConfig, payload: bytes, source_name: str
+    store: Store,
+    config: CenterConfig,
+    payload: bytes,
+    source_name: str,
+    *,
+    force: bool = False,
 ) -> SnapshotResult:
     """Read a TLE/OMM payload, save it as a zarr snapshot and register it.
 
@@ -62,11 +112,13 @@ def create_snapshot(
     Raises
     ------
     SnapshotError
-        When no element set in the payload can be read.
+        When no element set in the payload can be read, or (unless ``force``) when
+        the catalogue is implausible next to the newest snapshot.
     """
     from aposos.orbit.catalogue import Catalogue, CatalogueError
 
     kind = sniff_catalogue_kind(payload)
+    stray: list[str] = []
     config.catalogue_dir.mkdir(parents=True, exist_ok=True)
     try:
         if kind == "omm":
@@ -77,12 +129,24 @@ def create_snapshot(
         else:
             lines = payload.decode("ascii", errors="replace").splitlines()
             cat = Catalogue.from_tle(lines)
+            stray = _stray_lines(lines)
     except (CatalogueError, ValueError) as exc:
         raise SnapshotError(f"{source_name}: {exc}") from None
-    problems = [str(p) for p in cat.problems]
+    problems = [str(p) for p in cat.problems] + stray
     if len(cat) == 0:
         shown = "; ".join(problems[:5]) or "no element sets found"
         raise SnapshotError(f"{source_name}: no usable element set ({shown})")
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    if len(problems) > len(shown):
+        shown.append(f"... and {len(problems) - len(shown)} more")
+    epochs = _epochs(cat)
+    why = None if force else _implausible(store, config, len(cat), epochs)
+    if why is not None:
+        raise SnapshotError(
+            f"{source_name}: refused: {why}; {len(problems)} bad record(s); "
+            "put it again with force=true if it is right",
+            problems=shown,
+        )
     fingerprint = f"{cat.fingerprint()}-{len(cat)}"
     final = config.catalogue_dir / f"snapshot-{fingerprint}.zarr"
     if not final.exists():
@@ -100,10 +164,7 @@ def create_snapshot(
         fingerprint=fingerprint,
         source_name=source_name,
         n_objects=len(cat),
-        epochs=_epochs(cat),
+        epochs=epochs,
         path=str(final),
     )
-    shown = problems[:MAX_PROBLEMS_SHOWN]
-    if len(problems) > len(shown):
-        shown.append(f"... and {len(problems) - len(shown)} more")
     return SnapshotResult(snapshot=store.snapshot(snapshot_id), new=new, problems=shown)

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 
 from aposos.center import schema as S
+from aposos.center.checks import content_key, same_content
 from aposos.center.dbtypes import (
     ROLES,
     Filters,
@@ -53,16 +54,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What an upload did to one tracklet."""
+    """What an upload did to one tracklet (``duplicate_of``: the earlier tracklet with
+    the same observations, to which this one is linked)."""
 
     index: int
     uuid: str
     id: int
     new: bool
+    duplicate_of: int | None = None
 
 
 class IngestConflict(ValueError):
-    """An uploaded UUID is already stored under another station."""
+    """An uploaded UUID is already stored with other content (or another station),
+    or given twice in one upload with different content."""
 
 
 class Store(StoreQueries):
@@ -158,7 +162,9 @@ class Store(StoreQueries):
 
     # --------------------------------------------------------------- principals
 
-    def add_principal(self, name: str, role: str, token_hash: str) -> None:
+    def add_principal(
+        self, name: str, role: str, token_hash: str, *, expires_at: datetime | None = None
+    ) -> None:
         """Register a token holder; a revoked name is given the new token.
 
         Raises ``ValueError`` when ``name`` already holds a live token.
@@ -170,7 +176,14 @@ class Store(StoreQueries):
             row = conn.execute(select(P.c.id, P.c.revoked_at).where(P.c.name == name)).first()
             if row is not None and row.revoked_at is None:
                 raise ValueError(f"{name!r} already has a token; revoke it first")
-            values = {"role": role, "token_hash": token_hash, "created_at": utcnow()}
+            values = {
+                "role": role,
+                "token_hash": token_hash,
+                "created_at": utcnow(),
+                "expires_at": expires_at,
+                "previous_hash": None,
+                "previous_until": None,
+            }
             if row is None:
                 conn.execute(P.insert().values(name=name, **values))
             else:
@@ -179,15 +192,69 @@ class Store(StoreQueries):
                 self._ensure_station(conn, name)
 
     def principal_by_token_hash(self, token_hash: str) -> dict | None:
-        """The live holder of a token hash, or ``None``."""
+        """The live holder of a token hash (not expired; a rotated-out token within its
+        overlap), or ``None``."""
         P = S.principals
+        now = utcnow()
+        current = (P.c.token_hash == token_hash) & (
+            P.c.expires_at.is_(None) | (P.c.expires_at > now)
+        )
+        previous = (P.c.previous_hash == token_hash) & (P.c.previous_until > now)
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(P.c.name, P.c.role).where(
-                    P.c.token_hash == token_hash, P.c.revoked_at.is_(None)
-                )
+                select(P.c.name, P.c.role).where(current | previous, P.c.revoked_at.is_(None))
             ).first()
         return None if row is None else {"name": row.name, "role": row.role}
+
+    def rotate_token(
+        self, name: str, token_hash: str, *, overlap_until: datetime, expires_at: datetime | None
+    ) -> bool:
+        """Give ``name`` a new token; the old one stays valid until ``overlap_until``.
+        ``False`` when ``name`` holds no live token."""
+        P = S.principals
+        with self.write() as conn:
+            row = conn.execute(
+                select(P.c.id, P.c.token_hash).where(P.c.name == name, P.c.revoked_at.is_(None))
+            ).first()
+            if row is None:
+                return False
+            conn.execute(
+                P.update()
+                .where(P.c.id == row.id)
+                .values(
+                    token_hash=token_hash,
+                    expires_at=expires_at,
+                    previous_hash=row.token_hash,
+                    previous_until=overlap_until,
+                )
+            )
+        return True
+
+    def add_enrolment(self, station: str, code_hash: str, expires_at: datetime) -> None:
+        with self.write() as conn:
+            conn.execute(
+                S.enrolments.insert().values(
+                    station=station, code_hash=code_hash, created_at=utcnow(), expires_at=expires_at
+                )
+            )
+
+    def redeem_enrolment(self, code_hash: str) -> str | None:
+        """Use up a one-time enrolment code; its station, or ``None`` (unknown, used
+        or expired)."""
+        E = S.enrolments
+        now = utcnow()
+        with self.write() as conn:
+            row = conn.execute(
+                select(E.c.id, E.c.station).where(
+                    E.c.code_hash == code_hash, E.c.used_at.is_(None), E.c.expires_at > now
+                )
+            ).first()
+            if row is None:
+                return None
+            res = conn.execute(
+                E.update().where(E.c.id == row.id, E.c.used_at.is_(None)).values(used_at=now)
+            )
+        return row.station if res.rowcount == 1 else None
 
     def revoke(self, name: str) -> bool:
         """Revoke ``name``'s token; ``False`` if there was no live token."""
@@ -204,7 +271,9 @@ class Store(StoreQueries):
         P = S.principals
         with self.read() as conn:
             rows = conn.execute(
-                select(P.c.name, P.c.role, P.c.created_at, P.c.revoked_at).order_by(P.c.name)
+                select(P.c.name, P.c.role, P.c.created_at, P.c.revoked_at, P.c.expires_at).order_by(
+                    P.c.name
+                )
             ).all()
         return [
             {
@@ -212,6 +281,7 @@ class Store(StoreQueries):
                 "role": r.role,
                 "created_at": iso(r.created_at),
                 "revoked_at": iso(r.revoked_at),
+                "expires_at": iso(r.expires_at),
             }
             for r in rows
         ]
@@ -247,48 +317,120 @@ class Store(StoreQueries):
     # ------------------------------------------------------------------ uploads
 
     def save_raw_upload(self, station: str, content_type: str, payload: bytes) -> int:
-        """Store an upload's raw bytes before anything is parsed; returns its id."""
+        """Store an upload's raw bytes before anything is parsed; returns its id.
+
+        The upload counts one processing attempt (the one about to run).
+        """
         with self.write() as conn:
             res = conn.execute(
                 S.uploads.insert().values(
                     station=station,
                     received_at=utcnow(),
-                    content_type=content_type[:128],
+                    content_type=content_type.encode("ascii", "replace").decode()[:128],
                     size_bytes=len(payload),
                     payload=payload,
                     state="received",
+                    attempts=1,
                 )
             )
             return int(res.inserted_primary_key[0])
 
-    def reject_upload(self, upload_id: int, error: str) -> None:
+    def reject_upload(self, upload_id: int, error: str, *, state: str = "rejected") -> None:
+        """Mark an upload ``rejected`` (bad input) or ``quarantined`` (could not be
+        processed), with the reason; its raw copy is kept for the retention time."""
+        U = S.uploads
+        error = error.replace("\x00", "\\x00")[:4000]
+        with self.write() as conn:
+            conn.execute(U.update().where(U.c.id == upload_id).values(state=state, error=error))
+
+    def quarantine_upload(self, upload_id: int, reason: str) -> None:
+        self.reject_upload(upload_id, reason, state="quarantined")
+
+    def received_uploads(self, before: datetime | None = None) -> list[dict]:
+        """Uploads stored raw but never processed (the server stopped in between),
+        received before ``before``, without their payloads (see
+        :meth:`claim_received_upload`)."""
+        U = S.uploads
+        q = select(U.c.id, U.c.station, U.c.content_type, U.c.attempts).where(
+            U.c.state == "received"
+        )
+        if before is not None:
+            q = q.where(U.c.received_at < before)
+        with self.read() as conn:
+            rows = conn.execute(q.order_by(U.c.id)).all()
+        return [r._asdict() for r in rows]
+
+    def claim_received_upload(self, upload_id: int, max_attempts: int) -> bytes | None:
+        """Count one more processing attempt and return the payload; ``None`` (and the
+        upload quarantined) when it was already attempted ``max_attempts`` times:
+        processing it stopped the server before, so it is not tried again."""
         U = S.uploads
         with self.write() as conn:
-            conn.execute(
-                U.update().where(U.c.id == upload_id).values(state="rejected", error=error[:4000])
-            )
+            row = conn.execute(
+                select(U.c.attempts, U.c.payload).where(
+                    U.c.id == upload_id, U.c.state == "received"
+                )
+            ).first()
+            if row is None:
+                return None
+            attempts = row.attempts or 0
+            if attempts >= max_attempts:
+                conn.execute(
+                    U.update()
+                    .where(U.c.id == upload_id)
+                    .values(
+                        state="quarantined",
+                        error=f"processing did not finish in {attempts} attempt(s) "
+                        "(the server stopped during it); not tried again",
+                    )
+                )
+                return None
+            conn.execute(U.update().where(U.c.id == upload_id).values(attempts=attempts + 1))
+            return bytes(row.payload)
 
-    def received_uploads(self) -> list[dict]:
-        """Uploads stored raw but never processed (the server stopped in between)."""
+    def purge_payloads(self, older_than: datetime) -> int:
+        """Drop the raw copies of rejected and quarantined uploads received before
+        ``older_than`` (the rows and their reasons stay); returns how many."""
+        U = S.uploads
+        with self.write() as conn:
+            res = conn.execute(
+                U.update()
+                .where(
+                    U.c.state.in_(("rejected", "quarantined")),
+                    U.c.received_at < older_than,
+                    func.length(U.c.payload) > 0,
+                )
+                .values(payload=b"")
+            )
+        return res.rowcount
+
+    def station_bytes(self, station: str) -> int:
+        """Bytes of accepted uploads of ``station`` (its storage quota use; rejected
+        ones are dropped after the retention time)."""
         U = S.uploads
         with self.read() as conn:
-            rows = conn.execute(
-                select(U.c.id, U.c.station, U.c.content_type, U.c.payload)
-                .where(U.c.state == "received")
-                .order_by(U.c.id)
-            ).all()
-        return [r._asdict() for r in rows]
+            n = conn.execute(
+                select(func.coalesce(func.sum(U.c.size_bytes), 0)).where(
+                    U.c.station == station, U.c.state.in_(("stored", "received"))
+                )
+            ).scalar()
+        return int(n or 0)
 
     def ingest(self, upload_id: int | None, tracklets: Sequence[Tracklet]) -> list[IngestResult]:
         """Store tracklets and queue them for correlation, idempotent on UUID.
 
-        A UUID already stored returns its stored id and stores nothing. When nothing
-        in the upload is new, its raw copy is dropped again.
+        A UUID already stored with the same content returns its stored id and stores
+        nothing. When nothing in the upload is new, its raw copy is dropped again. A
+        new UUID carrying the same observations (station, times, positions) as a stored
+        tracklet is stored with ``duplicate_of`` pointing to the first and status
+        ``duplicate``, and is not queued for correlation.
 
         Raises
         ------
         IngestConflict
-            When a UUID is already stored under another station (nothing is stored).
+            When a UUID is already stored under another station or with other
+            observations, or comes twice in the upload with different content
+            (nothing is stored).
         """
         for attempt in range(3):
             try:
@@ -302,61 +444,67 @@ class Store(StoreQueries):
     def _ingest_once(self, upload_id, tracklets) -> list[IngestResult]:
         K = S.tracklets
         now = utcnow()
-        uuids = list(dict.fromkeys(t.uuid for t in tracklets))
+        first = _check_within_upload(tracklets)
         with self.write() as conn:
-            known: dict[str, tuple[int, str]] = {}
-            for chunk in chunks(uuids):
-                for r in conn.execute(
-                    select(K.c.id, K.c.uuid, K.c.station).where(K.c.uuid.in_(chunk))
-                ):
-                    known[r.uuid] = (r.id, r.station)
-            for i, t in enumerate(tracklets):
-                if t.uuid in known and known[t.uuid][1] != t.station:
-                    raise IngestConflict(
-                        f"record {i}: tracklet {t.uuid} is already stored for another station"
-                    )
-            fresh: dict[str, Tracklet] = {}
-            for t in sorted(tracklets, key=lambda t: t.uuid):  # one lock order: no deadlocks
-                if t.uuid not in known and t.uuid not in fresh:
-                    fresh[t.uuid] = t
+            known = self._known_uuids(conn, list(first))
+            self._check_against_stored(conn, tracklets, known)
+            fresh = {u: t for u, t in sorted(first.items()) if u not in known}  # one lock order
+            keys = {u: content_key(t) for u, t in fresh.items()}
+            earlier = self._first_with_keys(conn, set(keys.values()))
             new_ids: dict[str, int] = {}
-            if fresh:
-                rows = [_tracklet_row(t, upload_id, now) for t in fresh.values()]
+            linked: dict[str, int] = {}
+            # originals first, so that copies within the upload can point to them
+            originals = [u for u in fresh if keys[u] not in earlier]
+            copies = [u for u in fresh if keys[u] in earlier]
+            seen_key: dict[str, str] = {}
+            for u in originals:
+                if keys[u] in seen_key:
+                    copies.append(u)
+                else:
+                    seen_key[keys[u]] = u
+            originals = list(seen_key.values())
+            for batch, is_copy in ((originals, False), (copies, True)):
+                if not batch:
+                    continue
+                rows = []
+                for u in batch:
+                    of = None
+                    if is_copy:
+                        k = keys[u]
+                        of = earlier[k] if k in earlier else new_ids.get(seen_key[k])
+                        if of is not None:  # None: its original lost a race; stored plainly
+                            linked[u] = of
+                    rows.append(_tracklet_row(fresh[u], upload_id, now, keys[u], of))
                 stmt = (
                     self._insert(K)
                     .on_conflict_do_nothing(index_elements=["uuid"])
                     .returning(K.c.id, K.c.uuid)
                 )
-                for r in conn.execute(stmt, rows):
+                for r in conn.execute(stmt, rows) if rows else ():
                     new_ids[r.uuid] = r.id
-                late = [u for u in fresh if u not in new_ids]  # stored meanwhile by another
-                for chunk in chunks(late):
-                    for r in conn.execute(
-                        select(K.c.id, K.c.uuid, K.c.station).where(K.c.uuid.in_(chunk))
-                    ):
-                        known[r.uuid] = (r.id, r.station)
-                for i, t in enumerate(tracklets):
-                    if t.uuid in late and known[t.uuid][1] != t.station:
-                        raise IngestConflict(
-                            f"record {i}: tracklet {t.uuid} is already stored for another station"
-                        )
+            late = [u for u in fresh if u not in new_ids]  # stored meanwhile by another
+            if late:
+                known.update(self._known_uuids(conn, late))
+                self._check_against_stored(conn, [t for t in tracklets if t.uuid in late], known)
             if new_ids:
                 obs_rows = []
                 for u in new_ids:
                     obs_rows.extend(_observation_rows(new_ids[u], fresh[u]))
                 conn.execute(S.observations.insert(), obs_rows)
-                conn.execute(
-                    S.jobs.insert(),
-                    [
-                        {
-                            "tracklet_id": new_ids[u],
-                            "state": "pending",
-                            "attempts": 0,
-                            "created_at": now,
-                        }
-                        for u in sorted(new_ids, key=new_ids.get)
-                    ],
-                )
+                queued = [u for u in new_ids if u not in linked]  # copies are not correlated
+                if queued:
+                    conn.execute(
+                        S.jobs.insert(),
+                        [
+                            {
+                                "tracklet_id": new_ids[u],
+                                "state": "pending",
+                                "attempts": 0,
+                                "created_at": now,
+                            }
+                            for u in sorted(queued, key=new_ids.get)
+                        ],
+                    )
             if upload_id is not None:
                 U = S.uploads
                 if new_ids:
@@ -379,8 +527,48 @@ class Store(StoreQueries):
             new = t.uuid in new_ids and t.uuid not in seen
             seen.add(t.uuid)
             tid = new_ids[t.uuid] if t.uuid in new_ids else known[t.uuid][0]
-            results.append(IngestResult(index=i, uuid=t.uuid, id=tid, new=new))
+            results.append(IngestResult(i, t.uuid, tid, new, linked.get(t.uuid)))
         return results
+
+    @staticmethod
+    def _known_uuids(conn: Connection, uuids: list[str]) -> dict[str, tuple[int, str]]:
+        K = S.tracklets
+        known = {}
+        for chunk in chunks(uuids):
+            for r in conn.execute(select(K.c.id, K.c.uuid, K.c.station).where(K.c.uuid.in_(chunk))):
+                known[r.uuid] = (r.id, r.station)
+        return known
+
+    def _check_against_stored(self, conn, tracklets, known) -> None:
+        """A UUID already stored must carry the same station and observations."""
+        for i, t in enumerate(tracklets):
+            if t.uuid in known and known[t.uuid][1] != t.station:
+                raise IngestConflict(
+                    f"record {i}: tracklet {t.uuid} is already stored for another station"
+                )
+        ids = {known[t.uuid][0] for t in tracklets if t.uuid in known}
+        stored = self._load_tracklets(conn, sorted(ids)) if ids else {}
+        for i, t in enumerate(tracklets):
+            if t.uuid in known and not same_content(t, stored[known[t.uuid][0]]):
+                theirs = stored[known[t.uuid][0]]
+                raise IngestConflict(
+                    f"record {i}: tracklet {t.uuid} is already stored (id {known[t.uuid][0]}) "
+                    f"with different content: {_difference(t, theirs)}"
+                )
+
+    @staticmethod
+    def _first_with_keys(conn: Connection, keys: set[str]) -> dict[str, int]:
+        """The first stored (non-copy) tracklet of each content key."""
+        K = S.tracklets
+        found: dict[str, int] = {}
+        for chunk in chunks(sorted(keys)):
+            for r in conn.execute(
+                select(K.c.content_key, func.min(K.c.id))
+                .where(K.c.content_key.in_(chunk), K.c.duplicate_of.is_(None))
+                .group_by(K.c.content_key)
+            ):
+                found[r[0]] = int(r[1])
+        return found
 
     def _insert(self, table):
         """INSERT with the back end's ON CONFLICT support."""
@@ -425,7 +613,37 @@ class Store(StoreQueries):
 # ---------------------------------------------------------------------- helpers
 
 
-def _tracklet_row(t: Tracklet, upload_id: int | None, now: datetime) -> dict:
+def _check_within_upload(tracklets: Sequence[Tracklet]) -> dict[str, Tracklet]:
+    """The first tracklet of each UUID; a repeated UUID must repeat the content."""
+    first: dict[str, tuple[int, Tracklet]] = {}
+    for i, t in enumerate(tracklets):
+        if t.uuid not in first:
+            first[t.uuid] = (i, t)
+        elif not same_content(t, first[t.uuid][1]):
+            j, other = first[t.uuid]
+            raise IngestConflict(
+                f"records {j} and {i} both have uuid {t.uuid} but different content: "
+                f"{_difference(t, other)}"
+            )
+    return {u: t for u, (_, t) in first.items()}
+
+
+def _difference(a: Tracklet, b: Tracklet) -> str:
+    """What differs between two tracklets, in a few words."""
+    if a.station != b.station:
+        return f"station {a.station!r} vs {b.station!r}"
+    if (a.object or None) != (b.object or None):
+        return f"object {a.object!r} vs {b.object!r}"
+    if len(a) != len(b):
+        return f"{len(a)} vs {len(b)} observations"
+    if not (a.utc == b.utc).all():
+        return "observation times differ"
+    return "observed values (positions, sigma or magnitudes) differ"
+
+
+def _tracklet_row(
+    t: Tracklet, upload_id: int | None, now: datetime, key: str, duplicate_of: int | None
+) -> dict:
     times = t.utc.astype("datetime64[us]").tolist()
     return {
         "uuid": t.uuid,
@@ -437,8 +655,10 @@ def _tracklet_row(t: Tracklet, upload_id: int | None, now: datetime) -> dict:
         "t_mid": t.mid_utc.astype("datetime64[us]").tolist(),
         "t_end": times[-1],
         "n_obs": len(t),
-        "status": "pending",
+        "status": "pending" if duplicate_of is None else "duplicate",
         "correlation_id": None,
+        "content_key": key,
+        "duplicate_of": duplicate_of,
     }
 
 

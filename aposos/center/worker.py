@@ -39,6 +39,7 @@ __all__ = [
     "correlate_batch",
     "enqueue_recorrelation",
     "queue_counts",
+    "requeue_worse_results",
     "wake_waiting",
 ]
 
@@ -272,6 +273,46 @@ def enqueue_recorrelation(
                     for i in ids
                 ],
             )
+    return len(ids)
+
+
+def requeue_worse_results(
+    store: Store, config: CenterConfig, snapshot_id: int, *, worse_fraction: float = 0.9
+) -> int:
+    """Queue again the tracklets whose current result came from a worse snapshot
+    (fewer than ``worse_fraction`` of the objects of snapshot ``snapshot_id``) and
+    whose time the new snapshot suits. Returns the number queued."""
+    J, K, C, N = S.jobs, S.tracklets, S.correlations, S.snapshots
+    new = store.snapshot(snapshot_id)
+    median = datetime.fromisoformat(new["epoch_median"][:-1])
+    since = median - timedelta(days=config.max_days_before_epoch)
+    until = median + timedelta(days=config.max_days_after_epoch)
+    open_job = select(J.c.id).where(J.c.tracklet_id == K.c.id, J.c.state.in_(OPEN_STATES)).exists()
+    now = utcnow()
+    with store.write() as conn:
+        ids = list(
+            conn.execute(
+                select(K.c.id)
+                .join(C, C.c.id == K.c.correlation_id)
+                .join(N, N.c.id == C.c.snapshot_id)
+                .where(
+                    N.c.n_objects < worse_fraction * new["n_objects"],
+                    K.c.t_mid >= since,
+                    K.c.t_mid <= until,
+                    ~open_job,
+                )
+            ).scalars()
+        )
+        if ids:
+            conn.execute(
+                J.insert(),
+                [
+                    {"tracklet_id": i, "state": "pending", "attempts": 0, "created_at": now}
+                    for i in ids
+                ],
+            )
+    if ids:
+        log.info("snapshot %d: %d tracklet(s) queued again (worse results)", snapshot_id, len(ids))
     return len(ids)
 
 

@@ -2,7 +2,9 @@
 
 aposos center serve --config configs/center.toml [--host H] [--port P]
 aposos center add-station CODE      # prints the station's new token, once
-aposos center add-user NAME --role analyst|admin
+aposos center add-user NAME --role analyst|admin [--valid-days N]
+aposos center enrol-code CODE       # a one-time code the station operator types
+aposos center rotate NAME           # a new token; the old one stays valid a while
 aposos center revoke NAME
 aposos center tokens                # who holds tokens (never the tokens)
 aposos center catalogue put FILE --token-file F [--url URL]   # admin: a new snapshot
@@ -70,7 +72,7 @@ def _issue(args, name: str, role: str) -> int:
 
     store = _store(args)
     try:
-        token = issue_token(store, name, role)
+        token = issue_token(store, name, role, valid_days=args.valid_days)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -100,6 +102,41 @@ def cmd_add_user(args) -> int:
     return _issue(args, args.name, args.role)
 
 
+def cmd_enrol_code(args) -> int:
+    from aposos.center.auth import new_enrolment_code
+
+    store = _store(args)
+    try:
+        code = new_enrolment_code(store, args.code, valid_hours=args.valid_hours)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        store.close()
+    print(code)
+    print(
+        f"# one-time code for {args.code}, valid {args.valid_hours:g} h: at the station run "
+        f"'aposos station enrol --station stations/<file>.toml {code}'",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_rotate(args) -> int:
+    from aposos.center.auth import rotate_token
+
+    store = _store(args)
+    try:
+        token = rotate_token(
+            store, args.name, overlap_hours=args.overlap_hours, valid_days=args.valid_days
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        store.close()
+    _give_token(token, args.name, args.token_file)
+    return 0
+
+
 def cmd_revoke(args) -> int:
     store = _store(args)
     try:
@@ -120,6 +157,8 @@ def cmd_tokens(args) -> int:
         store.close()
     for r in rows:
         state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "live"
+        if not r["revoked_at"] and r.get("expires_at"):
+            state += f" until {r['expires_at']}"
         print(f"{r['name']:<32} {r['role']:<8} since {r['created_at']}  {state}")
     return 0
 
@@ -178,10 +217,26 @@ def register(subparsers) -> None:
     p = add("add-station", cmd_add_station, "register a station and print its new token once")
     p.add_argument("code", help="station code, as in stations/*.toml [site] code")
     p.add_argument("--token-file", help="write the token to this file (mode 600) instead")
+    p.add_argument("--valid-days", type=float, help="the token expires after this many days")
 
     p = add("add-user", cmd_add_user, "add an analyst or admin and print the new token once")
     p.add_argument("name", help="user name")
     p.add_argument("--role", required=True, choices=("analyst", "admin"))
+    p.add_argument("--token-file", help="write the token to this file (mode 600) instead")
+    p.add_argument("--valid-days", type=float, help="the token expires after this many days")
+
+    p = add(
+        "enrol-code",
+        cmd_enrol_code,
+        "make a one-time enrolment code a station trades for its token",
+    )
+    p.add_argument("code", help="station code, as in stations/*.toml [site] code")
+    p.add_argument("--valid-hours", type=float, default=24.0, help="default 24")
+
+    p = add("rotate", cmd_rotate, "give a holder a new token; the old one stays valid a while")
+    p.add_argument("name", help="station code or user name")
+    p.add_argument("--overlap-hours", type=float, default=24.0, help="old token kept (24)")
+    p.add_argument("--valid-days", type=float, help="the new token expires after this many days")
     p.add_argument("--token-file", help="write the token to this file (mode 600) instead")
 
     p = add("revoke", cmd_revoke, "revoke the token of a station or user")

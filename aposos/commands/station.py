@@ -5,6 +5,7 @@ aposos station reduce FRAMES_OR_DIR... --station stations/X.toml [--calib DIR]
 aposos station run --station stations/X.toml      (the station agent, all night)
 aposos station status --station stations/X.toml
 aposos station upload DIR_OR_TDM --station stations/X.toml
+aposos station enrol --station stations/X.toml CODE   # one-time code -> token file
 aposos station simulate ...      (when the simulator is installed)
 """
 
@@ -56,6 +57,24 @@ def cmd_reduce(args) -> int:
     return 0
 
 
+def cmd_enrol(args) -> int:
+    from aposos.station.config import StationConfig
+    from aposos.station.link import LinkError, enrol
+
+    try:
+        station = StationConfig.load(args.station)
+    except FileNotFoundError:
+        raise CommandError(f"no station file at {args.station}") from None
+    except ValueError as exc:
+        raise CommandError(str(exc).splitlines()[0]) from None
+    try:
+        path = enrol(station, args.code)
+    except LinkError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"token for {station.code} written to {path}")
+    return 0
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "station", help="station tools: reduce frames, simulate the sky", description=__doc__
@@ -100,6 +119,18 @@ def register(subparsers) -> None:
     from aposos.commands import station_agent
 
     station_agent.register(sub)
+    enrol = sub.add_parser(
+        "enrol",
+        help="trade a one-time enrolment code for the station's token",
+        description=(
+            "Ask the data center (HTTPS, certificate verified; [center] ca_file pins a CA) "
+            "for this station's token with the one-time code its operator gave you, and "
+            "write it to the token file (mode 600)."
+        ),
+    )
+    enrol.add_argument("code", help="the enrolment code, e.g. ABCD-EFGH-JKMN-PQRS")
+    enrol.add_argument("--station", required=True, help="station file (stations/<name>.toml)")
+    enrol.set_defaults(func=cmd_enrol)
     try:
         simulate = importlib.import_module("aposos.commands.station_simulate")
     except ModuleNotFoundError as exc:

@@ -25,9 +25,11 @@ light travels from the object, participant 2, to the station, participant 1).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import os
 import re
+import time
 import uuid as uuid_module
 import warnings
 import xml.etree.ElementTree as ET
@@ -60,6 +62,8 @@ _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _KV_RE = re.compile(r"([A-Z][A-Z0-9_]*)\s*=\s*(.+?)\s*")
 _RECORD_RE = re.compile(r"([A-Z][A-Z0-9_]*)\s*=\s*(\S+)\s+(\S+)\s*")
 _US_PER_DAY = 86_400_000_000
+_MAX_XML_DEPTH = 16  # a TDM nests 5 deep (ndm, tdm, body, segment, data, observation)
+_BUDGET_EVERY = 1024  # look at the clock every this many elements or lines
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _SCHEMA = "https://sanaregistry.org/r/ndmxml_unqualified/ndmxml-2.0.0-master-2.0.xsd"
 
@@ -86,11 +90,31 @@ class _Segment:
             self.problem = (line, message)
 
 
+class _Budget:
+    """A deadline for reading one document: raises ``ValueError`` once it has passed."""
+
+    def __init__(self, label: str, seconds: float | None):
+        self.label = label
+        self.seconds = seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.calls = 0
+
+    def tick(self) -> None:
+        self.calls += 1
+        if self.deadline is not None and self.calls % _BUDGET_EVERY == 0:
+            if time.monotonic() > self.deadline:
+                raise ValueError(f"{self.label}: reading took longer than {self.seconds:g} s")
+
+
 # --------------------------------------------------------------------------- reading
 
 
 def read_tdm(
-    source: str | os.PathLike, *, strict: bool = False, name: str | None = None
+    source: str | os.PathLike,
+    *,
+    strict: bool = False,
+    name: str | None = None,
+    time_budget_s: float | None = None,
 ) -> list[ParsedTracklet]:
     """Read the RA/Dec angle segments of a CCSDS TDM (KVN or XML) as tracklets.
 
@@ -99,6 +123,10 @@ def read_tdm(
     source : path to the file, or its text.
     strict : raise ``ValueError`` on the first bad segment instead of reporting it.
     name : label for messages (default: the path, or ``<text>``).
+    time_budget_s : give up (``ValueError``) when reading takes longer than this.
+
+    XML is read without any DTD: a ``<!DOCTYPE`` (and so every entity declaration)
+    is refused, and reading takes time linear in the size of the document.
 
     Returns
     -------
@@ -119,12 +147,14 @@ def read_tdm(
     text, label = read_source(source)
     label = name or label
     head = text.lstrip()
+    budget = _Budget(label, time_budget_s)
     if head.startswith("<"):
-        segments = _xml_segments(text, label)
+        segments = _xml_segments(text, label, budget)
     else:
-        segments = _kvn_segments(text, label, strict)
+        segments = _kvn_segments(text, label, strict, budget)
     results = []
     for index, seg in enumerate(segments):
+        budget.tick()
         try:
             tracklet = _segment_tracklet(seg)
             results.append(ParsedTracklet(index, seg.start_line, tracklet, None))
@@ -139,7 +169,7 @@ def read_tdm(
     return results
 
 
-def _kvn_segments(text: str, label: str, strict: bool) -> list[_Segment]:
+def _kvn_segments(text: str, label: str, strict: bool, budget: _Budget) -> list[_Segment]:
     lines = text.splitlines()
     first = next(((n, s.strip()) for n, s in enumerate(lines, 1) if s.strip()), None)
     if first is None:
@@ -160,6 +190,7 @@ def _kvn_segments(text: str, label: str, strict: bool) -> list[_Segment]:
     seg: _Segment | None = None
     state = "header"
     for n, raw in enumerate(lines[n_first:], n_first + 1):
+        budget.tick()
         s = raw.strip()
         if not s:
             continue
@@ -230,34 +261,54 @@ class _Node:
         return next((c for c in self.children if c.tag == tag), None)
 
 
-def _parse_xml(text: str, label: str) -> _Node:
-    """Element tree with line numbers; namespace prefixes dropped."""
+def _parse_xml(text: str, label: str, budget: _Budget) -> _Node:
+    """Element tree with line numbers; namespace prefixes dropped.
+
+    Hardened as ``defusedxml`` does it: a DTD is refused, so no entity can be declared
+    or expanded; nesting is bounded; character data is gathered in lists and joined
+    once (linear time).
+    """
     parser = expat.ParserCreate()
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     stack: list[_Node] = [_Node("", 0)]
+    texts: list[list[str]] = [[]]
 
     def start(tag, attrs):
+        budget.tick()
+        if len(stack) > _MAX_XML_DEPTH:
+            raise ValueError(f"{label}: XML nested deeper than {_MAX_XML_DEPTH} elements")
         node = _Node(tag.rsplit(":", 1)[-1], parser.CurrentLineNumber)
         stack[-1].children.append(node)
         stack.append(node)
+        texts.append([])
 
     def end(tag):
-        stack.pop()
+        stack.pop().text = "".join(texts.pop())
 
     def chars(data):
-        stack[-1].text += data
+        budget.tick()
+        texts[-1].append(data)
+
+    def refuse_dtd(*_args):
+        raise ValueError(f"{label}: XML with a DOCTYPE (DTD or entities) is not accepted")
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
     parser.CharacterDataHandler = chars
+    parser.StartDoctypeDeclHandler = refuse_dtd
+    parser.EntityDeclHandler = refuse_dtd
+    parser.ExternalEntityRefHandler = refuse_dtd
     try:
         parser.Parse(text, True)
     except expat.ExpatError as exc:
         raise ValueError(f"{label}: not well-formed XML: {exc}") from None
+    if not stack[0].children:
+        raise ValueError(f"{label}: XML without a root element")
     return stack[0].children[0]
 
 
-def _xml_segments(text: str, label: str) -> list[_Segment]:
-    root = _parse_xml(text, label)
+def _xml_segments(text: str, label: str, budget: _Budget) -> list[_Segment]:
+    root = _parse_xml(text, label, budget)
     tdms = [root] if root.tag == "tdm" else [c for c in root.children if c.tag == "tdm"]
     if not tdms:
         raise ValueError(f"{label}: XML root <{root.tag}> is not a CCSDS <tdm>")
@@ -367,8 +418,9 @@ def _segment_tracklet(seg: _Segment) -> Tracklet:
     track_id = meta.get("TRACK_ID", ("", 0))[0]
     try:
         uid = str(uuid_module.UUID(track_id))
-    except ValueError:
-        uid = stable_uuid("tdm", station, obj, track_id, int(times[0]), times.size)
+    except ValueError:  # identity from the content: different data never collide
+        digest = hashlib.sha256(times.tobytes() + ra.tobytes() + dec.tobytes()).hexdigest()
+        uid = stable_uuid("tdm", station, obj, track_id, digest)
     return Tracklet(station, utc, ra, dec, sigma_arcsec=sigma, mag=mag, object=obj, uuid=uid)
 
 

@@ -8,7 +8,7 @@ A station file has four required tables and one optional one::
     [camera]      width_px, height_px, pixel_size_um, gain_e_per_adu, read_noise_e,
                   saturation_adu, dark_current_e_per_s, shutter_latency_s, bias_adu,
                   time_stamp ("start" | "mid" | "end"), [full_well_e], [sensor], [name], [filter]
-    [center]      url, token_file
+    [center]      url, token_file, [ca_file] (a CA to pin for the HTTPS link)
     [simulator]   optional defaults for ``aposos station simulate`` (exposure, seeing, sky)
 
 Other tables (``[agent]``, ...) belong to other tools and are kept, unchecked, in
@@ -107,8 +107,12 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class CenterConfig:
+    """The data center: its URL, the token file, and optionally a CA to pin (PEM)
+    instead of the system's certificate authorities."""
+
     url: str
     token_file: str
+    ca_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,16 @@ class StationConfig:
     def token_path(self) -> Path:
         """The token file, relative paths taken from the station file's folder."""
         p = Path(self.center.token_file).expanduser()
+        if not p.is_absolute() and self.path is not None:
+            p = self.path.parent / p
+        return p
+
+    @property
+    def ca_path(self) -> Path | None:
+        """The pinned CA file (relative to the station file's folder), if any."""
+        if not self.center.ca_file:
+            return None
+        p = Path(self.center.ca_file).expanduser()
         if not p.is_absolute() and self.path is not None:
             p = self.path.parent / p
         return p
@@ -244,6 +258,7 @@ class StationConfig:
         center = CenterConfig(
             url=v.text("center", "url", pattern_ok=_is_http_url, hint="an http(s):// URL"),
             token_file=v.text("center", "token_file"),
+            ca_file=v.text("center", "ca_file", required=False, default=""),
         )
         d = SimulatorConfig()
         sim = SimulatorConfig(
