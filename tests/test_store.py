@@ -87,10 +87,11 @@ def test_schema_upgrades_in_place_keeping_data(store):
         conn.execute(text("ALTER TABLE tracklets ADD COLUMN note VARCHAR(40)"))
         conn.execute(text("UPDATE tracklets SET note = 'migrated'"))
 
-    assert store.upgrade(migrations=(add_note_column,)) == 2
-    assert store.upgrade(migrations=(add_note_column,)) == 2  # a second run changes nothing
+    steps = (*S.MIGRATIONS, add_note_column)
+    assert store.upgrade(migrations=steps) == S.SCHEMA_VERSION + 1
+    assert store.upgrade(migrations=steps) == S.SCHEMA_VERSION + 1  # a second run: nothing
     with store.read() as conn:
-        assert S.schema_version(conn) == 2
+        assert S.schema_version(conn) == S.SCHEMA_VERSION + 1
         notes = conn.execute(text("SELECT note FROM tracklets")).scalars().all()
     assert notes == ["migrated"]
     assert store.list_tracklets(Filters(), 10).items[0]["n_obs"] == 5
