@@ -36,6 +36,7 @@ from aposos.center.tasking_visibility import StationNight, _unit
 __all__ = ["FieldTarget", "Planned", "RowPriorities", "schedule"]
 
 SECOND = np.timedelta64(1, "s")
+ONE_US = np.timedelta64(1, "us")
 US_PER_S = 1e6
 BASE_PRIORITY = 100  # catalogue upkeep and the GEO-belt survey
 SURVEY_PRIORITY = 50  # empty GEO-belt cells, when nothing else is left
@@ -241,6 +242,7 @@ class _Scheduler:
             self.need_done[task.row] = True
         if task.target is not None:
             self.field_done.add(task.target.key)
+            self.survey_count[task.target.key] = self.survey_count.get(task.target.key, 0) + 1
 
     def _covered_view(self, code) -> np.ndarray:
         return self.net_covered if self.network else self.st_covered[code]
@@ -343,7 +345,7 @@ class _Scheduler:
                        night.station.modes["rate"].duration_s)  # fmt: skip
         start_s = slew
         end_s = slew + dur
-        t_end = t + _us(1) * np.round(end_s * US_PER_S).astype(np.int64)
+        t_end = t + ONE_US * np.round(end_s * US_PER_S).astype(np.int64)
         ok = t_end <= limit
         step_us = int(round(night.step_s * US_PER_S))
         k1 = ((t_end - night.times[0]) // np.timedelta64(step_us, "us")).astype(np.int64)
@@ -365,8 +367,8 @@ class _Scheduler:
         # priorities: dedicated observations asked for, within their windows
         pri = self.rows.priority[g].copy()
         ws, we = self.rows.window_start[g], self.rows.window_end[g]
-        t_start = t + _us(1) * np.round(start_s * US_PER_S).astype(np.int64)
-        t_stop = t + _us(1) * np.round(end_s * US_PER_S).astype(np.int64)
+        t_start = t + ONE_US * np.round(start_s * US_PER_S).astype(np.int64)
+        t_stop = t + ONE_US * np.round(end_s * US_PER_S).astype(np.int64)
         in_window = (np.isnat(ws) | (t_start >= ws)) & (np.isnat(we) | (t_stop <= we))
         wanted = (pri > BASE_PRIORITY) & in_window & ~self.need_done[g]
         pri = np.where(wanted, pri, BASE_PRIORITY)
@@ -419,7 +421,6 @@ class _Scheduler:
 
     def _best_field(self, code, night: StationNight, t, limit):
         best = None
-        k0 = night.index_at(t)
         for target in self.fields:
             if target.key in self.field_done:
                 continue
@@ -433,9 +434,7 @@ class _Scheduler:
                 cand = self._field_task(code, night, t, limit, cell, SURVEY_PRIORITY)
                 if cand is not None:
                     best = (cand[0] - 1000.0 * self.survey_count.get(cell.key, 0), cand[1])
-                    self.survey_count[cell.key] = self.survey_count.get(cell.key, 0) + 1
                     break
-        del k0
         return best
 
     def _field_task(self, code, night, t, limit, target: FieldTarget, priority):

@@ -5,6 +5,7 @@ aposos center add-station CODE      # prints the station's new token, once
 aposos center add-user NAME --role analyst|admin
 aposos center revoke NAME
 aposos center tokens                # who holds tokens (never the tokens)
+aposos center plan --night 2026-03-19 [--out plan.json] [--plot-dir plots/]
 """
 
 from __future__ import annotations
@@ -122,6 +123,36 @@ def cmd_tokens(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    import json
+
+    import numpy as np
+
+    from aposos.center.tasking import replan
+
+    config = _config(args)
+    store = _store_of(config)
+    try:
+        now = None if args.now is None else np.datetime64(args.now.rstrip("Z"), "us")
+        plan = replan(store, config, args.night, now=now, trigger="command")
+    finally:
+        store.close()
+    summary = plan.summary()
+    if args.out:
+        Path(args.out).write_text(json.dumps(plan.to_wire(), indent=1) + "\n")
+    if args.plot_dir:
+        from aposos.center.tasking_plot import plot_night
+
+        for path in plot_night(plan, args.plot_dir, fmt=args.plot_format):
+            print(f"plot: {path}")
+    print(f"night {summary['night']}: {summary['tasks']} tasks {summary['by_station']}; "
+          f"observes {summary['observed_objects']} of {summary['observable_objects']} "
+          f"observable catalogue objects ({100 * summary['coverage']:.1f} %)")  # fmt: skip
+    for code, window in summary["windows"].items():
+        print(f"  {code}: " + (f"dark {window[0]} .. {window[1]}" if window else "never dark"))
+    return 0
+
+
 def register(subparsers) -> None:
     """Add ``aposos center`` and its actions."""
     parser = subparsers.add_parser(
@@ -158,3 +189,10 @@ def register(subparsers) -> None:
     p.add_argument("name", help="station code or user name")
 
     add("tokens", cmd_tokens, "list token holders, roles and revocations (never tokens)")
+
+    p = add("plan", cmd_plan, "plan a night of joint observations for every station and store it")
+    p.add_argument("--night", required=True, help="the date the night starts on, YYYY-MM-DD")
+    p.add_argument("--out", help="also write the plan (JSON) to this file")
+    p.add_argument("--now", help="re-plan from this UTC time on, keeping earlier tasks (ISO)")
+    p.add_argument("--plot-dir", help="write a timeline and a sky map per station here")
+    p.add_argument("--plot-format", choices=("png", "svg"), default="png")
