@@ -208,6 +208,9 @@ class StationNight:
 
 def _grid(start: np.datetime64, end: np.datetime64, step_s: float) -> np.ndarray:
     step = np.timedelta64(int(round(step_s * 1e6)), "us")
+    # samples on whole multiples of the step, so that every station shares them
+    since_epoch = start - np.datetime64(0, "us")
+    start = np.datetime64(0, "us") + -(-since_epoch // step) * step
     n = int((end - start) // step) + 1
     return start + step * np.arange(max(n, 1))
 
