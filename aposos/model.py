@@ -21,6 +21,8 @@ __all__ = [
     "Candidate",
     "Correlation",
     "Site",
+    "Task",
+    "TaskReport",
     "Tracklet",
     "datetime64_to_jd_fr",
     "jd_fr_to_datetime64",
@@ -277,3 +279,178 @@ class Correlation:
             reason=data.get("reason"),
             p_unlisted=num(data.get("p_unlisted")),
         )
+
+
+TRACKING_MODES = ("sidereal", "rate", "stare")
+TARGET_KINDS = ("object", "field")
+TASK_REPORT_STATUSES = ("executed", "skipped", "failed")
+
+
+def _iso_utc(t) -> str:
+    return np.datetime_as_string(np.datetime64(t, "us"), unit="us") + "Z"
+
+
+def _wire_time(value, name: str) -> np.datetime64:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be an ISO 8601 UTC string, got {value!r}")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1]
+    elif text.endswith("+00:00"):
+        text = text[:-6]
+    try:
+        return np.datetime64(text, "us")
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not an ISO 8601 UTC time") from None
+
+
+@dataclass
+class Task:
+    """One pointing the data center asks a station to make.
+
+    Wire form (``GET /api/v1/tasks``)::
+
+        {"task_id": "...", "station": "IRN1", "start": ISO UTC, "end": ISO UTC,
+         "target": {"kind": "object" | "field", "norad_id": int | null, "name": str | null},
+         "ra_deg": float, "dec_deg": float, "tracking": "sidereal" | "rate" | "stare",
+         "rate_ra_arcsec_s": float | null, "rate_dec_arcsec_s": float | null,
+         "exposure_s": float, "frames": int, "priority": int, "reason": str}
+
+    ``start``/``end`` bound the frames (the slew and settle come before ``start``).
+    ``ra_deg``/``dec_deg``: astrometric pointing (ICRS axes) at ``start``. Tracking:
+    ``sidereal`` follows the stars; ``stare`` parks the mount (hour angle and
+    declination fixed, for GEO objects); ``rate`` follows the stars plus the rates
+    ``rate_ra_arcsec_s`` = d(RA)/dt and ``rate_dec_arcsec_s`` = d(Dec)/dt, in
+    arcseconds of the coordinate per second (RA not multiplied by cos Dec), valid at
+    ``start``. ``priority``: higher first (400 follow-up of uncorrelated tracks, 300
+    suspects, 200-299 analyst requests, 100 catalogue upkeep and GEO-belt survey, 50
+    empty-belt survey).
+    """
+
+    task_id: str
+    station: str
+    start: np.datetime64
+    end: np.datetime64
+    kind: str
+    ra_deg: float
+    dec_deg: float
+    tracking: str
+    exposure_s: float
+    frames: int
+    priority: int
+    reason: str
+    norad_id: int | None = None
+    name: str | None = None
+    rate_ra_arcsec_s: float | None = None
+    rate_dec_arcsec_s: float | None = None
+
+    def __post_init__(self):
+        self.start = np.datetime64(self.start, "us")
+        self.end = np.datetime64(self.end, "us")
+        if self.kind not in TARGET_KINDS:
+            raise ValueError(f"task {self.task_id}: target kind {self.kind!r} is not one of "
+                             f"{', '.join(TARGET_KINDS)}")  # fmt: skip
+        if self.tracking not in TRACKING_MODES:
+            raise ValueError(f"task {self.task_id}: tracking {self.tracking!r} is not one of "
+                             f"{', '.join(TRACKING_MODES)}")  # fmt: skip
+        if self.end < self.start:
+            raise ValueError(f"task {self.task_id}: end is before start")
+        if not -90.0 <= self.dec_deg <= 90.0:
+            raise ValueError(f"task {self.task_id}: dec_deg outside [-90, 90]")
+        self.ra_deg = float(self.ra_deg) % 360.0
+
+    def to_wire(self) -> dict:
+        def opt(x):
+            return None if x is None else float(x)
+
+        return {
+            "task_id": self.task_id,
+            "station": self.station,
+            "start": _iso_utc(self.start),
+            "end": _iso_utc(self.end),
+            "target": {
+                "kind": self.kind,
+                "norad_id": None if self.norad_id is None else int(self.norad_id),
+                "name": self.name,
+            },
+            "ra_deg": float(self.ra_deg),
+            "dec_deg": float(self.dec_deg),
+            "tracking": self.tracking,
+            "rate_ra_arcsec_s": opt(self.rate_ra_arcsec_s),
+            "rate_dec_arcsec_s": opt(self.rate_dec_arcsec_s),
+            "exposure_s": float(self.exposure_s),
+            "frames": int(self.frames),
+            "priority": int(self.priority),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict) -> Task:
+        """Build from the wire form; raises ``ValueError`` naming the bad field."""
+        if not isinstance(data, dict):
+            raise ValueError("a task must be a JSON object")
+        target = data.get("target")
+        if not isinstance(target, dict):
+            raise ValueError("task: 'target' must be an object")
+        try:
+            return cls(
+                task_id=str(data["task_id"]),
+                station=str(data["station"]),
+                start=_wire_time(data["start"], "start"),
+                end=_wire_time(data["end"], "end"),
+                kind=target["kind"],
+                norad_id=None if target.get("norad_id") is None else int(target["norad_id"]),
+                name=target.get("name"),
+                ra_deg=float(data["ra_deg"]),
+                dec_deg=float(data["dec_deg"]),
+                tracking=data["tracking"],
+                rate_ra_arcsec_s=None if data.get("rate_ra_arcsec_s") is None
+                else float(data["rate_ra_arcsec_s"]),
+                rate_dec_arcsec_s=None if data.get("rate_dec_arcsec_s") is None
+                else float(data["rate_dec_arcsec_s"]),
+                exposure_s=float(data["exposure_s"]),
+                frames=int(data["frames"]),
+                priority=int(data["priority"]),
+                reason=str(data.get("reason") or ""),
+            )  # fmt: skip
+        except KeyError as exc:
+            raise ValueError(f"task is missing {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"task: {exc}") from None
+
+
+@dataclass
+class TaskReport:
+    """What a station did with a task (``POST /api/v1/tasks/{task_id}/report``)."""
+
+    status: str
+    frames: int = 0
+    tracklets: int = 0
+    reason: str | None = None
+
+    def __post_init__(self):
+        if self.status not in TASK_REPORT_STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of "
+                             f"{', '.join(TASK_REPORT_STATUSES)}")  # fmt: skip
+        for key in ("frames", "tracklets"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+        if self.reason is not None and not isinstance(self.reason, str):
+            raise ValueError("reason must be a string or null")
+
+    def to_wire(self) -> dict:
+        return {"status": self.status, "frames": self.frames, "tracklets": self.tracklets,
+                "reason": self.reason}  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, data: dict) -> TaskReport:
+        if not isinstance(data, dict):
+            raise ValueError("a report must be a JSON object")
+        unknown = set(data) - {"status", "frames", "tracklets", "reason"}
+        if unknown:
+            raise ValueError(f"unknown report field(s): {', '.join(sorted(unknown))}")
+        if "status" not in data:
+            raise ValueError("report is missing 'status'")
+        return cls(status=data["status"], frames=data.get("frames", 0),
+                   tracklets=data.get("tracklets", 0), reason=data.get("reason"))  # fmt: skip

@@ -269,6 +269,10 @@ def create_app(config: CenterConfig, *, worker: bool | None = None) -> FastAPI:
         return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, 500)
 
     _add_routes(app)
+    from aposos.center.api_tasks import register_task_routes
+
+    register_task_routes(app, caller=caller, analyst=analyst, station=station,
+                         read_body=read_body, json_body=_json_body, api_error=ApiError)  # fmt: skip
     return app
 
 

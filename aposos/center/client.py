@@ -214,3 +214,19 @@ class CenterClient:
         """One page of observations in ``tdm``, ``iod`` or ``csv``."""
         params = _params({"format": format, **filters})
         return self._request("GET", f"{API}/export", params=params).text
+
+    # -- tasking
+
+    def tasks(self, **filters) -> dict:
+        """Current tasks: ``{"generated", "tasks"}`` (station, since, until, night)."""
+        return self._request("GET", f"{API}/tasks", params=_params(filters)).json()
+
+    def report_task(self, task_id: str, status: str, *, frames: int = 0, tracklets: int = 0,
+                    reason: str | None = None) -> dict:  # fmt: skip
+        """Tell the center what was done with a task (executed, skipped, failed)."""
+        body = {"status": status, "frames": frames, "tracklets": tracklets, "reason": reason}
+        return self._request("POST", f"{API}/tasks/{task_id}/report", json=body).json()
+
+    def add_request(self, **request) -> dict:
+        """Ask for observations (analyst): kind, norad_id or ra_deg/dec_deg, start, end, ..."""
+        return self._request("POST", f"{API}/requests", json=request).json()

@@ -193,6 +193,80 @@ correlations = Table(
     Index("ix_correlations_tracklet", "tracklet_id"),
 )
 
+# Joint observation planning (schema version 2): plan versions, tasks, analyst requests.
+task_plans = Table(
+    "task_plans",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("night", String(10), nullable=False),  # YYYY-MM-DD the night starts on
+    Column("created_at", DateTime, nullable=False),
+    Column("planned_from", DateTime),  # tasks before this were kept, not re-planned
+    Column("trigger", String(64), nullable=False),  # command | request | report | uct
+    Column("snapshot", Text),  # catalogue used
+    Column("summary", Text),  # JSON: windows, counts, coverage
+    Index("ix_task_plans_night", "night"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("plan_id", Integer, ForeignKey("task_plans.id"), nullable=False),
+    Column("night", String(10), nullable=False),
+    Column("station", String(32), nullable=False),
+    Column("t_start", DateTime, nullable=False),
+    Column("t_end", DateTime, nullable=False),
+    Column("target_kind", String(8), nullable=False),  # object | field
+    Column("norad_id", Integer),
+    Column("name", String(128)),
+    Column("ra_deg", Double, nullable=False),
+    Column("dec_deg", Double, nullable=False),
+    Column("tracking", String(8), nullable=False),  # sidereal | rate | stare
+    Column("rate_ra_arcsec_s", Double),
+    Column("rate_dec_arcsec_s", Double),
+    Column("exposure_s", Double, nullable=False),
+    Column("frames", Integer, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("request_id", Integer),
+    Column("covers", Text),  # JSON list of NORAD numbers the task observes
+    # planned | superseded (a later plan dropped it) | executed | skipped | failed
+    Column("state", String(12), nullable=False),
+    Column("reported_at", DateTime),
+    Column("frames_done", Integer),
+    Column("tracklets", Integer),
+    Column("report_reason", Text),
+    Index("ix_tasks_station_start", "station", "t_start"),
+    Index("ix_tasks_night_state", "night", "state"),
+)
+
+task_requests = Table(
+    "task_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),  # object | field
+    Column("norad_id", Integer),
+    Column("ra_deg", Double),
+    Column("dec_deg", Double),
+    Column("t_start", DateTime, nullable=False),
+    Column("t_end", DateTime, nullable=False),
+    Column("priority", Integer, nullable=False),  # 0..99, higher first
+    Column("simultaneous", Integer, nullable=False),  # 0 | 1
+    Column("reason", Text),
+    Column("state", String(12), nullable=False),  # open | cancelled
+    Index("ix_task_requests_window", "t_start", "t_end"),
+)
+
+TASKING_TABLES = (task_plans, tasks, task_requests)
+
+
+def _add_tasking_tables(conn: Connection) -> None:
+    """Version 2: the planning tables (additive; nothing else changes)."""
+    metadata.create_all(conn, tables=list(TASKING_TABLES))
+
+
 # One step per schema version after the first: step k turns version k-1 into k.
 Migration = Callable[[Connection], None]
 
@@ -219,7 +293,7 @@ def _v2_hardening(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v2_hardening,)
+MIGRATIONS: tuple[Migration, ...] = (_v2_hardening, _add_tasking_tables)
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 

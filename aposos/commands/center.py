@@ -8,6 +8,7 @@ aposos center rotate NAME           # a new token; the old one stays valid a whi
 aposos center revoke NAME
 aposos center tokens                # who holds tokens (never the tokens)
 aposos center catalogue put FILE --token-file F [--url URL]   # admin: a new snapshot
+aposos center plan --night 2026-03-19 [--out plan.json] [--plot-dir plots/]
 """
 
 from __future__ import annotations
@@ -188,6 +189,33 @@ def cmd_catalogue_put(args) -> int:
           f"waiting correlation(s) woken")  # fmt: skip
     for problem in answer.get("problems") or []:
         print(f"  warning: {problem}", file=sys.stderr)
+def cmd_plan(args) -> int:
+    import json
+
+    import numpy as np
+
+    from aposos.center.tasking import replan
+
+    config = _config(args)
+    store = _store_of(config)
+    try:
+        now = None if args.now is None else np.datetime64(args.now.rstrip("Z"), "us")
+        plan = replan(store, config, args.night, now=now, trigger="command")
+    finally:
+        store.close()
+    summary = plan.summary()
+    if args.out:
+        Path(args.out).write_text(json.dumps(plan.to_wire(), indent=1) + "\n")
+    if args.plot_dir:
+        from aposos.center.tasking_plot import plot_night
+
+        for path in plot_night(plan, args.plot_dir, fmt=args.plot_format):
+            print(f"plot: {path}")
+    print(f"night {summary['night']}: {summary['tasks']} tasks {summary['by_station']}; "
+          f"observes {summary['observed_objects']} of {summary['observable_objects']} "
+          f"observable catalogue objects ({100 * summary['coverage']:.1f} %)")  # fmt: skip
+    for code, window in summary["windows"].items():
+        print(f"  {code}: " + (f"dark {window[0]} .. {window[1]}" if window else "never dark"))
     return 0
 
 
@@ -260,3 +288,9 @@ def register(subparsers) -> None:
     p.add_argument("--token-file", help=f"file holding an admin token (or set ${TOKEN_ENV})")
     p.add_argument("--name", help="source name to record (default: the file name)")
     p.set_defaults(func=cmd_catalogue_put)
+    p = add("plan", cmd_plan, "plan a night of joint observations for every station and store it")
+    p.add_argument("--night", required=True, help="the date the night starts on, YYYY-MM-DD")
+    p.add_argument("--out", help="also write the plan (JSON) to this file")
+    p.add_argument("--now", help="re-plan from this UTC time on, keeping earlier tasks (ISO)")
+    p.add_argument("--plot-dir", help="write a timeline and a sky map per station here")
+    p.add_argument("--plot-format", choices=("png", "svg"), default="png")

@@ -3,6 +3,7 @@
 aposos query tracklets --station IRN1 --since 2026-11-22T00:00Z
 aposos query correlations --status correlated --format csv
 aposos query object 25544 --format json
+aposos query tasks --station IRN1 --night 2026-03-19
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ COLUMNS = {
     "object": (
         "tracklet_id", "station", "t_mid", "n_obs", "rms_arcsec", "time_offset_s",
         "cross_track_arcsec", "snapshot_id",
+    ),
+    "tasks": (
+        "start", "end", "station", "tracking", "target.norad_id", "target.name", "ra_deg",
+        "dec_deg", "exposure_s", "frames", "priority", "state", "reason",
     ),
 }  # fmt: skip
 
@@ -106,12 +111,17 @@ def cmd_query(args) -> int:
         filters.pop("status")
         if kind == "object":
             filters = {"limit": args.limit}
+    if kind == "tasks":
+        filters = {"station": args.station, "since": args.since, "until": args.until,
+                   "night": args.night}  # fmt: skip
     center = args.center or os.environ.get(CENTER_ENV) or DEFAULT_CENTER
     try:
         with CenterClient(center, _token(args)) as client:
             call = [args.norad_id] if kind == "object" else []
             method = {"tracklets": "tracklets"}.get(kind, kind)
-            if args.all:
+            if kind == "tasks":
+                items = client.tasks(**filters)["tasks"]
+            elif args.all:
                 items = list(client.pages(method, *call, **filters))
             else:
                 items = getattr(client, method)(*call, **filters)["items"]
@@ -135,6 +145,7 @@ def register(subparsers) -> None:
         "uct": "uncorrelated tracklets",
         "stations": "stations with heartbeat, outbox backlog and counts",
         "object": "one catalogued object: its tracklets and residual history",
+        "tasks": "planned tasks of the stations (a station sees its own)",
     }
     for kind, text in helps.items():
         p = kinds.add_parser(kind, help=text, description=text)
@@ -146,6 +157,10 @@ def register(subparsers) -> None:
             p.add_argument("--until", metavar="T", help="observed before T (ISO 8601 UTC)")
         else:
             p.set_defaults(station=None, since=None, until=None)
+        if kind == "tasks":
+            p.add_argument("--night", help="the date the night starts on, YYYY-MM-DD")
+        else:
+            p.set_defaults(night=None)
         if kind in ("tracklets", "correlations"):
             p.add_argument("--status", help="pending, correlated, ambiguous or uncorrelated")
         else:

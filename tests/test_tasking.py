@@ -1,0 +1,236 @@
+"""Joint observation planning: the rules of a plan, checked against Skyfield.
+
+The plan is made for the repository's three stations and the real CelesTrak catalogue
+of 2020-09-30 on the night of 2020-10-01. Skyfield (with JPL DE421 from
+``skyfield-data``) is the outside authority for the geometry: Sun altitude at the
+station, the object's elevation, whether it is sunlit, and the Moon.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from centerserver import CAT_0930, STATIONS, read_3le
+
+from aposos.center.tasking import plan_night, replan, task_id
+from aposos.center.tasking_schedule import RowPriorities, schedule
+from aposos.center.tasking_stations import load_planning_stations
+from aposos.orbit.catalogue import Catalogue
+
+NIGHT = "2020-10-01"
+ONE_ARCMIN_DEG = 1 / 60
+
+
+@pytest.fixture(scope="module")
+def stations():
+    return load_planning_stations(STATIONS)
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return Catalogue.from_tle(CAT_0930)
+
+
+@pytest.fixture(scope="module")
+def plan(stations, catalogue):
+    return plan_night(stations, catalogue, NIGHT)
+
+
+@pytest.fixture(scope="module")
+def sky():
+    import warnings
+
+    from skyfield.api import Loader
+    from skyfield_data import get_skyfield_data_path
+
+    with warnings.catch_warnings():
+        # skyfield-data warns that its own finals2000A.all has expired; unused here.
+        warnings.filterwarnings("ignore", "The file finals2000A.all has expired")
+        load = Loader(get_skyfield_data_path(), verbose=False)
+    ephemeris = load("de421.bsp")
+    yield load.timescale(builtin=True), ephemeris
+    ephemeris.close()
+
+
+def _skyfield_time(ts, t: np.datetime64):
+    s = np.datetime_as_string(np.datetime64(t, "us"), unit="us")
+    day, clock = s.split("T")
+    y, m, d = (int(x) for x in day.split("-"))
+    hh, mm, ss = clock.split(":")
+    return ts.utc(y, m, d, int(hh), int(mm), float(ss))
+
+
+def test_every_task_lies_in_dark_hours_of_its_station(plan, stations, sky):
+    ts, eph = sky
+    by_code = {s.code: s for s in stations}
+    from skyfield.api import wgs84
+
+    assert plan.tasks, "a plan with no task"
+    for t in plan.tasks[:: max(1, len(plan.tasks) // 60)]:
+        site = by_code[t.station].site
+        where = eph["earth"] + wgs84.latlon(site.latitude_deg, site.longitude_deg,
+                                            elevation_m=site.altitude_m)  # fmt: skip
+        for moment in (t.start, t.end):
+            alt, _, _ = where.at(_skyfield_time(ts, moment)).observe(eph["sun"]).apparent().altaz()
+            # geometric -12 deg vs Skyfield's apparent (aberration, no refraction): 0.02 deg
+            assert alt.degrees < -12.0 + 0.05, (t.task_id, moment, alt.degrees)
+
+
+def test_object_tasks_respect_elevation_sunlight_and_moon(plan, stations, sky):
+    from skyfield.api import EarthSatellite, wgs84
+
+    ts, eph = sky
+    by_code = {s.code: s for s in stations}
+    objects = [t for t in plan.tasks if t.norad_id is not None]
+    assert len(objects) > 50
+    sample = objects[:: max(1, len(objects) // 80)]
+    tles = read_3le(CAT_0930, {t.norad_id for t in sample})
+    for t in sample:
+        st = by_code[t.station]
+        name, l1, l2 = tles[t.norad_id]
+        sat = EarthSatellite(l1, l2, name, ts)
+        place = wgs84.latlon(st.site.latitude_deg, st.site.longitude_deg,
+                             elevation_m=st.site.altitude_m)  # fmt: skip
+        for moment in (t.start, t.end):
+            when = _skyfield_time(ts, moment)
+            alt, _, _ = (sat - place).at(when).altaz()
+            assert alt.degrees >= st.min_elevation_deg - 0.05, (t.task_id, alt.degrees)
+            assert sat.at(when).is_sunlit(eph), (t.task_id, moment, "in shadow")
+            observer = (eph["earth"] + place).at(when)
+            moon = observer.observe(eph["moon"]).apparent()
+            moon_alt = moon.altaz()[0].degrees
+            target = (sat - place).at(when)
+            ra_m, dec_m, _ = moon.radec()
+            ra_t, dec_t, _ = target.radec()
+            u_m = _unit(ra_m.hours * 15, dec_m.degrees)
+            u_t = _unit(ra_t.hours * 15, dec_t.degrees)
+            sep = np.degrees(np.arccos(np.clip(u_m @ u_t, -1, 1)))
+            assert moon_alt < 0.5 or sep >= st.moon_separation_deg - 0.5, (t.task_id, sep)
+        # the pointing is where Skyfield sees the object at the start (within 1')
+        ra_t, dec_t, _ = (sat - place).at(_skyfield_time(ts, t.start)).radec()
+        off = np.degrees(np.arccos(np.clip(
+            _unit(t.ra_deg, t.dec_deg) @ _unit(ra_t.hours * 15, dec_t.degrees), -1, 1)))  # fmt: skip
+        assert off < ONE_ARCMIN_DEG, (t.task_id, off * 3600)
+        assert t.exposure_s == st.modes[t.tracking].exposure_s
+        assert t.frames == st.modes[t.tracking].frames
+
+
+def _unit(ra_deg, dec_deg):
+    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
+    return np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+
+
+def _double_booked(tasks):
+    pairs = []
+    by_obj = {}
+    for t in tasks:
+        if t.norad_id is not None:
+            by_obj.setdefault(t.norad_id, []).append(t)
+    for ts in by_obj.values():
+        for i, a in enumerate(ts):
+            for b in ts[i + 1 :]:
+                if a.station != b.station and a.start < b.end and b.start < a.end:
+                    pairs.append((a.task_id, b.task_id))
+    return pairs
+
+
+def test_no_object_is_booked_on_two_stations_at_once(plan):
+    assert _double_booked(plan.tasks) == []
+    # and no station is asked to do two things at once
+    for code in {t.station for t in plan.tasks}:
+        mine = sorted((t for t in plan.tasks if t.station == code), key=lambda t: t.start)
+        for a, b in zip(mine, mine[1:]):
+            assert a.end <= b.start, (a.task_id, b.task_id)
+
+
+def test_network_plan_covers_more_than_stations_planning_alone(plan, stations, catalogue):
+    base = plan_night(stations, catalogue, NIGHT, nights=plan.nights, network=False)
+    assert plan.coverage() > base.coverage()
+    # objects only one station can see are observed at least as well as in the baseline
+    only = np.zeros(len(catalogue), int)
+    for night in plan.nights.values():
+        only[night.rows[night.visible.any(axis=1)]] += 1
+    exclusive = set(np.flatnonzero(only == 1).tolist())
+    assert len(plan.covered & exclusive) >= len(base.covered & exclusive)
+
+
+def test_priorities_are_honoured(plan, stations, catalogue):
+    """A higher-priority object is observed at the first chance, before upkeep work."""
+    geo_rows = [r for r in plan.nights["IRN1"].rows if catalogue.orbit_class[r] == "GEO"]
+    row = int(geo_rows[0])
+    rows = RowPriorities.plain(len(catalogue))
+    night = plan.nights["IRN1"]
+    j = night.row_of[row]
+    first_seen = night.times[np.flatnonzero(night.visible[j])[0]]
+    start = first_seen + np.timedelta64(2, "h")
+    rows.set(row, 260, "analyst request 1", start, start + np.timedelta64(3, "h"))
+    stale = int(np.flatnonzero(np.asarray(catalogue.orbit_class) == "MEO")[0])
+    planned = schedule(plan.nights, catalogue, rows=rows)
+    mine = [p for p in planned if p.row == row and p.priority == 260]
+    assert len(mine) == 1
+    task = mine[0]
+    assert start <= task.start and task.end <= start + np.timedelta64(3, "h")
+    # nothing of lower priority started on that station between the window and the task
+    same = [p for p in planned if p.station == task.station and start <= p.start < task.start]
+    assert len(same) <= 1, "the request waited behind lower-priority work"
+    del stale
+
+
+def test_simultaneous_request_books_two_stations_together(plan, catalogue):
+    iran, pak = plan.nights["IRN1"], plan.nights["PAK1"]
+    both = [r for r in iran.rows if pak.row_of[r] >= 0 and catalogue.orbit_class[r] == "GEO"]
+    row = int(both[0])
+    rows = RowPriorities.plain(len(catalogue))
+    rows.set(row, 250, "analyst request 2", simultaneous=True, request=2)
+    planned = schedule(plan.nights, catalogue, rows=rows)
+    mine = [p for p in planned if p.row == row and p.priority == 250]
+    assert len({p.station for p in mine}) >= 2
+    assert len({p.start for p in mine}) == 1
+
+
+def test_replan_keeps_executed_tasks(tmp_path, stations, catalogue):
+    from aposos.center import tasking_store as TS
+    from aposos.center.config import CenterConfig
+    from aposos.center.store import Store
+    from aposos.model import TaskReport
+
+    store = Store(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    store.upgrade()
+    config = CenterConfig(data_dir=tmp_path, stations_dir=STATIONS)
+    first = replan(store, config, NIGHT, catalogue=catalogue)
+    iran = [t for t in first.tasks if t.station == "IRN1"]
+    done = iran[: len(iran) // 3]
+    for t in done:
+        TS.report_task(store, t.task_id, TaskReport("executed", frames=10, tracklets=1))
+    now = done[-1].end + np.timedelta64(5, "m")
+    second = replan(store, config, NIGHT, catalogue=catalogue, now=now, trigger="report")
+    current = TS.list_tasks(store, station="IRN1", night=NIGHT, with_state=True)["tasks"]
+    states = {t["task_id"]: t["state"] for t in current}
+    for t in done:
+        assert states[t.task_id] == "executed"
+    later = [t for t in second.tasks if t.start >= now]
+    assert later and all(t.start >= now for t in second.tasks)
+    observed = {t.norad_id for t in done if t.norad_id is not None}
+    assert not observed & {t.norad_id for t in later if t.priority <= 100}
+    # ids are stable: the same pointing has the same id in both versions
+    assert first.tasks[0].task_id == task_id(NIGHT, first.planned[0], first.tasks[0].norad_id)
+    store.close()
+
+
+def test_schema_v1_database_gains_the_planning_tables(tmp_path):
+    from sqlalchemy import inspect
+
+    from aposos.center import schema as S
+    from aposos.center.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    v1 = [t for t in S.metadata.sorted_tables if t not in S.TASKING_TABLES]
+    with store.write() as conn:  # a database as version 1 made it
+        S.metadata.create_all(conn, tables=v1)
+        conn.execute(S.schema_info.insert().values(id=1, version=1))
+    with store.read() as conn:
+        assert "tasks" not in inspect(conn).get_table_names()
+    assert store.upgrade() == S.SCHEMA_VERSION
+    with store.read() as conn:
+        assert {"tasks", "task_plans", "task_requests"} <= set(inspect(conn).get_table_names())
+    store.close()
