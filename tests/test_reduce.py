@@ -185,7 +185,7 @@ def test_time_stamp_setting(tmp_path):
 def simulated(tmp_path_factory):
     """About 100 simulated frames: sidereal and stare (Pakistan), rate (Peru)."""
     from aposos.orbit.catalogue import Catalogue
-    from aposos.station.simulate import write_night
+    from aposos.station.simulator.night import write_night
     from aposos.station.stars import StarCatalogue
 
     base = tmp_path_factory.mktemp("sim")

@@ -44,10 +44,10 @@ from aposos.station.candidates import (
     trail_width,
     transient_points,
 )
+from aposos.station.detection import Detection
 from aposos.station.extract import OTHER, SATURATED, STAR, SourceExtractor
 from aposos.station.fitsframe import Frame, FrameError, read_frame, read_image_type
 from aposos.station.linking import link_frames
-from aposos.station.tracklets import Detection
 
 __all__ = ["FrameReport", "ReduceOptions", "Reducer", "Reduction", "reduce_frames"]
 
