@@ -33,8 +33,8 @@ def make_frame(folder: Path) -> Path:
 
     from aposos.orbit.catalogue import Catalogue
     from aposos.station.config import StationConfig
-    from aposos.station.simulate import SkySimulator
-    from aposos.station.simulate_fits import write_fits
+    from aposos.station.simulator.fits import write_fits
+    from aposos.station.simulator.night import SkySimulator
     from aposos.station.stars import StarCatalogue
 
     root = Path(__file__).resolve().parents[1]

@@ -100,18 +100,26 @@ def make_frame(
     hot_pixels=0,
     cosmic_rays=0,
     faint_stars=0,
+    wcs=None,
+    epoch_jyear=2026.9,
 ):
     """Write a synthetic LIGHT frame; returns :class:`SynthTruth`.
 
     ``zero_point``: magnitude giving 1 e-/s... here: flux_adu = 10**(-0.4 (m - zp)) * exptime.
     ``streaks``: (x0, y0, x1, y1, flux_adu); ``points``: (x, y, flux_adu).
+    ``wcs``: the true WCS (default: a TAN-SIP about the frame centre at ``ra``, ``dec``);
+    ``epoch_jyear``: the epoch of the star positions (proper motion).
     """
     rng = np.random.default_rng(seed)
     ny, nx = shape
-    w = truth_wcs(ra, dec, shape, scale_arcsec, rotation_deg, k_radial, parity)
+    w = (
+        wcs
+        if wcs is not None
+        else truth_wcs(ra, dec, shape, scale_arcsec, rotation_deg, k_radial, parity)
+    )
     radius = 0.75 * math.hypot(nx, ny) * scale_arcsec / 3600.0
     cat = StarCatalogue.load(catalogue)
-    sra, sdec, smag = cat.cone(ra, dec, radius, epoch_jyear=2026.9, mag_limit=mag_limit)
+    sra, sdec, smag = cat.cone(ra, dec, radius, epoch_jyear=epoch_jyear, mag_limit=mag_limit)
     sx, sy = w.all_world2pix(sra, sdec, 0)
     inside = (sx > -20) & (sx < nx + 20) & (sy > -20) & (sy < ny + 20)
     sx, sy, smag = sx[inside], sy[inside], smag[inside]

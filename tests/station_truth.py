@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aposos.station.simulate_sky import TanProjection
+from aposos.station.simulator.sky import TanProjection
 
 
 @dataclass

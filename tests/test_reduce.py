@@ -147,7 +147,7 @@ def test_archive_reads_back(run):
     assert stored < 0.8 * 6 * 1024 * 1024 * 2
 
 
-def test_cli(tmp_path, run):
+def test_cli(tmp_path, run, capsys):
     base, *_ = run
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -158,6 +158,25 @@ def test_cli(tmp_path, run):
     doc = json.loads((tmp_path / "o" / "reduction.json").read_text())
     assert doc["summary"]["solved"] == 3 and doc["summary"]["tracklets"] == 1
     assert main(["station", "reduce", str(tmp_path / "nothing"), "--station", STATION, "--out", "x"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "truncated.fits: error: truncated FITS file" in err
+
+
+def test_cli_fails_when_no_frame_is_usable(tmp_path, run, capsys):
+    base, *_ = run
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("truncated.fits", "blank.fits"):
+        shutil.copy(base / "frames" / name, frames / name)
+    rc = main(["station", "reduce", str(frames), "--station", STATION, "--out", str(tmp_path / "o"), "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert any(line.startswith("truncated.fits: error: truncated") for line in lines)
+    assert any(line.startswith("blank.fits: unsolved: ") for line in lines)
+    assert lines[-1].startswith(
+        "aposos station: error: no frame could be used (2 files: 1 light frames unsolved, 1 unreadable)"
+    )
 
 
 def test_time_stamp_setting(tmp_path):
@@ -185,7 +204,7 @@ def test_time_stamp_setting(tmp_path):
 def simulated(tmp_path_factory):
     """About 100 simulated frames: sidereal and stare (Pakistan), rate (Peru)."""
     from aposos.orbit.catalogue import Catalogue
-    from aposos.station.simulate import write_night
+    from aposos.station.simulator.night import write_night
     from aposos.station.stars import StarCatalogue
 
     base = tmp_path_factory.mktemp("sim")

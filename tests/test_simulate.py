@@ -16,11 +16,11 @@ from astropy.wcs import WCS
 from aposos.model import datetime64_to_jd_fr
 from aposos.orbit.catalogue import Catalogue
 from aposos.station.config import StationConfig
-from aposos.station.simulate import SkySimulator, write_night
-from aposos.station.simulate_camera import CameraModel
-from aposos.station.simulate_plan import SatelliteEphemeris, plan_night, read_pointings
-from aposos.station.simulate_render import photon_noise
-from aposos.station.simulate_sky import TanProjection, cd_matrix
+from aposos.station.simulator.camera import CameraModel
+from aposos.station.simulator.night import SkySimulator, write_night
+from aposos.station.simulator.plan import SatelliteEphemeris, plan_night, read_pointings
+from aposos.station.simulator.render import photon_noise
+from aposos.station.simulator.sky import TanProjection, cd_matrix
 from aposos.station.stars import StarCatalogue
 
 ROOT = Path(__file__).resolve().parents[1]

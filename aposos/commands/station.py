@@ -48,6 +48,14 @@ def cmd_reduce(args) -> int:
     summary = result.to_json()["summary"]
     if summary["files"] == 0:
         raise CommandError("no FITS files found in the inputs")
+    for r in result.reports:  # one line per frame that could not be used, with the reason
+        if r.status in ("unsolved", "error"):
+            print(f"{r.file}: {r.status}: {r.reason or 'no reason given'}", file=sys.stderr)
+    if summary["solved"] == 0:
+        raise CommandError(
+            f"no frame could be used ({summary['files']} files: {summary['light_frames']} "
+            f"light frames unsolved, {summary['errors']} unreadable); reasons above"
+        )
     print(
         f"{summary['light_frames']} light frames, {summary['solved']} solved, "
         f"{summary['errors']} unreadable; {summary['tracklets']} tracklets "

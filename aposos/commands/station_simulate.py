@@ -25,7 +25,7 @@ objects pass sunlit while the station is dark, unless --pointings gives them.
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``simulate`` to the ``station`` group's sub-parsers."""
-    from aposos.station.simulate_plan import MODES
+    from aposos.station.simulator.plan import MODES
     from aposos.station.stars import CATALOGUES
 
     p = subparsers.add_parser(
@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     from aposos.cli import CommandError
     from aposos.station.config import StationConfig
-    from aposos.station.simulate import write_night
-    from aposos.station.simulate_plan import read_pointings
+    from aposos.station.simulator.night import write_night
+    from aposos.station.simulator.plan import read_pointings
     from aposos.station.stars import StarCatalogue
 
     for label, path in (("station file", args.station), ("catalogue", args.catalog)):

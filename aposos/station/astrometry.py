@@ -31,6 +31,7 @@ __all__ = [
     "TanSipModel",
     "estimate_radial_k",
     "fit_model",
+    "model_from_wcs",
     "refit",
     "tan_deproject",
     "tan_project",
@@ -129,6 +130,36 @@ class TanSipModel:
         if shape is not None:
             w.pixel_shape = (shape[1], shape[0])
         return w
+
+
+def model_from_wcs(wcs, shape, axis_px) -> TanSipModel | None:
+    """A header WCS (any projection astropy reads, cutout ``CRPIX`` included) as a
+    TAN model about ``axis_px``: the hypothesis the stars then confirm or refute.
+
+    Returns None when the WCS cannot place the frame's pixels on the sky.
+    """
+    ny, nx = shape
+    gx, gy = np.meshgrid(np.linspace(0, nx - 1, 7), np.linspace(0, ny - 1, 7))
+    gx, gy = gx.ravel(), gy.ravel()
+    try:
+        ra, dec = wcs.all_pix2world(gx, gy, 0)
+        ra0, dec0 = wcs.all_pix2world([axis_px[0]], [axis_px[1]], 0)
+    except Exception:  # astropy raises several kinds for a bad WCS
+        return None
+    ra0, dec0 = float(ra0[0]), float(dec0[0])
+    if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec)) and math.isfinite(ra0)):
+        return None
+    if not (math.isfinite(dec0) and abs(dec0) < 90.0):
+        return None
+    xi, eta, cosc = tan_project(ra, dec, ra0, dec0)
+    if np.any(cosc <= 0.1):
+        return None
+    a = np.column_stack([gx - axis_px[0], gy - axis_px[1]])
+    sol, *_ = np.linalg.lstsq(a, np.column_stack([xi, eta]), rcond=None)
+    cd = sol.T
+    if not np.all(np.isfinite(cd)) or abs(np.linalg.det(cd)) <= 0:
+        return None
+    return TanSipModel((ra0 % 360.0, dec0), (float(axis_px[0]), float(axis_px[1])), cd)
 
 
 @dataclass

@@ -21,8 +21,9 @@ import numpy as np
 from scipy import ndimage
 
 from aposos.station.deblend import fit_point_on_trail, fit_two_points
+from aposos.station.detection import Detection
 from aposos.station.extract import OTHER, POINT, STAR, STREAK
-from aposos.station.tracklets import Detection, fit_point, fit_streak
+from aposos.station.psffit import fit_point, fit_streak, gauss_model
 
 __all__ = [
     "TransientState",
@@ -451,6 +452,4 @@ def _second_point(ext, det: Detection, psf_sigma: float, noise: float):
 
 
 def _gauss(p, x, y):
-    from aposos.station.tracklets import _gauss_model
-
-    return _gauss_model(p, x.ravel().astype(float), y.ravel().astype(float)).reshape(x.shape)
+    return gauss_model(p, x.ravel().astype(float), y.ravel().astype(float)).reshape(x.shape)

@@ -11,15 +11,14 @@ import math
 
 import numpy as np
 
-from aposos.station.tracklets import (
-    _covariance,
-    _cutout,
-    _Fit,
-    _gauss_jac,
-    _gauss_model,
-    _levenberg_marquardt,
-    _segment_jac,
-    _segment_model,
+from aposos.station.psffit import (
+    covariance,
+    cutout,
+    fit_least_squares,
+    gauss_jac,
+    gauss_model,
+    segment_jac,
+    segment_model,
 )
 
 __all__ = ["fit_blend", "fit_point_on_trail", "fit_two_points"]
@@ -39,9 +38,9 @@ def _model(p, x, y, n_points, trail):
     seg, pts = _unpack(p, n_points, trail)
     m = np.full(x.size, p[0])
     if seg is not None:
-        m += _segment_model(seg, x, y)
+        m += segment_model(seg, x, y)
     for q in pts:
-        m += _gauss_model(q, x, y)
+        m += gauss_model(q, x, y)
     return m
 
 
@@ -49,10 +48,10 @@ def _jacobian(p, x, y, n_points, trail):
     seg, pts = _unpack(p, n_points, trail)
     cols = [np.ones(x.size)]
     if seg is not None:
-        js = _segment_jac(seg, x, y)
+        js = segment_jac(seg, x, y)
         cols += [js[:, 0], js[:, 1], js[:, 4]]
     for q in pts:
-        jg = _gauss_jac(q, x, y)
+        jg = gauss_jac(q, x, y)
         cols += [jg[:, 0], jg[:, 1], jg[:, 2], jg[:, 3]]
     return np.stack(cols, axis=1)
 
@@ -79,14 +78,14 @@ def fit_blend(x, y, d, noise, *, points, sigma, trail=None, trail_start=None):
     for q in points:
         p0 += [*q, sigma]
     n = len(points)
-    fit = _levenberg_marquardt(
+    fit = fit_least_squares(
         lambda p: (_model(p, x, y, n, trail) - d) / noise,
         lambda p: _jacobian(p, x, y, n, trail) / noise,
         np.array(p0, float),
     )
     if fit is None:
         return None
-    cov = _covariance(_Fit(fit.x, fit.fun, fit.jac), d.size)
+    cov = covariance(fit, d.size)
     if cov is None:
         return None
     k = 4 if trail is not None else 1
@@ -117,7 +116,7 @@ def fit_point_on_trail(ext, i, peak_xy, psf_sigma, noise, length):
     xc, yc = s.fx[i], s.fy[i]
     ex = abs(c) * half_l + abs(sn) * half_w
     ey = abs(sn) * half_l + abs(c) * half_w
-    x, y, d, _ = _cutout(
+    x, y, d, _ = cutout(
         ext.subtracted, xc - ex, xc + ex, yc - ey, yc + ey, ext.labels, s.label[i], ext.saturated
     )
     along = (x - xc) * c + (y - yc) * sn
@@ -155,7 +154,7 @@ def fit_two_points(ext, label, first, second, psf_sigma, noise):
     r = 3.0 * psf_sigma + 3.0
     xs = (first[0], second[0])
     ys = (first[1], second[1])
-    x, y, d, _ = _cutout(
+    x, y, d, _ = cutout(
         ext.subtracted, min(xs) - r, max(xs) + r, min(ys) - r, max(ys) + r,
         ext.labels, label, ext.saturated,
     )  # fmt: skip

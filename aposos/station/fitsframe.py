@@ -359,12 +359,34 @@ def _read_site(header, notes: list[str]) -> Site | None:
             if lat_key in header and lon_key in header:
                 lat = parse_sexagesimal(header[lat_key])
                 lon = parse_sexagesimal(header[lon_key])
-                alt, _ = _first_float(header, alt_keys)
+                alt = _site_height(header, alt_keys, notes)
                 if lon > 180.0:
                     lon -= 360.0
                 return Site(lat, lon, 0.0 if alt is None else alt)
     except (ValueError, TypeError) as exc:
         notes.append(f"site keys not understood: {exc}")
+    return None
+
+
+def _site_height(header, keys, notes: list[str]) -> float | None:
+    """The site height in metres from the first of ``keys`` that holds a number.
+
+    A sexagesimal string (``ELEVATIO = ' 48:45:41'``) is the telescope's elevation
+    angle, which some writers put under a key other writers use for the site height:
+    it is read as an angle, noted, and not taken for a height.
+    """
+    for key in keys:
+        value = header.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if isinstance(value, str) and re.search(r"\d[:\s]+\d", value.strip()):
+            angle = parse_sexagesimal(value)
+            notes.append(f"{key} = {value!r} is an angle ({angle:.4f} deg), not the site height")
+            continue
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key} = {value!r} is not a number") from None
     return None
 
 

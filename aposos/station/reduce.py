@@ -35,6 +35,7 @@ from aposos.station.astrometry import (
     PlateSolver,
     TanSipModel,
     estimate_radial_k,
+    model_from_wcs,
     refit,
 )
 from aposos.station.calibrate import MasterCalibration, find_fits
@@ -44,10 +45,10 @@ from aposos.station.candidates import (
     trail_width,
     transient_points,
 )
+from aposos.station.detection import Detection
 from aposos.station.extract import OTHER, SATURATED, STAR, SourceExtractor
 from aposos.station.fitsframe import Frame, FrameError, read_frame, read_image_type
 from aposos.station.linking import link_frames
-from aposos.station.tracklets import Detection
 
 __all__ = ["FrameReport", "ReduceOptions", "Reducer", "Reduction", "reduce_frames"]
 
@@ -234,7 +235,11 @@ class Reducer:
         report.sources_table = np.column_stack(
             [src.x, src.y, src.flux, src.snr, src.length, src.kind.astype(float)]
         )
-        scale = frame.pixel_scale_arcsec() or self.station.pixel_scale_arcsec * frame.binning[0]
+        scale = (
+            frame.pixel_scale_arcsec()
+            or _wcs_scale(frame.wcs)
+            or self.station.pixel_scale_arcsec * frame.binning[0]
+        )
         axis = self._optical_axis(frame)
         pointing = frame.pointing_deg
         if pointing is not None:
@@ -308,6 +313,16 @@ class Reducer:
             saturated=stars.nsat > 0,
         )  # fmt: skip
         xyf = (stars.x, stars.y, stars.flux)
+        if frame.wcs is not None:  # a hypothesis: the stars confirm it or it is set aside
+            hyp = model_from_wcs(frame.wcs, frame.shape, axis)
+            why = "unusable"
+            if hyp is not None:
+                sol = self.solver(*xyf, pointing_deg=hyp.crval, prior=hyp, vote=False, **args)
+                if sol.solved and _confirmed(sol):
+                    info["solve"] = "header WCS"
+                    return sol
+                why = sol.reason or f"{sol.n_matched} stars matched, too few"
+            info["header_wcs"] = f"not confirmed by the stars ({why})"
         if pointing is not None:
             info["solve"] = "pointing"
             sol = self.solver(*xyf, pointing_deg=pointing, prior=self._prior(pointing), **args)
@@ -494,6 +509,13 @@ class Reducer:
             self._place_all(r)
 
 
+def _confirmed(sol: PlateSolution) -> bool:
+    """A header-WCS solution the stars bear out: most catalogue stars in the field found,
+    at sub-pixel residuals (four chance coincidences within 2.5 px are rare)."""
+    need = max(4, min(8, int(0.3 * sol.n_catalogue_in_field)))
+    return sol.n_matched >= need and sol.rms_px < 1.0
+
+
 def _same_field(a: FrameReport, b: FrameReport, options) -> bool:
     if a.centre_deg is None or b.centre_deg is None:
         return False
@@ -517,6 +539,19 @@ def _usable_stars(src, shape, ext) -> np.ndarray:
     keep &= (src.bbox[:, 1] < nx - 1) & (src.bbox[:, 3] < ny - 1)
     keep &= (src.x > half) & (src.x < nx - 1 - half) & (src.y > half) & (src.y < ny - 1 - half)
     return keep
+
+
+def _wcs_scale(wcs) -> float | None:
+    """Pixel scale (arcsec) of a header WCS, when it has a sane one."""
+    if wcs is None:
+        return None
+    try:
+        from astropy.wcs.utils import proj_plane_pixel_scales
+
+        scale = float(np.sqrt(np.prod(proj_plane_pixel_scales(wcs.celestial)))) * 3600.0
+    except Exception:  # astropy raises several kinds for a bad WCS
+        return None
+    return scale if 0.01 < scale < 600.0 else None
 
 
 def _jyear(t: np.datetime64) -> float:

@@ -50,7 +50,7 @@ truth.json
 "frames": [...]}``; each frame: ``file``, ``date_obs``, ``utc_start``/``utc_mid``/
 ``utc_end`` (true exposure), ``mode``, ``commanded``, ``true_pointing`` (optical axis at
 mid-exposure), ``tan`` (the true projection at
-mid-exposure, see :class:`~aposos.station.simulate_sky.TanProjection`) and
+mid-exposure, see :class:`~aposos.station.simulator.sky.TanProjection`) and
 ``crval_start``/``crval_end`` (the axis moves in rate and stare modes), ``seeing``,
 ``sky``, ``limiting_mag`` (peak S/N 5 for a point source), ``n_catalogue_stars`` (in
 the field, brighter than the limit), ``satellites`` (each: ``norad_id``, ``name``,
@@ -74,11 +74,11 @@ from astropy.io import fits
 from aposos.model import datetime64_to_jd_fr
 from aposos.orbit import frames
 from aposos.station.config import StationConfig
-from aposos.station.simulate_camera import CameraModel, station_seed
-from aposos.station.simulate_fits import light_header, write_fits
-from aposos.station.simulate_plan import FrameSpec, SatelliteEphemeris, plan_night
-from aposos.station.simulate_render import PsfModel, add_points, add_segments
-from aposos.station.simulate_sky import (
+from aposos.station.simulator.camera import CameraModel, station_seed
+from aposos.station.simulator.fits import light_header, write_fits
+from aposos.station.simulator.plan import FrameSpec, SatelliteEphemeris, plan_night
+from aposos.station.simulator.render import PsfModel, add_points, add_segments
+from aposos.station.simulator.sky import (
     PHOTON_FLUX_MAG0,
     SIDEREAL_RATE_DEG_S,
     FaintStars,
@@ -201,7 +201,7 @@ class SkySimulator:
         In rate mode ``target_norad`` names the tracked object and the commanded pointing
         follows it (``ra_deg``/``dec_deg`` are then ignored).
         """
-        from aposos.station.simulate_plan import _conditions
+        from aposos.station.simulator.plan import _conditions
 
         rng = np.random.default_rng([self.seed, 5, index])
         cond = _conditions(self.config, rng)
@@ -452,7 +452,7 @@ class SkySimulator:
                                  "length_px": round(float(r_seen[i]), 1)})  # fmt: skip
 
     def _render_satellites(self, signal, spec, projs, t_nodes, psf, sky_e, features) -> list[dict]:
-        from aposos.station.simulate_satellites import render_satellites
+        from aposos.station.simulator.satellites import render_satellites
 
         if self.satellites is None:
             return []
@@ -480,7 +480,7 @@ def write_night(
     """
     from tqdm import tqdm
 
-    from aposos.station.simulate_fits import calibration_frames
+    from aposos.station.simulator.fits import calibration_frames
 
     out = Path(out_dir)
     specs = plan_night(config, satellites, np.datetime64(start, "us"), minutes,

@@ -32,7 +32,7 @@ import numpy as np
 from aposos.model import datetime64_to_jd_fr
 from aposos.orbit import frames
 from aposos.station.config import StationConfig
-from aposos.station.simulate_sky import (
+from aposos.station.simulator.sky import (
     SIDEREAL_RATE_DEG_S,
     offset_pointing,
 )

@@ -1,6 +1,6 @@
 """FITS side of the sky simulator: headers as a camera writes them, calibration frames.
 
-The header keys are the simulator's FITS contract, listed in :mod:`aposos.station.simulate`.
+The header keys are the simulator's FITS contract, listed in :mod:`aposos.station.simulator.night`.
 """
 
 from __future__ import annotations

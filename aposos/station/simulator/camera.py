@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aposos.station.config import StationConfig
-from aposos.station.simulate_render import (
+from aposos.station.simulator.render import (
     bloom_columns,
     digitise,
     photon_noise,

@@ -17,9 +17,9 @@ import numpy as np
 
 from aposos.model import datetime64_to_jd_fr
 from aposos.orbit import frames
-from aposos.station.simulate_plan import SatelliteEphemeris
-from aposos.station.simulate_render import add_segments
-from aposos.station.simulate_sky import airmass, diffuse_sphere_phase
+from aposos.station.simulator.plan import SatelliteEphemeris
+from aposos.station.simulator.render import add_segments
+from aposos.station.simulator.sky import airmass, diffuse_sphere_phase
 
 __all__ = ["render_satellites"]
 

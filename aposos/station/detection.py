@@ -1,0 +1,58 @@
+"""One satellite candidate in one frame: what the reduction measured and placed.
+
+Which endpoint of a streak is the start is unknown within one frame. Every detection
+carries an in-frame sky velocity known up to its sign (a streak: along its length; a
+point in a frame with trailed stars: against the star trails; a point among round
+stars: about zero); linking across frames takes each sign from the motion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Detection"]
+
+
+@dataclass
+class Detection:
+    """One satellite candidate in one frame (pixels 0-based; times UTC)."""
+
+    frame: int
+    kind: str  # "streak" | "point"
+    x: float  # midpoint
+    y: float
+    sigma_px: float  # 1-sigma position error of the midpoint (per axis)
+    flux: float
+    snr: float
+    width_px: float
+    # streak endpoints (a, b unordered), their errors and clipping
+    xa: float = float("nan")
+    ya: float = float("nan")
+    xb: float = float("nan")
+    yb: float = float("nan")
+    sigma_end_px: float = float("nan")
+    clipped_a: bool = False
+    clipped_b: bool = False
+    # filled by the reduction once the frame is solved
+    t_open: np.datetime64 | None = None
+    t_close: np.datetime64 | None = None
+    radec_mid: tuple[float, float] | None = None
+    # streak ends; for a point in a frame of trailed stars, where it was against the
+    # stars at the ends of the exposure (in some order)
+    radec_a: tuple[float, float] | None = None
+    radec_b: tuple[float, float] | None = None
+    velocity_sigma: float = 0.0  # error of the in-frame velocity, deg/s
+    mag: float = float("nan")
+    sigma_arcsec: float = float("nan")
+    sigma_end_arcsec: float = float("nan")
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def t_mid(self) -> np.datetime64:
+        return self.t_open + (self.t_close - self.t_open) / 2
+
+    @property
+    def exptime_s(self) -> float:
+        return float((self.t_close - self.t_open) / np.timedelta64(1, "us")) * 1e-6
