@@ -45,7 +45,7 @@ STATION = ROOT / "stations" / "pakistan.toml"
 def render(folder: Path, minutes: float) -> list[Path]:
     from aposos.orbit.catalogue import Catalogue
     from aposos.station.config import StationConfig
-    from aposos.station.simulate import write_night
+    from aposos.station.simulator import write_night
     from aposos.station.stars import StarCatalogue
 
     cfg = StationConfig.load(STATION)
