@@ -31,7 +31,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aposos.center.sites import _read_one
+from aposos.correlate.sites import _read_one
 from aposos.orbit.site import Site
 
 __all__ = ["MODES", "ModeSetup", "StationPlanning", "load_planning_stations"]
