@@ -235,6 +235,43 @@ def test_read_noise_and_gain_from_calibration_frames(config):
     assert signal_adu / var_adu == pytest.approx(gain, rel=0.03)
 
 
+def test_warm_columns_and_amplifier_glow_in_darks(config):
+    """Real cameras' fixed pattern beyond hot pixels: warm columns from a trap row on,
+    glow in the read-out corner; the darks carry them, and the bad-pixel map built
+    from the darks flags the warm columns."""
+    from aposos.station.calibrate import MasterCalibration
+    from aposos.station.fitsframe import Frame
+
+    cam = CameraModel(config)
+    rng = np.random.default_rng(3)
+    t = 120.0
+    darks = [cam.expose(None, t, rng, cosmic_rays=False).data.astype(np.float32) for _ in range(3)]
+    biases = [
+        cam.expose(None, 0.0, rng, cosmic_rays=False).data.astype(np.float32) for _ in range(3)
+    ]
+    dark = np.median(darks, axis=0) - np.median(biases, axis=0)
+    gain = config.camera.gain_e_per_adu
+    h, w = cam.shape
+    for col, first, rate in cam.bad_columns:
+        above = np.median(dark[first + 5 :, col]) * gain / t
+        expected = float(np.median(cam.dark_pattern[first + 5 :, col]))  # columns may coincide
+        assert expected >= rate - 1e-5
+        assert above == pytest.approx(expected, abs=0.1 + 0.1 * expected)
+        if first > 20:
+            expected = float(np.median(cam.dark_pattern[: first - 5, col]))
+            assert np.median(dark[: first - 5, col]) * gain / t == pytest.approx(
+                expected, abs=0.1 + 0.1 * expected
+            )
+    gx, gy, peak, _ = cam.amp_glow
+    corner = dark[int(gy) if gy == 0 else int(gy) - 1, int(gx) if gx == 0 else int(gx) - 1]
+    assert corner * gain / t == pytest.approx(peak, rel=0.35)
+    frames = [Frame("d", d, None, "dark", None, t) for d in darks]
+    cal = MasterCalibration.from_frames(frames)
+    col, first, rate = max(cam.bad_columns, key=lambda c: c[2])
+    if rate * t / gain > 8.0:  # well above the dark noise
+        assert cal.bad_pixels[first + 5 :, col].mean() > 0.9
+
+
 def test_write_night_fits_contract(tmp_path, config, stars, satellites):
     truth = write_night(config, stars, satellites, NIGHT, 0.4, tmp_path, seed=2,
                         n_calibration=2, progress=False)  # fmt: skip

@@ -15,44 +15,108 @@ import numpy as np
 
 from aposos.model import Tracklet
 from aposos.station.identity import assign_uuids
+from aposos.station.pixelfixed import flag_pixel_fixed
 from aposos.station.tracklets import link
 
-__all__ = ["link_frames"]
+__all__ = ["FAP_MAX", "false_alarm_probability", "link_frames"]
+
+GATE = 20.0  # arcsec: how far a member may sit from the fitted motion
+FAP_MAX = 0.01  # tracks likelier than this to be chance alignments are dropped
 
 
-def link_frames(reports, station_code: str, *, max_gap_s: float, min_points: int):
+def link_frames(
+    reports, station_code: str, *, max_gap_s: float, min_points: int, max_fap: float = FAP_MAX
+):
     """Tracklets from the solved frames' detections, field by field.
 
-    Returns (tracklets, members): the :class:`~aposos.model.Tracklet` list and, for
-    each, the detections it was made of.
+    Returns (tracklets, members, faps): the :class:`~aposos.model.Tracklet` list and,
+    for each, the detections it was made of and its false-alarm probability
+    (:func:`false_alarm_probability`); tracks above ``max_fap`` are dropped.
     """
-    solved = [r for r in reports if r.status == "solved"]
-    solved.sort(key=lambda r: r.mid_utc)
-    groups: list[list] = []
-    for r in solved:
-        g = groups[-1] if groups else None
-        if (
-            g
-            and _separation(g[-1].centre_deg, r.centre_deg) < 1.0
-            and (r.mid_utc - g[-1].mid_utc) / np.timedelta64(1, "s") < max_gap_s
-        ):
-            g.append(r)
-        else:
-            groups.append([r])
-    tracklets, members = [], []
+    groups = field_groups(reports, max_gap_s=max_gap_s)
+    flag_pixel_fixed(groups)
+    tracklets, members, faps = [], [], []
     for g in groups:
         dets = [
             d for r in g for d in r.detections if not any(n.startswith("static") for n in d.notes)
         ]
         times = np.array([r.mid_utc for r in g])
-        for track in link(dets, max_gap_s=max_gap_s, min_points=min_points):
+        snr = np.sort([d.snr for d in dets])
+        area = sum(_area_arcsec2(r) for r in g) / len(g)
+        pixels = sum(np.prod(r.info.get("shape", (2048, 2048))) for r in g) / len(g)
+        for track in link(dets, max_gap_s=max_gap_s, min_points=min_points, gate_arcsec=GATE):
             if not _credible(track, times):
+                continue
+            fap = false_alarm_probability(track, snr, len(g), area, pixels)
+            if fap > max_fap:
                 continue
             t = _to_tracklet(station_code, track)
             if t is not None:
                 tracklets.append(t)
                 members.append(track.members)
-    return assign_uuids(tracklets), members
+                faps.append(fap)
+    return assign_uuids(tracklets), members, faps
+
+
+def field_groups(reports, *, max_gap_s: float) -> list[list]:
+    """Solved frames in time order, grouped by field: consecutive frames whose centres
+    stay within a degree (five along a rate-tracking sequence) and whose gaps stay
+    short."""
+    solved = [r for r in reports if r.status == "solved"]
+    solved.sort(key=lambda r: r.mid_utc)
+    groups: list[list] = []
+    for r in solved:
+        g = groups[-1] if groups else None
+        # a mount tracking a LEO moves a degree or more between frames: one field
+        # while it keeps tracking
+        step = 5.0 if g and _mode(g[-1]) == _mode(r) == "rate" else 1.0
+        if (
+            g
+            and _separation(g[-1].centre_deg, r.centre_deg) < step
+            and (r.mid_utc - g[-1].mid_utc) / np.timedelta64(1, "s") < max_gap_s
+        ):
+            g.append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
+def false_alarm_probability(
+    track, snr_sorted: np.ndarray, n_frames: int, area_arcsec2: float, pixels: float
+) -> float:
+    """Chance that noise and artefacts line up into this track (an upper estimate).
+
+    Detections at least as strong as the track's weakest member are the ones it could
+    be made of by chance: ``m`` per frame. Any two of them in two frames make a seed
+    (``n_frames * m**2`` tries); each further member must fall within the gate around
+    the fitted motion (probability ``m * pi * g**2 / area``, ``g`` the gate that the
+    track's own residuals justify), and a member with its own measured velocity must
+    also agree in velocity (one chance in five, conservatively). A lone streak is a
+    false alarm when noise makes one: a Gaussian tail at its S/N over the frame's pixels.
+    """
+    from scipy.special import log_ndtr
+
+    members = track.members
+    n = len(members)
+    if n == 1:
+        return float(min(1.0, pixels * math.exp(log_ndtr(-members[0].snr))))
+    weakest = min(d.snr for d in members)
+    count = snr_sorted.size - np.searchsorted(snr_sorted, weakest)
+    m = max(count - n, 1) / n_frames
+    gate = min(GATE, max(3.0 * track.rms_arcsec, 3.0))
+    p = min(1.0, m * math.pi * gate**2 / area_arcsec2)
+    with_velocity = sum(
+        d.radec_a is not None and d.velocity_sigma < 1.0 for d in members[2:]
+    )  # fmt: skip
+    log_fap = math.log(n_frames * m * m) + (n - 2) * math.log(max(p, 1e-300))
+    log_fap += with_velocity * math.log(0.2)
+    return float(min(1.0, math.exp(min(log_fap, 0.0))))
+
+
+def _area_arcsec2(report) -> float:
+    ny, nx = report.info.get("shape", (2048, 2048))
+    scale = report.info.get("pixel_scale_arcsec", 1.5)
+    return float(nx * ny * scale * scale)
 
 
 def _credible(track, frame_times: np.ndarray) -> bool:
@@ -78,8 +142,10 @@ def _credible(track, frame_times: np.ndarray) -> bool:
 
 
 def _to_tracklet(code: str, track) -> Tracklet | None:
-    utc, ra, dec, sig, mag = [], [], [], [], []
     lone = len(track.members) == 1
+    if lone and track.direction == "prior":
+        return _lone_streak(code, track.members[0], track.forward[0])
+    utc, ra, dec, sig, mag = [], [], [], [], []
     for d, fwd in zip(track.members, track.forward, strict=True):
         clipped = d.clipped_a or d.clipped_b
         if d.kind == "streak" and d.radec_a is not None and not lone:
@@ -102,6 +168,50 @@ def _to_tracklet(code: str, track) -> Tracklet | None:
     if not utc:
         return None
     return Tracklet(code, np.array(utc, "datetime64[us]"), ra, dec, sig, mag)
+
+
+LONE_NOTE = "single frame: direction from the eastward-motion prior (one frame cannot tell)"
+
+
+def _lone_streak(code: str, d, forward: bool, n_points: int = 5) -> Tracklet | None:
+    """A streak seen in one frame: its ends at the shutter times and points along it
+    at times in proportion, the direction taken from the eastward-motion prior. A
+    clipped end is not reported (nor, then, the points along: the length is unknown)."""
+    start, end = (d.radec_a, d.radec_b) if forward else (d.radec_b, d.radec_a)
+    clip_start, clip_end = (d.clipped_a, d.clipped_b) if forward else (d.clipped_b, d.clipped_a)
+    if clip_start and clip_end:
+        return None
+    if clip_start:
+        fractions = [1.0]
+    elif clip_end:
+        fractions = [0.0]
+    else:
+        fractions = list(np.linspace(0.0, 1.0, n_points))
+    u0, u1 = _unit_vector(*start), _unit_vector(*end)
+    omega = math.acos(max(-1.0, min(1.0, float(u0 @ u1))))
+    utc, ra, dec, sig = [], [], [], []
+    span_us = (d.t_close - d.t_open) / np.timedelta64(1, "us")
+    for f in fractions:
+        if omega < 1e-12:
+            u = u0
+        else:
+            u = (math.sin((1 - f) * omega) * u0 + math.sin(f * omega) * u1) / math.sin(omega)
+        utc.append(d.t_open + np.timedelta64(round(f * span_us), "us"))
+        ra.append(math.degrees(math.atan2(u[1], u[0])) % 360.0)
+        dec.append(math.degrees(math.asin(max(-1.0, min(1.0, u[2])))))
+        sig.append(d.sigma_end_arcsec if f in (0.0, 1.0) else max(d.sigma_arcsec, 1e-3))
+    if LONE_NOTE not in d.notes:
+        d.notes.append(LONE_NOTE)
+    return Tracklet(code, np.array(utc, "datetime64[us]"), ra, dec, sig, d.mag)
+
+
+def _unit_vector(ra_deg: float, dec_deg: float) -> np.ndarray:
+    ra, dec = math.radians(ra_deg), math.radians(dec_deg)
+    return np.array([math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)])
+
+
+def _mode(report) -> str | None:
+    return report.info.get("track_mode")
 
 
 def _separation(a, b) -> float:

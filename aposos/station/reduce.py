@@ -128,6 +128,7 @@ class Reduction:
     reports: list[FrameReport]
     calibration: dict
     tracklet_members: list[list[Detection]] = field(default_factory=list)
+    false_alarm: list[float] = field(default_factory=list)  # per tracklet
 
     def to_json(self) -> dict:
         tracklet_of = {}
@@ -146,6 +147,18 @@ class Reduction:
                 "observations": int(sum(len(t) for t in self.tracklets)),
             },
             "calibration": self.calibration,
+            "tracklets": [
+                {
+                    "uuid": t.uuid,
+                    "observations": len(t),
+                    "frames": len(members),
+                    "single_frame": len(members) == 1,
+                    "false_alarm_probability": float(f"{fap:.3g}"),
+                }
+                for t, members, fap in zip(
+                    self.tracklets, self.tracklet_members, self.false_alarm, strict=True
+                )
+            ],
             "frames": [r.to_json(tracklet_of) for r in self.reports],
         }
 
@@ -212,6 +225,7 @@ class Reducer:
         info["utc_open"] = np.datetime_as_string(t_open, unit="us") + "Z"
         info["exptime_s"] = frame.exptime_s
         info["track_mode"] = frame.track_mode
+        info["shape"] = list(frame.shape)
         notes += self._check_site(frame)
         data = self.calibration.apply(frame)
         saturation = self.saturation_adu
@@ -464,11 +478,11 @@ class Reducer:
         if previous is not None:
             self._add_transients(previous)
         self._shared_distortion(reports)
-        tracklets, members = link_frames(
+        tracklets, members, faps = link_frames(
             reports, self.station.code, max_gap_s=self.options.max_gap_s,
             min_points=self.options.min_points,
         )  # fmt: skip
-        result = Reduction(tracklets, reports, self.calibration.summary(), members)
+        result = Reduction(tracklets, reports, self.calibration.summary(), members, faps)
         if archive is not None:
             entries = result.to_json()["frames"]
             for key, entry in zip(keys, entries, strict=True):

@@ -15,7 +15,7 @@ import numpy as np
 
 from aposos.station.detection import Detection
 
-__all__ = ["Detection", "LinkedTrack", "link"]
+__all__ = ["Detection", "LinkedTrack", "Motion", "eastward", "link"]
 
 
 @dataclass
@@ -30,6 +30,7 @@ class LinkedTrack:
     forward: list[bool]
     rate_deg_s: float
     rms_arcsec: float
+    direction: str = "motion"  # from the motion across frames | "prior" | "unknown"
 
 
 def _tangent(ra, dec, ra0, dec0):
@@ -118,15 +119,36 @@ def link(
             continue
         used[members] = True
         tracks.append(track)
-    # lone streaks: both ends inside the frame, clearly measured
+    # lone streaks, clearly measured, with at least one end inside the frame
     for i, d in enumerate(dets):
-        if used[i] or d.kind != "streak" or d.radec_a is None or d.clipped_a or d.clipped_b:
+        if used[i] or d.kind != "streak" or d.radec_a is None or (d.clipped_a and d.clipped_b):
             continue
         length = np.hypot(d.xb - d.xa, d.yb - d.ya)
-        if d.snr >= 10.0 and length > max(15.0, 10.0 * d.width_px):
-            tracks.append(LinkedTrack([d], [True], float(np.hypot(*vel[i])), 0.0))
-            used[i] = True
+        if not (d.snr >= 10.0 and length > max(15.0, 10.0 * d.width_px)):
+            continue
+        forward = eastward(vel[i])
+        if forward is None and (d.clipped_a or d.clipped_b):
+            continue  # which moment the visible end marks is unknown
+        direction = "unknown" if forward is None else "prior"
+        tracks.append(
+            LinkedTrack([d], [forward is not False], float(np.hypot(*vel[i])), 0.0, direction)
+        )
+        used[i] = True
     return tracks
+
+
+def eastward(v, *, max_angle_deg: float = 60.0) -> bool | None:
+    """Whether in-frame motion ``v`` (tangent plane: +x east, a -> b) runs from a to b
+    under the prior that satellites move eastward against the stars; None when the
+    motion is within ``90 - max_angle_deg`` of north-south and the prior cannot tell.
+
+    A GEO satellite in sidereal tracking always moves east against the stars (the
+    Earth's rotation), and so do most prograde LEOs; one frame alone cannot tell.
+    """
+    speed = float(np.hypot(*v))
+    if speed <= 0 or abs(v[0]) < math.cos(math.radians(max_angle_deg)) * speed:
+        return None
+    return bool(v[0] > 0)
 
 
 def _velocity_mismatch(v, vd, vsig):
@@ -142,7 +164,7 @@ def _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap):
         changed = False
         t = times[members]
         p = pos[members]
-        coef = _fit_motion(t, p)
+        motion = Motion.fit(t, p)
         tmin, tmax = t.min(), t.max()
         best = {}
         for k in range(times.size):
@@ -150,11 +172,11 @@ def _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap):
                 continue
             if times[k] < tmin - max_gap or times[k] > tmax + max_gap:
                 continue
-            pred = coef[0] + coef[1] * times[k] + (coef[2] * times[k] ** 2 if len(coef) > 2 else 0)
+            pred = motion.position(times[k])
             dist = float(np.hypot(*(pos[k] - pred)))
             span = max(abs(times[k] - tmin), abs(times[k] - tmax))
             g = gate * min(1.0 + 0.5 * span / max(tmax - tmin, 1.0), 3.0)
-            if dist < g and _velocity_mismatch(coef[1], vel[k], vsig[k]) < 6.0:
+            if dist < g and _velocity_mismatch(motion.velocity(times[k]), vel[k], vsig[k]) < 6.0:
                 f = frames[k]
                 if f not in best or dist < best[f][0]:
                     best[f] = (dist, k)
@@ -166,23 +188,88 @@ def _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap):
     return sorted(members, key=lambda m: times[m])
 
 
-def _fit_motion(t, p):
-    """Least-squares motion p(t) = c0 + c1 t (+ c2 t^2 with five or more points)."""
-    deg = 2 if t.size >= 5 and (t.max() - t.min()) > 0 else 1
-    if t.size < 2:
-        return [p[0], np.zeros(2)]
-    a = np.vander(t, deg + 1, increasing=True)
-    sol, *_ = np.linalg.lstsq(a, p, rcond=None)
-    return list(sol)
+class Motion:
+    """A great circle travelled at a steadily changing rate, in tangent-plane degrees.
+
+    Gnomonic coordinates map great circles to straight lines, but not at a uniform
+    rate: the angle along the circle, not the tangent-plane position, is what grows
+    linearly (quadratically with four points or more) with time. Over the tens of
+    degrees a LEO crosses in a minute this matters (a tangent-plane polynomial leaves
+    arcseconds to arcminutes of misfit).
+    """
+
+    def __init__(self, pole, e0, e1, coef, cross=None):
+        self.pole, self.e0, self.e1, self.coef = pole, e0, e1, coef
+        self.cross = np.zeros(1) if cross is None else cross
+
+    @classmethod
+    def fit(cls, t: np.ndarray, p: np.ndarray) -> Motion:
+        u = _unit(p)
+        if t.size < 2 or np.ptp(t) <= 0:  # no motion to fit: stay at the first point
+            e0 = u[0]
+            e1 = np.cross(e0, [1.0, 0.0, 0.0])
+            e1 /= np.linalg.norm(e1)
+            return cls(np.cross(e0, e1), e0, e1, np.array([0.0]))
+        if t.size == 2:
+            pole = np.cross(u[0], u[1])
+        else:
+            pole = np.linalg.svd(u, full_matrices=False)[2][-1]
+        norm = np.linalg.norm(pole)
+        if norm < 1e-15:  # no motion: any circle through the point
+            pole = np.cross(u[0], np.array([0.0, 0.0, 1.0]))
+            norm = np.linalg.norm(pole)
+        pole = pole / norm
+        e0 = u[0] - pole * float(u[0] @ pole)
+        e0 /= np.linalg.norm(e0)
+        e1 = np.cross(pole, e0)
+        ang = np.unwrap(np.arctan2(u @ e1, u @ e0))
+        deg = 1 if t.size < 4 else (2 if t.size < 8 else 3)
+        coef = np.polynomial.polynomial.polyfit(t, ang, deg)
+        # topocentric parallax bends a LEO's path off the great circle: a slow drift
+        # across it (a line with four points, a parabola with five, a cubic with eight)
+        xt = np.arcsin(np.clip(u @ pole, -1.0, 1.0))
+        xdeg = 0 if t.size < 4 else (1 if t.size < 5 else (2 if t.size < 8 else 3))
+        cross = np.polynomial.polynomial.polyfit(t, xt, xdeg) if xdeg else np.zeros(1)
+        return cls(pole, e0, e1, coef, cross)
+
+    def _vector(self, t):
+        t = np.asarray(t, float)
+        a = np.polynomial.polynomial.polyval(t, self.coef)
+        c = np.polynomial.polynomial.polyval(t, self.cross)
+        along = np.cos(a)[..., None] * self.e0 + np.sin(a)[..., None] * self.e1
+        return np.cos(c)[..., None] * along + np.sin(c)[..., None] * self.pole
+
+    def position(self, t) -> np.ndarray:
+        """Tangent-plane position(s) in degrees at time(s) ``t``."""
+        v = self._vector(t)
+        return np.degrees(v[..., :2] / v[..., 2:3])
+
+    def velocity(self, t, dt: float = 0.05) -> np.ndarray:
+        """Tangent-plane velocity in degrees per second at time ``t``."""
+        return (self.position(t + dt) - self.position(t - dt)) / (2 * dt)
+
+    def rate_deg_s(self, t) -> float:
+        d = np.polynomial.polynomial.polyder(self.coef)
+        return float(abs(np.degrees(np.polynomial.polynomial.polyval(t, d)))) if d.size else 0.0
+
+    def cross_track_deg(self, p: np.ndarray) -> np.ndarray:
+        return np.degrees(np.arcsin(np.clip(_unit(p) @ self.pole, -1, 1)))
+
+
+def _unit(p: np.ndarray) -> np.ndarray:
+    """Tangent-plane degrees -> unit vectors (the tangent point on +z)."""
+    xy = np.radians(np.atleast_2d(p))
+    v = np.column_stack([xy, np.ones(len(xy))])
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 def _make_track(members: list[Detection], t, p, vel):
-    coef = _fit_motion(t, p)
-    pred = sum(c * t[:, None] ** i for i, c in enumerate(coef))
+    motion = Motion.fit(t, p)
+    pred = motion.position(t)
     rms = float(np.sqrt(np.mean(np.sum((p - pred) ** 2, axis=1)))) * 3600.0
     forward = []
     for ti, vd in zip(t, vel, strict=True):
-        v = coef[1] + (2 * coef[2] * ti if len(coef) > 2 else 0.0)
         # a -> b is the in-frame motion; forward when it agrees with the motion across frames
-        forward.append(float(np.dot(v, vd)) >= 0.0)
-    return LinkedTrack(members, forward, float(np.hypot(*coef[1])), rms)
+        forward.append(float(np.dot(motion.velocity(ti), vd)) >= 0.0)
+    rate = motion.rate_deg_s(float(np.mean(t)))
+    return LinkedTrack(members, forward, rate, rms)

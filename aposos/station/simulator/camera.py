@@ -3,8 +3,9 @@
 A :class:`CameraModel` holds what belongs to one physical camera and stays the same
 from frame to frame (drawn from the station code, so every run of a station sees the
 same camera): the flat field (vignetting about a slightly decentred optical axis,
-pixel response non-uniformity, dust donuts, a few dead pixels), hot pixels, and the
-bias column pattern.
+pixel response non-uniformity, dust donuts, a few dead pixels), hot pixels, warm
+(bad) columns from charge traps, amplifier glow in the read-out corner, and the bias
+column pattern.
 
 :meth:`CameraModel.expose` turns expected photo-electrons into a uint16 frame:
 flat field, dark current and hot pixels, Poisson noise, cosmic rays, full well
@@ -39,6 +40,9 @@ COSMIC_RATE_CM2_MIN = 1.0
 COSMIC_SCALE_HEIGHT_M = 1500.0
 COSMIC_CLUSTER_PROBABILITY = 0.15  # per frame: an air-shower cluster of hits
 DEPLETION_DEPTH_UM = 45.0
+BAD_COLUMNS = (1, 4)  # warm columns per camera (a charge trap: from its row to the end)
+AMP_GLOW_E_PER_S = (3.0, 15.0)  # dark rate at the read-out corner
+AMP_GLOW_SCALE = 0.04  # e-folding length as a fraction of the detector width
 
 
 @dataclass
@@ -94,6 +98,20 @@ class CameraModel:
         n_dead = int(round(DEAD_PIXEL_FRACTION * h * w))
         self.dead_index = rng.choice(h * w, size=n_dead, replace=False)
         self._flat: np.ndarray | None = None
+        # warm columns: extra dark current from a trap row to the read-out end
+        n_bad = int(rng.integers(*BAD_COLUMNS, endpoint=True))
+        self.bad_columns = [
+            (int(rng.integers(0, w)), int(rng.integers(0, h // 2)), float(rng.uniform(0.3, 3.0)))
+            for _ in range(n_bad)
+        ]  # (column, first row, e-/s per pixel)
+        corner = int(rng.integers(4))
+        self.amp_glow = (
+            0.0 if corner in (0, 3) else w - 1.0,
+            0.0 if corner in (0, 1) else h - 1.0,
+            float(rng.uniform(*AMP_GLOW_E_PER_S)),
+            AMP_GLOW_SCALE * w,
+        )  # (x, y, e-/s at the corner, scale px)
+        self._dark_pattern: np.ndarray | None = None
 
     # ------------------------------------------------------------------ fixed pattern
     @property
@@ -131,6 +149,36 @@ class CameraModel:
             flat[y0:y1, x0:x1] *= (1.0 - donut).astype(np.float32)
         flat.reshape(-1)[self.dead_index] *= 0.05
         return flat
+
+    @property
+    def dark_pattern(self) -> np.ndarray:
+        """Extra dark rate (e-/s) of the warm columns and the amplifier glow, float32."""
+        if self._dark_pattern is None:
+            h, w = self.shape
+            pattern = np.zeros(self.shape, np.float32)
+            for col, first, rate in self.bad_columns:
+                pattern[first:, col] += rate
+            gx, gy, peak, scale = self.amp_glow
+            n = int(min(10 * scale, h, w))  # the glow is negligible beyond
+            r0 = 0 if gy == 0 else h - n
+            c0 = 0 if gx == 0 else w - n
+            dy = np.abs(np.arange(r0, r0 + n) - gy)[:, None]
+            dx = np.abs(np.arange(c0, c0 + n) - gx)[None, :]
+            glow = peak * np.exp(-np.hypot(dx, dy) / scale)
+            pattern[r0 : r0 + n, c0 : c0 + n] += glow.astype(np.float32)
+            self._dark_pattern = pattern
+        return self._dark_pattern
+
+    def detector_features(self) -> list[dict]:
+        """The warm columns and the amplifier glow, as truth records."""
+        out = [
+            {"kind": "bad_column", "x": col, "y_min": first, "dark_e_per_s": round(rate, 3)}
+            for col, first, rate in self.bad_columns
+        ]
+        gx, gy, peak, scale = self.amp_glow
+        out.append({"kind": "amp_glow", "x": gx, "y": gy, "dark_e_per_s": round(peak, 2),
+                    "scale_px": round(scale, 1)})  # fmt: skip
+        return out
 
     def hot_pixels(self) -> list[dict]:
         """The camera's hot pixels: position and dark rate."""
@@ -217,12 +265,13 @@ class CameraModel:
             lam = photo_e
             lam *= self.flat
         lam += np.float32(cam.dark_current_e_per_s * exposure_s)
+        lam += self.dark_pattern * np.float32(exposure_s)
         np.add.at(
             lam, (self.hot_y, self.hot_x), (self.hot_rate_e_s * exposure_s).astype(np.float32)
         )
         z_shot, z_read = standard_normals(rng, self.shape, 2)
         charge = photon_noise(lam, z_shot, out=z_shot)
-        features: list[dict] = []
+        features: list[dict] = self.detector_features() if exposure_s > 0 else []
         if cosmic_rays and exposure_s >= 0.0:
             r, c, q, cr_features = self.cosmic_rays(exposure_s, rng)
             np.add.at(charge, (r, c), q.astype(np.float32))

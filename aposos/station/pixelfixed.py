@@ -1,0 +1,56 @@
+"""Detector features that survive calibration: found by staying on the same pixels.
+
+Hot pixels too weak for the bad-pixel map, warm columns, glow and other artefacts sit
+on the same detector pixels in every frame, whatever the telescope points at. A
+satellite does not follow the pointing: a GEO in stare mode stays on the same pixels
+for the frames of one field, and a tracked LEO for the frames of one rate-tracking
+sequence, but not across fields. So a candidate is a detector feature when sources
+sit on its pixels in frames of other fields (most of them, when there are several).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+__all__ = ["flag_pixel_fixed"]
+
+NOTE = "static: on the same pixels in other fields (a detector feature)"
+
+
+def flag_pixel_fixed(groups: list[list], *, radius_px: float = 1.0) -> int:
+    """Note candidates of each field that sit on sources' pixels in other fields.
+
+    Parameters
+    ----------
+    groups : solved :class:`~aposos.station.reduce.FrameReport` lists, one per field
+        (frames of one pointing or one tracking sequence).
+    radius_px : how close counts as the same pixels.
+
+    Returns the number of candidates flagged.
+    """
+    if len(groups) < 2:
+        return 0
+    trees = []
+    for g in groups:
+        xy = [r.sources_table[:, :2] for r in g if r.sources_table is not None]
+        xy = np.concatenate(xy) if xy else np.zeros((0, 2))
+        trees.append(cKDTree(xy) if len(xy) else None)
+    flagged = 0
+    for i, g in enumerate(groups):
+        others = [t for j, t in enumerate(trees) if j != i]
+        need = max(1, math.ceil(0.5 * len(others)))
+        for r in g:
+            for d in r.detections:
+                if d.notes and any(n.startswith("static") for n in d.notes):
+                    continue
+                hits = sum(
+                    t is not None and np.isfinite(t.query([d.x, d.y], distance_upper_bound=radius_px)[0])
+                    for t in others
+                )  # fmt: skip
+                if hits >= need:
+                    d.notes.append(NOTE)
+                    flagged += 1
+    return flagged

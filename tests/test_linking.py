@@ -1,0 +1,102 @@
+"""Linking pieces: the motion model, the false-alarm probability, pixel-fixed features,
+the direction of a lone streak."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from aposos.station.detection import Detection
+from aposos.station.linking import false_alarm_probability
+from aposos.station.pixelfixed import NOTE, flag_pixel_fixed
+from aposos.station.tracklets import LinkedTrack, Motion, _tangent, eastward
+
+one_arcsec = 1 / 3600
+
+
+def _leo_track(n=13, cadence=4.0):
+    """Topocentric RA/Dec of a circular 550 km orbit from a site (numpy geometry): a
+    path that bends off the great circle through parallax, at a changing rate."""
+    r_earth, h = 6378.137, 550.0
+    r = r_earth + h
+    w = math.sqrt(398600.4418 / r**3)  # rad/s
+    inc = math.radians(53.0)
+    t = np.arange(n) * cadence
+    u = w * t + 0.3
+    pos = r * np.stack([np.cos(u), np.sin(u) * math.cos(inc), np.sin(u) * math.sin(inc)], 1)
+    site = r_earth * np.array([math.cos(0.45), 0.25, math.sin(0.45)])
+    site = site / np.linalg.norm(site) * r_earth
+    rel = pos - site
+    rel /= np.linalg.norm(rel, axis=1, keepdims=True)
+    ra = np.degrees(np.arctan2(rel[:, 1], rel[:, 0])) % 360
+    dec = np.degrees(np.arcsin(rel[:, 2]))
+    return t, ra, dec
+
+
+def test_motion_model_follows_a_leo_arc():
+    t, ra, dec = _leo_track()
+    p = np.stack(_tangent(ra, dec, ra[0], dec[0]), 1)
+    ends = np.radians([[ra[0], dec[0]], [ra[-1], dec[-1]]])
+    xyz = np.stack([np.cos(ends[:, 1]) * np.cos(ends[:, 0]),
+                    np.cos(ends[:, 1]) * np.sin(ends[:, 0]), np.sin(ends[:, 1])], 1)  # fmt: skip
+    sweep = math.degrees(math.acos(float(xyz[0] @ xyz[1])))
+    assert sweep > 5.0  # degrees: far beyond a tangent-plane line's reach
+    m = Motion.fit(t, p)
+    err = np.hypot(*(m.position(t) - p).T) / one_arcsec
+    assert err.max() < 2.0  # a tenth of the linking gate
+    # a straight tangent-plane line at a steady rate is off by far more
+    coef = np.polynomial.polynomial.polyfit(t, p, 1)
+    line = np.polynomial.polynomial.polyval(t, coef).T
+    assert np.hypot(*(line - p).T).max() / one_arcsec > 30.0
+
+
+def _det(frame, snr, *, radec_a=None, vsig=3.0):
+    d = Detection(frame=frame, kind="point", x=10.0, y=10.0, sigma_px=0.1, flux=1.0,
+                  snr=snr, width_px=1.0)  # fmt: skip
+    d.radec_a = radec_a
+    d.velocity_sigma = vsig
+    d.sigma_arcsec = 0.2
+    return d
+
+
+def test_false_alarm_probability():
+    area = (2048 * 1.6) ** 2
+    noise = np.sort(np.concatenate([np.full(2000, 5.5), [4000.0] * 13]))
+    weak = LinkedTrack([_det(k, 5.4) for k in range(3)], [True] * 3, 0.1, 10.0)
+    bright = LinkedTrack([_det(k, 4000.0) for k in range(13)], [True] * 13, 0.25, 1.1)
+    assert false_alarm_probability(weak, noise, 15, area, 2048**2) > 0.5
+    assert false_alarm_probability(bright, noise, 15, area, 2048**2) < 1e-20
+    lone = LinkedTrack([_det(0, 12.0)], [True], 0.01, 0.0)
+    assert false_alarm_probability(lone, noise, 15, area, 2048**2) < 1e-20
+
+
+class _Report:
+    def __init__(self, dets, sources):
+        self.detections = dets
+        self.sources_table = np.array(sources, float).reshape(-1, 6)
+
+
+def test_pixel_fixed_features_are_flagged_and_a_staring_geo_is_kept():
+    def src(x, y):
+        return [x, y, 100.0, 10.0, 0.0, 0.0]
+
+    hot_a, geo = _det(0, 8.0), _det(0, 9.0)
+    hot_a.x, hot_a.y = 500.2, 300.1
+    geo.x, geo.y = 800.0, 700.0
+    field1 = [_Report([hot_a, geo], [src(500.2, 300.1), src(800.0, 700.0)]) for _ in range(3)]
+    # other fields: the hot pixel is on the same pixels, the GEO is not there
+    field2 = [_Report([], [src(500.0, 300.3), src(30.0, 40.0)]) for _ in range(3)]
+    field3 = [_Report([], [src(500.5, 300.0)]) for _ in range(3)]
+    assert flag_pixel_fixed([field1, field2, field3]) >= 1
+    assert NOTE in hot_a.notes
+    assert NOTE not in geo.notes
+    # a single field cannot tell (the dark frames' bad-pixel map does that)
+    lone = _det(0, 8.0)
+    assert flag_pixel_fixed([[_Report([lone], [src(10.0, 10.0)])]]) == 0
+
+
+def test_eastward_prior():
+    assert eastward(np.array([1e-3, 1e-4])) is True
+    assert eastward(np.array([-1e-3, 2e-4])) is False
+    assert eastward(np.array([1e-5, 1e-3])) is None  # north-south: the prior cannot tell
