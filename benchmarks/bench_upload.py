@@ -1,16 +1,22 @@
 """Load benchmark of the data center: concurrent station clients uploading tracklets.
 
 A real ``aposos center serve`` process (SQLite file in a temp folder, correlation
-worker running) on a loopback port; N station clients (threads with their own HTTP
-connection and token) upload batches of fresh tracklets for a fixed time. Reported:
-tracklets/s, requests/s, latency percentiles; then the database is checked: every
-acknowledged tracklet stored exactly once.
+worker running against a real catalogue snapshot, a site for every station) on a
+loopback port; N station clients (threads with their own HTTP connection and token)
+upload batches of fresh tracklets (new UUIDs and new observations every time) for a
+fixed time. Reported: tracklets/s, requests/s, latency percentiles, and the jobs the
+worker correlated meanwhile; then the database is checked: every acknowledged
+tracklet stored exactly once.
+
+With ``--big-mb M`` one more station uploads M MB bodies all the time: the latency
+reported is that of the small uploads of the other stations.
 
 Baseline, run first in the same process: one client alone for a short time. The
 ratio says how much the service gains from concurrency.
 
     .venv/bin/python benchmarks/bench_upload.py                 # 20 clients, 60 s
     .venv/bin/python benchmarks/bench_upload.py --clients 5 --duration 10
+    .venv/bin/python benchmarks/bench_upload.py --clients 5 --duration 20 --big-mb 10
 """
 
 from __future__ import annotations
@@ -28,38 +34,77 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from centerserver import CenterProcess  # noqa: E402
-
-PLACEHOLDER = "00000000-0000-4000-8000-{:012d}"
+from centerserver import CAT_0930, STATIONS, CenterProcess  # noqa: E402
 
 
-def body_template(station: str, batch: int, n_obs: int, seed: int) -> tuple[str, list[str]]:
-    """A JSON upload whose UUIDs are placeholders to replace per request."""
-    rng = np.random.default_rng(seed)
-    start = np.datetime64("2020-10-01T18:00:00", "us")
-    wire, marks = [], []
-    for j in range(batch):
-        mark = PLACEHOLDER.format(seed * 1000 + j)
-        t0 = start + np.timedelta64(int(rng.integers(0, 8 * 3600)), "s")
-        wire.append(
-            {
-                "uuid": mark,
-                "station": station,
-                "object": None,
-                "observations": [
-                    {
-                        "utc": str(t0 + np.timedelta64(k * 3, "s")) + "Z",
-                        "ra_deg": float(rng.uniform(0, 360)),
-                        "dec_deg": float(rng.uniform(-80, 80)),
-                        "sigma_arcsec": 1.5,
-                        "mag": float(rng.uniform(8, 14)),
-                    }
-                    for k in range(n_obs)
-                ],
-            }
+class Bodies:
+    """JSON uploads of fresh tracklets (new UUIDs and new observations every time),
+    made cheaply from one template so that the clients spend little CPU."""
+
+    def __init__(self, station: str, batch: int, n_obs: int, rng):
+        start = np.datetime64("2020-10-01T18:00:00", "us")
+        wire = []
+        self.ra = rng.uniform(0, 360, batch)
+        for j in range(batch):
+            t0 = start + np.timedelta64(int(rng.integers(0, 8 * 3600 * 1000)), "ms")
+            obs = [
+                {
+                    "utc": str(t0 + np.timedelta64(k * 3, "s")) + "Z",
+                    "ra_deg": float(rng.uniform(0, 360)),
+                    "dec_deg": float(rng.uniform(-80, 80)),
+                    "sigma_arcsec": 1.5,
+                    "mag": float(rng.uniform(8, 14)),
+                }
+                for k in range(n_obs)
+            ]
+            obs[0]["ra_deg"] = f"@R{j}@"
+            wire.append(
+                {"uuid": f"@U{j}@", "station": station, "object": None, "observations": obs}
+            )
+        self.template = json.dumps(wire)
+        self.batch = batch
+        self.count = 0
+
+    def next(self) -> tuple[str, list[str]]:
+        self.count += 1
+        body, ids = self.template, []
+        for j in range(self.batch):
+            uid = str(uuid.uuid4())
+            ra = (self.ra[j] + self.count * 1e-5) % 360.0
+            body = body.replace(f'"@U{j}@"', f'"{uid}"').replace(f'"@R{j}@"', f"{ra:.9f}")
+            ids.append(uid)
+        return body, ids
+
+
+def station_sites(folder: Path, codes: list[str]) -> Path:
+    """A stations/ folder with one site per benchmark station (Iran's place)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (STATIONS / "iran.toml").read_text()
+    for k, code in enumerate(codes):
+        (folder / f"{code}.toml").write_text(
+            text.replace('code = "IRN1"', f'code = "{code}"').replace(
+                "iod_station = 2401", f"iod_station = {9000 + k}"
+            )
         )
-        marks.append(mark)
-    return json.dumps(wire), marks
+    return folder
+
+
+def big_uploader(center, token: str, megabytes: float, stop: threading.Event, out: dict):
+    """One station sending large uploads until ``stop``."""
+    rng = np.random.default_rng(999)
+    n = int(megabytes * 1e6 / 1500)  # about 1.5 kB per 6-point tracklet in JSON
+    with httpx.Client(timeout=300, headers={"Authorization": f"Bearer {token}"}) as http:
+        bodies = Bodies("BIG0", n, 6, rng)
+        while not stop.is_set():
+            body, ids = bodies.next()
+            t0 = time.perf_counter()
+            r = http.post(f"{center.url}/api/v1/tracklets", content=body)
+            out.setdefault("seconds", []).append(time.perf_counter() - t0)
+            out.setdefault("mb", []).append(len(body) / 1e6)
+            if r.status_code == 201:
+                out.setdefault("acked", []).extend(ids)
+            else:
+                out.setdefault("errors", []).append(f"{r.status_code} {r.text[:200]}")
 
 
 def run_clients(center, tokens: dict, seconds: float, batch: int, n_obs: int) -> dict:
@@ -71,15 +116,11 @@ def run_clients(center, tokens: dict, seconds: float, batch: int, n_obs: int) ->
     deadline = time.monotonic() + seconds
 
     def client(code: str, token: str, seed: int):
-        template, marks = body_template(code, batch, n_obs, seed)
+        bodies = Bodies(code, batch, n_obs, np.random.default_rng(seed))
         mine_lat, mine_ack = [], []
         with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
             while time.monotonic() < deadline:
-                body, ids = template, []
-                for mark in marks:
-                    new = str(uuid.uuid4())
-                    body = body.replace(mark, new)
-                    ids.append(new)
+                body, ids = bodies.next()
                 t0 = time.perf_counter()
                 try:
                     r = http.post(
@@ -145,6 +186,13 @@ def check_exactly_once(center, acked: list[str]) -> tuple[int, int]:
     return missing, doubled, len(stored), n_obs
 
 
+def queue_done(center) -> int:
+    from aposos.center.worker import queue_counts
+
+    counts = queue_counts(center.store)
+    return counts["done"] + counts["failed"]
+
+
 def report(name: str, r: dict) -> None:
     print(
         f"{name:<9} {r['clients']:>3} clients {r['seconds']:6.1f} s  "
@@ -163,22 +211,55 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=10, help="tracklets per upload")
     ap.add_argument("--obs", type=int, default=6, help="observations per tracklet")
     ap.add_argument("--sync", default="FULL", help="SQLite synchronous mode of the server")
+    ap.add_argument("--big-mb", type=float, default=0.0, help="one station sends uploads this big")
+    ap.add_argument("--no-catalogue", action="store_true", help="worker idle (no snapshot)")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="aposos-bench-") as tmp:
-        center = CenterProcess(Path(tmp), worker=True, lease_s=30.0, sqlite_synchronous=args.sync)
+        codes = [f"ST{k:02d}" for k in range(1, args.clients + 1)] + ["BIG0"]
+        center = CenterProcess(
+            Path(tmp),
+            worker=True,
+            lease_s=30.0,
+            sqlite_synchronous=args.sync,
+            stations_dir=str(station_sites(Path(tmp) / "stations", codes)),
+        )
         center.start()
         try:
-            tokens = {f"ST{k:02d}": center.token(f"ST{k:02d}") for k in range(1, args.clients + 1)}
+            tokens = {code: center.token(code) for code in codes[:-1]}
+            if not args.no_catalogue:
+                with center.client(center.token("root", "admin")) as c:
+                    c.put_catalogue(CAT_0930)
             print(
-                f"server: SQLite (WAL, synchronous={args.sync}), worker on; "
+                f"server: SQLite (WAL, synchronous={args.sync}), worker on "
+                f"({'idle' if args.no_catalogue else 'correlating against ' + CAT_0930.name}); "
                 f"{args.batch} tracklets x {args.obs} observations per upload"
             )
             first = next(iter(tokens))
             base = run_clients(center, {first: tokens[first]}, args.baseline, args.batch, args.obs)
             report("baseline", base)
+            done_before = queue_done(center)
+            stop, big = threading.Event(), {}
+            if args.big_mb:
+                mover = threading.Thread(
+                    target=big_uploader,
+                    args=(center, center.token("BIG0"), args.big_mb, stop, big),
+                )
+                mover.start()
             load = run_clients(center, tokens, args.duration, args.batch, args.obs)
+            stop.set()
+            if args.big_mb:
+                mover.join()
+                secs = big.get("seconds", [])
+                print(
+                    f"big uploads: {len(secs)} of {np.mean(big.get('mb', [0])):.1f} MB, "
+                    f"{np.mean(secs) if secs else float('nan'):.1f} s each; "
+                    f"errors {len(big.get('errors', []))}"
+                )
+                load["acked"] += big.get("acked", [])
+                load["errors"] += big.get("errors", [])
             report("load", load)
+            print(f"worker: {queue_done(center) - done_before} jobs correlated during the load")
             if not (base["tracklets"] and load["tracklets"]):
                 print("errors:", (base["errors"] + load["errors"])[:3])
                 return 1

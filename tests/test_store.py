@@ -415,3 +415,54 @@ def test_worker_correlates_each_queued_tracklet_once(store, tmp_path):
     worker.stop()
     with store.read() as conn:
         assert conn.execute(select(func.count()).select_from(S.correlations)).scalar() == 2
+
+
+def test_an_upload_and_its_raw_copy_in_one_transaction_or_in_chunks(store):
+    batch = [make_tracklet(seed=k, start=T0 + np.timedelta64(k, "m")) for k in range(8)]
+    batch.append(batch[1])  # a repeat in a later chunk
+    upload_id, results = store.ingest_upload("IRN1", "application/json", b"raw", batch, chunk=3)
+    assert [r.new for r in results] == [True] * 8 + [False]
+    assert [r.index for r in results] == list(range(9)) and results[8].id == results[1].id
+    with store.read() as conn:
+        row = conn.execute(select(S.uploads).where(S.uploads.c.id == upload_id)).one()
+        n_jobs = conn.execute(select(func.count()).select_from(S.jobs)).scalar()
+    assert (row.state, row.n_tracklets, row.n_new, row.payload) == ("stored", 9, 8, b"raw")
+    assert n_jobs == 8
+    again, repeat = store.ingest_upload("IRN1", "application/json", b"raw", batch[:2])
+    assert again is None and not any(r.new for r in repeat)  # a pure repeat keeps no copy
+    changed = make_tracklet(seed=0, start=T0, uuid=batch[0].uuid)
+    changed.dec_deg[0] += 0.1
+    with pytest.raises(IngestConflict, match="different content"):
+        store.ingest_upload("IRN1", "application/json", b"x", [changed])
+
+
+def test_concurrent_uploads_share_commits_and_fail_alone(tmp_path):
+    """Group commit on SQLite: 8 threads upload at once; a conflicting upload fails
+    alone, every other one is stored exactly once."""
+    store = Store(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    store.upgrade()
+    first = make_tracklet(seed=999)
+    store.ingest_upload("IRN1", "application/json", b"x", [first])
+    bad = make_tracklet(seed=998, uuid=first.uuid)  # same UUID, other observations
+    errors, done = [], []
+
+    def station(k: int):
+        for j in range(15):
+            batch = [make_tracklet(seed=1000 * k + j, start=T0 + np.timedelta64(j, "m"))]
+            if (k, j) == (3, 7):
+                batch.append(bad)
+            try:
+                done.extend(r.uuid for r in store.ingest_upload("IRN1", "a", b"x", batch)[1])
+            except IngestConflict as exc:
+                errors.append(str(exc))
+
+    threads = [threading.Thread(target=station, args=(k,)) for k in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(errors) == 1 and first.uuid in errors[0]
+    with store.read() as conn:
+        stored = conn.execute(select(S.tracklets.c.uuid)).scalars().all()
+    assert sorted(stored) == sorted([first.uuid, *done]) and len(done) == 8 * 15 - 1
+    store.close()

@@ -315,37 +315,44 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
                     f"{cfg.station_quota_bytes} bytes; ask the data center to raise it",
                 )
         ctype = request.headers.get("content-type", "")
-        upload_id = await run_in_threadpool(store.save_raw_upload, who.name, ctype, body)
+
+        async def refuse(status: int, message: str, state: str = "rejected", **extra):
+            await run_in_threadpool(
+                store.save_refused_upload, who.name, ctype, body, message, state
+            )
+            raise ApiError(status, message, **extra)
+
+        # parsed in memory first (bounded in time); the raw copy is stored with its
+        # tracklets in one transaction, or kept with the reason it was refused
         try:
             parsed = await run_in_threadpool(
                 lambda: parse_upload(body, time_budget_s=cfg.upload_time_budget_s)
             )
         except Exception as exc:
-            await _quarantine(store, upload_id, exc)
+            await refuse(422, _could_not(exc), "quarantined")
         if parsed.errors:
-            await run_in_threadpool(store.reject_upload, upload_id, "; ".join(parsed.errors))
-            raise ApiError(422, parsed.errors[0], errors=parsed.errors)
+            await refuse(422, parsed.errors[0], errors=parsed.errors)
         for i, t in enumerate(parsed.tracklets):
             if t.station != who.name:
-                message = (
+                await refuse(
+                    403,
                     f"record {i} (uuid {t.uuid}): station {t.station!r} is not the "
-                    f"uploading station {who.name!r}"
+                    f"uploading station {who.name!r}",
                 )
-                await run_in_threadpool(store.reject_upload, upload_id, message)
-                raise ApiError(403, message)
         try:
-            results = await run_in_threadpool(store.ingest, upload_id, parsed.tracklets)
+            upload_id, results = await run_in_threadpool(
+                store.ingest_upload, who.name, ctype, body, parsed.tracklets
+            )
         except IngestConflict as exc:
-            await run_in_threadpool(store.reject_upload, upload_id, str(exc))
-            raise ApiError(409, str(exc)) from None
+            await refuse(409, str(exc))
         except (OperationalError, InterfaceError):
-            raise  # the database, not the upload: it stays received for a later retry
+            raise  # the database, not the upload: 503, the station sends it again
         except Exception as exc:
-            await _quarantine(store, upload_id, exc)
+            await refuse(422, _could_not(exc), "quarantined")
         n_new = sum(r.new for r in results)
         return JSONResponse(
             {
-                "upload_id": upload_id if n_new else None,
+                "upload_id": upload_id,
                 "stored": n_new,
                 "duplicates": len(results) - n_new,
                 "linked_duplicates": sum(r.duplicate_of is not None for r in results),
@@ -624,12 +631,10 @@ def _tracklet_key(key: str) -> int | str:
         raise ApiError(422, f"{key[:60]!r} is neither a tracklet id nor a UUID") from None
 
 
-async def _quarantine(store: Store, upload_id: int, exc: Exception):
-    """An upload that could not be processed: kept aside with the reason, then 422."""
-    reason = f"could not be processed: {type(exc).__name__}: {str(exc)[:300]}"
-    log.error("upload %d quarantined: %s", upload_id, reason)
-    await run_in_threadpool(store.quarantine_upload, upload_id, reason)
-    raise ApiError(422, f"upload {upload_id} {reason}; it is quarantined") from None
+def _could_not(exc: Exception) -> str:
+    """The reason for quarantining an upload that could not be processed."""
+    log.error("upload quarantined: %s: %s", type(exc).__name__, exc)
+    return f"could not be processed ({type(exc).__name__}: {str(exc)[:300]}); quarantined"
 
 
 def serve(config: CenterConfig, *, log_level: str = "info") -> None:

@@ -37,6 +37,7 @@ from aposos.center.dbtypes import (
     parse_time,
     utcnow,
 )
+from aposos.center.groupcommit import GroupCommit
 from aposos.center.queries import StoreQueries
 from aposos.model import Candidate, Correlation, Tracklet
 
@@ -90,6 +91,7 @@ class Store(StoreQueries):
         self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         if self.is_sqlite:
             self.engine = self._sqlite_engine(sqlite_synchronous)
+            self._group = GroupCommit(self.engine, self._write_lock)
         elif self.url.get_backend_name() == "postgresql":
             self.engine = create_engine(self.url, pool_size=10, max_overflow=30, pool_pre_ping=True)
         else:
@@ -322,26 +324,22 @@ class Store(StoreQueries):
         The upload counts one processing attempt (the one about to run).
         """
         with self.write() as conn:
-            res = conn.execute(
-                S.uploads.insert().values(
-                    station=station,
-                    received_at=utcnow(),
-                    content_type=content_type.encode("ascii", "replace").decode()[:128],
-                    size_bytes=len(payload),
-                    payload=payload,
-                    state="received",
-                    attempts=1,
-                )
-            )
-            return int(res.inserted_primary_key[0])
+            return self._insert_upload(conn, station, content_type, payload)
+
+    def save_refused_upload(
+        self, station: str, content_type: str, payload: bytes, error: str, state: str
+    ) -> int:
+        """Keep a refused upload (``rejected`` or ``quarantined``) with its reason."""
+        with self.write() as conn:
+            upload_id = self._insert_upload(conn, station, content_type, payload)
+            _set_refused(conn, upload_id, error, state)
+        return upload_id
 
     def reject_upload(self, upload_id: int, error: str, *, state: str = "rejected") -> None:
         """Mark an upload ``rejected`` (bad input) or ``quarantined`` (could not be
         processed), with the reason; its raw copy is kept for the retention time."""
-        U = S.uploads
-        error = error.replace("\x00", "\\x00")[:4000]
         with self.write() as conn:
-            conn.execute(U.update().where(U.c.id == upload_id).values(state=state, error=error))
+            _set_refused(conn, upload_id, error, state)
 
     def quarantine_upload(self, upload_id: int, reason: str) -> None:
         self.reject_upload(upload_id, reason, state="quarantined")
@@ -432,95 +430,174 @@ class Store(StoreQueries):
             observations, or comes twice in the upload with different content
             (nothing is stored).
         """
-        for attempt in range(3):
-            try:
-                return self._ingest_once(upload_id, tracklets)
-            except IntegrityError:
-                # a concurrent upload stored one of these UUIDs first: look again
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        first = _check_within_upload(tracklets)
 
-    def _ingest_once(self, upload_id, tracklets) -> list[IngestResult]:
+        def once():
+            with self.write() as conn:
+                results, n_new = self._ingest_in(conn, upload_id, tracklets, first)
+                if upload_id is not None:
+                    self._close_upload(conn, upload_id, len(tracklets), n_new)
+            return results
+
+        return _retrying(once)
+
+    def ingest_upload(
+        self,
+        station: str,
+        content_type: str,
+        payload: bytes,
+        tracklets: Sequence[Tracklet],
+        *,
+        chunk: int = 500,
+    ) -> tuple[int | None, list[IngestResult]]:
+        """Store an upload's raw bytes and its tracklets: one transaction (one disk
+        sync) when it holds up to ``chunk`` tracklets, else one per ``chunk``, so that
+        a large upload never holds the write lock for long. Returns (upload id, or
+        None when nothing was new, results). An upload cut off by a crash between
+        chunks stays ``received`` and is finished, idempotently, after a restart.
+
+        Raises :class:`IngestConflict` as :meth:`ingest` (a large upload may then
+        have stored the chunks before the conflict: each stands on its own).
+        """
+        first = _check_within_upload(tracklets)
+        upload_id = None
+        results: list[IngestResult] = []
+        n_new = 0
+        starts = range(0, max(1, len(tracklets)), chunk)
+        for offset in starts:
+            part = list(tracklets[offset : offset + chunk])
+            last = offset == starts[-1]
+            upload_id, got, n = _retrying(
+                lambda uid=upload_id, part=part, last=last, n_new=n_new: self._ingest_chunk(
+                    uid,
+                    (station, content_type, payload),
+                    part,
+                    first,
+                    (last, len(tracklets), n_new),
+                )
+            )
+            n_new += n
+            results += [
+                IngestResult(r.index + offset, r.uuid, r.id, r.new, r.duplicate_of) for r in got
+            ]
+        return (upload_id if n_new else None), _new_once(results)
+
+    def _ingest_chunk(self, upload_id, raw, part, first, closing):
+        """One transaction of :meth:`ingest_upload`; ``closing`` is (last chunk?,
+        tracklets in the upload, new ones in the chunks before)."""
+        last, n_total, n_before = closing
+
+        def work(conn):
+            uid = upload_id if upload_id is not None else self._insert_upload(conn, *raw)
+            got, n = self._ingest_in(conn, uid, part, {t.uuid: first[t.uuid] for t in part})
+            if last:
+                self._close_upload(conn, uid, n_total, n_before + n)
+            return uid, got, n
+
+        if self.is_sqlite:  # concurrent uploads share a transaction and a disk sync
+            return self._group.run(work)
+        with self.write() as conn:
+            return work(conn)
+
+    @staticmethod
+    def _insert_upload(conn: Connection, station: str, content_type: str, payload: bytes) -> int:
+        res = conn.execute(
+            S.uploads.insert().values(
+                station=station,
+                received_at=utcnow(),
+                content_type=content_type.encode("ascii", "replace").decode()[:128],
+                size_bytes=len(payload),
+                payload=payload,
+                state="received",
+                attempts=1,
+            )
+        )
+        return int(res.inserted_primary_key[0])
+
+    @staticmethod
+    def _close_upload(conn: Connection, upload_id: int, n_tracklets: int, n_new: int) -> None:
+        """Mark an upload stored; a pure repeat keeps no copy (unless another
+        process stored tracklets from it)."""
+        U, K = S.uploads, S.tracklets
+        if n_new:
+            conn.execute(
+                U.update()
+                .where(U.c.id == upload_id)
+                .values(state="stored", n_tracklets=n_tracklets, n_new=n_new)
+            )
+        else:
+            conn.execute(
+                U.delete().where(
+                    U.c.id == upload_id,
+                    U.c.state == "received",
+                    ~select(K.c.id).where(K.c.upload_id == upload_id).exists(),
+                )
+            )
+
+    def _ingest_in(self, conn, upload_id, tracklets, first) -> tuple[list[IngestResult], int]:
+        """Store ``tracklets`` (``first``: the first of each UUID) in the open write
+        transaction; returns the results and how many were new."""
         K = S.tracklets
         now = utcnow()
-        first = _check_within_upload(tracklets)
-        with self.write() as conn:
-            known = self._known_uuids(conn, list(first))
-            self._check_against_stored(conn, tracklets, known)
-            fresh = {u: t for u, t in sorted(first.items()) if u not in known}  # one lock order
-            keys = {u: content_key(t) for u, t in fresh.items()}
-            earlier = self._first_with_keys(conn, set(keys.values()))
-            new_ids: dict[str, int] = {}
-            linked: dict[str, int] = {}
-            # originals first, so that copies within the upload can point to them
-            originals = [u for u in fresh if keys[u] not in earlier]
-            copies = [u for u in fresh if keys[u] in earlier]
-            seen_key: dict[str, str] = {}
-            for u in originals:
-                if keys[u] in seen_key:
-                    copies.append(u)
-                else:
-                    seen_key[keys[u]] = u
-            originals = list(seen_key.values())
-            for batch, is_copy in ((originals, False), (copies, True)):
-                if not batch:
-                    continue
-                rows = []
-                for u in batch:
-                    of = None
-                    if is_copy:
-                        k = keys[u]
-                        of = earlier[k] if k in earlier else new_ids.get(seen_key[k])
-                        if of is not None:  # None: its original lost a race; stored plainly
-                            linked[u] = of
-                    rows.append(_tracklet_row(fresh[u], upload_id, now, keys[u], of))
-                stmt = (
-                    self._insert(K)
-                    .on_conflict_do_nothing(index_elements=["uuid"])
-                    .returning(K.c.id, K.c.uuid)
+        known = self._known_uuids(conn, list(first))
+        self._check_against_stored(conn, tracklets, known)
+        fresh = {u: t for u, t in sorted(first.items()) if u not in known}  # one lock order
+        keys = {u: content_key(t) for u, t in fresh.items()}
+        earlier = self._first_with_keys(conn, set(keys.values()))
+        new_ids: dict[str, int] = {}
+        linked: dict[str, int] = {}
+        # originals first, so that copies within the upload can point to them
+        originals = [u for u in fresh if keys[u] not in earlier]
+        copies = [u for u in fresh if keys[u] in earlier]
+        seen_key: dict[str, str] = {}
+        for u in originals:
+            if keys[u] in seen_key:
+                copies.append(u)
+            else:
+                seen_key[keys[u]] = u
+        originals = list(seen_key.values())
+        for batch, is_copy in ((originals, False), (copies, True)):
+            if not batch:
+                continue
+            rows = []
+            for u in batch:
+                of = None
+                if is_copy:
+                    k = keys[u]
+                    of = earlier[k] if k in earlier else new_ids.get(seen_key[k])
+                    if of is not None:  # None: its original lost a race; stored plainly
+                        linked[u] = of
+                rows.append(_tracklet_row(fresh[u], upload_id, now, keys[u], of))
+            stmt = (
+                self._insert(K)
+                .on_conflict_do_nothing(index_elements=["uuid"])
+                .returning(K.c.id, K.c.uuid)
+            )
+            for r in conn.execute(stmt, rows) if rows else ():
+                new_ids[r.uuid] = r.id
+        late = [u for u in fresh if u not in new_ids]  # stored meanwhile by another
+        if late:
+            known.update(self._known_uuids(conn, late))
+            self._check_against_stored(conn, [t for t in tracklets if t.uuid in late], known)
+        if new_ids:
+            obs_rows = []
+            for u in new_ids:
+                obs_rows.extend(_observation_rows(new_ids[u], fresh[u]))
+            conn.execute(S.observations.insert(), obs_rows)
+            queued = [u for u in new_ids if u not in linked]  # copies are not correlated
+            if queued:
+                conn.execute(
+                    S.jobs.insert(),
+                    [
+                        {
+                            "tracklet_id": new_ids[u],
+                            "state": "pending",
+                            "attempts": 0,
+                            "created_at": now,
+                        }
+                        for u in sorted(queued, key=new_ids.get)
+                    ],
                 )
-                for r in conn.execute(stmt, rows) if rows else ():
-                    new_ids[r.uuid] = r.id
-            late = [u for u in fresh if u not in new_ids]  # stored meanwhile by another
-            if late:
-                known.update(self._known_uuids(conn, late))
-                self._check_against_stored(conn, [t for t in tracklets if t.uuid in late], known)
-            if new_ids:
-                obs_rows = []
-                for u in new_ids:
-                    obs_rows.extend(_observation_rows(new_ids[u], fresh[u]))
-                conn.execute(S.observations.insert(), obs_rows)
-                queued = [u for u in new_ids if u not in linked]  # copies are not correlated
-                if queued:
-                    conn.execute(
-                        S.jobs.insert(),
-                        [
-                            {
-                                "tracklet_id": new_ids[u],
-                                "state": "pending",
-                                "attempts": 0,
-                                "created_at": now,
-                            }
-                            for u in sorted(queued, key=new_ids.get)
-                        ],
-                    )
-            if upload_id is not None:
-                U = S.uploads
-                if new_ids:
-                    conn.execute(
-                        U.update()
-                        .where(U.c.id == upload_id)
-                        .values(state="stored", n_tracklets=len(tracklets), n_new=len(new_ids))
-                    )
-                else:  # a pure repeat: keep no copy (unless another process stored it)
-                    conn.execute(
-                        U.delete().where(
-                            U.c.id == upload_id,
-                            U.c.state == "received",
-                            ~select(K.c.id).where(K.c.upload_id == upload_id).exists(),
-                        )
-                    )
         results = []
         seen: set[str] = set()
         for i, t in enumerate(tracklets):
@@ -528,7 +605,7 @@ class Store(StoreQueries):
             seen.add(t.uuid)
             tid = new_ids[t.uuid] if t.uuid in new_ids else known[t.uuid][0]
             results.append(IngestResult(i, t.uuid, tid, new, linked.get(t.uuid)))
-        return results
+        return results, len(new_ids)
 
     @staticmethod
     def _known_uuids(conn: Connection, uuids: list[str]) -> dict[str, tuple[int, str]]:
@@ -611,6 +688,35 @@ class Store(StoreQueries):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _set_refused(conn: Connection, upload_id: int, error: str, state: str) -> None:
+    U = S.uploads
+    error = error.replace("\x00", "\\x00")[:4000]
+    conn.execute(U.update().where(U.c.id == upload_id).values(state=state, error=error))
+
+
+def _new_once(results: list[IngestResult]) -> list[IngestResult]:
+    """A UUID repeated in an upload counts as new only at its first place."""
+    seen: set[str] = set()
+    out = []
+    for r in results:
+        out.append(
+            IngestResult(r.index, r.uuid, r.id, r.new and r.uuid not in seen, r.duplicate_of)
+        )
+        seen.add(r.uuid)
+    return out
+
+
+def _retrying(once):
+    """Run a write once more when a concurrent upload stored one of its UUIDs first."""
+    for attempt in range(3):
+        try:
+            return once()
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _check_within_upload(tracklets: Sequence[Tracklet]) -> dict[str, Tracklet]:
