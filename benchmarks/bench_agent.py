@@ -12,7 +12,8 @@ folder, as a camera would:
 - **latency**: the frames again (a fresh agent and center) at ``--cadence`` seconds;
   for each tracklet, from the write of the last frame of its field to its
   ``received_at`` at the center (median and 95th percentile). A field is closed when
-  the next field's first frame arrives, or after ``field_idle_s`` (here 3 s).
+  the next field's first frame arrives, or after ``field_idle_s`` without a frame
+  (here twice the cadence; 3 s for the throughput run).
 
 Baseline, in the same process: ``reduce_frames`` over the same files (the reduction
 alone, one process, no archive, no delivery). Ratio = agent / baseline throughput.
@@ -82,7 +83,8 @@ def run_agent(frames: list[Path], base: Path, cadence_s: float | None) -> dict:
     camera = base / "camera"
     camera.mkdir(parents=True)
     station = write_station(base / "st", center.url, center.token("PAK1"), {
-        "work_dir": str(base / "work"), "source": "folder", "field_idle_s": 3.0,
+        "work_dir": str(base / "work"), "source": "folder",
+        "field_idle_s": 3.0 if cadence_s is None else 2.0 * cadence_s,
         "folder": {"path": str(camera), "settle_s": 0.2},
     }, base=STATION)  # fmt: skip
     agent = AgentProcess(station).start()

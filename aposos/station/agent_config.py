@@ -8,7 +8,8 @@
     source = "folder"            # folder | simulator | indi
     heartbeat_s = 60             # heartbeat period
     field_max_frames = 20        # a field's frames are reduced and linked together ...
-    field_idle_s = 30            # ... when it holds this many, or no frame came for this long
+    field_idle_s = 30            # ... when it holds this many, or no frame came for this
+                                 #     long (keep it well above the time between frames)
     log_file = ""                # log here instead of stderr (optional)
     archive = true               # keep frames and products in work_dir/archive.zarr
 
@@ -243,6 +244,10 @@ def load_agent_config(
             pace=v.choice("agent.simulator", "pace", ("fast", "realtime"), required=False,
                           default="fast"),
         )  # fmt: skip
+        cadence = station.simulator.cadence_s if station is not None else None
+        if simulator.pace == "realtime" and cadence and idle_s is not None and idle_s <= cadence:
+            v.problems.append(f"agent.field_idle_s {idle_s:g} must be longer than the "
+                              f"simulator's cadence_s {cadence:g}")  # fmt: skip
         if simulator.catalogue is not None and not simulator.catalogue.is_file():
             v.problems.append(f"agent.simulator.catalogue: no file at {simulator.catalogue}")
     elif chosen == "indi":
@@ -261,6 +266,10 @@ def load_agent_config(
             timeout_s=v.number("agent.indi", "timeout_s", lo=1, hi=3600, required=False,
                                default=60.0),
         )  # fmt: skip
+    if indi is not None and None not in (indi.cadence_s, indi.exposure_s, idle_s):
+        if idle_s <= indi.cadence_s + indi.exposure_s:
+            v.problems.append(f"agent.field_idle_s {idle_s:g} must be longer than the time "
+                              f"between INDI frames ({indi.cadence_s + indi.exposure_s:g} s)")
     for table in list(v.data):
         if table not in ("agent", "agent.upload", f"agent.{chosen}") and table.startswith(
             "agent."
