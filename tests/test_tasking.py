@@ -234,3 +234,33 @@ def test_schema_v1_database_gains_the_planning_tables(tmp_path):
     with store.read() as conn:
         assert {"tasks", "task_plans", "task_requests"} <= set(inspect(conn).get_table_names())
     store.close()
+
+
+def test_the_simulator_points_where_the_plan_says(plan, catalogue, tmp_path):
+    """A simulated night follows the tasking: each visit is a task, in its mode and place."""
+    import json
+
+    from aposos.station.config import StationConfig
+    from aposos.station.simulate_plan import plan_night as simulate_night
+    from aposos.station.simulate_plan import read_pointings
+
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan.to_wire()))
+    config = StationConfig.load(STATIONS / "iran.toml")
+    mine = [t for t in plan.tasks if t.station == "IRN1"][:6]
+    pointings = read_pointings(path, station="IRN1")
+    assert len(pointings) == len([t for t in plan.tasks if t.station == "IRN1"])
+    minutes = float((mine[-1].end - mine[0].start) / np.timedelta64(60, "s"))
+    specs = simulate_night(config, catalogue, mine[0].start, minutes, pointings=pointings)
+    assert specs
+    for spec in specs:
+        task = [t for t in mine if t.start <= spec.t_open][-1]
+        assert spec.mode == task.tracking
+        if spec.t_open < task.end:  # a frame of the task itself (not of the slew after it)
+            first = min(s.t_open for s in specs if s.visit == spec.visit)
+            if spec.t_open == first:
+                off = np.degrees(np.arccos(np.clip(
+                    _unit(spec.commanded_ra_deg, spec.commanded_dec_deg)
+                    @ _unit(task.ra_deg, task.dec_deg), -1, 1)))  # fmt: skip
+                # rate tracking carries the simulator's own timing error (0.3 s rms)
+                assert off < (0.5 if task.tracking == "rate" else 0.1), (task.task_id, off)

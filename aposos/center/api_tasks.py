@@ -17,9 +17,10 @@ A request or a report makes the planner re-make the plans it touches, in the
 background (:class:`Replanner`), from the present moment on; tasks already reported
 or under way are kept. New uncorrelated tracks are looked for every ``poll_s`` and
 also lead to a re-plan of the current night.
-"""
 
-from __future__ import annotations
+(No ``from __future__ import annotations`` here: FastAPI must see the dependencies of
+the route signatures, which are local to :func:`register_task_routes`, as objects.)
+"""
 
 import logging
 import math
@@ -65,8 +66,10 @@ def validate_request(doc: dict) -> dict:
     else:
         for key, lo, hi in (("ra_deg", 0.0, 360.0), ("dec_deg", -90.0, 90.0)):
             value = doc.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                math.isfinite(value) and lo <= value <= hi
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and lo <= value <= hi)
             ):
                 raise ValueError(f"a field request needs {key} within [{lo:g}, {hi:g}]")
             out[key] = float(value)
@@ -131,6 +134,10 @@ class Replanner:
             if not wanted:
                 wanted = self._new_ucts()
             for night, trigger in sorted(wanted.items()):
+                if not TS.nights_with_plans(
+                    self.store, utcnow(), utcnow() + timedelta(days=30)
+                ).count(night):
+                    continue  # the night is over: nothing left to re-plan
                 try:
                     from aposos.center.tasking import replan
 

@@ -42,7 +42,9 @@ def _azel(site, ra_deg, dec_deg, times) -> tuple[np.ndarray, np.ndarray]:
     itrs = np.einsum("tij,tj->ti", m, u)
     lat, lon = math.radians(site.latitude_deg), math.radians(site.longitude_deg)
     east = np.array([-math.sin(lon), math.cos(lon), 0.0])
-    north = np.array([-math.sin(lat) * math.cos(lon), -math.sin(lat) * math.sin(lon), math.cos(lat)])
+    north = np.array(
+        [-math.sin(lat) * math.cos(lon), -math.sin(lat) * math.sin(lon), math.cos(lat)]
+    )
     up = np.array([math.cos(lat) * math.cos(lon), math.cos(lat) * math.sin(lon), math.sin(lat)])
     az = np.degrees(np.arctan2(itrs @ east, itrs @ north)) % 360.0
     el = np.degrees(np.arcsin(np.clip(itrs @ up, -1, 1)))

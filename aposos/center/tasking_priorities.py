@@ -76,8 +76,9 @@ def suspect_rows(store, rows: RowPriorities, catalogue, since, until=None,
     q = (
         select(C.c.norad_id, func.max(func.abs(C.c.time_offset_s)).label("worst"))
         .select_from(C.join(K, K.c.correlation_id == C.c.id))
-        .where(C.c.status == "correlated", K.c.t_mid >= since,
-               func.abs(C.c.time_offset_s) > offset_s)  # fmt: skip
+        .where(
+            C.c.status == "correlated", K.c.t_mid >= since, func.abs(C.c.time_offset_s) > offset_s
+        )  # fmt: skip
         .group_by(C.c.norad_id)
     )
     if until is not None:

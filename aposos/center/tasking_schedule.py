@@ -102,7 +102,15 @@ class RowPriorities:
         )  # fmt: skip
 
     def set(self, row, priority, reason, start=None, end=None, simultaneous=False, request=-1):
+        """Raise a row's priority; a request on a row already higher keeps the higher
+        priority but brings its window, its ``simultaneous`` wish and its id."""
         if priority <= self.priority[row]:
+            if request >= 0 and self.priority[row] > BASE_PRIORITY:
+                self.reason[row] = f"{self.reason[row]}; {reason}"
+                self.window_start[row] = np.datetime64("NaT") if start is None else start
+                self.window_end[row] = np.datetime64("NaT") if end is None else end
+                self.simultaneous[row] |= simultaneous
+                self.request_id[row] = request
             return
         self.priority[row] = priority
         self.reason[row] = reason
@@ -300,7 +308,10 @@ class _Scheduler:
 
     def _best(self, code, night: StationNight, t, limit) -> Planned | None:
         best = None
-        for cand in (self._best_field(code, night, t, limit), self._best_object(code, night, t, limit)):
+        for cand in (
+            self._best_field(code, night, t, limit),
+            self._best_object(code, night, t, limit),
+        ):
             if cand is not None and (best is None or cand[0] > best[0]):
                 best = cand
         return None if best is None else best[1]

@@ -109,8 +109,10 @@ def _unit(ra_deg, dec_deg):
 def local_noon_utc(longitude_deg: float, night: np.datetime64) -> np.datetime64:
     """Mean-solar noon at a longitude on the date that starts the night, in UTC."""
     day = np.datetime64(night, "D").astype("datetime64[us]")
-    return day + np.timedelta64(12 * 3600, "s") - np.timedelta64(
-        int(round(longitude_deg / 15.0 * 3600e6)), "us"
+    return (
+        day
+        + np.timedelta64(12 * 3600, "s")
+        - np.timedelta64(int(round(longitude_deg / 15.0 * 3600e6)), "us")
     )
 
 

@@ -52,7 +52,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--pointings",
         type=Path,
-        help="CSV (utc,ra_deg,dec_deg[,mode][,norad_id]) or JSON list of visits to follow",
+        help="CSV (utc,ra_deg,dec_deg[,mode][,norad_id]) or JSON list of visits to follow, "
+        "or a data-center plan (aposos center plan --out, or GET /api/v1/tasks)",
     )
     p.add_argument(
         "--stars", choices=CATALOGUES, default="both", help="star catalogue (default both)"
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     satellites = _load_satellites(args.catalog)
     if len(satellites) == 0:
         raise CommandError(f"no usable element sets in {args.catalog}")
-    pointings = read_pointings(args.pointings) if args.pointings else None
+    pointings = read_pointings(args.pointings, station=config.code) if args.pointings else None
     stars = StarCatalogue.load(args.stars)
     truth = write_night(
         config,

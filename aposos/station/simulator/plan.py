@@ -103,13 +103,33 @@ class SatelliteEphemeris:
         self.sunlit = frames.sunlit(r, jd, fr) & self.ok
 
 
-def read_pointings(path: str | Path) -> list[dict]:
-    """Read a pointings file: CSV with a header, or a JSON list of objects.
+def _plan_rows(doc: dict, station: str | None) -> list[dict]:
+    """Pointings of one station from a data-center plan (``{"tasks": [Task wire]}``)."""
+    tasks = doc.get("tasks")
+    if not isinstance(tasks, list):
+        raise ValueError("expected a JSON list of pointings or a plan with 'tasks'")
+    rows = []
+    for t in tasks:
+        if not isinstance(t, dict):
+            raise ValueError("a plan's tasks must be objects")
+        if station is not None and t.get("station") != station:
+            continue
+        target = t.get("target") or {}
+        rows.append({"utc": t.get("start"), "ra_deg": t.get("ra_deg"), "dec_deg": t.get("dec_deg"),
+                     "mode": t.get("tracking"), "norad_id": target.get("norad_id")})  # fmt: skip
+    return rows
+
+
+def read_pointings(path: str | Path, *, station: str | None = None) -> list[dict]:
+    """Read a pointings file: CSV with a header, a JSON list of objects, or a plan.
 
     Columns / keys: ``utc`` (ISO time the visit starts), ``ra_deg``, ``dec_deg`` (the
     commanded pointing; may be empty for rate mode), and optional ``mode``
     (sidereal|rate|stare) and ``norad_id`` (the target in rate mode). A visit lasts
-    until the next row's time. Raises ``ValueError`` naming the file and row.
+    until the next row's time. A data-center plan (JSON with ``tasks``, as written by
+    ``aposos center plan --out`` or served by ``GET /api/v1/tasks``) gives one visit per
+    task of ``station``, starting at the task's start. Raises ``ValueError`` naming the
+    file and row.
     """
     path = Path(path)
     text = path.read_text()
@@ -118,6 +138,11 @@ def read_pointings(path: str | Path) -> list[dict]:
             rows = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON: {exc}") from None
+        if isinstance(rows, dict):
+            try:
+                rows = _plan_rows(rows, station)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
         if not isinstance(rows, list):
             raise ValueError(f"{path}: expected a JSON list of pointings")
     else:
