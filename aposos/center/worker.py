@@ -60,7 +60,7 @@ def build_correlator(catalogue, sites: dict, cube_dir: Path | None = None):
 
 def load_sites(stations_dir: Path) -> dict:
     """Station sites by code, from the ``[site]`` tables of ``stations/*.toml``."""
-    from aposos.center import sites
+    from aposos.correlate import sites
 
     return sites.load_sites(stations_dir)
 
