@@ -240,10 +240,9 @@ def test_the_simulator_points_where_the_plan_says(plan, catalogue, tmp_path):
     """A simulated night follows the tasking: each visit is a task, in its mode and place."""
     import json
 
-    from aposos.station.simulate_plan import plan_night as simulate_night
-    from aposos.station.simulate_plan import read_pointings
-
     from aposos.station.config import StationConfig
+    from aposos.station.simulator.plan import plan_night as simulate_night
+    from aposos.station.simulator.plan import read_pointings
 
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan.to_wire()))

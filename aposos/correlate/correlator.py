@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STEPS_S = {"LEO": 180, "HEO": 120, "MEO": 300, "GEO": 600}
 N_CANDIDATES = 5
+# the gate passes at most GATE_PASS_CAP objects per tracklet and orbit-class group; an
+# exact SGP4 look at each ranks them and the best N_FIT go on to the fine fit
+GATE_PASS_CAP = 1024
+N_FIT = 64
 GATE_MARGIN_S = 0.2  # light time (GEO 0.13 s) and interpolation
 GATE_MARGIN_KM = 0.5
 GATE_MARGIN_ARCSEC = 10.0
@@ -271,6 +275,7 @@ class SGP4Correlator:
                 found = gate_block(
                     eph.block(int(b)), eph.step_s, k[members], w[members], site_teme[members],
                     u_teme[members], tau_mid, tau_max, cross, theta[members],
+                    cap=GATE_PASS_CAP,
                 )  # fmt: skip
                 for t, (obj, tau) in zip(members, found, strict=True):
                     pair_trk.append(np.full(obj.size, t, dtype=np.int64))
@@ -278,7 +283,58 @@ class SGP4Correlator:
                     pair_tau.append(tau)
         if not pair_trk:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        return np.concatenate(pair_trk), np.concatenate(pair_obj), np.concatenate(pair_tau)
+        return self._rank(
+            batch, np.concatenate(pair_trk), np.concatenate(pair_obj), np.concatenate(pair_tau)
+        )
+
+    def _rank(self, batch, pair_trk, pair_obj, tau):
+        """Keep the ``N_FIT`` likeliest gate candidates of each tracklet.
+
+        The gate's straight-line track needs a bend allowance that grows with the
+        along-track offset squared, so far along the track every object passes. Here
+        each candidate is put by SGP4 at the reference time plus its offset (one Newton
+        step on the offset, then again), and scored by its negative log-likelihood under
+        the best mixture component: offset along track against the component's time
+        sigma, miss distance across the line of sight against its cross-track sigma
+        plus the measurement's.
+        """
+        from aposos.orbit.sgp4 import propagate_packed
+
+        rows = batch.reference_rows()[pair_trk]
+        jd, fr = batch.jd[rows], batch.fr[rows]
+        site, u = batch.reference_teme()
+        site, u = site[pair_trk], u[pair_trk]
+        params = self.catalogue.params[pair_obj]
+        tau = tau.astype(np.float64).copy()
+        miss = np.full(tau.size, np.inf)
+        for _ in range(2):
+            e, r, v = propagate_packed(params, jd[:, None], (fr + tau / 86400.0)[:, None])
+            r, v = r[:, 0], v[:, 0]
+            d = r - site
+            pd = d - np.einsum("ij,ij->i", d, u)[:, None] * u
+            pv = v - np.einsum("ij,ij->i", v, u)[:, None] * u
+            step = -np.einsum("ij,ij->i", pd, pv) / np.maximum(np.einsum("ij,ij->i", pv, pv), 1e-12)
+            miss = np.linalg.norm(pd + step[:, None] * pv, axis=1)
+            rho = np.einsum("ij,ij->i", d, u)
+            tau = tau + np.clip(step, -120.0, 120.0)
+            bad = (e[:, 0] != 0) | ~np.isfinite(miss)
+            miss[bad] = np.inf
+        table = self._priors
+        weights, _ = table.weights(jd, fr, pair_obj)
+        sigma_meas = batch.sigma_rad[rows] * np.maximum(rho, 0.0)
+        score = np.full(tau.size, np.inf)
+        for k in range(table.n_components):
+            p = table.priors(jd, fr, pair_obj, k)
+            sx = np.hypot(np.hypot(p[:, 2], p[:, 3]), sigma_meas) + 0.05
+            nll = ((tau - p[:, 0]) / p[:, 1]) ** 2 + (miss / sx) ** 2
+            nll += 2.0 * np.log(p[:, 1] * sx) - 2.0 * np.log(np.maximum(weights[:, k], 1e-300))
+            score = np.minimum(score, np.where(weights[:, k] > 0, nll, np.inf))
+        order = np.lexsort((score, pair_trk))
+        pair_trk, pair_obj, tau, score = pair_trk[order], pair_obj[order], tau[order], score[order]
+        starts = np.searchsorted(pair_trk, np.arange(batch.n_tracklets))
+        rank = np.arange(pair_trk.size) - starts[pair_trk]
+        keep = (rank < N_FIT) & np.isfinite(score)
+        return pair_trk[keep], pair_obj[keep], tau[keep]
 
     def _correlate_valid(self, tracklets, sites) -> list[Correlation]:
         with _numba_threads(1 if len(tracklets) < SMALL_BATCH else None):

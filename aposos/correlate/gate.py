@@ -80,14 +80,21 @@ def _miss_ratios(block, kk, w, h, site, u, tau_mid, tau_max, cross_km, th, ratio
 
 
 @kernel
-def _collect(ratio, taus, t, out_idx, out_tau, out_miss):
-    """Indices with ratio <= 1, keeping the ``cap`` smallest; returns how many."""
+def _collect(ratio, taus, tau_mid, tau_max, t, out_idx, out_tau, out_miss):
+    """Indices with ratio <= 1, keeping the ``cap`` best; returns how many.
+
+    "Best" adds the squared share of the along-track window used to the miss ratio: far
+    along the track the bend allowance grows with ``tau^2`` and makes any object's
+    ratio small, so ranking by the ratio alone would fill the list with objects minutes
+    away and crowd out one seconds away that is a little off its track.
+    """
     cap = out_idx.shape[1]
     n = 0
     worst = 0
     for j in range(ratio.shape[0]):
-        r = ratio[j]
-        if r <= 1.0:
+        if ratio[j] <= 1.0:
+            along = (taus[j] - tau_mid[j]) / max(tau_max[j], 1e-3)
+            r = ratio[j] + along * along
             if n < cap:
                 out_idx[t, n] = j
                 out_tau[t, n] = taus[j]
@@ -126,14 +133,15 @@ def _gate_tiles(block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta,
 
 
 @parallel_kernel
-def _collect_all(ratio, taus, out_n, out_idx, out_tau, out_miss):
+def _collect_all(ratio, taus, tau_mid, tau_max, out_n, out_idx, out_tau, out_miss):
     for t in prange(ratio.shape[0]):
-        out_n[t] = _collect(ratio[t], taus[t], t, out_idx, out_tau, out_miss)
+        out_n[t] = _collect(ratio[t], taus[t], tau_mid, tau_max, t, out_idx, out_tau, out_miss)
 
 
 def gate_block(
-    block, step_s, k, w, site_teme_km, u_teme, tau_mid_s, tau_max_s, cross_km, theta_rad
-):
+    block, step_s, k, w, site_teme_km, u_teme, tau_mid_s, tau_max_s, cross_km, theta_rad,
+    cap: int = MAX_GATE_CANDIDATES,
+):  # fmt: skip
     """Run the coarse gate for tracklets whose reference time falls in one cube block.
 
     Parameters
@@ -148,6 +156,7 @@ def gate_block(
         window (s) of every object.
     cross_km : ``(n_obj,)`` float32 cross-track allowance (km) of every object.
     theta_rad : ``(n_trk,)`` angular allowance of each tracklet's measurement.
+    cap : at most this many candidates per tracklet (the best, see :func:`_collect`).
 
     Returns
     -------
@@ -157,9 +166,9 @@ def gate_block(
     n_trk = int(k.size)
     n_obj = int(block.shape[2])
     out_n = np.zeros(n_trk, dtype=np.int64)
-    out_idx = np.zeros((n_trk, MAX_GATE_CANDIDATES), dtype=np.int64)
-    out_tau = np.zeros((n_trk, MAX_GATE_CANDIDATES), dtype=np.float32)
-    out_miss = np.zeros((n_trk, MAX_GATE_CANDIDATES), dtype=np.float32)
+    out_idx = np.zeros((n_trk, cap), dtype=np.int64)
+    out_tau = np.zeros((n_trk, cap), dtype=np.float32)
+    out_miss = np.zeros((n_trk, cap), dtype=np.float32)
     order = np.argsort(k, kind="stable")
     w = np.ascontiguousarray(w, dtype=np.float64)
     site_teme_km = np.ascontiguousarray(site_teme_km, dtype=np.float64)
@@ -177,10 +186,10 @@ def gate_block(
             tau_mid_s, tau_max_s, cross_km, theta_rad[rows], ratio, taus,
         )  # fmt: skip
         part_n = np.zeros(rows.size, dtype=np.int64)
-        part_idx = np.zeros((rows.size, MAX_GATE_CANDIDATES), dtype=np.int64)
-        part_tau = np.zeros((rows.size, MAX_GATE_CANDIDATES), dtype=np.float32)
-        part_miss = np.zeros((rows.size, MAX_GATE_CANDIDATES), dtype=np.float32)
-        _collect_all(ratio, taus, part_n, part_idx, part_tau, part_miss)
+        part_idx = np.zeros((rows.size, cap), dtype=np.int64)
+        part_tau = np.zeros((rows.size, cap), dtype=np.float32)
+        part_miss = np.zeros((rows.size, cap), dtype=np.float32)
+        _collect_all(ratio, taus, tau_mid_s, tau_max_s, part_n, part_idx, part_tau, part_miss)
         out_n[rows], out_idx[rows], out_tau[rows], out_miss[rows] = (
             part_n,
             part_idx,
