@@ -192,6 +192,34 @@ def test_real_element_set_errors(tmp_path):
     assert stats["wrong_rate"] <= 0.002
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("older", "newer"), [(17, 18), (17, 20)])
+def test_held_out_pairs_of_the_2026_series(older, newer, tmp_path):
+    """Tracklets from the newer snapshot of a 2026 pair the packaged model was not fitted
+    on (python-sgp4 + astropy, objects within half a day of their newer epoch), against
+    the older snapshot: ``benchmarks/bench_identification.py`` in small.
+
+    The issue's goals (>= 99.5 % right at 1 day, >= 98 % at 3 days, <= 0.1 % confidently
+    wrong) are NOT met yet; these bounds hold what is measured (1000 tracklets: 95.4 %
+    right / 0.4 % wrong at 1 day, 90.9 % / 0.4 % at 3 days), so it cannot get worse."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    from bench_identification import evaluate_pair, snapshot
+
+    ts, results, _ = evaluate_pair(
+        snapshot(older), snapshot(newer), n_tracklets=500, seed=3,
+        model=ErrorModel.default(), cube_dir=tmp_path,
+    )  # fmt: skip
+    stats = score_truth(results, ts.tracklets)
+    _report(f"2026-03-{older} -> {newer}", stats)
+    age = newer - older
+    assert stats["correct_rate"] >= (0.93 if age == 1 else 0.88)
+    assert stats["wrong_rate"] <= 0.008
+    for r in results:
+        assert r.reason and (r.status != "correlated" or r.score >= 0.9)
+
+
 # --------------------------------------------------------------------- classification
 
 
@@ -523,7 +551,8 @@ def test_score_pairs_matches_naive_posterior():
     lost = rng.uniform(0.0, 0.01, pair_trk.size)
     free = rng.uniform(25.0, 45.0, 5)
     free[2] = np.inf
-    got = score_pairs(model, pair_trk, dev, cdev, w, lost, free)
+    ldev = rng.uniform(25.0, 45.0, pair_trk.size)
+    got = score_pairs(model, pair_trk, dev, cdev, w, lost, free, ldev)
     f = model.uncatalogued_fraction
     r = f / (1 - f)
     for t in range(5):
@@ -532,12 +561,10 @@ def test_score_pairs_matches_naive_posterior():
             assert got.unlisted[t] == pytest.approx(1.0)
             continue
         like = [sum(w[k, c] * math.exp(-dev[k, c] / 2) for c in range(k_max)) for k in mine]
-        kern = [
-            (r + lost[k]) * sum(w[k, c] * math.exp(-cdev[k, c] / 2) for c in range(k_max))
-            for k in mine
-        ]
+        kern = [r * sum(w[k, c] * math.exp(-cdev[k, c] / 2) for c in range(k_max)) for k in mine]
         unlisted = sum(kern) - (1 - model.self_cluster_weight) * max(kern)
         unlisted += r * math.exp(-free[t] / 2)
+        unlisted += sum(lost[k] * math.exp(-ldev[k] / 2) for k in mine)
         total = sum(like) + unlisted
         assert got.unlisted[t] == pytest.approx(unlisted / total, rel=1e-9)
         for k, lk in zip(mine, like, strict=True):

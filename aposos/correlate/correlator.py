@@ -376,11 +376,15 @@ class SGP4Correlator:
                 fit, table.priors(jd, fr, pair_obj, k, cluster=True), timing
             )
             cluster[:, k] = chi2 + occam
-        return fit, deviance, cluster, weights, lost
+        spread = wide.copy()  # the gate's widest sigmas across track, the window along
+        spread[:, 1] = self.error_model.gate_max_along_s
+        chi2, occam = evaluate_priors(fit, spread, timing)
+        lost_deviance = chi2 + occam
+        return fit, deviance, cluster, weights, lost, lost_deviance
 
     def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance) -> list[Correlation]:
         """Scores, candidates, status and reason of every tracklet from its pairs' fits."""
-        fit, deviance, cluster, weights, lost = fit_deviance
+        fit, deviance, cluster, weights, lost, lost_deviance = fit_deviance
         n_trk = free_deviance.size
         model = self.error_model
         keep = np.flatnonzero(np.isfinite(fit.chi2))
@@ -389,8 +393,9 @@ class SGP4Correlator:
         trk = pair_trk[keep]
         obj = pair_obj[keep]
         scores = score_pairs(
-            model, trk, deviance[keep], cluster[keep], weights[keep], lost[keep], free_deviance
-        )
+            model, trk, deviance[keep], cluster[keep], weights[keep], lost[keep], free_deviance,
+            lost_deviance[keep],
+        )  # fmt: skip
         order = np.lexsort((obj, -scores.score, trk))  # by tracklet, best first
         starts = np.searchsorted(trk[order], np.arange(n_trk + 1))
         out = []

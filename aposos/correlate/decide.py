@@ -28,7 +28,9 @@ class Scores:
     unlisted: np.ndarray  # (n_trk,) posterior probability of "not in the catalogue"
 
 
-def score_pairs(model, pair_trk, deviance, cluster_deviance, weight, lost, free_deviance) -> Scores:
+def score_pairs(
+    model, pair_trk, deviance, cluster_deviance, weight, lost, free_deviance, lost_deviance=None
+) -> Scores:
     """Posterior probabilities of every candidate and of "not in the catalogue".
 
     Parameters
@@ -42,6 +44,8 @@ def score_pairs(model, pair_trk, deviance, cluster_deviance, weight, lost, free_
     lost : ``(n_pairs,)`` share of the candidate's class and age beyond every component:
         such objects fly where their kind flies, so they count with the uncatalogued.
     free_deviance : ``(n_trk,)`` deviance of the diffuse "nobody catalogued it" background.
+    lost_deviance : ``(n_pairs,)`` deviance with the candidate spread over the whole gate
+        window along track: an object of its kind whose own element set is lost.
     """
     free_deviance = np.asarray(free_deviance, dtype=np.float64)
     n_trk = free_deviance.size
@@ -50,6 +54,8 @@ def score_pairs(model, pair_trk, deviance, cluster_deviance, weight, lost, free_
     cluster_deviance = np.where(np.isfinite(cluster_deviance), cluster_deviance, np.inf)
     base = np.full(n_trk, np.inf)
     np.minimum.at(base, pair_trk, np.minimum(deviance, cluster_deviance).min(axis=1))
+    if lost_deviance is not None:
+        np.minimum.at(base, pair_trk, np.where(np.isfinite(lost_deviance), lost_deviance, np.inf))
     base = np.minimum(base, free_deviance)
     base = np.where(np.isfinite(base), base, 0.0)
     w = np.asarray(weight, dtype=np.float64)
@@ -58,13 +64,18 @@ def score_pairs(model, pair_trk, deviance, cluster_deviance, weight, lost, free_
     f = model.uncatalogued_fraction
     r = f / (1.0 - f)
     # density of objects without a usable element set near the candidates
-    cluster = (w * np.exp(-0.5 * (cluster_deviance - base[pair_trk, None]))).sum(axis=1)
-    cluster = cluster * (r + np.asarray(lost, dtype=np.float64))
+    cluster = (w * np.exp(-0.5 * (cluster_deviance - base[pair_trk, None]))).sum(axis=1) * r
     cluster_sum = np.bincount(pair_trk, cluster, minlength=n_trk)
     cluster_max = np.zeros(n_trk)
     np.maximum.at(cluster_max, pair_trk, cluster)
     background = r * np.exp(-0.5 * (free_deviance - base))
     unlisted = cluster_sum - (1.0 - model.self_cluster_weight) * cluster_max + background
+    if lost_deviance is not None:
+        lost_deviance = np.where(np.isfinite(lost_deviance), lost_deviance, np.inf)
+        spread = np.asarray(lost, dtype=np.float64) * np.exp(
+            -0.5 * (lost_deviance - base[pair_trk])
+        )
+        unlisted = unlisted + np.bincount(pair_trk, spread, minlength=n_trk)
     total = np.bincount(pair_trk, like, minlength=n_trk) + unlisted
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(total[pair_trk] > 0, like / total[pair_trk], 0.0)
