@@ -17,6 +17,8 @@ from aposos.station.detection import Detection
 
 __all__ = ["Detection", "LinkedTrack", "Motion", "eastward", "link"]
 
+SEED_FRAMES = 2  # a track's first two members are at most this many frames apart
+
 
 @dataclass
 class LinkedTrack:
@@ -89,21 +91,23 @@ def link(
     order = np.argsort(times, kind="stable")
     used = np.zeros(len(dets), bool)
     gate = gate_arcsec / 3600.0
+    # seeds: pairs in frames at most SEED_FRAMES apart (a real object shows in most
+    # frames), moving at most max_rate, and agreeing with both in-frame velocities
+    frame_times = np.unique(times[order])
+    rank = np.searchsorted(frame_times, times)
     seeds = []
-    for a_i, a in enumerate(order):
-        for b in order[a_i + 1 :]:
-            dt = times[b] - times[a]
-            if frames[b] == frames[a] or dt <= 0:
-                continue
-            if dt > max_gap_s:
-                break
-            v = (pos[b] - pos[a]) / dt
-            rate = float(np.hypot(*v))
-            if rate > max_rate_deg_s:
-                continue
-            err = _velocity_mismatch(v, vel[a], vsig[a]) + _velocity_mismatch(v, vel[b], vsig[b])
-            if err < 6.0:
-                seeds.append((err, dt, a, b))
+    for a in order:
+        b = order[(rank[order] > rank[a]) & (rank[order] <= rank[a] + SEED_FRAMES)]
+        b = b[(frames[b] != frames[a]) & (times[b] - times[a] <= max_gap_s)]
+        if b.size == 0:
+            continue
+        dt = times[b] - times[a]
+        v = (pos[b] - pos[a]) / dt[:, None]
+        ok = np.hypot(*v.T) <= max_rate_deg_s
+        b, dt, v = b[ok], dt[ok], v[ok]
+        err = _mismatch(v, vel[a][None, :], vsig[a]) + _mismatch(v, vel[b], vsig[b])
+        for i in np.nonzero(err < 6.0)[0]:
+            seeds.append((float(err[i]), float(dt[i]), int(a), int(b[i])))
     # nearest frames first: the motion between consecutive frames is the least ambiguous
     seeds.sort(key=lambda s: (round(s[1], 1), s[0]))
     tracks: list[LinkedTrack] = []
@@ -151,6 +155,13 @@ def eastward(v, *, max_angle_deg: float = 60.0) -> bool | None:
     return bool(v[0] > 0)
 
 
+def _mismatch(v, vd, vsig):
+    """:func:`_velocity_mismatch` over rows."""
+    tol = vsig + 0.05 * np.hypot(*vd.T) + 2e-5
+    d = np.minimum(np.hypot(*(v - vd).T), np.hypot(*(v + vd).T))
+    return d / tol
+
+
 def _velocity_mismatch(v, vd, vsig):
     """Normalised distance of v from +vd or -vd (whichever is nearer)."""
     tol = vsig + 0.05 * float(np.hypot(*vd)) + 2e-5
@@ -159,32 +170,35 @@ def _velocity_mismatch(v, vd, vsig):
 
 def _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap):
     members = [a, b]
-    changed = True
-    while changed:
-        changed = False
+    while True:
         t = times[members]
-        p = pos[members]
-        motion = Motion.fit(t, p)
+        motion = Motion.fit(t, pos[members])
         tmin, tmax = t.min(), t.max()
-        best = {}
-        for k in range(times.size):
-            if used[k] or k in members or frames[k] in frames[members]:
-                continue
-            if times[k] < tmin - max_gap or times[k] > tmax + max_gap:
-                continue
-            pred = motion.position(times[k])
-            dist = float(np.hypot(*(pos[k] - pred)))
-            span = max(abs(times[k] - tmin), abs(times[k] - tmax))
-            g = gate * min(1.0 + 0.5 * span / max(tmax - tmin, 1.0), 3.0)
-            if dist < g and _velocity_mismatch(motion.velocity(times[k]), vel[k], vsig[k]) < 6.0:
-                f = frames[k]
-                if f not in best or dist < best[f][0]:
-                    best[f] = (dist, k)
-        if best:
-            # add the closest in time first, then refit
-            k = min(best.values(), key=lambda dk: min(abs(times[dk[1]] - times[members])))[1]
-            members.append(k)
-            changed = True
+        cand = ~used & ~np.isin(frames, frames[members])
+        cand &= (times >= tmin - max_gap) & (times <= tmax + max_gap)
+        k = np.nonzero(cand)[0]
+        if k.size == 0:
+            break
+        tk = times[k]
+        dist = np.hypot(*(pos[k] - motion.position(tk)).T)
+        span = np.maximum(np.abs(tk - tmin), np.abs(tk - tmax))
+        g = gate * np.minimum(1.0 + 0.5 * span / max(tmax - tmin, 1.0), 3.0)
+        near = dist < g
+        if not near.any():
+            break
+        k, tk, dist = k[near], tk[near], dist[near]
+        v = motion.velocity(tk)
+        ok = np.array([_velocity_mismatch(v[i], vel[j], vsig[j]) < 6.0 for i, j in enumerate(k)])
+        if not ok.any():
+            break
+        k, tk, dist = k[ok], tk[ok], dist[ok]
+        # the best candidate of each frame; of those, the closest in time first, refit
+        order = np.lexsort((dist, frames[k]))
+        k, tk = k[order], tk[order]
+        first = np.r_[True, frames[k][1:] != frames[k][:-1]]
+        k, tk = k[first], tk[first]
+        gap = np.min(np.abs(tk[:, None] - t[None, :]), axis=1)
+        members.append(int(k[np.argmin(gap)]))
     return sorted(members, key=lambda m: times[m])
 
 
@@ -223,6 +237,9 @@ class Motion:
         e0 /= np.linalg.norm(e0)
         e1 = np.cross(pole, e0)
         ang = np.unwrap(np.arctan2(u @ e1, u @ e0))
+        if t.size == 2:  # exact: no fit needed
+            rate = (ang[1] - ang[0]) / (t[1] - t[0])
+            return cls(pole, e0, e1, np.array([ang[0] - rate * t[0], rate]))
         deg = 1 if t.size < 4 else (2 if t.size < 8 else 3)
         coef = np.polynomial.polynomial.polyfit(t, ang, deg)
         # topocentric parallax bends a LEO's path off the great circle: a slow drift
