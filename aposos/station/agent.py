@@ -68,7 +68,7 @@ class StationAgent:
         up = config.upload
         self.link = link or CenterLink(
             self.station.center.url, self.station.code, self.station.token_path,
-            timeout_s=up.timeout_s,
+            timeout_s=up.timeout_s, ca_file=self.station.ca_path,
         )  # fmt: skip
         self.courier = Courier(
             self.store, self.link, self.status, batch=up.batch, heartbeat_s=config.heartbeat_s,
@@ -166,6 +166,7 @@ class StationAgent:
             t0 = time.perf_counter()
             _ = self.stars, self.calibration  # loaded before the first frame, not during it
             log.info("star catalogue and calibration ready in %.1f s", time.perf_counter() - t0)
+            self.courier.first_contact()  # tasks known before the first frame, if reachable
             self._recover()
             while not self.stopping.is_set():
                 task = self._active_task()
@@ -285,6 +286,8 @@ class StationAgent:
         if self.config.source != "folder" and self.config.archive:
             for f in frames:  # the archive holds the pixels now
                 f.path.unlink(missing_ok=True)
+        if any(f.task_id for f in frames):
+            self._active_task()  # finishes the tasks this field completed
         self.courier.wake.set()
 
     # ------------------------------------------------------------------ tasks
