@@ -37,6 +37,7 @@ __all__ = ["StationAgent", "agent_version"]
 
 log = logging.getLogger(__name__)
 FIELD_RADIUS_DEG = 1.0  # a pointing further than this from the last one starts a new field
+MIN_OBSERVATIONS = 2  # the center refuses shorter tracklets: one point gives no arc
 
 
 def agent_version() -> str:
@@ -267,11 +268,16 @@ class StationAgent:
         for t, members in zip(result.tracklets, result.tracklet_members, strict=True):
             idx = [d.frame for d in members if getattr(d, "frame", None) is not None]
             task_of[t.uuid] = frames[idx[0]].task_id if idx else frames[0].task_id
+        deliverable = [t for t in result.tracklets if len(t) >= MIN_OBSERVATIONS]
+        if len(deliverable) < len(result.tracklets):
+            log.info("%d single-observation tracklet(s) kept in the archive only (the center "
+                     "needs %d observations)", len(result.tracklets) - len(deliverable),
+                     MIN_OBSERVATIONS)  # fmt: skip
         queued = self.store.commit_field(
-            outcomes, [(t.to_wire(), task_of[t.uuid]) for t in result.tracklets]
+            outcomes, [(t.to_wire(), task_of[t.uuid]) for t in deliverable]
         )
         for task_id in {f.task_id for f in frames if f.task_id}:
-            n = sum(1 for t in result.tracklets if task_of[t.uuid] == task_id)
+            n = sum(1 for t in deliverable if task_of[t.uuid] == task_id)
             self.store.task_progress(task_id, tracklets=n)
         self.fields_reduced += 1
         solved = sum(o[1] == "solved" for o in outcomes)
