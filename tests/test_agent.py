@@ -13,6 +13,7 @@ import random
 import shutil
 import time
 
+import numpy as np
 import pytest
 from agentsetup import AgentProcess, wait_for, write_sequence, write_station
 from centerserver import CenterProcess, aposos_cli
@@ -329,3 +330,53 @@ def test_simulator_night_becomes_correlated_tracklets(tmp_path):
         assert sum(t["status"] == "correlated" for t in items) >= 1, items
     finally:
         center.stop()
+
+
+@pytest.mark.slow
+def test_agent_follows_the_centers_task_and_reports_it(tmp_path):
+    """The center's planner (issue 13) makes the night's tasks; the simulator station
+    takes its frames where the task points, and the center learns it was executed."""
+    from centerserver import CAT_0930, REPO
+
+    from aposos.center import tasking_store as TS
+    from aposos.center.config import load_config
+    from aposos.center.tasking import replan
+    from aposos.orbit.catalogue import Catalogue
+    from aposos.station.archive import FrameArchive
+
+    center = CenterProcess(tmp_path / "center", worker=False).start()
+    try:
+        night = "2020-10-01"
+        replan(center.store, load_config(center.config), night,
+               catalogue=Catalogue.from_tle(CAT_0930))  # fmt: skip
+        tasks = TS.list_tasks(center.store, station="PAK1", night=night)["tasks"]
+        order = {"sidereal": 0, "stare": 1, "rate": 2}
+        task = min(tasks, key=lambda t: (order[t["tracking"]], t["start"]))
+        start = np.datetime64(task["start"].rstrip("Z"), "us")
+        end = np.datetime64(task["end"].rstrip("Z"), "us")
+        minutes = float((end - start) / np.timedelta64(1, "m"))  # the task's window only
+        station = write_station(tmp_path / "st", center.url, center.token("PAK1"), {
+            "work_dir": str(tmp_path / "work"), "source": "simulator", "heartbeat_s": 1.0,
+            "simulator": {"catalogue": str(CAT_0930), "start": str(start),
+                          "minutes": minutes, "seed": 2},
+        }, base=REPO / "stations" / "pakistan.toml")  # fmt: skip
+        agent = AgentProcess(station).start()
+        assert agent.wait(600) == 0, agent.text()[-3000:]
+        states = TS.list_tasks(center.store, station="PAK1", night=night, with_state=True)
+        mine = next(t for t in states["tasks"] if t["task_id"] == task["task_id"])
+        assert mine["state"] == "executed", mine
+        archive = FrameArchive.open(tmp_path / "work" / "archive.zarr")
+        headers = [archive.read(k)[1] for k in archive.keys()]
+        at_task = [h for h in headers if h["TRACKMOD"] == task["tracking"]
+                   and h["EXPTIME"] == task["exposure_s"]]  # fmt: skip
+        assert len(at_task) == task["frames"], [(h["TRACKMOD"], h["EXPTIME"]) for h in headers]
+        first = min(at_task, key=lambda h: h["DATE-OBS"])
+        assert _sep((first["RA"], first["DEC"]), (task["ra_deg"], task["dec_deg"])) < 0.1
+    finally:
+        center.stop()
+
+
+def _sep(a, b) -> float:
+    ra1, d1, ra2, d2 = np.radians([a[0], a[1], b[0], b[1]])
+    c = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(ra1 - ra2)
+    return float(np.degrees(np.arccos(np.clip(c, -1, 1))))

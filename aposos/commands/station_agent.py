@@ -162,7 +162,8 @@ def cmd_upload(args) -> int:
     queued = store.enqueue([t.to_wire() for t in tracklets])
     print(f"{len(tracklets)} tracklet(s) read, {queued} new in the outbox", file=sys.stderr)
     link = CenterLink(config.station.center.url, code, config.station.token_path,
-                      timeout_s=config.upload.timeout_s)  # fmt: skip
+                      timeout_s=config.upload.timeout_s,
+                      ca_file=config.station.ca_path)  # fmt: skip
     up = config.upload
     courier = Courier(store, link, lambda: {}, batch=up.batch,
                       backoff=Backoff(up.backoff_initial_s, up.backoff_max_s))  # fmt: skip

@@ -37,6 +37,7 @@ __all__ = ["StationAgent", "agent_version"]
 
 log = logging.getLogger(__name__)
 FIELD_RADIUS_DEG = 1.0  # a pointing further than this from the last one starts a new field
+MIN_OBSERVATIONS = 2  # the center refuses shorter tracklets: one point gives no arc
 
 
 def agent_version() -> str:
@@ -68,7 +69,7 @@ class StationAgent:
         up = config.upload
         self.link = link or CenterLink(
             self.station.center.url, self.station.code, self.station.token_path,
-            timeout_s=up.timeout_s,
+            timeout_s=up.timeout_s, ca_file=self.station.ca_path,
         )  # fmt: skip
         self.courier = Courier(
             self.store, self.link, self.status, batch=up.batch, heartbeat_s=config.heartbeat_s,
@@ -166,6 +167,7 @@ class StationAgent:
             t0 = time.perf_counter()
             _ = self.stars, self.calibration  # loaded before the first frame, not during it
             log.info("star catalogue and calibration ready in %.1f s", time.perf_counter() - t0)
+            self.courier.first_contact()  # tasks known before the first frame, if reachable
             self._recover()
             while not self.stopping.is_set():
                 task = self._active_task()
@@ -266,11 +268,16 @@ class StationAgent:
         for t, members in zip(result.tracklets, result.tracklet_members, strict=True):
             idx = [d.frame for d in members if getattr(d, "frame", None) is not None]
             task_of[t.uuid] = frames[idx[0]].task_id if idx else frames[0].task_id
+        deliverable = [t for t in result.tracklets if len(t) >= MIN_OBSERVATIONS]
+        if len(deliverable) < len(result.tracklets):
+            log.info("%d single-observation tracklet(s) kept in the archive only (the center "
+                     "needs %d observations)", len(result.tracklets) - len(deliverable),
+                     MIN_OBSERVATIONS)  # fmt: skip
         queued = self.store.commit_field(
-            outcomes, [(t.to_wire(), task_of[t.uuid]) for t in result.tracklets]
+            outcomes, [(t.to_wire(), task_of[t.uuid]) for t in deliverable]
         )
         for task_id in {f.task_id for f in frames if f.task_id}:
-            n = sum(1 for t in result.tracklets if task_of[t.uuid] == task_id)
+            n = sum(1 for t in deliverable if task_of[t.uuid] == task_id)
             self.store.task_progress(task_id, tracklets=n)
         self.fields_reduced += 1
         solved = sum(o[1] == "solved" for o in outcomes)
@@ -285,6 +292,8 @@ class StationAgent:
         if self.config.source != "folder" and self.config.archive:
             for f in frames:  # the archive holds the pixels now
                 f.path.unlink(missing_ok=True)
+        if any(f.task_id for f in frames):
+            self._active_task()  # finishes the tasks this field completed
         self.courier.wake.set()
 
     # ------------------------------------------------------------------ tasks

@@ -286,7 +286,7 @@ def load_agent_config(
                 v.problems.append(f"{table}.{key} is not a known key")
     problems += v.problems
     if station is not None and check_token:
-        problems += _token_problems(station)
+        problems += _token_problems(station) + _link_problems(station)
     if problems:
         lines = "\n  - ".join(problems)
         raise ValueError(f"{path}: {len(problems)} problem(s) in station file:\n  - {lines}")
@@ -325,6 +325,16 @@ def _fields(v: _AgentValidator) -> tuple[tuple[float, float], ...]:
         v.problems.append("agent.indi.fields must be a list of [ra_deg, dec_deg] pairs")
         return ()
     return tuple((float(f[0]) % 360.0, float(f[1])) for f in value)
+
+
+def _link_problems(station: StationConfig) -> list[str]:
+    from aposos.station.link import LinkError, tls_verify
+
+    try:
+        tls_verify(station.center.url, station.ca_path)
+    except LinkError as exc:
+        return [f"center: {exc}"]
+    return []
 
 
 def _token_problems(station: StationConfig) -> list[str]:

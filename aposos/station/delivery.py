@@ -103,6 +103,13 @@ class Courier:
             except LinkError:
                 pass
 
+    def first_contact(self) -> None:
+        """Fetch tasks once, now (the observing loop has not begun); never raises."""
+        try:
+            self.sync_tasks()
+        except LinkError as exc:
+            log.info("no tasks from the center yet: %s", exc)
+
     def _run(self) -> None:
         while not self.stopping.is_set():
             try:
@@ -157,7 +164,7 @@ class Courier:
         return True
 
     def _upload_failed(self, items, exc: LinkError) -> bool:
-        if exc.kind == "refused" and len(items) > 1:
+        if exc.kind in ("refused", "known") and len(items) > 1:
             log.warning("the center refused a batch (%s); trying its tracklets one by one", exc)
             for item in items:
                 if self.stopping.is_set():
@@ -166,12 +173,12 @@ class Courier:
                     self.link.upload([item.body])
                     self.store.delivered([item.uuid])
                 except LinkError as one:
-                    if one.kind != "refused":
+                    if one.kind not in ("refused", "known"):
                         return self._upload_failed([item], one)
-                    self._reject(item, one)
+                    self._refused(item, one)
             return True
-        if exc.kind == "refused":
-            self._reject(items[0], exc)
+        if exc.kind in ("refused", "known"):
+            self._refused(items[0], exc)
             return True
         wait = self.backoff.fail()
         if exc.kind == "auth":
@@ -189,6 +196,16 @@ class Courier:
         self.store.set("last_error", f"{utcnow_iso()} {exc}")
         self.next_upload = time.monotonic() + wait
         return False
+
+    def _refused(self, item, exc: LinkError) -> None:
+        if exc.kind == "known":
+            log.warning(
+                "tracklet %s is at the center already, from an earlier reduction of the same "
+                "frames (its last digits differ): the center keeps that one", item.uuid,
+            )  # fmt: skip
+            self.store.delivered([item.uuid], note=f"the center kept an earlier copy: {exc}")
+            return
+        self._reject(item, exc)
 
     def _reject(self, item, exc: LinkError) -> None:
         reason = "; ".join(exc.errors) or str(exc)
@@ -215,7 +232,7 @@ class Courier:
             self.store.report_sent(task_id)
         since = np.datetime64(self.clock(), "s") - np.timedelta64(1, "h")
         tasks = self.link.tasks(f"{since}Z")
-        if tasks:
-            n = self.store.save_tasks(tasks)
-            log.info("received %d task(s) from the center (%d new or changed)", len(tasks), n)
+        n = self.store.save_tasks(tasks) if tasks else 0
+        if n:
+            log.info("%d new or changed task(s) from the center (%d current)", n, len(tasks))
         self.store.set("tasks_checked", utcnow_iso())

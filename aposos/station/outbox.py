@@ -209,13 +209,14 @@ class AgentStore:
         )
         return [OutboxItem(u, json.loads(b), a) for u, b, a in rows]
 
-    def delivered(self, uuids: list[str]) -> None:
+    def delivered(self, uuids: list[str], *, note: str | None = None) -> None:
+        """The center holds these tracklets (``note``: how, if not as sent)."""
         now = utcnow_iso()
         with self.transaction() as db:
             db.executemany(
-                "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL"
+                "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = ?"
                 " WHERE uuid = ?",
-                [(now, u) for u in uuids],
+                [(now, note, u) for u in uuids],
             )
             self.set("last_upload", now, db)
 
@@ -263,7 +264,8 @@ class AgentStore:
             for t in tasks:
                 cur = db.execute(
                     "INSERT INTO tasks(task_id, doc) VALUES (?, ?) ON CONFLICT(task_id) DO"
-                    " UPDATE SET doc = excluded.doc WHERE tasks.state = 'new'",
+                    " UPDATE SET doc = excluded.doc WHERE tasks.state = 'new'"
+                    " AND tasks.doc != excluded.doc",
                     (t["task_id"], json.dumps(t)),
                 )
                 n += cur.rowcount

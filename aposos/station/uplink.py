@@ -11,6 +11,8 @@ The station does not import the center's code: this is its own small client over
 ``refused`` 4xx about the data itself (422, 409, 413): retrying the same
             request cannot help
 ``missing`` 404 (a center without the endpoint, e.g. no tasking yet)
+``known``   409: the center holds a tracklet with this id from an earlier
+            reduction of the same frames whose last digits differ
 =========== ==============================================================
 
 The token travels only in the ``Authorization`` header and is never logged.
@@ -61,13 +63,25 @@ class CenterLink:
     token_path : the token file; read again for every request, so a fixed token is
         picked up without a restart.
     timeout_s : per request.
+    ca_file : a CA to pin for the HTTPS link (``[center] ca_file``); plain ``http://`` is
+        refused except to this machine (:func:`aposos.station.link.tls_verify`).
     """
 
-    def __init__(self, url: str, station: str, token_path: Path, *, timeout_s: float = 30.0):
+    def __init__(self, url: str, station: str, token_path: Path, *, timeout_s: float = 30.0,
+                 ca_file: Path | None = None):  # fmt: skip
+        from aposos.station.link import LinkError as UnsafeLink
+        from aposos.station.link import tls_verify
+
         self.url = url.rstrip("/")
         self.station = station
         self.token_path = Path(token_path)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+        try:
+            verify = tls_verify(self.url, ca_file)
+        except UnsafeLink as exc:
+            raise ValueError(str(exc)) from None
+        headers = {"User-Agent": "aposos-station-agent"}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, verify=verify,
+                                  headers=headers)  # fmt: skip
 
     def close(self) -> None:
         self._http.close()
@@ -105,6 +119,8 @@ class CenterLink:
             kind = "auth"
         elif r.status_code == 404:
             kind = "missing"
+        elif r.status_code == 409 and "with different content" in detail:
+            kind = "known"  # this id is stored already, from another reduction
         elif r.status_code == 429 or r.status_code >= 500:
             kind = "network"
         else:
