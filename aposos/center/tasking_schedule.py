@@ -42,7 +42,8 @@ BASE_PRIORITY = 100  # catalogue upkeep and the GEO-belt survey
 SURVEY_PRIORITY = 50  # empty GEO-belt cells, when nothing else is left
 VALUE_NEW_OBJECT = 300.0
 VALUE_LAST_CHANCE = 200.0  # no other station can see it for the rest of the night
-VALUE_SETTING = 100.0  # this station is about to lose it
+VALUE_SCARCE = 600.0  # an object with little visibility left tonight
+SCARCE_MINUTES = 20.0
 SLEW_PENALTY_PER_S = 2.0
 MAX_IDLE_STEPS = 1  # grid steps a station waits when it has nothing to do
 
@@ -323,14 +324,17 @@ class _Scheduler:
         return start, end
 
     def _object_values(self, code, night, cand_rows, k) -> np.ndarray:
-        """Value of newly covering each catalogue row (0 when already covered)."""
+        """Value of newly covering each catalogue row (0 when already covered).
+
+        Scarce objects first: the fewer minutes of visibility an object has left
+        tonight (at this station, and in the network plan at every station), the more
+        it is worth now; an object no other station can see any more is worth more.
+        """
         covered = self._covered_view(code)[cand_rows]
-        value = np.where(covered, 0.0, VALUE_NEW_OBJECT)
         idx = night.row_of[cand_rows]
-        left_here = self.remaining[code][idx, k]
-        value += np.where(covered, 0.0, VALUE_SETTING / (1.0 + left_here / 5.0))
+        left = self.remaining[code][idx, k].astype(np.float64)
+        others = np.zeros(cand_rows.size)
         if self.network:
-            others = np.zeros(cand_rows.size, np.int64)
             for c2, n2 in self.nights.items():
                 if c2 == code:
                     continue
@@ -338,7 +342,9 @@ class _Scheduler:
                 j = n2.row_of[cand_rows]
                 seen = j >= 0
                 others[seen] += self.remaining[c2][j[seen], min(k2 + 1, n2.times.size - 1)]
-            value += np.where(covered | (others > 0), 0.0, VALUE_LAST_CHANCE)
+        value = VALUE_NEW_OBJECT + VALUE_SCARCE * np.exp(-(left + others) / SCARCE_MINUTES)
+        value += np.where(others > 0, 0.0, VALUE_LAST_CHANCE) if self.network else 0.0
+        value = np.where(covered, 0.0, value)
         return value
 
     def _best_object(self, code, night: StationNight, t, limit):
