@@ -57,7 +57,8 @@ class IndiServer:
     def start(self, timeout: float = 30.0) -> IndiServer:
         logfile = open(self.log, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            ["indiserver", "-p", str(self.port), *DRIVERS],
+            # its own local socket: the default one is shared by every indiserver
+            ["indiserver", "-p", str(self.port), "-u", str(self.root / "local"), *DRIVERS],
             stdout=logfile, stderr=subprocess.STDOUT, cwd=self.root,
         )  # fmt: skip
         logfile.close()
