@@ -203,6 +203,7 @@ def test_tracklets_are_correlated_against_the_catalogue(center, correlated):
             corr = detail["correlation"]
             assert corr["snapshot_id"] == correlated["snapshot"]["id"]
             assert corr["candidates"][0]["norad_id"] == number
+            assert corr["reason"].startswith(f"correlated with {number}")
             # Skyfield + ERFA directions and the correlator's agree to about an arcsecond
             assert corr["rms_arcsec"] < 5
         hst = c.correlations(norad_id=20580)["items"]

@@ -250,6 +250,8 @@ def _correlation_wire(r) -> dict:
         "cross_track_arcsec": num(r.cross_track_arcsec),
         "candidates": json.loads(r.candidates),
         "error": r.error,
+        "reason": r.reason,
+        "p_unlisted": num(r.p_unlisted),
         "correlated_at": iso(r.created_at),
     }
 

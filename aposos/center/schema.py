@@ -189,6 +189,8 @@ correlations = Table(
     Column("candidates", Text, nullable=False),  # JSON list of Candidate wire forms
     Column("error", Text),
     Column("created_at", DateTime, nullable=False),
+    Column("reason", Text),  # why: winner, runner-up, nearest candidate in km and s
+    Column("p_unlisted", Double),  # posterior of "not in the catalogue"
     Index("ix_correlations_norad", "norad_id"),
     Index("ix_correlations_tracklet", "tracklet_id"),
 )
@@ -293,7 +295,12 @@ def _v2_hardening(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v2_hardening, _add_tasking_tables)
+def _correlation_reasons(conn: Connection) -> None:
+    """Each correlation says why (the hypothesis that won, the runner-up)."""
+    _add_columns(conn, correlations, ("reason", "p_unlisted"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v2_hardening, _add_tasking_tables, _correlation_reasons)
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 

@@ -795,13 +795,10 @@ def correlation_row(c: Correlation) -> dict:
         "cross_track_arcsec": num(c.cross_track_arcsec),
         "candidates": json.dumps([_candidate_wire(k) for k in c.candidates]),
         "error": c.error,
+        "reason": c.reason,
+        "p_unlisted": num(c.p_unlisted),
     }
 
 
 def _candidate_wire(c: Candidate) -> dict:
-    return {
-        "norad_id": int(c.norad_id),
-        "score": num(float(c.score)),
-        "rms_arcsec": num(float(c.rms_arcsec)),
-        "time_offset_s": num(float(c.time_offset_s)),
-    }
+    return c.to_wire()

@@ -677,7 +677,11 @@ def reduce_frames(
 
 
 def write_outputs(result: Reduction, out_dir, station) -> dict[str, Path]:
-    """Write ``tracklets.tdm``, ``tracklets.iod`` and ``reduction.json``."""
+    """Write ``tracklets.tdm``, ``tracklets.iod`` and ``reduction.json``.
+
+    The exchange files carry arcs (two observations or more; the data center refuses a
+    single position); a lone position stays in ``reduction.json``.
+    """
     from aposos.formats.iod import write_iod
     from aposos.formats.tdm import write_tdm
 
@@ -688,14 +692,10 @@ def write_outputs(result: Reduction, out_dir, station) -> dict[str, Path]:
         "iod": out / "tracklets.iod",
         "json": out / "reduction.json",
     }
-    if result.tracklets:
-        paths["tdm"].write_text(write_tdm(result.tracklets, format="kvn"))
-    else:
-        paths["tdm"].write_text("")
+    arcs = [t for t in result.tracklets if len(t) >= 2]
+    paths["tdm"].write_text(write_tdm(arcs, format="kvn") if arcs else "")
     paths["iod"].write_text(
-        write_iod(result.tracklets, iod_station=station.site_info.iod_station)
-        if result.tracklets
-        else ""
+        write_iod(arcs, iod_station=station.site_info.iod_station) if arcs else ""
     )
     paths["json"].write_text(json.dumps(result.to_json(), indent=1) + "\n")
     return paths
