@@ -202,7 +202,8 @@ def fit_streak(sub, labels, label, centre, theta0, length0, psf_sigma, noise, sa
         )
         if fit is None:
             return None
-        model = segment_model(fit.x, x, y)
+        with np.errstate(over="ignore", invalid="ignore"):  # a wild fit is caught below
+            model = segment_model(fit.x, x, y)
         # a star merged into the streak stands far above it; a bright streak's own
         # small misfit does not
         bad = (d - model) > 5.0 * noise + 0.5 * np.abs(model - fit.x[6])

@@ -183,6 +183,9 @@ def _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap):
         dist = np.hypot(*(pos[k] - motion.position(tk)).T)
         span = np.maximum(np.abs(tk - tmin), np.abs(tk - tmax))
         g = gate * np.minimum(1.0 + 0.5 * span / max(tmax - tmin, 1.0), 3.0)
+        # beyond the members, an unmodelled change of rate grows with the time squared
+        out = np.maximum(np.maximum(tmin - tk, tk - tmax), 0.0)
+        g = g + 0.002 * motion.rate_deg_s(float(np.mean(t))) * out**2
         near = dist < g
         if not near.any():
             break
@@ -240,7 +243,7 @@ class Motion:
         if t.size == 2:  # exact: no fit needed
             rate = (ang[1] - ang[0]) / (t[1] - t[0])
             return cls(pole, e0, e1, np.array([ang[0] - rate * t[0], rate]))
-        deg = 1 if t.size < 4 else (2 if t.size < 8 else 3)
+        deg = 2 if t.size < 8 else 3  # three points: the rate and its change
         coef = np.polynomial.polynomial.polyfit(t, ang, deg)
         # topocentric parallax bends a LEO's path off the great circle: a slow drift
         # across it (a line with four points, a parabola with five, a cubic with eight)
