@@ -223,3 +223,21 @@ def test_raw_copies_of_rejected_uploads_are_dropped_after_the_retention(store):
     assert rows[old].payload == b"" and rows[old].error == "not JSON"  # the record stays
     assert len(rows[fresh].payload) == 1_000_000
     assert keeper.purge() == 0
+
+
+def test_behind_a_reverse_proxy_the_forwarded_address_is_logged(tmp_path):
+    proc = CenterProcess(
+        tmp_path, worker=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1"
+    ).start()
+    try:
+        forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+        assert httpx.get(f"{proc.url}/healthz", headers=forwarded).status_code == 200
+    finally:
+        proc.stop()
+    assert "203.0.113.7" in proc.log.read_text()  # the client, not the proxy
+
+
+def test_without_proxy_headers_a_forwarded_address_is_not_believed(center):
+    spoofed = {"X-Forwarded-For": "198.51.100.9"}
+    assert httpx.get(f"{center.url}/healthz", headers=spoofed).status_code == 200
+    assert "198.51.100.9" not in center.log.read_text()
