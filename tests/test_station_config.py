@@ -121,7 +121,8 @@ def test_other_tables_are_kept_and_token_path_is_relative_to_the_file(tmp_path):
     path = tmp_path / "station.toml"
     path.write_text(_to_toml(doc))
     cfg = StationConfig.load(path)
-    assert cfg.extra["agent"] == {"watch": "/data/frames"}
+    # [planning] belongs to the data center's planner: kept, unchecked, like [agent]
+    assert cfg.extra == {"agent": {"watch": "/data/frames"}, "planning": doc["planning"]}
     assert cfg.token_path == tmp_path / "secrets" / "token"
 
 
