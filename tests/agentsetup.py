@@ -95,6 +95,7 @@ class AgentProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> AgentProcess:
+        self._starts_before = self.text().count("work folder") if self.log.exists() else 0
         logfile = open(self.log, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             [*APOSOS, "station", "run", "--station", str(self.station_file), *self.extra],
@@ -110,9 +111,11 @@ class AgentProcess:
             self.proc.wait(30)
 
     def terminate(self, timeout: float = 120) -> int:
-        """SIGTERM once the agent has started (its handlers are in place)."""
+        """SIGTERM once this agent has started (the log is shared by its restarts)."""
         deadline = time.monotonic() + 60
-        while "work folder" not in self.text() and time.monotonic() < deadline:
+        while self.text().count("work folder") <= self._starts_before and (
+            time.monotonic() < deadline
+        ):
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)

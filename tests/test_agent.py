@@ -184,6 +184,21 @@ def test_kill9_restart_and_rereduce_deliver_exactly_once(center, fields, tmp_pat
     store.close()
 
 
+def test_sigterm_during_start_up_ends_cleanly(center, fields, tmp_path):
+    """SIGTERM as soon as the agent says it started (it is still loading its star
+    catalogue): it stops at once with status 0 and takes no frame."""
+    camera = tmp_path / "camera"
+    copy_fields(fields, camera, ks=(0,))
+    station = write_station(tmp_path / "st", center.url, _token(center),
+                            agent_settings(tmp_path / "work", camera))  # fmt: skip
+    agent = AgentProcess(station).start()
+    t0 = time.monotonic()
+    assert agent.terminate() == 0, agent.text()[-2000:]
+    assert time.monotonic() - t0 < 60
+    assert "stopped" in agent.text()
+    assert _count(tmp_path / "work" / "agent.sqlite", "SELECT COUNT(*) FROM frames") == 0
+
+
 _TOKENS: dict = {}
 
 

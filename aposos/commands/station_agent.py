@@ -54,12 +54,10 @@ def _setup_logging(level: str, log_file: Path | None) -> None:
 
 
 def cmd_run(args) -> int:
-    from aposos.station.agent import StationAgent
-
-    config = _load(args)
-    _setup_logging("debug" if args.verbose else args.log_level, config.log_file)
-    agent = StationAgent(config)
-    stops = []
+    # the handlers go in first: a SIGTERM while the agent is still starting (loading
+    # its configuration, modules or star catalogue) then ends it cleanly too
+    stops: list[int] = []
+    agents: list = []
 
     def on_signal(signum, _frame):
         stops.append(signum)
@@ -67,12 +65,21 @@ def cmd_run(args) -> int:
             raise KeyboardInterrupt  # a second signal: stop now
         log.info("%s: finishing the current frame and field, then stopping",
                  signal.Signals(signum).name)  # fmt: skip
-        agent.stop()
+        for agent in agents:
+            agent.stop()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    log.info("station %s: source %s, center %s, work folder %s", config.station.code,
-             config.source, config.station.center.url, config.work_dir)  # fmt: skip
     try:
+        from aposos.station.agent import StationAgent
+
+        config = _load(args)
+        _setup_logging("debug" if args.verbose else args.log_level, config.log_file)
+        agent = StationAgent(config)
+        agents.append(agent)
+        if stops:  # asked to stop before the agent existed
+            agent.stop()
+        log.info("station %s: source %s, center %s, work folder %s", config.station.code,
+                 config.source, config.station.center.url, config.work_dir)  # fmt: skip
         agent.run(until_exhausted=not args.forever)
     finally:
         for s, h in old.items():

@@ -164,11 +164,14 @@ class StationAgent:
         has nothing more, as the simulator at the end of its night)."""
         self.courier.start()
         try:
-            t0 = time.perf_counter()
-            _ = self.stars, self.calibration  # loaded before the first frame, not during it
-            log.info("star catalogue and calibration ready in %.1f s", time.perf_counter() - t0)
-            self.courier.first_contact()  # tasks known before the first frame, if reachable
-            self._recover()
+            if not self.stopping.is_set():
+                t0 = time.perf_counter()
+                _ = self.stars, self.calibration  # loaded before the first frame
+                log.info("star catalogue and calibration ready in %.1f s",
+                         time.perf_counter() - t0)  # fmt: skip
+            if not self.stopping.is_set():  # a stop during start-up: frames stay for later
+                self.courier.first_contact()  # tasks known before the first frame
+                self._recover()
             while not self.stopping.is_set():
                 task = self._active_task()
                 try:
