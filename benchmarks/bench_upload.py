@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -186,6 +187,50 @@ def check_exactly_once(center, acked: list[str]) -> tuple[int, int]:
     return missing, doubled, len(stored), n_obs
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent by the server process and by its children (the worker)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.start = self.read()
+
+    def read(self) -> tuple[float, float]:
+        kids = [k for k in children(self.pid) if "resource_tracker" not in _cmdline(k)]
+        return cpu_seconds(self.pid), sum(cpu_seconds(k) for k in kids)
+
+    def spent(self) -> tuple[float, float]:
+        now = self.read()
+        return now[0] - self.start[0], now[1] - self.start[1]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def queue_done(center) -> int:
     from aposos.center.worker import queue_counts
 
@@ -203,6 +248,15 @@ def report(name: str, r: dict) -> None:
     )
 
 
+def cpu_report(r: dict, spent: tuple[float, float]) -> None:
+    server, worker = spent
+    per = 1000.0 * server / r["requests"] if r["requests"] else float("nan")
+    print(
+        f"{'':<9} CPU: server process {server:6.1f} s ({per:5.1f} ms per upload), "
+        f"worker process {worker:6.1f} s, over {r['seconds']:.1f} s of wall time"
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=20)
@@ -213,6 +267,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sync", default="FULL", help="SQLite synchronous mode of the server")
     ap.add_argument("--big-mb", type=float, default=0.0, help="one station sends uploads this big")
     ap.add_argument("--no-catalogue", action="store_true", help="worker idle (no snapshot)")
+    ap.add_argument(
+        "--worker-thread",
+        action="store_true",
+        help="run the correlation worker as a thread of the server (the old way)",
+    )
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="aposos-bench-") as tmp:
@@ -223,6 +282,7 @@ def main(argv=None) -> int:
             lease_s=30.0,
             sqlite_synchronous=args.sync,
             stations_dir=str(station_sites(Path(tmp) / "stations", codes)),
+            worker_options={"process": not args.worker_thread},
         )
         center.start()
         try:
@@ -230,15 +290,19 @@ def main(argv=None) -> int:
             if not args.no_catalogue:
                 with center.client(center.token("root", "admin")) as c:
                     c.put_catalogue(CAT_0930)
+            where = "a thread of the server" if args.worker_thread else "its own process"
             print(
-                f"server: SQLite (WAL, synchronous={args.sync}), worker on "
+                f"server: SQLite (WAL, synchronous={args.sync}), worker in {where} "
                 f"({'idle' if args.no_catalogue else 'correlating against ' + CAT_0930.name}); "
                 f"{args.batch} tracklets x {args.obs} observations per upload"
             )
             first = next(iter(tokens))
+            meter = CpuMeter(center.proc.pid)
             base = run_clients(center, {first: tokens[first]}, args.baseline, args.batch, args.obs)
             report("baseline", base)
+            cpu_report(base, meter.spent())
             done_before = queue_done(center)
+            meter = CpuMeter(center.proc.pid)
             stop, big = threading.Event(), {}
             if args.big_mb:
                 mover = threading.Thread(
@@ -259,6 +323,7 @@ def main(argv=None) -> int:
                 load["acked"] += big.get("acked", [])
                 load["errors"] += big.get("errors", [])
             report("load", load)
+            cpu_report(load, meter.spent())
             print(f"worker: {queue_done(center) - done_before} jobs correlated during the load")
             if not (base["tracklets"] and load["tracklets"]):
                 print("errors:", (base["errors"] + load["errors"])[:3])

@@ -54,7 +54,15 @@ def aposos_cli(*args: str, env: dict | None = None, timeout: float = 120):
 class CenterProcess:
     """``aposos center serve`` in a subprocess with its own SQLite database."""
 
-    def __init__(self, folder: Path, *, worker: bool = True, lease_s: float = 2.0, **center):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        worker: bool = True,
+        lease_s: float = 2.0,
+        worker_options: dict | None = None,
+        **center,
+    ):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -78,6 +86,7 @@ class CenterProcess:
             f"lease_seconds = {lease_s}",
             "batch_size = 16",
         ]
+        lines += [f"{k} = {_toml(v)}" for k, v in (worker_options or {}).items()]
         self.config.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
         self._store = None

@@ -266,3 +266,56 @@ def test_kill_9_during_uploads_loses_nothing_and_stores_nothing_twice(make_cente
     assert len(per_tracklet) == n_tracklets and set(per_tracklet.values()) == {1}
     assert dict(jobs) == {"done": n_tracklets}, (jobs, counts)
     assert unprocessed == 0
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (Linux /proc)."""
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_worker_process_correlates_and_ends_with_the_server(make_center):
+    """The worker runs in a child process of the server, correlates the queue, and
+    does not outlive a ``kill -9`` of the server (its jobs return by lease)."""
+    center = make_center(worker=True, lease_s=2.0)
+    with center.client(center.token("root", "admin")) as c:
+        c.put_catalogue(CAT_0930)
+    with center.client(center.token("IRN1")) as c:
+        c.upload_tracklets([tracklet(k) for k in range(3)])
+    counts = center.wait_for_queue(timeout=180)
+    assert counts["done"] == 3, counts
+    kids = [k for k in _children(center.proc.pid) if _alive(k)]
+    workers = [k for k in kids if b"resource_tracker" not in _cmdline(k)]
+    assert len(workers) == 1, kids
+    center.kill()
+    deadline = time.monotonic() + 20
+    while _alive(workers[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(workers[0]), "the worker outlived the server"
+
+
+def _cmdline(pid: int) -> bytes:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -69,21 +69,22 @@ def _config(request: Request) -> CenterConfig:
 
 
 def caller(request: Request) -> Principal:
-    """The authenticated caller (401 otherwise)."""
+    """The authenticated caller (401 otherwise). The role checks below are async:
+    no work for the thread pool."""
     return authenticate(_store(request), request.headers.get("authorization"))
 
 
-def analyst(who: Annotated[Principal, Depends(caller)]) -> Principal:
+async def analyst(who: Annotated[Principal, Depends(caller)]) -> Principal:
     who.require("analyst", "admin")
     return who
 
 
-def admin(who: Annotated[Principal, Depends(caller)]) -> Principal:
+async def admin(who: Annotated[Principal, Depends(caller)]) -> Principal:
     who.require("admin")
     return who
 
 
-def station(who: Annotated[Principal, Depends(caller)]) -> Principal:
+async def station(who: Annotated[Principal, Depends(caller)]) -> Principal:
     who.require("station")
     return who
 
@@ -209,7 +210,12 @@ def create_app(config: CenterConfig, *, worker: bool | None = None) -> FastAPI:
         housekeeper.start()
         app.state.housekeeper = housekeeper
         background = None
-        if run_worker:
+        if run_worker and config.worker.process:
+            from aposos.center.workerprocess import WorkerProcess
+
+            background = WorkerProcess(config)
+            background.start()
+        elif run_worker:
             background = queue.CorrelationWorker(store, config)
             background.start()
         try:
@@ -305,50 +311,11 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
                 retry_after_s=round(wait, 1),
             )
         body = await read_body(request, cfg.max_upload_bytes)
-        store = _store(request)
-        if cfg.station_quota_bytes:
-            used = await run_in_threadpool(store.station_bytes, who.name)
-            if used + len(body) > cfg.station_quota_bytes:
-                raise ApiError(
-                    403,
-                    f"station {who.name} has used {used} of its storage quota of "
-                    f"{cfg.station_quota_bytes} bytes; ask the data center to raise it",
-                )
         ctype = request.headers.get("content-type", "")
-
-        async def refuse(status: int, message: str, state: str = "rejected", **extra):
-            await run_in_threadpool(
-                store.save_refused_upload, who.name, ctype, body, message, state
-            )
-            raise ApiError(status, message, **extra)
-
-        # parsed in memory first (bounded in time); the raw copy is stored with its
-        # tracklets in one transaction, or kept with the reason it was refused
-        try:
-            parsed = await run_in_threadpool(
-                lambda: parse_upload(body, time_budget_s=cfg.upload_time_budget_s)
-            )
-        except Exception as exc:
-            await refuse(422, _could_not(exc), "quarantined")
-        if parsed.errors:
-            await refuse(422, parsed.errors[0], errors=parsed.errors)
-        for i, t in enumerate(parsed.tracklets):
-            if t.station != who.name:
-                await refuse(
-                    403,
-                    f"record {i} (uuid {t.uuid}): station {t.station!r} is not the "
-                    f"uploading station {who.name!r}",
-                )
-        try:
-            upload_id, results = await run_in_threadpool(
-                store.ingest_upload, who.name, ctype, body, parsed.tracklets
-            )
-        except IngestConflict as exc:
-            await refuse(409, str(exc))
-        except (OperationalError, InterfaceError):
-            raise  # the database, not the upload: 503, the station sends it again
-        except Exception as exc:
-            await refuse(422, _could_not(exc), "quarantined")
+        # one trip to the thread pool: quota, parsing (bounded in time) and storing
+        upload_id, results = await run_in_threadpool(
+            _take_upload, _store(request), cfg, who.name, ctype, body
+        )
         n_new = sum(r.new for r in results)
         return JSONResponse(
             {
@@ -615,6 +582,47 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
         if next_offset is not None:
             headers["X-Next-Offset"] = str(next_offset)
         return Response(text, media_type=media_type, headers=headers)
+
+
+def _take_upload(store: Store, cfg: CenterConfig, station: str, ctype: str, body: bytes):
+    """Parse and store an upload: (upload id, results). A refused upload is kept with
+    its reason (``rejected``: bad input; ``quarantined``: could not be processed) and
+    :class:`ApiError` raised. The raw copy is stored with the tracklets in one
+    transaction."""
+
+    def refuse(status: int, message: str, state: str = "rejected", **extra):
+        store.save_refused_upload(station, ctype, body, message, state)
+        raise ApiError(status, message, **extra)
+
+    if cfg.station_quota_bytes:
+        used = store.station_bytes(station)
+        if used + len(body) > cfg.station_quota_bytes:
+            raise ApiError(
+                403,
+                f"station {station} has used {used} of its storage quota of "
+                f"{cfg.station_quota_bytes} bytes; ask the data center to raise it",
+            )
+    try:
+        parsed = parse_upload(body, time_budget_s=cfg.upload_time_budget_s)
+    except Exception as exc:
+        refuse(422, _could_not(exc), "quarantined")
+    if parsed.errors:
+        refuse(422, parsed.errors[0], errors=parsed.errors)
+    for i, t in enumerate(parsed.tracklets):
+        if t.station != station:
+            refuse(
+                403,
+                f"record {i} (uuid {t.uuid}): station {t.station!r} is not the "
+                f"uploading station {station!r}",
+            )
+    try:
+        return store.ingest_upload(station, ctype, body, parsed.tracklets)
+    except IngestConflict as exc:
+        refuse(409, str(exc))
+    except (OperationalError, InterfaceError):
+        raise  # the database, not the upload: 503, the station sends it again
+    except Exception as exc:
+        refuse(422, _could_not(exc), "quarantined")
 
 
 def _tracklet_key(key: str) -> int | str:

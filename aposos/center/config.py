@@ -30,12 +30,18 @@ class WorkerConfig:
     poll_seconds : sleep between looks at an empty queue.
     lease_seconds : a claimed job whose lease is not renewed for this long (its worker
         died) goes back to the queue.
+    process : run it in a child process of the server (so that correlating does not
+        compete with request handling for the interpreter); false: a thread.
+    nice : the child process's scheduling priority below the server's (0..19), so
+        uploads get the CPU first.
     """
 
     enabled: bool = True
     batch_size: int = 64
     poll_seconds: float = 1.0
     lease_seconds: float = 60.0
+    process: bool = True
+    nice: int = 5
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,8 @@ class CenterConfig:
             problems.append("upload_time_budget_s must be positive, rejected_retention_days >= 0")
         if self.worker.batch_size <= 0 or self.worker.lease_seconds <= 0:
             problems.append("worker batch_size and lease_seconds must be positive")
+        if not 0 <= self.worker.nice <= 19:
+            problems.append("worker nice must be within 0..19")
         if problems:
             raise ValueError("bad center configuration: " + "; ".join(problems))
 

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 
+from aposos.center import ingestsql as Q
 from aposos.center import schema as S
 from aposos.center.checks import content_key, same_content
 from aposos.center.dbtypes import (
@@ -448,11 +450,12 @@ class Store(StoreQueries):
         payload: bytes,
         tracklets: Sequence[Tracklet],
         *,
-        chunk: int = 500,
+        chunk: int = 100,
     ) -> tuple[int | None, list[IngestResult]]:
         """Store an upload's raw bytes and its tracklets: one transaction (one disk
         sync) when it holds up to ``chunk`` tracklets, else one per ``chunk``, so that
-        a large upload never holds the write lock for long. Returns (upload id, or
+        a large upload never holds the write lock for long (100 tracklets: some 30 ms,
+        which the small uploads queued meanwhile wait at most). Returns (upload id, or
         None when nothing was new, results). An upload cut off by a crash between
         chunks stays ``received`` and is finished, idempotently, after a restart.
 
@@ -501,18 +504,16 @@ class Store(StoreQueries):
 
     @staticmethod
     def _insert_upload(conn: Connection, station: str, content_type: str, payload: bytes) -> int:
-        res = conn.execute(
-            S.uploads.insert().values(
-                station=station,
-                received_at=utcnow(),
-                content_type=content_type.encode("ascii", "replace").decode()[:128],
-                size_bytes=len(payload),
-                payload=payload,
-                state="received",
-                attempts=1,
-            )
-        )
-        return int(res.inserted_primary_key[0])
+        row = {
+            "station": station,
+            "received_at": utcnow(),
+            "content_type": content_type.encode("ascii", "replace").decode()[:128],
+            "size_bytes": len(payload),
+            "payload": payload,
+            "state": "received",
+            "attempts": 1,
+        }
+        return int(conn.execute(Q.INSERT_UPLOAD, row).scalar_one())
 
     @staticmethod
     def _close_upload(conn: Connection, upload_id: int, n_tracklets: int, n_new: int) -> None:
@@ -520,11 +521,7 @@ class Store(StoreQueries):
         process stored tracklets from it)."""
         U, K = S.uploads, S.tracklets
         if n_new:
-            conn.execute(
-                U.update()
-                .where(U.c.id == upload_id)
-                .values(state="stored", n_tracklets=n_tracklets, n_new=n_new)
-            )
+            conn.execute(Q.CLOSE_UPLOAD, {"upload_id": upload_id, "n": n_tracklets, "n_new": n_new})
         else:
             conn.execute(
                 U.delete().where(
@@ -537,7 +534,6 @@ class Store(StoreQueries):
     def _ingest_in(self, conn, upload_id, tracklets, first) -> tuple[list[IngestResult], int]:
         """Store ``tracklets`` (``first``: the first of each UUID) in the open write
         transaction; returns the results and how many were new."""
-        K = S.tracklets
         now = utcnow()
         known = self._known_uuids(conn, list(first))
         self._check_against_stored(conn, tracklets, known)
@@ -568,11 +564,7 @@ class Store(StoreQueries):
                     if of is not None:  # None: its original lost a race; stored plainly
                         linked[u] = of
                 rows.append(_tracklet_row(fresh[u], upload_id, now, keys[u], of))
-            stmt = (
-                self._insert(K)
-                .on_conflict_do_nothing(index_elements=["uuid"])
-                .returning(K.c.id, K.c.uuid)
-            )
+            stmt = Q.insert_tracklets("sqlite" if self.is_sqlite else "postgresql")
             for r in conn.execute(stmt, rows) if rows else ():
                 new_ids[r.uuid] = r.id
         late = [u for u in fresh if u not in new_ids]  # stored meanwhile by another
@@ -582,21 +574,16 @@ class Store(StoreQueries):
         if new_ids:
             obs_rows = []
             for u in new_ids:
-                obs_rows.extend(_observation_rows(new_ids[u], fresh[u]))
-            conn.execute(S.observations.insert(), obs_rows)
+                obs_rows.extend(_observation_rows(conn, new_ids[u], fresh[u]))
+            Q.insert_plain(conn, "observations", _OBSERVATION_COLUMNS, obs_rows)
             queued = [u for u in new_ids if u not in linked]  # copies are not correlated
             if queued:
-                conn.execute(
-                    S.jobs.insert(),
-                    [
-                        {
-                            "tracklet_id": new_ids[u],
-                            "state": "pending",
-                            "attempts": 0,
-                            "created_at": now,
-                        }
-                        for u in sorted(queued, key=new_ids.get)
-                    ],
+                created = Q.db_times(conn, np.array([now], dtype="datetime64[us]"))[0]
+                Q.insert_plain(
+                    conn,
+                    "jobs",
+                    ("tracklet_id", "state", "attempts", "created_at"),
+                    [(new_ids[u], "pending", 0, created) for u in sorted(queued, key=new_ids.get)],
                 )
         results = []
         seen: set[str] = set()
@@ -609,10 +596,9 @@ class Store(StoreQueries):
 
     @staticmethod
     def _known_uuids(conn: Connection, uuids: list[str]) -> dict[str, tuple[int, str]]:
-        K = S.tracklets
         known = {}
         for chunk in chunks(uuids):
-            for r in conn.execute(select(K.c.id, K.c.uuid, K.c.station).where(K.c.uuid.in_(chunk))):
+            for r in conn.execute(Q.KNOWN_UUIDS, {"uuids": chunk}):
                 known[r.uuid] = (r.id, r.station)
         return known
 
@@ -636,14 +622,9 @@ class Store(StoreQueries):
     @staticmethod
     def _first_with_keys(conn: Connection, keys: set[str]) -> dict[str, int]:
         """The first stored (non-copy) tracklet of each content key."""
-        K = S.tracklets
         found: dict[str, int] = {}
         for chunk in chunks(sorted(keys)):
-            for r in conn.execute(
-                select(K.c.content_key, func.min(K.c.id))
-                .where(K.c.content_key.in_(chunk), K.c.duplicate_of.is_(None))
-                .group_by(K.c.content_key)
-            ):
+            for r in conn.execute(Q.FIRST_WITH_KEYS, {"keys": chunk}):
                 found[r[0]] = int(r[1])
         return found
 
@@ -768,20 +749,24 @@ def _tracklet_row(
     }
 
 
-def _observation_rows(tracklet_id: int, t: Tracklet) -> list[dict]:
-    times = t.utc.astype("datetime64[us]").tolist()
-    return [
-        {
-            "tracklet_id": tracklet_id,
-            "seq": k,
-            "utc": times[k],
-            "ra_deg": float(t.ra_deg[k]),
-            "dec_deg": float(t.dec_deg[k]),
-            "sigma_arcsec": float(t.sigma_arcsec[k]),
-            "mag": num(float(t.mag[k])),
-        }
-        for k in range(len(t))
-    ]
+_OBSERVATION_COLUMNS = ("tracklet_id", "seq", "utc", "ra_deg", "dec_deg", "sigma_arcsec", "mag")
+
+
+def _observation_rows(conn: Connection, tracklet_id: int, t: Tracklet) -> list[tuple]:
+    """Rows in the order of ``_OBSERVATION_COLUMNS``."""
+    mags = [None if m != m else m for m in t.mag.tolist()]  # NaN: no magnitude
+    return list(
+        zip(
+            [tracklet_id] * len(t),
+            range(len(t)),
+            Q.db_times(conn, t.utc),
+            t.ra_deg.tolist(),
+            t.dec_deg.tolist(),
+            t.sigma_arcsec.tolist(),
+            mags,
+            strict=True,
+        )
+    )
 
 
 def correlation_row(c: Correlation) -> dict:
