@@ -17,6 +17,12 @@ ratio says how much the service gains from concurrency.
     .venv/bin/python benchmarks/bench_upload.py                 # 20 clients, 60 s
     .venv/bin/python benchmarks/bench_upload.py --clients 5 --duration 10
     .venv/bin/python benchmarks/bench_upload.py --clients 5 --duration 20 --big-mb 10
+    .venv/bin/python benchmarks/bench_upload.py --interval 0.5   # an offered load
+
+Back to back, the latency is the queue of 20 clients before a saturated server
+(Little's law: p99 < 200 ms needs well over 100 uploads/s); with ``--interval`` it
+is the latency at a given upload rate. The CPU seconds of the server process per
+upload (Linux) depend little on what else runs on the machine.
 """
 
 from __future__ import annotations
@@ -108,8 +114,12 @@ def big_uploader(center, token: str, megabytes: float, stop: threading.Event, ou
                 out.setdefault("errors", []).append(f"{r.status_code} {r.text[:200]}")
 
 
-def run_clients(center, tokens: dict, seconds: float, batch: int, n_obs: int) -> dict:
-    """Upload from every station in ``tokens`` at once for ``seconds``."""
+def run_clients(
+    center, tokens: dict, seconds: float, batch: int, n_obs: int, interval: float = 0.0
+) -> dict:
+    """Upload from every station in ``tokens`` at once for ``seconds``: back to back
+    (``interval`` 0: the most the server takes), or one upload every ``interval``
+    seconds per station (an offered load, as stations send when they have data)."""
     latencies: list[float] = []
     acked: list[str] = []
     errors: list[str] = []
@@ -117,10 +127,15 @@ def run_clients(center, tokens: dict, seconds: float, batch: int, n_obs: int) ->
     deadline = time.monotonic() + seconds
 
     def client(code: str, token: str, seed: int):
-        bodies = Bodies(code, batch, n_obs, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        bodies = Bodies(code, batch, n_obs, rng)
         mine_lat, mine_ack = [], []
+        due = time.monotonic() + rng.uniform(0, interval)  # stations out of step
         with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
             while time.monotonic() < deadline:
+                if interval:
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    due += interval
                 body, ids = bodies.next()
                 t0 = time.perf_counter()
                 try:
@@ -265,6 +280,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=10, help="tracklets per upload")
     ap.add_argument("--obs", type=int, default=6, help="observations per tracklet")
     ap.add_argument("--sync", default="FULL", help="SQLite synchronous mode of the server")
+    ap.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds between the uploads of one station (0: back to back)",
+    )
     ap.add_argument("--big-mb", type=float, default=0.0, help="one station sends uploads this big")
     ap.add_argument("--no-catalogue", action="store_true", help="worker idle (no snapshot)")
     ap.add_argument(
@@ -294,7 +315,12 @@ def main(argv=None) -> int:
             print(
                 f"server: SQLite (WAL, synchronous={args.sync}), worker in {where} "
                 f"({'idle' if args.no_catalogue else 'correlating against ' + CAT_0930.name}); "
-                f"{args.batch} tracklets x {args.obs} observations per upload"
+                f"{args.batch} tracklets x {args.obs} observations per upload, "
+                + (
+                    f"one every {args.interval:g} s per station"
+                    if args.interval
+                    else "back to back"
+                )
             )
             first = next(iter(tokens))
             meter = CpuMeter(center.proc.pid)
@@ -310,7 +336,7 @@ def main(argv=None) -> int:
                     args=(center, center.token("BIG0"), args.big_mb, stop, big),
                 )
                 mover.start()
-            load = run_clients(center, tokens, args.duration, args.batch, args.obs)
+            load = run_clients(center, tokens, args.duration, args.batch, args.obs, args.interval)
             stop.set()
             if args.big_mb:
                 mover.join()

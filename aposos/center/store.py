@@ -628,14 +628,6 @@ class Store(StoreQueries):
                 found[r[0]] = int(r[1])
         return found
 
-    def _insert(self, table):
-        """INSERT with the back end's ON CONFLICT support."""
-        if self.is_sqlite:
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        return insert(table)
-
     # ---------------------------------------------------------------- snapshots
 
     def add_snapshot(
