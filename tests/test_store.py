@@ -466,3 +466,23 @@ def test_concurrent_uploads_share_commits_and_fail_alone(tmp_path):
         stored = conn.execute(select(S.tracklets.c.uuid)).scalars().all()
     assert sorted(stored) == sorted([first.uuid, *done]) and len(done) == 8 * 15 - 1
     store.close()
+
+
+def test_driver_level_times_are_what_sqlalchemy_writes(tmp_path):
+    """The upload path writes observation and job times at the driver: the text must
+    be exactly what SQLAlchemy's DateTime writes on SQLite (times compare as text)."""
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects import sqlite
+
+    from aposos.center.ingestsql import db_times
+
+    store = Store(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    utc = np.array(
+        ["1957-10-04T19:28:34", "2020-10-01T18:00:03.5", "2099-12-31T23:59:59.999999"],
+        dtype="datetime64[us]",
+    )
+    dialect = sqlite.dialect()
+    write = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    with store.engine.connect() as conn:
+        assert db_times(conn, utc) == [write(t) for t in utc.tolist()]
+    store.close()
