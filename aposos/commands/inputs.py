@@ -87,7 +87,36 @@ def parse_site(text: str, option: str = "--site", stations_dir: str | Path = "st
         if text.upper() in names:
             return _site_of_table(table, str(candidate))
         codes.append(str(table.get("code")))
-    known = f" (stations in {folder}: {', '.join(codes)})" if codes else f" (no stations in {folder})"
+    known = (
+        f" (stations in {folder}: {', '.join(codes)})" if codes else f" (no stations in {folder})"
+    )
     raise CommandError(
         f"{option} {text!r}: not LAT,LON,ALT_M, a station file or a station code{known}"
     )
+
+
+TOKEN_ENV = "APOSOS_TOKEN"  # the token itself
+TOKEN_FILE_ENV = "APOSOS_TOKEN_FILE"  # a file holding it
+DEFAULT_TOKEN_FILE = "~/.config/aposos/token"
+TOKEN_HELP = (
+    f"file holding your token (default: ${TOKEN_FILE_ENV}, else the token in ${TOKEN_ENV}, "
+    f"else {DEFAULT_TOKEN_FILE})"
+)
+
+
+def resolve_token(token_file: str | None) -> str:
+    """The token from ``--token-file``, ``$APOSOS_TOKEN_FILE``, ``$APOSOS_TOKEN`` or the default file."""
+    import os
+
+    from aposos.center.client import read_token_file
+
+    path = token_file or os.environ.get(TOKEN_FILE_ENV)
+    if path is None and os.environ.get(TOKEN_ENV, "").strip():
+        return os.environ[TOKEN_ENV].strip()
+    try:
+        return read_token_file(path or DEFAULT_TOKEN_FILE)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(
+            f"{exc} (give --token-file, or set {TOKEN_FILE_ENV} to a file or {TOKEN_ENV} "
+            "to the token)"
+        ) from None

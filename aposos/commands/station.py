@@ -43,7 +43,7 @@ def cmd_reduce(args) -> int:
         out_dir=args.out,
         archive=args.archive,
         options=options,
-        progress=not args.quiet,
+        progress=not args.quiet and sys.stderr.isatty(),
     )
     summary = result.to_json()["summary"]
     if summary["files"] == 0:
@@ -122,7 +122,10 @@ def register(subparsers) -> None:
         help="do not solve frames blind when the header has no pointing or a wrong one "
         "(blind solving builds an all-sky index once per run, a few seconds)",
     )
-    reduce.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    reduce.add_argument(
+        "-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+        help="no progress bar (there is none unless stderr is a terminal)",
+    )  # fmt: skip
     reduce.set_defaults(func=cmd_reduce)
     from aposos.commands import station_agent
 
