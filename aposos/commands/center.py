@@ -228,9 +228,11 @@ def cmd_catalogue_put(args) -> int:
             answer = client.put_catalogue(path, args.name)
     except CenterError as exc:
         raise CommandError(f"the center refused the catalogue: {exc}") from None
+    snap = answer.get("snapshot") or {}
     state = "new snapshot" if answer.get("new") else "already known as snapshot"
-    print(f"{path.name}: {state} {answer.get('snapshot')}; {answer.get('jobs_woken', 0)} "
-          f"waiting correlation(s) woken")  # fmt: skip
+    epochs = f"{str(snap.get('epoch_min'))[:10]} .. {str(snap.get('epoch_max'))[:10]}"
+    print(f"{path.name}: {state} {snap.get('id')} ({snap.get('n_objects')} objects, epochs "
+          f"{epochs}); {answer.get('jobs_woken', 0)} waiting correlation(s) woken")  # fmt: skip
     for problem in answer.get("problems") or []:
         print(f"  warning: {problem}", file=sys.stderr)
     return 0
@@ -265,17 +267,36 @@ def cmd_plan(args) -> int:
     return 0
 
 
+EXAMPLES = {
+    "serve": "example:\n  aposos center serve --config configs/center.toml   # docs at /docs\n",
+    "add-station": "example:\n  aposos center add-station PAK1 --token-file pak1.token\n",
+    "add-user": "examples:\n  aposos center add-user root --role admin --token-file admin.token"
+    "   # the first admin\n  aposos center add-user alice --role analyst --valid-days 90\n",
+    "enrol-code": "example:\n  aposos center enrol-code PAK1 --valid-hours 24\n",
+    "rotate": "example:\n  aposos center rotate PAK1 --overlap-hours 24 --token-file pak1.token\n",
+    "revoke": "example:\n  aposos center revoke alice\n",
+    "tokens": "example:\n  aposos center tokens --config configs/center.toml\n",
+    "plan": "example:\n  aposos center plan --night 2020-10-02 --out plan.json --plot-dir plots/\n",
+    "put": "example:\n  aposos center catalogue put active.3le --url http://127.0.0.1:8600 "
+    "--token-file admin.token\n",
+}
+
+
 def register(subparsers) -> None:
     """Add ``aposos center`` and its actions."""
     parser = subparsers.add_parser(
         "center",
         help="run and administer the data center",
-        description="Run the data-center HTTP service and manage its access tokens.",
+        description="Run the data-center HTTP service and manage its access tokens. "
+        f"Every action reads the center's configuration (--config, ${CONFIG_ENV}, or "
+        f"{DEFAULT_CONFIG} in the current folder) and refuses to run without one.",
     )
     actions = parser.add_subparsers(dest="center_action", metavar="ACTION", required=True)
 
     def add(name, func, help_text):
-        p = actions.add_parser(name, help=help_text, description=help_text)
+        p = actions.add_parser(
+            name, help=help_text, description=help_text, epilog=EXAMPLES.get(name)
+        )
         p.add_argument(
             "--config",
             help=f"center configuration (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG} if present)",
@@ -331,6 +352,7 @@ def register(subparsers) -> None:
         "put", help="put a TLE/3LE or OMM file as a new catalogue snapshot",
         description="Send a TLE/3LE or OMM (JSON, XML, CSV) file to the center as a new "
         "catalogue snapshot (PUT /api/v1/catalogue); needs an admin token.",
+        epilog=EXAMPLES["put"],
     )  # fmt: skip
     p.add_argument("file", help="catalogue file")
     p.add_argument(

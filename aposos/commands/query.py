@@ -141,7 +141,12 @@ def register(subparsers) -> None:
         "tasks": "planned tasks of the stations (a station sees its own)",
     }
     for kind, text in helps.items():
-        p = kinds.add_parser(kind, help=text, description=text)
+        example = f"aposos query {kind}" + (" 25544" if kind == "object" else "")
+        example += " --center http://127.0.0.1:8600 --token-file alice.token --format csv"
+        p = kinds.add_parser(
+            kind, help=text, description=text + ". Times are ISO 8601 UTC.",
+            epilog=f"example:\n  {example}\n",
+        )  # fmt: skip
         if kind == "object":
             p.add_argument("norad_id", type=int, metavar="NORAD", help="NORAD catalogue number")
         if kind not in ("stations", "object"):

@@ -95,8 +95,11 @@ def register(subparsers) -> None:
             "Calibrate, extract, plate-solve and measure FITS frames, link the satellite "
             "detections into tracklets, and write tracklets.tdm, tracklets.iod and "
             "reduction.json (per frame: solved or why not, RMS, stars, FWHM, limiting "
-            "magnitude, detections). Bad files are reported and skipped."
+            "magnitude, detections). Each file that cannot be used is named on stderr with "
+            "its reason and skipped; exit status 2 when no frame could be used."
         ),
+        epilog="example:\n  aposos station reduce night/frames/lights --station "
+        "stations/pakistan.toml \\\n      --calib night/frames/calib --out night/reduced\n",
     )
     reduce.add_argument("inputs", nargs="+", metavar="FRAMES_OR_DIR", help="FITS files or folders")
     reduce.add_argument("--station", required=True, help="station file (stations/<name>.toml)")
@@ -138,6 +141,8 @@ def register(subparsers) -> None:
             "for this station's token with the one-time code its operator gave you, and "
             "write it to the token file (mode 600)."
         ),
+        epilog="example:\n  aposos station enrol --station stations/pakistan.toml "
+        "ABCD-EFGH-JKMN-PQRS\n",
     )
     enrol.add_argument("code", help="the enrolment code, e.g. ABCD-EFGH-JKMN-PQRS")
     enrol.add_argument("--station", required=True, help="station file (stations/<name>.toml)")

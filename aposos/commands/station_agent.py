@@ -200,6 +200,7 @@ def register(sub) -> None:
             "to the data center exactly once through a durable outbox; send a heartbeat "
             "every minute and follow the center's tasks. Stops cleanly on SIGTERM/SIGINT."
         ),
+        epilog="example:\n  aposos station run --station stations/pakistan.toml --forever\n",
     )
     run.add_argument("--station", required=True, help="station file (stations/<name>.toml)")
     run.add_argument("--source", choices=("folder", "simulator", "indi"),
@@ -217,6 +218,7 @@ def register(sub) -> None:
         help="the agent's outbox backlog, last upload, last error and frames today",
         description="Print the station agent's state from its SQLite file (the agent may "
         "be running).",
+        epilog="example:\n  aposos station status --station stations/pakistan.toml --json\n",
     )
     status.add_argument("--station", required=True, help="station file (stations/<name>.toml)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -228,6 +230,8 @@ def register(sub) -> None:
         description="Queue the tracklets of an 'aposos station reduce' output folder (its "
         "tracklets.tdm) or of TDM files in the agent's outbox, and deliver them. Tracklets "
         "already delivered are not sent again; the center keeps each UUID once.",
+        epilog="example:\n  aposos station upload night/reduced --station "
+        "stations/pakistan.toml --wait 30\n",
     )
     upload.add_argument("inputs", nargs="+", metavar="DIR_OR_TDM",
                         help="reduction folders or TDM files")  # fmt: skip

@@ -33,13 +33,19 @@ def register(subparsers) -> argparse.ArgumentParser:
         "simulate",
         help="simulate a night of FITS frames with truth",
         description=DESCRIPTION,
+        epilog="example:\n  aposos station simulate --station stations/peru.toml --catalog "
+        "active.3le \\\n      --start 2020-10-02T23:00:00 --minutes 3 --out night/frames "
+        "--mode mixed\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--station", required=True, type=Path, help="station TOML (stations/X.toml)")
     p.add_argument(
         "--catalog", required=True, type=Path, help="satellite catalogue: TLE/3LE or OMM file"
     )
-    p.add_argument("--start", required=True, help="UTC start, ISO 8601 (2020-10-02T16:00:00)")
+    p.add_argument(
+        "--start", required=True,
+        help="start, ISO 8601, UTC unless it has an offset (2020-10-02T16:00:00)",
+    )  # fmt: skip
     p.add_argument("--minutes", required=True, type=float, help="length of the run in minutes")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument(
