@@ -141,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an input nobody foresaw: still one line
+        logging.getLogger("aposos").debug("command failed", exc_info=True)
+        print(
+            f"aposos {args.command}: unexpected error: {type(exc).__name__}: {exc} "
+            "(aposos -v ... shows where; please report it)",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

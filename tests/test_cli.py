@@ -243,3 +243,66 @@ def test_the_frame_is_named_one_way():
     assert "GCRS axes" in predict and "EME2000" in predict
     readme = (REPO / "README.md").read_text().replace("\n", " ")
     assert "in GCRS axes" in readme and "ICRS axes" not in readme
+
+
+def test_an_unforeseen_error_is_one_line(monkeypatch, capsys):
+    from aposos.cli import main
+    from aposos.commands import catalog
+
+    def broken(args):
+        raise RuntimeError("the zarr store moved")
+
+    monkeypatch.setattr(catalog, "run_info", broken)
+    assert main(["catalog", "info", str(CATALOGUE_NEW)]) == 70
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "RuntimeError: the zarr store moved" in err
+
+
+def test_unreadable_frames_are_named_in_one_line_without_library_advice(tmp_path):
+    from aposos.commands.station import short_reason
+
+    astropy = ("not a readable FITS file (No SIMPLE card found, this file does not appear to "
+               "be a valid FITS file. If this is really a FITS file, try with "
+               "ignore_missing_simple=True)")  # fmt: skip
+    assert short_reason(astropy).endswith("valid FITS file.)")
+    assert short_reason("a\nb") == "a" and short_reason(None) == "no reason given"
+    (tmp_path / "junk.fits").write_text("hello\n")
+    (tmp_path / "empty.fits").write_bytes(b"")
+    done = aposos("station", "reduce", tmp_path, "--station", PERU, "--out", tmp_path / "out")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert sorted(line.split(":")[0] for line in lines[:2]) == ["empty.fits", "junk.fits"]
+    assert "ignore_missing_simple" not in done.stderr
+    assert lines[2].startswith("aposos station: error: no frame could be used")
+    report = json.loads((tmp_path / "out" / "reduction.json").read_text())
+    assert any("ignore_missing_simple" in f["reason"] for f in report["frames"])
+
+
+BAD_INPUTS = [
+    (["station", "simulate", "--station", PERU, "--catalog", CATALOGUE_NEW, "--start",
+      "yesterday", "--minutes", "1", "--out", "x"], ["--start", "yesterday"]),
+    (["station", "simulate", "--station", PERU, "--catalog", CATALOGUE_NEW, "--start",
+      "2020-10-02T23:00:00", "--minutes", "-1", "--out", "x"], ["--minutes"]),
+    (["station", "simulate", "--station", PERU, "--catalog", CATALOGUE_NEW, "--start",
+      "2020-10-02T12:00:00", "--minutes", "1", "--out", "x"], ["not dark"]),
+    (["station", "status", "--station", "missing.toml"], ["missing.toml"]),
+    (["station", "reduce", "x", "--station", CATALOGUE_NEW, "--out", "y"], ["not valid TOML"]),
+    (["correlate", "x.tdm", "--catalog", "missing.3le", "--stations", STATIONS], ["missing.3le"]),
+    (["correlate", "x.tdm", "--catalog", CATALOGUE_NEW, "--stations", "nowhere"], ["nowhere"]),
+    (["correlate", "x.tdm", "--catalog", CATALOGUE_NEW, "--stations", STATIONS, "--model",
+      CATALOGUE_NEW], ["not an error model"]),
+    (["catalog", "predict", CATALOGUE_NEW, "--site", "1,2,3", "--at", AT, "--limit", "-1"],
+     ["--limit", "at least 1"]),
+    (["catalog", "predict", CATALOGUE_NEW, "--station", PERU, "--at", "2026-11-22T00:00:00"],
+     ["more than 30 days"]),
+    (["center", "plan", "--night", "notadate"], ["no center configuration"]),
+    (["query", "object", "notanumber"], ["NORAD", "invalid int"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args, words", BAD_INPUTS, ids=lambda v: " ".join(map(str, v))[:60])
+def test_bad_inputs_give_one_line_and_no_traceback(tmp_path, args, words):
+    done = aposos(*args, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert all(word in last for word in words), last

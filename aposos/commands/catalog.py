@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from aposos.cli import CommandError
-from aposos.commands.inputs import FORMATS, SITE_HELP
+from aposos.commands.inputs import FORMATS, SITE_HELP, positive_int
 
 FRAME_NOTE = (
     "RA/Dec are astrometric: the direction from the site to where the object was when "
@@ -90,7 +90,9 @@ def register(subparsers) -> None:
         "--max-age-days", type=float, default=30.0, metavar="DAYS",
         help="leave out element sets whose epoch is further than this from --at (default 30)",
     )  # fmt: skip
-    predict.add_argument("--limit", type=int, default=None, help="at most this many rows")
+    predict.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help="at most this many rows"
+    )
     predict.add_argument("--format", choices=FORMATS, default="table", help="default table")
     predict.set_defaults(func=run_predict)
 

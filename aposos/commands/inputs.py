@@ -21,6 +21,19 @@ SITE_HELP = (
 )
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_utc(text: str, option: str) -> np.datetime64:
     """An ISO 8601 time as UTC ``datetime64[us]``; an offset (``+03:30``, ``Z``) is honoured."""
     try:

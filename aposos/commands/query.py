@@ -14,7 +14,7 @@ import os
 import sys
 
 from aposos.cli import CommandError
-from aposos.commands.inputs import FORMATS, TOKEN_HELP
+from aposos.commands.inputs import FORMATS, TOKEN_HELP, positive_int
 
 CENTER_ENV = "APOSOS_CENTER_URL"
 DEFAULT_CENTER = "http://127.0.0.1:8600"
@@ -168,6 +168,9 @@ def register(subparsers) -> None:
             "--center", help=f"center URL (default: ${CENTER_ENV}, else {DEFAULT_CENTER})"
         )
         p.add_argument("--token-file", help=TOKEN_HELP)
-        p.add_argument("--limit", type=int, default=100, help="items per page (default 100)")
+        p.add_argument(
+            "--limit", type=positive_int, default=100, metavar="N",
+            help="items per page (default 100)",
+        )  # fmt: skip
         p.add_argument("--all", action="store_true", help="follow every page")
         p.set_defaults(func=cmd_query, kind=kind)

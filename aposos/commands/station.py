@@ -12,10 +12,22 @@ aposos station simulate ...      (when the simulator is installed)
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 
 from aposos.cli import CommandError
+
+# library advice meant for programmers, left out of the operator's line (kept in the JSON)
+LIBRARY_HINTS = re.compile(r"\s*If this is really a FITS file, try with \w+=\w+\.?")
+
+
+def short_reason(reason: str | None) -> str:
+    """One line for the terminal; reduction.json keeps the whole text."""
+    if not reason:
+        return "no reason given"
+    line = LIBRARY_HINTS.sub("", reason.strip().splitlines()[0])
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def cmd_reduce(args) -> int:
@@ -50,7 +62,7 @@ def cmd_reduce(args) -> int:
         raise CommandError("no FITS files found in the inputs")
     for r in result.reports:  # one line per frame that could not be used, with the reason
         if r.status in ("unsolved", "error"):
-            print(f"{r.file}: {r.status}: {r.reason or 'no reason given'}", file=sys.stderr)
+            print(f"{r.file}: {r.status}: {short_reason(r.reason)}", file=sys.stderr)
     if summary["solved"] == 0:
         raise CommandError(
             f"no frame could be used ({summary['files']} files: {summary['light_frames']} "

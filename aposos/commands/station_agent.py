@@ -57,7 +57,10 @@ def cmd_run(args) -> int:
     from aposos.station.agent import StationAgent
 
     config = _load(args)
-    _setup_logging("debug" if args.verbose else args.log_level, config.log_file)
+    level = "debug" if args.verbose >= 2 else ("info" if args.verbose else args.log_level)
+    _setup_logging(level, config.log_file)
+    if args.verbose:  # -v: the agent's own decisions in detail, libraries at info
+        logging.getLogger("aposos").setLevel(logging.DEBUG)
     agent = StationAgent(config)
     stops = []
 
