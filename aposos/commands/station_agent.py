@@ -110,7 +110,7 @@ def cmd_status(args) -> int:
         }
     finally:
         store.close()
-    if args.json:
+    if args.format == "json":
         print(json.dumps(doc, indent=1))
         return 0
     today_n = doc["frames_today"]
@@ -221,10 +221,15 @@ def register(sub) -> None:
         help="the agent's outbox backlog, last upload, last error and frames today",
         description="Print the station agent's state from its SQLite file (the agent may "
         "be running).",
-        epilog="example:\n  aposos station status --station stations/pakistan.toml --json\n",
+        epilog="example:\n  aposos station status --station stations/pakistan.toml --format json\n",
     )
     status.add_argument("--station", required=True, help="station file (stations/<name>.toml)")
-    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--format", choices=("table", "json"), default="table", help="default table"
+    )
+    status.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="the same as --format json"
+    )
     status.set_defaults(func=cmd_status)
 
     upload = sub.add_parser(
