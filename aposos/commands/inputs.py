@@ -1,7 +1,7 @@
 """What several commands ask of the user: a site, a UTC time, an output format.
 
 >>> parse_utc("2020-10-02T20:00:00+03:30", "--at")
-numpy.datetime64('2020-10-02T16:30:00.000000')
+np.datetime64('2020-10-02T16:30:00.000000')
 """
 
 from __future__ import annotations
