@@ -717,7 +717,7 @@ def test_cli_end_to_end(truth, tmp_path, capsys, monkeypatch):
     assert segments == list(range(len(segments)))
     for rec, (_, t) in zip(records, expected, strict=False):
         if t is None:
-            assert rec["status"] == "uncorrelated" and "a.tdm: segment 5" in rec["error"]
+            assert rec["status"] == "failed" and "a.tdm: segment 5" in rec["error"]
         elif t.in_catalogue:
             assert rec["status"] == "correlated" and rec["norad_id"] == t.norad_id, rec
             assert set(rec) >= {"score", "rms_arcsec", "time_offset_s", "cross_track_arcsec"}

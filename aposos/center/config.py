@@ -150,6 +150,21 @@ def _section(doc: dict, name: str, known: set[str], path: Path) -> dict:
     return table
 
 
+def _check_types(table: dict, defaults, name: str, path: Path) -> None:
+    """Each value of the type of its default (an int where a float goes is fine)."""
+    for key, value in table.items():
+        default = getattr(defaults, key)
+        want = str if isinstance(default, Path) else type(default)
+        ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            kind = {int: "an integer", float: "a number", bool: "true or false"}
+            raise ValueError(
+                f"{path}: [{name}] {key} must be {kind.get(want, 'a string')}, got {value!r}"
+            )
+
+
 def load_config(path: str | os.PathLike | None = None) -> CenterConfig:
     """Read a center configuration file (TOML); ``None`` gives the defaults.
 
@@ -178,6 +193,8 @@ def load_config(path: str | os.PathLike | None = None) -> CenterConfig:
     worker_keys = {f.name for f in fields(WorkerConfig)}
     center = _section(doc, "center", center_keys, path)
     worker = _section(doc, "worker", worker_keys, path)
+    _check_types(center, CenterConfig(), "center", path)
+    _check_types(worker, WorkerConfig(), "worker", path)
     base = path.resolve().parent
     for key in ("data_dir", "stations_dir", "ssl_certfile", "ssl_keyfile"):
         if center.get(key):

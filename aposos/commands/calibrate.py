@@ -27,6 +27,8 @@ def register(subparsers) -> None:
             "to them. Writes the model as JSON; use it with `aposos correlate --model` "
             "or the center's [correlation] error_model setting."
         ),
+        epilog="example:\n  aposos correlate calibrate snapshots/active-2026-03-*.3le.xz "
+        "--out model.json\n",
     )
     parser.add_argument("snapshots", nargs="+", metavar="SNAPSHOT", help="catalogue snapshots")
     parser.add_argument("--out", required=True, metavar="FILE", help="model JSON to write")

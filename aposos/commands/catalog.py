@@ -11,6 +11,28 @@ from pathlib import Path
 import numpy as np
 
 from aposos.cli import CommandError
+from aposos.commands.inputs import FORMATS, SITE_HELP, positive_int
+
+FRAME_NOTE = (
+    "RA/Dec are astrometric: the direction from the site to where the object was when "
+    "the light left it, in GCRS axes (the ICRS orientation of star catalogues; TDM files "
+    "label them EME2000), annual aberration removed as for reference stars."
+)
+INFO_EXAMPLES = """\
+examples:
+  aposos catalog info active.3le
+  aposos catalog info gp.json --format json
+"""
+PREDICT_EXAMPLES = """\
+examples:
+  aposos catalog predict active.3le --site 33.674,51.318,3600 --at 2020-10-02T17:00:00
+  aposos catalog predict active.3le --site -16.47,-71.49,2400 --at 2020-10-02T23:00:00
+  aposos catalog predict active.3le --station stations/peru.toml --at 2020-10-02T23:00:00Z
+  aposos catalog predict active.3le --station PER1 --at 2020-10-03T04:00:00+05:00 --format csv
+
+Angles in degrees, range in km, times UTC unless an offset is given.
+"""
+COMPRESSED_MAGIC = (b"\xfd7zXZ\x00", b"\x1f\x8b", b"BZh")
 
 
 def register(subparsers) -> None:
@@ -24,10 +46,15 @@ def register(subparsers) -> None:
     info = sub.add_parser(
         "info",
         help="counts by orbit class, epoch range, bad records",
-        description="Counts by orbit class, epoch range, and every bad record with its reason.",
+        description="Counts by orbit class, epoch range, and every bad record with its "
+        "reason. Exit status 2 when no element set could be read.",
+        epilog=INFO_EXAMPLES,
     )
     info.add_argument("file", help="TLE/3LE or OMM (JSON, XML, CSV) file, or a .zarr snapshot")
-    info.add_argument("--format", choices=("text", "json"), default="text")
+    info.add_argument(
+        "--format", choices=FORMATS, default="table", type=lambda v: {"text": "table"}.get(v, v),
+        help="table (default), json or csv",
+    )  # fmt: skip
     info.set_defaults(func=run_info)
 
     predict = sub.add_parser(
@@ -35,26 +62,38 @@ def register(subparsers) -> None:
         help="objects above the horizon of a site at one moment",
         description=(
             "Objects above the horizon at a moment: catalogue number, name, astrometric "
-            "RA/Dec (ICRS axes, as measured against catalogue stars), azimuth/elevation, "
-            "range, and whether the object is sunlit."
+            "RA/Dec, azimuth (from north through east) and elevation, range, and whether "
+            "the object is sunlit, highest first. " + FRAME_NOTE
         ),
+        epilog=PREDICT_EXAMPLES,
     )
     predict.add_argument("file", help="TLE/3LE or OMM file, or a .zarr snapshot")
-    predict.add_argument(
-        "--site", required=True, metavar="LAT,LON,ALT_M",
-        help="geodetic latitude and longitude (degrees, east positive) and height (m)",
+    where = predict.add_mutually_exclusive_group(required=True)
+    where.add_argument("--site", metavar="SITE", help=SITE_HELP)
+    where.add_argument(
+        "--station", dest="site", metavar="STATION",
+        help="the same as --site: a station file or code",
     )  # fmt: skip
     predict.add_argument(
-        "--at", required=True, metavar="UTC", help="ISO time, e.g. 2020-10-02T20:00:00"
+        "--stations", default="stations", metavar="DIR",
+        help="where station codes are looked up (default: stations/)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--at", required=True, metavar="TIME",
+        help="ISO 8601 time, UTC unless it has an offset: 2020-10-02T20:00:00, ...Z, ...+03:30",
+    )  # fmt: skip
+    predict.add_argument(
+        "--min-elevation", type=float, default=0.0, metavar="DEG", help="default 0"
     )
-    predict.add_argument("--min-elevation", type=float, default=0.0, metavar="DEG")
     predict.add_argument("--sunlit-only", action="store_true", help="only objects in sunlight")
     predict.add_argument(
         "--max-age-days", type=float, default=30.0, metavar="DAYS",
         help="leave out element sets whose epoch is further than this from --at (default 30)",
     )  # fmt: skip
-    predict.add_argument("--limit", type=int, default=None, help="at most this many rows")
-    predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    predict.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help="at most this many rows"
+    )
+    predict.add_argument("--format", choices=FORMATS, default="table", help="default table")
     predict.set_defaults(func=run_predict)
 
 
@@ -65,8 +104,15 @@ def load_catalogue(path: str):
     if not p.exists():
         raise CommandError(f"no such file: {path}")
     if p.is_dir():
+        if not any((p / marker).exists() for marker in ("zarr.json", ".zgroup")):
+            raise CommandError(f"{path} is a folder, not a catalogue file or a .zarr snapshot")
         return Catalogue.load_zarr(p)
-    head = p.read_bytes()[:4096].decode("ascii", errors="replace").lstrip()
+    raw = p.read_bytes()[:4096]
+    if not raw.strip():
+        raise CommandError(f"{path}: empty file, not a catalogue")
+    if not raw.startswith(COMPRESSED_MAGIC) and b"\0" in raw:
+        raise CommandError(f"{path}: binary data, not a TLE/3LE or OMM catalogue")
+    head = raw.decode("ascii", errors="replace").lstrip()
     if head[:1] in ("[", "{", "<") or head.startswith(("CCSDS_OMM_VERS", "OBJECT_NAME")):
         return Catalogue.from_omm(p)
     return Catalogue.from_tle(p)
@@ -80,14 +126,29 @@ def _iso(jd: float) -> str:
     return np.datetime_as_string(t, unit="s") + "Z"
 
 
+def _no_element_sets(path, problems) -> CommandError:
+    for line in problems[:20]:
+        print(f"  {line}", file=sys.stderr)
+    more = f" ({len(problems)} bad records" + (", first 20 above)" if problems else ")")
+    return CommandError(f"{path}: no element set could be read{more if problems else ''}")
+
+
 def run_info(args) -> int:
     cat = load_catalogue(args.file)
     summary = cat.summary()
+    if not len(cat):
+        raise _no_element_sets(args.file, summary["problems"])
     if args.format == "json":
-        summary["epoch_oldest_utc"] = _iso(summary["epoch_oldest_jd"]) if len(cat) else None
-        summary["epoch_newest_utc"] = _iso(summary["epoch_newest_jd"]) if len(cat) else None
+        summary["epoch_oldest_utc"] = _iso(summary["epoch_oldest_jd"])
+        summary["epoch_newest_utc"] = _iso(summary["epoch_newest_jd"])
         json.dump(summary, sys.stdout, indent=2)
         print()
+        return 0
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["orbit_class", "objects"])
+        writer.writerows(summary["by_orbit_class"].items())
+        writer.writerow(["all", summary["objects"]])
         return 0
     print(f"{args.file}: {summary['objects']} objects")
     for name, count in summary["by_orbit_class"].items():
@@ -103,31 +164,12 @@ def run_info(args) -> int:
     return 0
 
 
-def parse_site(text: str):
-    from aposos.orbit.site import Site
-
-    try:
-        lat, lon, alt = (float(x) for x in text.split(","))
-    except ValueError:
-        raise CommandError(
-            f"--site {text!r}: expected LAT,LON,ALT_M, e.g. 33.67,51.32,3600"
-        ) from None
-    try:
-        return Site(lat, lon, alt)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from None
-
-
-def parse_utc(text: str) -> tuple[np.ndarray, np.ndarray]:
+def parse_utc(text: str, option: str = "--at") -> tuple[np.ndarray, np.ndarray]:
+    """UTC Julian date split of an ISO time (an offset such as +03:30 is honoured)."""
+    from aposos.commands.inputs import parse_utc as parse_time
     from aposos.model import datetime64_to_jd_fr
 
-    try:
-        t = np.datetime64(text.strip().rstrip("Z"), "us")
-    except ValueError:
-        raise CommandError(
-            f"--at {text!r} is not an ISO UTC time (e.g. 2020-10-02T20:00:00)"
-        ) from None
-    return datetime64_to_jd_fr(np.array([t]))
+    return datetime64_to_jd_fr(np.array([parse_time(text, option)]))
 
 
 def predict_rows(cat, site, jd, fr, *, min_elevation=0.0, sunlit_only=False):
@@ -165,11 +207,13 @@ def predict_rows(cat, site, jd, fr, *, min_elevation=0.0, sunlit_only=False):
 
 
 def run_predict(args) -> int:
-    site = parse_site(args.site)
+    from aposos.commands.inputs import parse_site
+
+    site = parse_site(args.site, "--site", args.stations)
     jd, fr = parse_utc(args.at)
     cat = load_catalogue(args.file)
     if not len(cat):
-        raise CommandError(f"{args.file}: no usable element sets")
+        raise _no_element_sets(args.file, cat.problems)
     age_days = np.abs(cat.epoch_jd + cat.epoch_fr - (jd[0] + fr[0]))
     fresh = age_days <= args.max_age_days
     stale = int((~fresh).sum())
@@ -198,7 +242,8 @@ def run_predict(args) -> int:
     else:
         print(
             f"{len(rows)} objects above {args.min_elevation:g} deg at {args.at} from "
-            f"{site.latitude_deg:.4f},{site.longitude_deg:.4f},{site.altitude_m:.0f} m"
+            f"{site.latitude_deg:.4f},{site.longitude_deg:.4f},{site.altitude_m:.0f} m; "
+            "astrometric RA/Dec in GCRS axes"
             + (
                 f" ({stale} element sets older than {args.max_age_days:g} days left out)"
                 if stale

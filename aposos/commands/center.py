@@ -1,5 +1,10 @@
 """``aposos center``: run and administer the data center.
 
+Every action finds the center's configuration in --config, $APOSOS_CENTER_CONFIG or
+./configs/center.toml, and refuses to run without one (so a token is never made in a
+database the running center does not use).
+
+aposos center add-user root --role admin --token-file admin.token   # the first admin
 aposos center serve --config configs/center.toml [--host H] [--port P]
 aposos center add-station CODE      # prints the station's new token, once
 aposos center add-user NAME --role analyst|admin [--valid-days N]
@@ -18,10 +23,13 @@ import sys
 from pathlib import Path
 
 from aposos.cli import CommandError
+from aposos.commands.inputs import TOKEN_HELP
 
 CONFIG_ENV = "APOSOS_CENTER_CONFIG"
-TOKEN_ENV = "APOSOS_TOKEN"
+CENTER_ENV = "APOSOS_CENTER_URL"
 DEFAULT_CONFIG = Path("configs/center.toml")
+# actions that may make the database (the first admin is made before the first serve)
+CREATES_DATABASE = ("serve", "add-user", "add-station", "plan")
 
 
 def _config(args):
@@ -30,16 +38,38 @@ def _config(args):
     path = args.config or os.environ.get(CONFIG_ENV)
     if path is None and DEFAULT_CONFIG.is_file():
         path = DEFAULT_CONFIG
-    if path is not None and not Path(path).is_file():
+    if path is None:
+        raise CommandError(
+            f"no center configuration: give --config FILE or set ${CONFIG_ENV} "
+            f"(or run from the folder that holds {DEFAULT_CONFIG})"
+        )
+    if not Path(path).is_file():
         raise CommandError(f"no configuration file at {path}")
-    return load_config(path)
+    try:
+        return load_config(path)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
-def _store_of(config):
+def _sqlite_file(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url[len("sqlite:///") :])
+    return None
+
+
+def _store_of(config, action: str = "serve"):
     from sqlalchemy.exc import SQLAlchemyError
 
     from aposos.center.store import Store
 
+    file = _sqlite_file(config.database_url)
+    if file is not None and not file.exists():
+        if action not in CREATES_DATABASE:
+            raise CommandError(
+                f"no center database at {file}: check --config / ${CONFIG_ENV} (the center "
+                "creates it when it first serves or adds a user)"
+            )
+        print(f"# new center database at {file}", file=sys.stderr)
     try:
         store = Store(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
         store.upgrade()
@@ -52,7 +82,7 @@ def _store_of(config):
 
 
 def _store(args):
-    return _store_of(_config(args))
+    return _store_of(_config(args), args.center_action)
 
 
 def _give_token(token: str, name: str, token_file: str | None) -> None:
@@ -86,7 +116,7 @@ def cmd_serve(args) -> int:
     from aposos.center.api import serve
 
     config = _config(args).with_overrides(host=args.host, port=args.port)
-    _store_of(config).close()  # the database opens and is upgraded, or one clear error
+    _store_of(config, "serve").close()  # the database opens and is upgraded, or one clear error
     if args.no_worker:
         from dataclasses import replace
 
@@ -95,7 +125,24 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _station_codes(folder: Path) -> list[str]:
+    from aposos.correlate.sites import read_station_sites
+
+    try:
+        return [s.code for s in read_station_sites(folder)]
+    except FileNotFoundError:
+        return []
+
+
 def cmd_add_station(args) -> int:
+    config = _config(args)
+    codes = _station_codes(Path(config.stations_dir))
+    if args.code not in codes and not args.force:
+        known = ", ".join(codes) or "none"
+        raise CommandError(
+            f"no station file with [site] code = {args.code!r} in {config.stations_dir} "
+            f"(known: {known}); add its TOML file first, or give --force"
+        )
     return _issue(args, args.code, "station")
 
 
@@ -165,17 +212,14 @@ def cmd_tokens(args) -> int:
 
 
 def cmd_catalogue_put(args) -> int:
-    from aposos.center.client import CenterClient, CenterError, read_token_file
+    from aposos.center.client import CenterClient, CenterError
+    from aposos.commands.inputs import resolve_token
 
     path = Path(args.file)
     if not path.is_file():
         raise CommandError(f"no catalogue file at {path}")
-    token = os.environ.get(TOKEN_ENV) if args.token_file is None else None
-    if token is None:
-        if args.token_file is None:
-            raise CommandError(f"give --token-file (an admin token) or set ${TOKEN_ENV}")
-        token = read_token_file(args.token_file)
-    url = args.url
+    token = resolve_token(args.token_file)
+    url = args.url or os.environ.get(CENTER_ENV)
     if url is None:
         config = _config(args)
         url = f"http://{config.host}:{config.port}"
@@ -184,22 +228,26 @@ def cmd_catalogue_put(args) -> int:
             answer = client.put_catalogue(path, args.name)
     except CenterError as exc:
         raise CommandError(f"the center refused the catalogue: {exc}") from None
+    snap = answer.get("snapshot") or {}
     state = "new snapshot" if answer.get("new") else "already known as snapshot"
-    print(f"{path.name}: {state} {answer.get('snapshot')}; {answer.get('jobs_woken', 0)} "
-          f"waiting correlation(s) woken")  # fmt: skip
+    epochs = f"{str(snap.get('epoch_min'))[:10]} .. {str(snap.get('epoch_max'))[:10]}"
+    print(f"{path.name}: {state} {snap.get('id')} ({snap.get('n_objects')} objects, epochs "
+          f"{epochs}); {answer.get('jobs_woken', 0)} waiting correlation(s) woken")  # fmt: skip
     for problem in answer.get("problems") or []:
         print(f"  warning: {problem}", file=sys.stderr)
+    return 0
+
+
 def cmd_plan(args) -> int:
     import json
 
-    import numpy as np
-
     from aposos.center.tasking import replan
+    from aposos.commands.inputs import parse_utc
 
     config = _config(args)
-    store = _store_of(config)
+    now = None if args.now is None else parse_utc(args.now, "--now")
+    store = _store_of(config, "plan")
     try:
-        now = None if args.now is None else np.datetime64(args.now.rstrip("Z"), "us")
         plan = replan(store, config, args.night, now=now, trigger="command")
     finally:
         store.close()
@@ -219,17 +267,36 @@ def cmd_plan(args) -> int:
     return 0
 
 
+EXAMPLES = {
+    "serve": "example:\n  aposos center serve --config configs/center.toml   # docs at /docs\n",
+    "add-station": "example:\n  aposos center add-station PAK1 --token-file pak1.token\n",
+    "add-user": "examples:\n  aposos center add-user root --role admin --token-file admin.token"
+    "   # the first admin\n  aposos center add-user alice --role analyst --valid-days 90\n",
+    "enrol-code": "example:\n  aposos center enrol-code PAK1 --valid-hours 24\n",
+    "rotate": "example:\n  aposos center rotate PAK1 --overlap-hours 24 --token-file pak1.token\n",
+    "revoke": "example:\n  aposos center revoke alice\n",
+    "tokens": "example:\n  aposos center tokens --config configs/center.toml\n",
+    "plan": "example:\n  aposos center plan --night 2020-10-02 --out plan.json --plot-dir plots/\n",
+    "put": "example:\n  aposos center catalogue put active.3le --url http://127.0.0.1:8600 "
+    "--token-file admin.token\n",
+}
+
+
 def register(subparsers) -> None:
     """Add ``aposos center`` and its actions."""
     parser = subparsers.add_parser(
         "center",
         help="run and administer the data center",
-        description="Run the data-center HTTP service and manage its access tokens.",
+        description="Run the data-center HTTP service and manage its access tokens. "
+        f"Every action reads the center's configuration (--config, ${CONFIG_ENV}, or "
+        f"{DEFAULT_CONFIG} in the current folder) and refuses to run without one.",
     )
     actions = parser.add_subparsers(dest="center_action", metavar="ACTION", required=True)
 
     def add(name, func, help_text):
-        p = actions.add_parser(name, help=help_text, description=help_text)
+        p = actions.add_parser(
+            name, help=help_text, description=help_text, epilog=EXAMPLES.get(name)
+        )
         p.add_argument(
             "--config",
             help=f"center configuration (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG} if present)",
@@ -246,6 +313,10 @@ def register(subparsers) -> None:
     p.add_argument("code", help="station code, as in stations/*.toml [site] code")
     p.add_argument("--token-file", help="write the token to this file (mode 600) instead")
     p.add_argument("--valid-days", type=float, help="the token expires after this many days")
+    p.add_argument(
+        "--force", action="store_true",
+        help="register the code even though no station file in stations_dir has it",
+    )  # fmt: skip
 
     p = add("add-user", cmd_add_user, "add an analyst or admin and print the new token once")
     p.add_argument("name", help="user name")
@@ -281,11 +352,14 @@ def register(subparsers) -> None:
         "put", help="put a TLE/3LE or OMM file as a new catalogue snapshot",
         description="Send a TLE/3LE or OMM (JSON, XML, CSV) file to the center as a new "
         "catalogue snapshot (PUT /api/v1/catalogue); needs an admin token.",
+        epilog=EXAMPLES["put"],
     )  # fmt: skip
     p.add_argument("file", help="catalogue file")
-    p.add_argument("--url", help="the center's URL (default: host and port of --config)")
+    p.add_argument(
+        "--url", help=f"the center's URL (default: ${CENTER_ENV}, else host and port of --config)"
+    )
     p.add_argument("--config", help="center configuration, for the default URL")
-    p.add_argument("--token-file", help=f"file holding an admin token (or set ${TOKEN_ENV})")
+    p.add_argument("--token-file", help="an admin's token: " + TOKEN_HELP)
     p.add_argument("--name", help="source name to record (default: the file name)")
     p.set_defaults(func=cmd_catalogue_put)
     p = add("plan", cmd_plan, "plan a night of joint observations for every station and store it")

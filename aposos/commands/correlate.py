@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
 from aposos.cli import CommandError
+from aposos.commands.inputs import FORMATS
+
+log = logging.getLogger("aposos.correlate")
+TDM_SUFFIXES = (".tdm", ".kvn", ".xml")
+TABLE_FIELDS = ("file", "segment", "station", "status", "norad_id", "score", "rms_arcsec")
+EXAMPLES = """\
+examples:
+  aposos correlate night/reduced/tracklets.tdm --catalog active.3le --format table
+  aposos correlate obs.iod --catalog gp.json --stations stations/ --format csv --out ids.csv
+  aposos correlate night/*.tdm --catalog active.3le --workers 2
+
+Status per tracklet: correlated, ambiguous, uncorrelated, or failed (the input or the
+tracklet could not be used; `error` says why). Exit status 0 when every input was
+used, 1 when some failed (the rest is still correlated and written), 2 when all did.
+"""
 
 DEFAULT_CUBE_DIR_ENV = "APOSOS_CUBE_DIR"
 
@@ -41,10 +57,11 @@ def register(subparsers) -> None:
             "against a catalogue. Writes one record per tracklet, in input order: file, "
             "segment, station, status (correlated | ambiguous | uncorrelated), norad_id, "
             "score, rms_arcsec, time_offset_s, cross_track_arcsec, the best five "
-            "candidates, the reason, and error. Exit status 1 if some input could not be "
-            "processed (the rest is still correlated and written). Fit the error model "
-            "on your own catalogue history with `aposos correlate calibrate --help`."
+            "candidates, the reason, and error. Angles in arcseconds, times in seconds. "
+            "Fit the error model on your own catalogue history with "
+            "`aposos correlate calibrate --help`."
         ),
+        epilog=EXAMPLES,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="TDM or IOD files")
     parser.add_argument(
@@ -58,8 +75,9 @@ def register(subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("--out", metavar="FILE", help="write here instead of standard output")
     parser.add_argument(
-        "--format", choices=("json", "csv"), default="json",
-        help="JSON array (default) or CSV with the best candidate flattened",
+        "--format", choices=FORMATS, default="json",
+        help="json: an array of records (default); csv: the best candidate flattened; "
+        "table: one line per tracklet",
     )  # fmt: skip
     parser.add_argument(
         "--cube-dir", metavar="DIR",
@@ -78,7 +96,10 @@ def register(subparsers) -> None:
         help="error model fitted by `aposos correlate calibrate` (default: the packaged "
         "one, fitted on the 2026 CelesTrak series)",
     )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+        help="no progress bar (there is none unless stderr is a terminal)",
+    )  # fmt: skip
     parser.set_defaults(func=run_correlate)
 
 
@@ -97,9 +118,17 @@ def read_inputs(paths, station_codes) -> list[dict]:
     entries = []
     for path in paths:
         try:
+            if Path(path).is_dir():
+                raise IsADirectoryError(path)
             parsed = read_tracklets(path, station_codes=station_codes)
         except (OSError, ValueError) as exc:
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            if isinstance(exc, FileNotFoundError):
+                message = f"{path}: no such file"
+            elif isinstance(exc, IsADirectoryError):
+                message = f"{path}: a folder, not a TDM or IOD file"
+            elif "not IOD" in message and Path(path).suffix.lower() in TDM_SUFFIXES:
+                message = f"{path}: not a CCSDS TDM (no CCSDS_TDM_VERS line or <tdm> root)"
             entries.append(
                 {
                     "file": str(path),
@@ -137,7 +166,7 @@ def build_records(entries, correlations) -> list[dict]:
             "file": entry["file"],
             "segment": entry["segment"],
             "station": None if trk is None else trk.station,
-            "status": "uncorrelated",
+            "status": "failed",
             "norad_id": None,
             "score": None,
             "rms_arcsec": None,
@@ -159,11 +188,21 @@ def build_records(entries, correlations) -> list[dict]:
                 if entry["line"]:
                     where += f" (line {entry['line']})"
                 record["error"] = f"{entry['file']}: {where}: {corr.error}"
+                record["status"] = "failed"
+        log.debug("%s segment %s: %s %s: %s", record["file"], record["segment"],
+                  record["status"], record["norad_id"], record["error"] or record["reason"])  # fmt: skip
         records.append(record)
     return records
 
 
 def write_records(records, fmt: str, out) -> None:
+    if fmt == "table":
+        rows = [["" if r[k] is None else str(r[k]) for k in TABLE_FIELDS] for r in records]
+        widths = [max([len(k)] + [len(row[i]) for row in rows]) for i, k in enumerate(TABLE_FIELDS)]
+        for row in [list(TABLE_FIELDS), *rows]:
+            out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+            out.write("\n")
+        return
     if fmt == "json":
         json.dump(records, out, indent=2)
         out.write("\n")
@@ -210,7 +249,7 @@ def run_correlate(args) -> int:
 
     model = ErrorModel.load(args.model) if args.model else None
     correlator = SGP4Correlator(catalogue, sites, cube_dir=cube_dir, error_model=model)
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = not args.quiet and sys.stderr.isatty()
     if args.workers is not None or args.scheduler:
         correlations = _run_dask(correlator, good, args, progress)
     else:
@@ -222,19 +261,22 @@ def run_correlate(args) -> int:
             write_records(records, args.format, handle)
     else:
         write_records(records, args.format, sys.stdout)
-    errors = [r["error"] for r in records if r["error"]]
-    for message in errors:
+    errors = [r["error"] for r in records if r["status"] == "failed"]
+    for message in errors:  # one line per input or tracklet that could not be used
         print(f"aposos correlate: {message}", file=sys.stderr)
     counts = {
         s: sum(r["status"] == s for r in records)
         for s in ("correlated", "ambiguous", "uncorrelated")
     }
+    done = sum(counts.values())
     print(
-        f"aposos correlate: {len(records)} tracklet(s): {counts['correlated']} correlated, "
+        f"aposos correlate: {done} tracklet(s): {counts['correlated']} correlated, "
         f"{counts['ambiguous']} ambiguous, {counts['uncorrelated']} uncorrelated"
-        + (f", {len(errors)} error(s)" if errors else ""),
+        + (f"; {len(errors)} input(s) failed (reasons above)" if errors else ""),
         file=sys.stderr,
     )
+    if errors and not done:
+        return 2
     return 1 if errors else 0
 
 

@@ -13,6 +13,7 @@ def register(subparsers) -> None:
             "against a catalogue two days staler than the sky, and write the nightly "
             "report (HTML and JSON)."
         ),
+        epilog="example:\n  aposos demo --out demo-output --minutes 3\n",
     )
     parser.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     parser.add_argument(

@@ -14,11 +14,10 @@ import os
 import sys
 
 from aposos.cli import CommandError
+from aposos.commands.inputs import FORMATS, TOKEN_HELP, positive_int
 
 CENTER_ENV = "APOSOS_CENTER_URL"
-TOKEN_FILE_ENV = "APOSOS_TOKEN_FILE"
 DEFAULT_CENTER = "http://127.0.0.1:8600"
-DEFAULT_TOKEN_FILE = "~/.config/aposos/token"
 
 # columns shown in the table (and written to CSV) for each kind
 COLUMNS = {
@@ -83,15 +82,9 @@ def render(items: list[dict], kind: str, fmt: str, out=None) -> None:
 
 
 def _token(args) -> str:
-    from aposos.center.client import read_token_file
+    from aposos.commands.inputs import resolve_token
 
-    if args.token_file is None and os.environ.get("APOSOS_TOKEN"):
-        return os.environ["APOSOS_TOKEN"].strip()
-    path = args.token_file or os.environ.get(TOKEN_FILE_ENV) or DEFAULT_TOKEN_FILE
-    try:
-        return read_token_file(path)
-    except (FileNotFoundError, ValueError) as exc:
-        raise CommandError(f"{exc} (give --token-file or set APOSOS_TOKEN)") from None
+    return resolve_token(args.token_file)
 
 
 def cmd_query(args) -> int:
@@ -148,7 +141,12 @@ def register(subparsers) -> None:
         "tasks": "planned tasks of the stations (a station sees its own)",
     }
     for kind, text in helps.items():
-        p = kinds.add_parser(kind, help=text, description=text)
+        example = f"aposos query {kind}" + (" 25544" if kind == "object" else "")
+        example += " --center http://127.0.0.1:8600 --token-file alice.token --format csv"
+        p = kinds.add_parser(
+            kind, help=text, description=text + ". Times are ISO 8601 UTC.",
+            epilog=f"example:\n  {example}\n",
+        )  # fmt: skip
         if kind == "object":
             p.add_argument("norad_id", type=int, metavar="NORAD", help="NORAD catalogue number")
         if kind not in ("stations", "object"):
@@ -165,14 +163,14 @@ def register(subparsers) -> None:
             p.add_argument("--status", help="pending, correlated, ambiguous or uncorrelated")
         else:
             p.set_defaults(status=None)
-        p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+        p.add_argument("--format", choices=FORMATS, default="table", help="default table")
         p.add_argument(
             "--center", help=f"center URL (default: ${CENTER_ENV}, else {DEFAULT_CENTER})"
         )
+        p.add_argument("--token-file", help=TOKEN_HELP)
         p.add_argument(
-            "--token-file",
-            help=f"file holding your token (default: ${TOKEN_FILE_ENV}, else {DEFAULT_TOKEN_FILE})",
-        )
-        p.add_argument("--limit", type=int, default=100, help="items per page (default 100)")
+            "--limit", type=positive_int, default=100, metavar="N",
+            help="items per page (default 100)",
+        )  # fmt: skip
         p.add_argument("--all", action="store_true", help="follow every page")
         p.set_defaults(func=cmd_query, kind=kind)

@@ -12,10 +12,22 @@ aposos station simulate ...      (when the simulator is installed)
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 
 from aposos.cli import CommandError
+
+# library advice meant for programmers, left out of the operator's line (kept in the JSON)
+LIBRARY_HINTS = re.compile(r"\s*If this is really a FITS file, try with \w+=\w+\.?")
+
+
+def short_reason(reason: str | None) -> str:
+    """One line for the terminal; reduction.json keeps the whole text."""
+    if not reason:
+        return "no reason given"
+    line = LIBRARY_HINTS.sub("", reason.strip().splitlines()[0])
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def cmd_reduce(args) -> int:
@@ -43,14 +55,14 @@ def cmd_reduce(args) -> int:
         out_dir=args.out,
         archive=args.archive,
         options=options,
-        progress=not args.quiet,
+        progress=not args.quiet and sys.stderr.isatty(),
     )
     summary = result.to_json()["summary"]
     if summary["files"] == 0:
         raise CommandError("no FITS files found in the inputs")
     for r in result.reports:  # one line per frame that could not be used, with the reason
         if r.status in ("unsolved", "error"):
-            print(f"{r.file}: {r.status}: {r.reason or 'no reason given'}", file=sys.stderr)
+            print(f"{r.file}: {r.status}: {short_reason(r.reason)}", file=sys.stderr)
     if summary["solved"] == 0:
         raise CommandError(
             f"no frame could be used ({summary['files']} files: {summary['light_frames']} "
@@ -95,8 +107,11 @@ def register(subparsers) -> None:
             "Calibrate, extract, plate-solve and measure FITS frames, link the satellite "
             "detections into tracklets, and write tracklets.tdm, tracklets.iod and "
             "reduction.json (per frame: solved or why not, RMS, stars, FWHM, limiting "
-            "magnitude, detections). Bad files are reported and skipped."
+            "magnitude, detections). Each file that cannot be used is named on stderr with "
+            "its reason and skipped; exit status 2 when no frame could be used."
         ),
+        epilog="example:\n  aposos station reduce night/frames/lights --station "
+        "stations/pakistan.toml \\\n      --calib night/frames/calib --out night/reduced\n",
     )
     reduce.add_argument("inputs", nargs="+", metavar="FRAMES_OR_DIR", help="FITS files or folders")
     reduce.add_argument("--station", required=True, help="station file (stations/<name>.toml)")
@@ -122,7 +137,10 @@ def register(subparsers) -> None:
         help="do not solve frames blind when the header has no pointing or a wrong one "
         "(blind solving builds an all-sky index once per run, a few seconds)",
     )
-    reduce.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    reduce.add_argument(
+        "-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+        help="no progress bar (there is none unless stderr is a terminal)",
+    )  # fmt: skip
     reduce.set_defaults(func=cmd_reduce)
     from aposos.commands import station_agent
 
@@ -135,6 +153,8 @@ def register(subparsers) -> None:
             "for this station's token with the one-time code its operator gave you, and "
             "write it to the token file (mode 600)."
         ),
+        epilog="example:\n  aposos station enrol --station stations/pakistan.toml "
+        "ABCD-EFGH-JKMN-PQRS\n",
     )
     enrol.add_argument("code", help="the enrolment code, e.g. ABCD-EFGH-JKMN-PQRS")
     enrol.add_argument("--station", required=True, help="station file (stations/<name>.toml)")

@@ -73,7 +73,10 @@ def cmd_run(args) -> int:
         from aposos.station.agent import StationAgent
 
         config = _load(args)
-        _setup_logging("debug" if args.verbose else args.log_level, config.log_file)
+        level = "debug" if args.verbose >= 2 else ("info" if args.verbose else args.log_level)
+        _setup_logging(level, config.log_file)
+        if args.verbose:  # -v: the agent's own decisions in detail, libraries at info
+            logging.getLogger("aposos").setLevel(logging.DEBUG)
         agent = StationAgent(config)
         agents.append(agent)
         if stops:  # asked to stop before the agent existed
@@ -114,7 +117,7 @@ def cmd_status(args) -> int:
         }
     finally:
         store.close()
-    if args.json:
+    if args.format == "json":
         print(json.dumps(doc, indent=1))
         return 0
     today_n = doc["frames_today"]
@@ -207,6 +210,7 @@ def register(sub) -> None:
             "to the data center exactly once through a durable outbox; send a heartbeat "
             "every minute and follow the center's tasks. Stops cleanly on SIGTERM/SIGINT."
         ),
+        epilog="example:\n  aposos station run --station stations/pakistan.toml --forever\n",
     )
     run.add_argument("--station", required=True, help="station file (stations/<name>.toml)")
     run.add_argument("--source", choices=("folder", "simulator", "indi"),
@@ -224,9 +228,15 @@ def register(sub) -> None:
         help="the agent's outbox backlog, last upload, last error and frames today",
         description="Print the station agent's state from its SQLite file (the agent may "
         "be running).",
+        epilog="example:\n  aposos station status --station stations/pakistan.toml --format json\n",
     )
     status.add_argument("--station", required=True, help="station file (stations/<name>.toml)")
-    status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--format", choices=("table", "json"), default="table", help="default table"
+    )
+    status.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="the same as --format json"
+    )
     status.set_defaults(func=cmd_status)
 
     upload = sub.add_parser(
@@ -235,6 +245,8 @@ def register(sub) -> None:
         description="Queue the tracklets of an 'aposos station reduce' output folder (its "
         "tracklets.tdm) or of TDM files in the agent's outbox, and deliver them. Tracklets "
         "already delivered are not sent again; the center keeps each UUID once.",
+        epilog="example:\n  aposos station upload night/reduced --station "
+        "stations/pakistan.toml --wait 30\n",
     )
     upload.add_argument("inputs", nargs="+", metavar="DIR_OR_TDM",
                         help="reduction folders or TDM files")  # fmt: skip

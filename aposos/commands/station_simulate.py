@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 __all__ = ["add_parser", "register", "run"]
@@ -32,13 +33,19 @@ def register(subparsers) -> argparse.ArgumentParser:
         "simulate",
         help="simulate a night of FITS frames with truth",
         description=DESCRIPTION,
+        epilog="example:\n  aposos station simulate --station stations/peru.toml --catalog "
+        "active.3le \\\n      --start 2020-10-02T23:00:00 --minutes 3 --out night/frames "
+        "--mode mixed\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--station", required=True, type=Path, help="station TOML (stations/X.toml)")
     p.add_argument(
         "--catalog", required=True, type=Path, help="satellite catalogue: TLE/3LE or OMM file"
     )
-    p.add_argument("--start", required=True, help="UTC start, ISO 8601 (2020-10-02T16:00:00)")
+    p.add_argument(
+        "--start", required=True,
+        help="start, ISO 8601, UTC unless it has an offset (2020-10-02T16:00:00)",
+    )  # fmt: skip
     p.add_argument("--minutes", required=True, type=float, help="length of the run in minutes")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument(
@@ -69,7 +76,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         metavar="N",
         help="bias, dark and flat frames of each kind (default 5; 0 for none)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+        help="no progress bar (there is none unless stderr is a terminal)",
+    )  # fmt: skip
     p.set_defaults(func=run)
     return p
 
@@ -87,9 +97,9 @@ def _load_satellites(path: Path):
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``aposos station simulate``."""
-    import numpy as np
 
     from aposos.cli import CommandError
+    from aposos.commands.inputs import parse_utc
     from aposos.station.config import StationConfig
     from aposos.station.simulator.night import write_night
     from aposos.station.simulator.plan import read_pointings
@@ -102,10 +112,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--minutes must be positive, got {args.minutes}")
     if args.calibration_frames < 0:
         raise CommandError("--calibration-frames must be 0 or more")
-    try:
-        start = np.datetime64(args.start.strip().rstrip("Z"), "us")
-    except ValueError:
-        raise CommandError(f"--start {args.start!r} is not an ISO 8601 UTC time") from None
+    start = parse_utc(args.start, "--start")
     config = StationConfig.load(args.station)
     overrides = {}
     if args.exposure is not None:
@@ -136,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         pointings=pointings,
         n_calibration=args.calibration_frames,
-        progress=not args.no_progress,
+        progress=not args.quiet and sys.stderr.isatty(),
         sources={"satellite_catalogue": str(args.catalog)},
     )
     frames = truth["frames"]
