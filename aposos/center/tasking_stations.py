@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aposos.correlate.sites import _read_one
-from aposos.orbit.site import Site
+from aposos.model import Site
 
 __all__ = ["MODES", "ModeSetup", "StationPlanning", "load_planning_stations"]
 

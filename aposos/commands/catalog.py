@@ -104,7 +104,7 @@ def run_info(args) -> int:
 
 
 def parse_site(text: str):
-    from aposos.orbit.site import Site
+    from aposos.model import Site
 
     try:
         lat, lon, alt = (float(x) for x in text.split(","))
@@ -119,15 +119,12 @@ def parse_site(text: str):
 
 
 def parse_utc(text: str) -> tuple[np.ndarray, np.ndarray]:
-    from aposos.model import datetime64_to_jd_fr
+    from aposos.timeutil import as_jd_fr
 
     try:
-        t = np.datetime64(text.strip().rstrip("Z"), "us")
-    except ValueError:
-        raise CommandError(
-            f"--at {text!r} is not an ISO UTC time (e.g. 2020-10-02T20:00:00)"
-        ) from None
-    return datetime64_to_jd_fr(np.array([t]))
+        return as_jd_fr(text)
+    except ValueError as exc:
+        raise CommandError(f"--at: {exc}") from None
 
 
 def predict_rows(cat, site, jd, fr, *, min_elevation=0.0, sunlit_only=False):
