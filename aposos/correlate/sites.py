@@ -20,7 +20,14 @@ from pathlib import Path
 
 from aposos.model import Site
 
-__all__ = ["StationSite", "iod_station_key", "load_sites", "read_station_sites", "resolve_site"]
+__all__ = [
+    "StationSite",
+    "iod_station_key",
+    "load_sites",
+    "read_station_site",
+    "read_station_sites",
+    "resolve_site",
+]
 
 _REQUIRED = ("code", "iod_station", "latitude_deg", "longitude_deg", "altitude_m")
 
@@ -40,7 +47,9 @@ def iod_station_key(number: int | str) -> str:
     return f"{int(number):04d}"
 
 
-def _read_one(path: Path) -> StationSite:
+def read_station_site(path: str | os.PathLike) -> StationSite:
+    """The ``[site]`` table of one station file; ``ValueError`` names the file and the fault."""
+    path = Path(path)
     try:
         with path.open("rb") as handle:
             document = tomllib.load(handle)
@@ -83,7 +92,7 @@ def read_station_sites(directory: str | os.PathLike) -> list[StationSite]:
     folder = Path(directory)
     if not folder.is_dir():
         raise FileNotFoundError(f"no stations folder at {folder}")
-    stations = [_read_one(path) for path in sorted(folder.glob("*.toml"))]
+    stations = [read_station_site(path) for path in sorted(folder.glob("*.toml"))]
     seen: dict[str, str] = {}
     for station in stations:
         keys = [station.code]
