@@ -17,18 +17,29 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from aposos.orbit.sgp4 import propagate_reference
+from aposos.orbit.sgp4 import MAX_MINUTES_FROM_EPOCH, P_JD, P_JDF, propagate_reference
 
 __all__ = ["propagate_packed", "vector_kernel_runs"]
 
 
-def vector_kernel_runs(jd: np.ndarray) -> bool:
-    """Whether :func:`propagate_packed` takes the SIMD kernel for times shaped as ``jd``.
+def vector_kernel_runs(params: np.ndarray, jd: np.ndarray, fr: np.ndarray) -> bool:
+    """Whether :func:`propagate_packed` takes the SIMD kernel for these objects and times.
 
-    The SIMD layout only pays when compiled: under ``NUMBA_DISABLE_JIT`` the readable
-    reference kernel runs instead.
+    It does for 1-D times when compiled (under ``NUMBA_DISABLE_JIT`` the SIMD layout does
+    not pay, and the readable reference kernel runs), and when every time is finite and
+    within :data:`~aposos.orbit.sgp4.MAX_MINUTES_FROM_EPOCH` of every epoch: otherwise the
+    reference kernel gives those points code 7 without stepping towards them.
     """
-    return np.ndim(jd) == 1 and not numba.config.DISABLE_JIT
+    if np.ndim(jd) != 1 or numba.config.DISABLE_JIT:
+        return False
+    if len(params) == 0 or np.size(jd) == 0:
+        return True
+    epoch = params[:, P_JD] + params[:, P_JDF]
+    times = jd + fr
+    if not (np.isfinite(times).all() and np.isfinite(epoch).all()):
+        return False
+    reach_days = max(times.max() - epoch.min(), epoch.max() - times.min())
+    return bool(reach_days * 1440.0 <= MAX_MINUTES_FROM_EPOCH)
 
 
 def propagate_packed(params: np.ndarray, jd, fr, *, out=None, plan=None):
@@ -39,8 +50,8 @@ def propagate_packed(params: np.ndarray, jd, fr, *, out=None, plan=None):
     params : (n_obj, N_PARAMS) float64 from :func:`aposos.orbit.sgp4.pack_satrecs`.
     jd, fr : 1-D float64 arrays (same times for every object), or 2-D
         ``(n_obj, n_times)`` arrays giving each object its own times. Numbers of days,
-        as checked by :func:`aposos.timeutil.to_jd_fr`; the kernels themselves refuse
-        (code 7) a time more than 200 years from an object's epoch.
+        as checked by :func:`aposos.timeutil.to_jd_fr`; a time more than 200 years from
+        an object's epoch, or not finite, gets code 7 (see :func:`vector_kernel_runs`).
     out : optional ``(e, r, v)`` buffers to fill, reused across calls.
     plan : optional :class:`aposos.orbit.sgp4_vector.BlockPlan` for ``params``
         (a catalogue keeps one); built here when not given.
@@ -67,7 +78,7 @@ def propagate_packed(params: np.ndarray, jd, fr, *, out=None, plan=None):
         e, r, v = out
         if e.shape != (n_obj, n_t) or r.shape != (n_obj, n_t, 3) or v.shape != r.shape:
             raise ValueError("output buffers have the wrong shape")
-    if vector_kernel_runs(jd):
+    if vector_kernel_runs(params, jd, fr):
         from aposos.orbit.sgp4_vector import BlockPlan
 
         if plan is None:

@@ -21,9 +21,11 @@ Error codes (``e``), as python-sgp4:
 ====  ==========================================================
 
 Positions and velocities are NaN where the code is 1-5 or 7 (as python-sgp4 for 1-5);
-with code 6 the computed (underground) state is returned. Code 7 is the kernels' guard:
+with code 6 the computed (underground) state is returned. Code 7 is this kernel's guard:
 the resonance integrator steps 720 minutes at a time from the epoch, so an absurd time
-(a datetime64 cast to a number, an infinity) would otherwise keep it stepping for hours.
+(a datetime64 cast to a number, an infinity) would otherwise keep it stepping for hours;
+:mod:`aposos.orbit.propagation` sends any call with such a time here, not to the SIMD
+kernel.
 
 This module is the reference (scalar) kernel, readable beside Vallado's code;
 :mod:`aposos.orbit.sgp4_vector` is the same arithmetic in SIMD blocks, and

@@ -19,6 +19,10 @@ so that LLVM vectorises it across objects:
 * the resonance state (atime, xli, xni) stays in the work array from one time
   to the next, as the reference carries it in the satrec.
 
+The blocks trust their times: :func:`aposos.orbit.propagation.propagate_packed` sends
+a call with a time beyond the reference kernel's bound (code 7) to the reference kernel,
+so the lane-masked resonance loop never meets one.
+
 Blocks hold one kind of object (near-earth; deep space without resonance;
 24 h resonance; 12 h resonance) and are shuffled so that both threads of the
 ``prange`` get a fair mix.
@@ -55,8 +59,6 @@ RE = s4.RADIUS_EARTH_KM
 VKMPERSEC = s4.VKMPERSEC
 TWOPI = s4.TWOPI
 PI = s4.PI
-T_MAX = s4.MAX_MINUTES_FROM_EPOCH
-CODE_FAR = float(s4.CODE_TIME_OUT_OF_RANGE)
 
 
 def _row(name):
@@ -68,8 +70,6 @@ def _stage_near_secular(w, jd, fr):
     """Near-earth: secular drag and gravity; fills the common rows for the long-period stage."""
     for i in range(BLOCK):
         t = (jd - w[s4.P_JD * BLOCK + i]) * 1440.0 + (fr - w[s4.P_JDF * BLOCK + i]) * 1440.0
-        far = not math.fabs(t) <= T_MAX  # also NaN: refused with code 7, computed at t = 0
-        t = 0.0 if far else t
         xmdf = w[s4.P_MO * BLOCK + i] + w[s4.P_MDOT * BLOCK + i] * t
         argpdf = w[s4.P_ARGPO * BLOCK + i] + w[s4.P_ARGPDOT * BLOCK + i] * t
         nodedf = w[s4.P_NODEO * BLOCK + i] + w[s4.P_NODEDOT * BLOCK + i] * t
@@ -114,7 +114,6 @@ def _stage_near_secular(w, jd, fr):
         nm = XKE / (am * math.sqrt(am))
         em = w[s4.P_ECCO * BLOCK + i] - tempe
         err = 1.0 if (em >= 1.0 or em < -0.001) else 0.0
-        err = CODE_FAR if far else err
         em = em if em >= 1.0e-6 else 1.0e-6
         mm = mm + w[s4.P_NO * BLOCK + i] * templ
         xlm = mm + argpm + nodem
@@ -152,9 +151,6 @@ def _stage_deep_secular(w, jd, fr):
     rptim = 4.37526908801129966e-3
     for i in range(BLOCK):
         t = (jd - w[s4.P_JD * BLOCK + i]) * 1440.0 + (fr - w[s4.P_JDF * BLOCK + i]) * 1440.0
-        far = not math.fabs(t) <= T_MAX  # the resonance integrator must not step to it
-        t = 0.0 if far else t
-        w[S_ERR * BLOCK + i] = CODE_FAR if far else 0.0
         t2 = t * t
         w[S_T * BLOCK + i] = t
         w[S_MM * BLOCK + i] = (
@@ -320,8 +316,7 @@ def _stage_deep_periodics(w):
         no = w[s4.P_NO * BLOCK + i]
         nm = w[S_NM * BLOCK + i]
         tempa = w[S_TEMPA * BLOCK + i]
-        err = w[S_ERR * BLOCK + i]  # code 7 from the secular stage, else 0
-        err = 2.0 if (err == 0.0 and nm <= 0.0) else err
+        err = 2.0 if nm <= 0.0 else 0.0
         # (xke/nm)^(2/3) = am_factor * (no/nm)^(2/3); Newton cube root of (no/nm)^2.
         q = no / nm
         q2 = q * q
