@@ -6,8 +6,7 @@ The public surface for Python users::
     from aposos import Catalogue, Site, Tracklet
 """
 
-from aposos.model import Tracklet
-from aposos.orbit.site import Site
+from aposos.model import Site, Tracklet
 
 __all__ = ["Catalogue", "Site", "Tracklet"]
 

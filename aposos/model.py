@@ -10,12 +10,13 @@ place) from one station against UTC. On the wire it is JSON::
 
 from __future__ import annotations
 
+import math
 import uuid as uuid_module
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from aposos.orbit.site import Site
+from aposos.timeutil import UNIX_EPOCH_JD, to_jd_fr
 
 __all__ = [
     "Candidate",
@@ -28,15 +29,16 @@ __all__ = [
     "jd_fr_to_datetime64",
 ]
 
-UNIX_EPOCH_JD = 2440587.5
 _US_PER_DAY = 86_400_000_000
 
 
 def datetime64_to_jd_fr(times) -> tuple[np.ndarray, np.ndarray]:
-    """UTC ``datetime64`` values to a (whole Julian date .5, fraction of day) split."""
-    us = np.asarray(times, dtype="datetime64[us]").astype(np.int64)
-    days, rem = np.divmod(us, _US_PER_DAY)
-    return UNIX_EPOCH_JD + days.astype(np.float64), rem.astype(np.float64) / _US_PER_DAY
+    """UTC ``datetime64`` values to a (whole Julian date .5, fraction of day) split.
+
+    The same as :func:`aposos.timeutil.to_jd_fr`, which takes every kind of time input and
+    refuses dates outside 1900-2100.
+    """
+    return to_jd_fr(times)
 
 
 def jd_fr_to_datetime64(jd, fr) -> np.ndarray:
@@ -47,6 +49,51 @@ def jd_fr_to_datetime64(jd, fr) -> np.ndarray:
     fr = fr + (jd - UNIX_EPOCH_JD - whole)
     us = whole.astype(np.int64) * _US_PER_DAY + np.round(fr * _US_PER_DAY).astype(np.int64)
     return us.astype("datetime64[us]")
+
+
+WGS84_A_KM = 6378.137
+WGS84_F = 1.0 / 298.257223563
+
+
+@dataclass(frozen=True)
+class Site:
+    """A station site: geodetic WGS84 latitude and longitude (east positive), height in metres.
+
+    Examples
+    --------
+    >>> Site(35.67, 51.42, 1200.0).itrs_km().round(1)
+    array([3235.5, 4056. , 3699.2])
+    """
+
+    latitude_deg: float
+    longitude_deg: float
+    altitude_m: float = 0.0
+
+    def __post_init__(self):
+        problems = []
+        if not (-90.0 <= float(self.latitude_deg) <= 90.0):
+            problems.append(f"latitude_deg {self.latitude_deg} is outside [-90, 90]")
+        if not (-180.0 <= float(self.longitude_deg) <= 360.0):
+            problems.append(f"longitude_deg {self.longitude_deg} is outside [-180, 360]")
+        if not (-500.0 <= float(self.altitude_m) <= 10000.0):
+            problems.append(f"altitude_m {self.altitude_m} is outside [-500, 10000]")
+        if problems:
+            raise ValueError("bad site: " + "; ".join(problems))
+
+    def itrs_km(self) -> np.ndarray:
+        """Earth-fixed (ITRS) position of the site in km."""
+        lat = math.radians(self.latitude_deg)
+        lon = math.radians(self.longitude_deg)
+        h_km = self.altitude_m / 1000.0
+        e2 = WGS84_F * (2.0 - WGS84_F)
+        n = WGS84_A_KM / math.sqrt(1.0 - e2 * math.sin(lat) ** 2)
+        return np.array(
+            [
+                (n + h_km) * math.cos(lat) * math.cos(lon),
+                (n + h_km) * math.cos(lat) * math.sin(lon),
+                (n * (1.0 - e2) + h_km) * math.sin(lat),
+            ]
+        )
 
 
 @dataclass

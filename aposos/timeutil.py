@@ -1,4 +1,8 @@
-"""Time scales over split Julian dates: UTC -> UT1, TT; polar motion; offline IERS tables.
+"""Time inputs and time scales: any UTC time -> (jd, fr); UTC -> UT1, TT; offline IERS tables.
+
+Every public function that takes a time goes through :func:`to_jd_fr`, which accepts
+``(jd, fr)`` numbers, ``datetime64``, ``datetime``, ISO strings, astropy and skyfield times,
+and refuses what is not a UTC date between 1900 and 2100 with one line naming the value.
 
 Times travel as ``(jd, fr)``: the UTC Julian date split as python-sgp4 takes it (``jd`` a
 whole day ending in .5, ``fr`` the fraction of the day, days of 86400 s as datetime64 counts
@@ -23,23 +27,27 @@ through the ``aposos.timeutil`` logger:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-import erfa
 import numpy as np
 
 __all__ = [
+    "JD_MAX",
+    "JD_MIN",
     "IersCoverage",
     "as_jd_fr",
     "configure_offline",
     "iers_coverage",
     "polar_motion_rad",
     "refresh_iers",
+    "to_jd_fr",
     "tt_minus_utc_s",
     "ut1_minus_utc_s",
     "utc_to_tt",
@@ -126,6 +134,8 @@ def _mjd_to_date(mjd: float) -> str:
 
 
 def _leap_seconds_expire_mjd() -> float:
+    import erfa
+
     expires = np.datetime64(erfa.leap_seconds.expires, "D")
     return float((expires - np.datetime64("1858-11-17", "D")).astype(np.int64))
 
@@ -221,22 +231,220 @@ def refresh_iers(path_or_url: str | os.PathLike, *, timeout_s: float = 30.0) -> 
     return coverage
 
 
-def as_jd_fr(jd, fr) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a UTC ``(jd, fr)`` split: 1-D float64 arrays of one length, all finite.
+# ---------------------------------------------------------------------------- time inputs
+# Outside these dates a "time" is a mistake (an MJD, a Unix time, a datetime64 cast to a
+# number): SGP4 elements exist from 1957, and the resonance integrator steps 720 min at a time.
+JD_MIN = 2415020.5  # 1900-01-01T00:00 UTC
+JD_MAX = 2488069.5  # 2100-01-01T00:00 UTC
+UNIX_EPOCH_JD = 2440587.5
+_NS_PER_DAY = 86_400 * 10**9
+_OFFSET = re.compile(r"^(.+[T ]\d\d(?::\d\d(?::\d\d(?:\.\d*)?)?)?)([+-])(\d\d):?(\d\d)$")
+_LEAP_SECOND = re.compile(r":60(?=(\.\d*)?$)")
 
-    Scalars become length-1 arrays and a scalar broadcasts against an array. Raises
-    ``ValueError`` naming the first time that is not finite.
+
+def to_jd_fr(time, fr=None) -> tuple[np.ndarray, np.ndarray]:
+    """Any UTC time input as a checked ``(jd, fr)`` split: float64 arrays of the input's shape.
+
+    Takes, alone or as an array or list of one kind:
+
+    - ``(jd, fr)`` numbers: the UTC Julian date split as python-sgp4 takes it (kept as given;
+      a scalar broadcasts against an array);
+    - a number alone: a whole UTC Julian date (split here into ``jd`` ending in .5 and ``fr``);
+    - numpy ``datetime64`` of any unit, ``datetime.datetime`` (naive is UTC, aware is
+      converted) and ``datetime.date``;
+    - ISO 8601 strings (``"2020-10-02T17:00:00.25"``, a ``Z`` or ``+hh:mm`` suffix, ``"now"``);
+    - astropy ``Time`` of any scale, skyfield ``Time``.
+
+    Days have 86400 s, as ``datetime64`` counts them; a leap second ``23:59:60.x`` lands on
+    the next day's ``00:00:00.x``, as POSIX clocks count it.
+
+    Raises ``TypeError`` for what is not a time (a ``datetime64`` given with ``fr``, text in
+    ``jd``), ``ValueError`` for a time that is not finite or not between 1900 and 2100; the
+    one-line message names the first bad value.
+
+    Examples
+    --------
+    >>> to_jd_fr("2020-10-02T18:00:00Z")
+    (array(2459124.5), array(0.75))
+    >>> to_jd_fr(2459124.5, [0.25, 0.75])[1]
+    array([0.25, 0.75])
     """
-    jd = np.atleast_1d(np.asarray(jd, dtype=np.float64))
-    fr = np.atleast_1d(np.asarray(fr, dtype=np.float64))
-    if jd.ndim != 1 or fr.ndim != 1:
-        raise ValueError(f"jd and fr must be 1-D; got shapes {jd.shape} and {fr.shape}")
-    jd, fr = np.broadcast_arrays(jd, fr)
-    bad = ~(np.isfinite(jd) & np.isfinite(fr))
+    if fr is not None:
+        jd_num = _days(time, "jd")
+        fr_num = _days(fr, "fr")
+        jd_num, fr_num = np.broadcast_arrays(jd_num, fr_num)
+        return _checked(jd_num.astype(np.float64), fr_num.astype(np.float64))
+    if _is_astropy_time(time):
+        return _from_astropy(time)
+    if _is_skyfield_time(time):
+        return _from_skyfield(time)
+    if isinstance(time, (str, dt.date, np.datetime64)):
+        return _from_datetime64(_datetime64_of(time))
+    values = np.asarray(time) if not isinstance(time, np.ndarray) else time
+    kind = values.dtype.kind
+    if kind == "M":
+        return _from_datetime64(values)
+    if kind in "fiu":
+        whole = np.floor(values.astype(np.float64) - 0.5) + 0.5
+        return _checked(whole, values - whole)
+    if kind in "US" or (kind == "O" and values.ndim > 0):
+        parts = [to_jd_fr(str(v) if kind in "US" else v) for v in values.ravel()]
+        jd = np.array([p[0] for p in parts], dtype=np.float64).reshape(values.shape)
+        fr_out = np.array([p[1] for p in parts], dtype=np.float64).reshape(values.shape)
+        return jd, fr_out
+    raise TypeError(f"{_short(time)} is not a time (give jd, fr numbers, datetime64, ISO text)")
+
+
+def as_jd_fr(jd, fr=None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`to_jd_fr` as 1-D contiguous arrays of one length (scalars become length 1)."""
+    jd, fr = to_jd_fr(jd, fr)
+    jd = np.atleast_1d(jd)
+    fr = np.atleast_1d(fr)
+    if jd.ndim != 1:
+        raise ValueError(f"times must be 1-D; got shape {jd.shape}")
+    return np.ascontiguousarray(jd), np.ascontiguousarray(fr)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_astropy_time(value) -> bool:
+    return type(value).__module__.startswith("astropy.time") and hasattr(value, "jd1")
+
+
+def _is_skyfield_time(value) -> bool:
+    return type(value).__module__.startswith("skyfield") and hasattr(value, "tt_fraction")
+
+
+def _days(value, name: str) -> np.ndarray:
+    """A number of days (part of a Julian date split), or TypeError naming the value."""
+    time_like = isinstance(value, (str, dt.date, np.datetime64))
+    if time_like or _is_astropy_time(value) or _is_skyfield_time(value):
+        raise TypeError(
+            f"{name}={_short(value)} is a time, not a number of days: pass the time alone, "
+            "without fr"
+        )
+    values = np.asarray(value)
+    if values.dtype.kind in "fiu":
+        return values
+    if values.dtype.kind == "M":
+        raise TypeError(
+            f"{name} is a datetime64 array, not a number of days: pass the times alone, without fr"
+        )
+    try:
+        return values.astype(np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name}={_short(value)} is not a number of days (a UTC Julian date split as jd, fr)"
+        ) from None
+
+
+def _checked(jd: np.ndarray, fr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    total = jd + fr
+    finite = np.isfinite(total)
+    bad = ~finite | (total < JD_MIN) | (total >= JD_MAX)
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        j, f, x = float(jd.ravel()[i]), float(fr.ravel()[i]), float(total.ravel()[i])
+        where = f"time {i}" if total.ndim else "time"
+        if not finite.ravel()[i]:
+            raise ValueError(f"{where} is not finite: jd={j!r}, fr={f!r}")
+        hint = ""
+        if 0.0 <= x < 100_000.0:
+            hint = " (an MJD? add 2400000.5)"
+        elif x > 1.0e7:
+            hint = " (a Unix time, or a datetime64 cast to a number? pass the time itself)"
+        raise ValueError(
+            f"{where} is not a UTC Julian date between 1900 and 2100: jd={j!r}, fr={f!r}{hint}"
+        )
+    return np.asarray(jd), np.asarray(fr)
+
+
+def _datetime64_of(value) -> np.datetime64:
+    """One datetime64 from a str, date or datetime64 (nanoseconds kept)."""
+    if isinstance(value, np.datetime64):
+        return value
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None and value.utcoffset() is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return np.datetime64(value.replace(tzinfo=None), "us")
+    if isinstance(value, dt.date):
+        return np.datetime64(value, "D")
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1]
+    offset = np.timedelta64(0, "m")
+    match = _OFFSET.match(text)
+    if match:
+        text, sign, hours, minutes = match.groups()
+        offset = np.timedelta64(int(hours) * 60 + int(minutes), "m") * (1 if sign == "+" else -1)
+    text, leap = _LEAP_SECOND.subn(":59", text)
+    try:
+        t = np.datetime64(text)
+    except ValueError:
+        t = np.datetime64("NaT")
+    if np.isnat(t):
+        raise ValueError(f"{value!r} is not an ISO 8601 UTC time (e.g. 2020-10-02T17:00:00Z)")
+    return t - offset + np.timedelta64(leap, "s")
+
+
+def _from_datetime64(t) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(t)
+    flat = t.ravel()
+    nat = np.isnat(flat)
+    # The year, cast down (never overflows), is checked before the cast to nanoseconds.
+    year = flat.astype("datetime64[Y]").astype(np.int64) + 1970
+    bad = nat | (year < 1900) | (year >= 2100)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"time {i} is not finite: jd={jd[i]!r}, fr={fr[i]!r}")
-    return np.ascontiguousarray(jd), np.ascontiguousarray(fr)
+        where = f"time {i} ({flat[i]})" if t.ndim else f"time {flat[i]}"
+        if nat[i]:
+            raise ValueError(f"{where} is not a time")
+        raise ValueError(f"{where} is not a UTC date between 1900 and 2100")
+    ns = t.astype("datetime64[ns]").astype(np.int64)
+    days, rem = np.divmod(ns, _NS_PER_DAY)
+    jd = np.asarray(UNIX_EPOCH_JD + days.astype(np.float64))
+    return jd, np.asarray(rem.astype(np.float64) / _NS_PER_DAY)
+
+
+def _from_calendar(year, month, day, seconds_of_day) -> tuple[np.ndarray, np.ndarray]:
+    """(jd at midnight, fr) from a UTC calendar date and seconds (86400 s days, 60 s leap)."""
+    import erfa
+
+    as_int = [np.asarray(x).astype(np.int32) for x in (year, month, day)]
+    djm0, djm = erfa.cal2jd(*as_int)
+    jd = np.asarray(djm0 + djm, dtype=np.float64)
+    fr = np.asarray(seconds_of_day, dtype=np.float64) / 86400.0
+    carry = np.floor(fr)  # a leap second runs past midnight
+    return _checked(jd + carry, fr - carry)
+
+
+def _from_astropy(time) -> tuple[np.ndarray, np.ndarray]:
+    import erfa
+
+    configure_offline()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", erfa.ErfaWarning)  # "dubious year": checked below
+            utc = time.utc
+    except Exception as exc:
+        raise ValueError(f"astropy time {_short(time)} has no UTC: {exc}") from None
+    jd1 = np.asarray(utc.jd1, dtype=np.float64)
+    jd2 = np.asarray(utc.jd2, dtype=np.float64)
+    _checked(jd1, jd2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", erfa.ErfaWarning)  # "dubious year": checked above
+        year, month, day, hmsf = erfa.d2dtf("UTC", 9, jd1, jd2)
+    seconds = hmsf["h"] * 3600 + hmsf["m"] * 60 + hmsf["s"] + hmsf["f"] * 1e-9
+    return _from_calendar(year, month, day, seconds)
+
+
+def _from_skyfield(time) -> tuple[np.ndarray, np.ndarray]:
+    c = time.utc  # skyfield's own leap-second table; a leap second has second >= 60
+    seconds = np.asarray(c.hour) * 3600.0 + np.asarray(c.minute) * 60.0 + np.asarray(c.second)
+    return _from_calendar(c.year, c.month, c.day, seconds)
 
 
 def _warn_once(eop: _EopArrays, key: str, message: str, *args) -> None:
@@ -329,6 +537,8 @@ def tt_minus_utc_s(jd, fr) -> np.ndarray:
 
     Raises ``ValueError`` for times before 1960 (UTC undefined).
     """
+    import erfa
+
     jd, fr = as_jd_fr(jd, fr)
     configure_offline()
     if jd.size == 0:

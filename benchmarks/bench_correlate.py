@@ -37,10 +37,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 from catalogue25k import realistic_tle_lines  # noqa: E402
 
 from aposos.correlate.correlator import SGP4Correlator  # noqa: E402
-from aposos.model import Tracklet, jd_fr_to_datetime64  # noqa: E402
+from aposos.model import (  # noqa: E402
+    Site,  # noqa: E402
+    Tracklet,
+    jd_fr_to_datetime64,
+)
 from aposos.orbit import frames  # noqa: E402
 from aposos.orbit.catalogue import Catalogue  # noqa: E402
-from aposos.orbit.site import Site  # noqa: E402
 
 NIGHT_JD = 2459125.5  # 2020-10-03 00:00 UTC
 STATIONS = {

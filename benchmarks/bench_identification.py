@@ -31,8 +31,8 @@ from truthset import build_truth_set, score_truth  # noqa: E402
 
 from aposos.correlate.correlator import SGP4Correlator  # noqa: E402
 from aposos.correlate.model import ErrorModel  # noqa: E402
+from aposos.model import Site  # noqa: E402
 from aposos.orbit.catalogue import Catalogue  # noqa: E402
-from aposos.orbit.site import Site  # noqa: E402
 
 SERIES = HERE.parent / "tests" / "data" / "shared" / "catalogues"
 DEFAULT_PAIRS = ("17:18", "19:20", "17:19", "18:20", "16:19", "17:20", "20:23", "16:23")

@@ -29,8 +29,8 @@ from astropy.coordinates import (
 from astropy.time import Time
 from sgp4.api import Satrec, SatrecArray
 
+from aposos.model import Site
 from aposos.orbit import frames
-from aposos.orbit.site import Site
 from aposos.timeutil import configure_offline
 
 CATALOGUE = (

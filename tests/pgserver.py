@@ -1,8 +1,8 @@
 """A real PostgreSQL server for the tests, on loopback, in a temporary folder.
 
 The fixture :func:`postgres_server` finds ``initdb`` / ``pg_ctl`` (on PATH or under
-``/usr/lib/postgresql/*/bin``); when they are missing and we are root, it installs
-Debian's ``postgresql`` package with apt-get. It skips, with the reason, only when
+``/usr/lib/postgresql/*/bin``); when they are missing it installs Debian's ``postgresql``
+package through tests/system_packages.py. It skips, with the reason, only when
 that is impossible. The server runs as an unprivileged user (PostgreSQL refuses to
 run as root), listens on 127.0.0.1 on a free port, trusts local connections, and is
 stopped and deleted at the end of the session.
@@ -16,14 +16,13 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+from system_packages import apt_install, free_port
 
-APT_TIMEOUT_S = 900
 _install_failure: str | None = None
 
 
@@ -44,36 +43,6 @@ def find_pg_bin() -> Path | None:
     return None
 
 
-def install_postgresql() -> str | None:
-    """Install Debian's ``postgresql``; returns why it could not, or ``None``."""
-    if os.geteuid() != 0:
-        return "PostgreSQL is not installed and we are not root to apt-get install it"
-    if shutil.which("apt-get") is None:
-        return "PostgreSQL is not installed and there is no apt-get to install it"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    steps = (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
-    )
-    for cmd in steps:
-        try:
-            done = subprocess.run(
-                cmd, env=env, capture_output=True, text=True, timeout=APT_TIMEOUT_S
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"{' '.join(cmd)} failed: {exc}"
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            return f"{' '.join(cmd)} failed ({done.returncode}): {' / '.join(tail)}"
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PostgresServer:
     """A throw-away PostgreSQL cluster; :meth:`new_database` gives a fresh database URL."""
 
@@ -81,7 +50,7 @@ class PostgresServer:
         self.bin_dir = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="aposos-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user = "aposos"
         self._run_as: dict = {}
         self._names = itertools.count(1)
@@ -145,7 +114,7 @@ def postgres_server():
     global _install_failure
     bin_dir = find_pg_bin()
     if bin_dir is None and _install_failure is None:
-        _install_failure = install_postgresql()
+        _install_failure = apt_install("postgresql")
         bin_dir = find_pg_bin()
     if bin_dir is None:
         pytest.skip(f"PostgreSQL unavailable: {_install_failure or 'initdb/pg_ctl not found'}")

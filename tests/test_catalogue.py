@@ -192,3 +192,33 @@ def test_zarr_snapshot_round_trip_is_exact(tmp_path):
     assert (back.orbit_class == cat.orbit_class).all()
     sub = cat.subset(cat.orbit_class == "GEO")
     assert (sub.orbit_class == "GEO").all() and len(sub) == (cat.orbit_class == "GEO").sum()
+
+
+def test_every_time_input_propagates_alike_and_absurd_ones_are_refused():
+    """``propagate(np.datetime64(...), 0)`` once cast to JD 26,694,300 and spun for hours."""
+    from astropy.time import Time
+
+    from aposos.model import Site
+
+    cat = Catalogue.from_tle(NEW)
+    jd, fr = np.array([2459124.5]), np.array([17 / 24])  # 2020-10-02T17:00 UTC
+    e, r, _ = cat.propagate(jd, fr)
+    for t in (
+        np.datetime64("2020-10-02T17:00"),
+        "2020-10-02T17:00:00Z",
+        Time("2020-10-02T17:00:00", scale="utc"),
+    ):
+        e2, r2, _ = cat.propagate(t)
+        assert np.array_equal(e2, e)
+        np.testing.assert_allclose(r2[e == 0], r[e == 0], rtol=0, atol=one_mm_km)
+    ra, dec, _ = cat.radec(Site(33.67, 51.32, 3600), "2020-10-02T17:00:00")
+    ra_ref, dec_ref, _ = cat.radec(Site(33.67, 51.32, 3600), jd, fr)
+    assert np.array_equal(ra, ra_ref, equal_nan=True)
+    with pytest.raises(TypeError, match="is a time, not a number of days"):
+        cat.propagate(np.datetime64("2020-10-02T17:00"), 0)
+    with pytest.raises(ValueError, match="between 1900 and 2100"):
+        cat.propagate(26694300.0, 0.0)
+    with pytest.raises(ValueError, match="time 1 is not finite"):
+        cat.propagate(np.array([2459125.5, np.nan]), np.zeros(2))
+    with pytest.raises(ValueError, match="between 1900 and 2100"):
+        cat.radec(Site(33.67, 51.32, 3600), Time(2500000.5, format="jd"))

@@ -27,9 +27,8 @@ from aposos.correlate.fit import N_GEO, _pair_fit
 from aposos.correlate.gate import _miss_ratios
 from aposos.correlate.model import ErrorModel
 from aposos.correlate.sites import load_sites, read_station_sites
-from aposos.model import Tracklet
+from aposos.model import Site, Tracklet
 from aposos.orbit.catalogue import Catalogue
-from aposos.orbit.site import Site
 
 HERE = Path(__file__).resolve().parent
 CATALOGUES = HERE / "data" / "shared" / "catalogues"

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aposos.formats.common import ParsedTracklet, read_source, read_tracklets, tracklets_of
+from aposos.formats.common import ParsedTracklet, read_source, tracklets_of
+from aposos.formats.readers import read_tracklets
 from aposos.formats.tdm import read_tdm, write_tdm
 from aposos.model import Tracklet
 

@@ -30,8 +30,8 @@ from astropy.utils import iers
 from sgp4.api import Satrec
 
 from aposos import timeutil
+from aposos.model import Site
 from aposos.orbit import frames
-from aposos.orbit.site import Site
 
 pytestmark = pytest.mark.kernel  # also run with NUMBA_DISABLE_JIT=1 by make test
 

@@ -9,13 +9,20 @@
 import math
 from importlib.resources import files
 
+import numba
 import numpy as np
 import pytest
 from sgp4.api import WGS72, Satrec, SatrecArray
 from sgp4.exporter import export_tle
 from sgp4.model import Satrec as PySatrec
 
-from aposos.orbit.sgp4 import ERROR_MESSAGES, pack_satrecs, propagate_packed
+from aposos.orbit.propagation import propagate_packed, vector_kernel_runs
+from aposos.orbit.sgp4 import (
+    CODE_TIME_OUT_OF_RANGE,
+    ERROR_MESSAGES,
+    MAX_MINUTES_FROM_EPOCH,
+    pack_satrecs,
+)
 
 pytestmark = pytest.mark.kernel
 
@@ -166,3 +173,32 @@ def test_bad_arguments():
     params = pack_satrecs(random_element_sets(2))
     with pytest.raises(ValueError, match="differ in shape"):
         propagate_packed(params, np.zeros(3), np.zeros(2))
+
+
+def test_absurd_times_are_refused_not_stepped_to():
+    """A datetime64 cast to JD 26,694,300 once kept the resonance loop stepping for hours.
+
+    Every kind of orbit (near-earth, deep, both resonances) at a time that is not finite or
+    beyond the bound gets code 7 and NaN at once (the dispatcher sends such a call to the
+    reference kernel, which refuses it), while the good times of the same call agree with
+    python-sgp4.
+    """
+    satrecs = random_element_sets(300, seed=11)
+    params = pack_satrecs(satrecs)
+    irez = params[:, 2]
+    assert (irez == 1).any() and (irez == 2).any() and (params[:, 0] == 0).any()
+    epoch = 2459282.5
+    far = MAX_MINUTES_FROM_EPOCH / 1440.0 + 10.0
+    jd = np.array([epoch, 26694300.0, np.inf, np.nan, epoch + far, epoch - far, epoch + 3.0])
+    fr = np.full(jd.shape, 0.25)
+    good = [0, 6]
+    assert not vector_kernel_runs(params, jd, fr)
+    assert vector_kernel_runs(params, jd[good], fr[good]) == (not numba.config.DISABLE_JIT)
+    e_ref, r_ref, _ = SatrecArray([as_cpp(s) for s in satrecs]).sgp4(jd[good], fr[good])
+    e, r, v = propagate_packed(params, jd, fr)
+    assert (e[:, 1:6] == CODE_TIME_OUT_OF_RANGE).all()
+    assert np.isnan(r[:, 1:6]).all() and np.isnan(v[:, 1:6]).all()
+    assert np.array_equal(e[:, good], e_ref)
+    ok = e_ref == 0
+    assert np.abs(r[:, good] - r_ref)[ok].max() < one_mm_km
+    assert "200 years" in ERROR_MESSAGES[CODE_TIME_OUT_OF_RANGE]

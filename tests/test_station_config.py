@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aposos.orbit.site import Site
+from aposos.model import Site
 from aposos.station.config import StationConfig
 
 STATIONS = Path(__file__).resolve().parents[1] / "stations"

@@ -13,6 +13,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import astropy_iers_data
+import erfa
 import numpy as np
 import pytest
 from astropy.time import Time
@@ -119,7 +120,7 @@ def test_scalars_broadcast_and_bad_times_are_named():
     with pytest.raises(ValueError, match="before 1960"):
         timeutil.tt_minus_utc_s(2436000.5, 0.0)
     with pytest.raises(ValueError, match="1-D"):
-        timeutil.tt_minus_utc_s(np.zeros((2, 2)), 0.0)
+        timeutil.tt_minus_utc_s(np.full((2, 2), 2459123.5), 0.0)
 
 
 def test_predicted_times_compute_and_warn_once(fresh_iers_table, caplog):
@@ -195,3 +196,147 @@ def test_refresh_iers_fetches_a_url_from_a_real_http_server():
     from astropy.utils import data
 
     assert data.conf.allow_internet is False  # closed again after the fetch
+
+
+# --------------------------------------------------------------- one time-input function
+def test_every_kind_of_time_input_gives_the_same_split():
+    import datetime as dt
+
+    from skyfield.api import load
+
+    ts = load.timescale(builtin=True)
+    want_jd, want_fr = 2459124.5, (17 * 3600 + 0.25) / 86400.0  # 2020-10-02T17:00:00.25
+    inputs = [
+        (2459124.5, (17 * 3600 + 0.25) / 86400.0),
+        (np.datetime64("2020-10-02T17:00:00.250", "ms"),),
+        (np.datetime64("2020-10-02T17:00:00.250000000", "ns"),),
+        (dt.datetime(2020, 10, 2, 17, 0, 0, 250000),),
+        (dt.datetime(2020, 10, 2, 19, 0, 0, 250000, tzinfo=dt.timezone(dt.timedelta(hours=2))),),
+        ("2020-10-02T17:00:00.25",),
+        ("2020-10-02T17:00:00.25Z",),
+        ("2020-10-02 19:30:00.25+02:30",),
+        ("2020-10-02T12:00:00.25-05:00",),
+        (Time("2020-10-02T17:00:00.25", scale="utc"),),
+        (Time("2020-10-02T17:00:00.25", scale="utc").tt,),
+        (Time("2020-10-02T17:00:00.25", scale="utc").tai,),
+        (ts.utc(2020, 10, 2, 17, 0, 0.25),),
+    ]
+    for args in inputs:
+        jd, fr = timeutil.to_jd_fr(*args)
+        error_s = ((jd - want_jd) + (fr - want_fr)) * 86400.0
+        assert abs(error_s) < one_microsecond, (args, error_s)
+    # One float holds a Julian date to about 40 microseconds only.
+    jd, fr = timeutil.to_jd_fr(want_jd + want_fr)
+    assert jd == want_jd and abs(fr - want_fr) * 86400.0 < 50e-6
+    day = timeutil.to_jd_fr(dt.date(2020, 10, 2))
+    assert (float(day[0]), float(day[1])) == (want_jd, 0.0)
+
+
+def test_arrays_and_lists_keep_their_shape():
+    iso = [["2020-10-02T17:00:00", "2020-10-02T18:00:00"], ["2021-01-01", "2021-01-02"]]
+    jd, fr = timeutil.to_jd_fr(np.array(iso))
+    assert jd.shape == fr.shape == (2, 2)
+    jd64, fr64 = timeutil.to_jd_fr(np.array(iso, dtype="datetime64[us]"))
+    assert np.array_equal(jd, jd64) and np.array_equal(fr, fr64)
+    jd_list, _ = timeutil.to_jd_fr(iso[0])
+    assert jd_list.shape == (2,)
+    t = Time(np.array(iso, dtype="datetime64[us]"), scale="utc")
+    jd_t, fr_t = timeutil.to_jd_fr(t)
+    assert np.array_equal(jd_t, jd) and np.abs(fr_t - fr).max() * 86400.0 < one_microsecond
+    assert timeutil.as_jd_fr("2020-10-02T17:00")[0].shape == (1,)
+
+
+def test_conversions_agree_with_astropy_to_sub_microsecond():
+    """Random times 1972-2099 with nanoseconds, as ISO text, datetime64 and astropy Time.
+
+    astropy's UTC quasi-JD runs 86401 s on a leap-second day, so those days are left out
+    here and tested apart below."""
+    rng = np.random.default_rng(3)
+    start = np.datetime64("1972-01-01T00:00:00", "ns").astype(np.int64)
+    stop = np.datetime64("2099-12-31T00:00:00", "ns").astype(np.int64)
+    ns = rng.integers(start, stop, size=2000)
+    t64 = ns.astype("datetime64[ns]")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", erfa.ErfaWarning)  # years past erfa's release + 5
+        reference = Time(t64, scale="utc")
+        tt, tai = reference.tt, reference.tai
+    leap_days = np.isin(t64.astype("datetime64[D]"), _leap_second_days())
+    iso = np.datetime_as_string(t64, unit="ns")
+    for value in (t64, iso, reference, tt, tai):
+        jd, fr = timeutil.to_jd_fr(value)
+        error_s = ((jd - reference.jd1) + (fr - reference.jd2)) * 86400.0
+        assert np.abs(error_s[~leap_days]).max() < one_microsecond, type(value)
+
+
+def test_conversions_agree_with_skyfield_to_sub_microsecond():
+    """skyfield Time (TT inside) against astropy's TT -> UTC and skyfield's own calendar."""
+    from skyfield.api import load
+
+    ts = load.timescale(builtin=True)
+    rng = np.random.default_rng(4)
+    whole = np.floor(rng.uniform(2441317.5, 2488000.5, size=1500)) + 0.5  # 1972-2099
+    frac = rng.uniform(0.0, 1.0, size=whole.size)
+    sky = ts.tt_jd(whole, frac)
+    jd, fr = timeutil.to_jd_fr(sky)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", erfa.ErfaWarning)
+        astropy_utc = Time(whole, frac, format="jd", scale="tt").utc
+    day = np.floor(jd - 0.5).astype(np.int64) - 2440587  # days since 1970
+    leap_days = np.isin(day.astype("datetime64[D]"), _leap_second_days())
+    error_s = ((jd - astropy_utc.jd1) + (fr - astropy_utc.jd2)) * 86400.0
+    assert np.abs(error_s[~leap_days]).max() < one_microsecond
+    c = sky.utc
+    seconds = c.hour * 3600.0 + c.minute * 60.0 + c.second
+    assert np.abs(fr * 86400.0 - seconds)[c.second < 60].max() < one_microsecond
+
+
+def _leap_second_days() -> np.ndarray:
+    """UTC days that end in a leap second (from erfa's table)."""
+    table = erfa.leap_seconds.get()
+    days = (table["year"] - 1970).astype("datetime64[Y]").astype("datetime64[M]")
+    starts = days + (table["month"] - 1).astype("timedelta64[M]")
+    return starts.astype("datetime64[D]")[table["year"] >= 1972] - np.timedelta64(1, "D")
+
+
+def test_a_leap_second_lands_on_the_next_midnight_in_every_form():
+    from skyfield.api import load
+
+    ts = load.timescale(builtin=True)
+    want = (2457754.5, 0.5 / 86400.0)  # 2016-12-31T23:59:60.5 -> 2017-01-01T00:00:00.5
+    for value in (
+        "2016-12-31T23:59:60.5",
+        Time("2016-12-31T23:59:60.5", scale="utc"),
+        ts.utc(2016, 12, 31, 23, 59, 60.5),
+    ):
+        jd, fr = timeutil.to_jd_fr(value)
+        assert abs(((jd - want[0]) + (fr - want[1])) * 86400.0) < one_microsecond, value
+    jd, fr = timeutil.to_jd_fr(Time("2016-12-31T12:00:00", scale="utc"))  # astropy: 86401 s day
+    assert (float(jd), float(fr)) == (2457753.5, 0.5)
+
+
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        ((np.datetime64("2020-10-02T17:00"), 0), TypeError, "is a time, not a number of days"),
+        ((np.array(["2020-10-02"], dtype="datetime64[D]"), 0.0), TypeError, "datetime64 array"),
+        (("2020-10-02T17:00", 0.0), TypeError, "is a time, not a number of days"),
+        ((["1", "x"], 0.0), TypeError, "is not a number of days"),
+        ((object(),), TypeError, "is not a time"),
+        ((np.array([True]),), TypeError, "is not a time"),
+        ((26694300.0, 0.0), ValueError, "between 1900 and 2100.*datetime64 cast"),
+        ((59124.5, 0.25), ValueError, "between 1900 and 2100.*an MJD"),
+        ((1601658000.0,), ValueError, "between 1900 and 2100.*Unix time"),
+        (([2459125.5, np.nan], [0.0, 0.0]), ValueError, "time 1 is not finite"),
+        ((np.inf, 0.0), ValueError, "not finite"),
+        (("2300-01-01T00:00",), ValueError, "2300-01-01T00:00:00 is not a UTC date between"),
+        ((np.datetime64("1899-12-31T23:59:59"),), ValueError, "between 1900 and 2100"),
+        ((np.datetime64("NaT"),), ValueError, "NaT is not a time"),
+        ((["2020-10-02", "yesterday"],), ValueError, "'yesterday' is not an ISO 8601"),
+        ((np.array(["2020-10-02", "25000-01-01"], dtype="datetime64[D]"),), ValueError, "time 1"),
+        ((Time(2500000.5, format="jd", scale="utc"),), ValueError, "between 1900 and 2100"),
+    ],
+)
+def test_absurd_times_are_refused_with_one_line_naming_them(args, error, match):
+    with pytest.raises(error, match=match) as info:
+        timeutil.to_jd_fr(*args)
+    assert "\n" not in str(info.value)

@@ -31,8 +31,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aposos.correlate.sites import _read_one
-from aposos.orbit.site import Site
+from aposos.correlate.sites import read_station_site
+from aposos.model import Site
 
 __all__ = ["MODES", "ModeSetup", "StationPlanning", "load_planning_stations"]
 
@@ -151,7 +151,7 @@ def point_source_limit(
 def read_planning_station(path: str | os.PathLike) -> StationPlanning:
     """Read one station file; raises ``ValueError`` naming the file and the key."""
     path = Path(path)
-    ident = _read_one(path)
+    ident = read_station_site(path)
     with path.open("rb") as handle:
         doc = tomllib.load(handle)
     tel, cam = _table(doc, "telescope", path), _table(doc, "camera", path)

@@ -113,7 +113,7 @@ def default_cube_dir() -> Path:
 
 def read_inputs(paths, station_codes) -> list[dict]:
     """One entry per tracklet or unreadable piece: file, segment, line, tracklet, error."""
-    from aposos.formats.common import read_tracklets
+    from aposos.formats.readers import read_tracklets
 
     entries = []
     for path in paths:

@@ -49,7 +49,7 @@ def parse_utc(text: str, option: str) -> np.datetime64:
 
 
 def _site_of_table(table, where: str):
-    from aposos.orbit.site import Site
+    from aposos.model import Site
 
     if not isinstance(table, dict):
         raise CommandError(f"{where}: no [site] table")
@@ -72,8 +72,8 @@ def _read_toml(path: Path) -> dict:
 
 
 def parse_site(text: str, option: str = "--site", stations_dir: str | Path = "stations"):
-    """A :class:`~aposos.orbit.site.Site` from ``LAT,LON,ALT_M``, a station file or code."""
-    from aposos.orbit.site import Site
+    """A :class:`~aposos.model.Site` from ``LAT,LON,ALT_M``, a station file or code."""
+    from aposos.model import Site
 
     text = text.strip()
     if "," in text:

@@ -89,7 +89,7 @@ class SGP4Correlator:
     Parameters
     ----------
     catalogue : :class:`aposos.orbit.catalogue.Catalogue`.
-    sites : station name (code or 4-digit IOD number) -> :class:`~aposos.orbit.site.Site`,
+    sites : station name (code or 4-digit IOD number) -> :class:`~aposos.model.Site`,
         e.g. :func:`aposos.correlate.sites.load_sites`.
     cube_dir : where ephemeris cube blocks are kept (zarr); ``None``: memory only.
     error_model : :class:`~aposos.correlate.model.ErrorModel` (defaults stated there).

@@ -4,7 +4,7 @@ The data center reads only the ``[site]`` table of each station file (``code``,
 ``iod_station``, ``latitude_deg``, ``longitude_deg`` east positive, ``altitude_m``); the
 rest of the file belongs to the station agent. A tracklet names its station either by
 ``code`` (TDM ``PARTICIPANT_1``) or by the 4-digit IOD station number, so
-:func:`load_sites` maps both to the same :class:`~aposos.orbit.site.Site`.
+:func:`load_sites` maps both to the same :class:`~aposos.model.Site`.
 
 >>> sites = load_sites("stations")                     # doctest: +SKIP
 >>> sites["IRN1"] == sites["2401"]                     # doctest: +SKIP
@@ -18,9 +18,16 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from aposos.orbit.site import Site
+from aposos.model import Site
 
-__all__ = ["StationSite", "iod_station_key", "load_sites", "read_station_sites", "resolve_site"]
+__all__ = [
+    "StationSite",
+    "iod_station_key",
+    "load_sites",
+    "read_station_site",
+    "read_station_sites",
+    "resolve_site",
+]
 
 _REQUIRED = ("code", "iod_station", "latitude_deg", "longitude_deg", "altitude_m")
 
@@ -40,7 +47,9 @@ def iod_station_key(number: int | str) -> str:
     return f"{int(number):04d}"
 
 
-def _read_one(path: Path) -> StationSite:
+def read_station_site(path: str | os.PathLike) -> StationSite:
+    """The ``[site]`` table of one station file; ``ValueError`` names the file and the fault."""
+    path = Path(path)
     try:
         with path.open("rb") as handle:
             document = tomllib.load(handle)
@@ -83,7 +92,7 @@ def read_station_sites(directory: str | os.PathLike) -> list[StationSite]:
     folder = Path(directory)
     if not folder.is_dir():
         raise FileNotFoundError(f"no stations folder at {folder}")
-    stations = [_read_one(path) for path in sorted(folder.glob("*.toml"))]
+    stations = [read_station_site(path) for path in sorted(folder.glob("*.toml"))]
     seen: dict[str, str] = {}
     for station in stations:
         keys = [station.code]
@@ -102,7 +111,7 @@ def load_sites(directory: str | os.PathLike = "stations") -> dict[str, Site]:
     Returns
     -------
     dict mapping ``code`` and ``"%04d" % iod_station`` to the station's
-    :class:`~aposos.orbit.site.Site`: the ``sites`` argument of
+    :class:`~aposos.model.Site`: the ``sites`` argument of
     :class:`aposos.correlate.correlator.SGP4Correlator`.
     """
     sites: dict[str, Site] = {}

@@ -1,7 +1,8 @@
 """What the exchange-format readers share: the result type, source handling, sniffing.
 
-Every reader (:func:`aposos.formats.tdm.read_tdm`, :func:`aposos.formats.iod.read_iod`)
-returns a list of :class:`ParsedTracklet`, one per tracklet or per bad segment/line, in
+Every reader (:func:`aposos.formats.tdm.read_tdm`, :func:`aposos.formats.iod.read_iod`;
+:func:`aposos.formats.readers.read_tracklets` picks one by content) returns a list of
+:class:`ParsedTracklet`, one per tracklet or per bad segment/line, in
 file order. A bad piece never aborts the file; a file that is not in the format at all
 raises ``ValueError``.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from aposos.model import Tracklet
 
-__all__ = ["ParsedTracklet", "read_source", "read_tracklets", "stable_uuid", "tracklets_of"]
+__all__ = ["ParsedTracklet", "read_source", "stable_uuid", "tracklets_of"]
 
 # Namespace of the deterministic tracklet UUIDs made by the readers: re-reading the
 # same observations gives the same UUID, so uploads stay idempotent.
@@ -80,48 +81,6 @@ def _is_file(name: str) -> bool:
 def stable_uuid(*parts: object) -> str:
     """A UUID derived from ``parts``: the same observations always get the same UUID."""
     return str(uuid_module.uuid5(_TRACKLET_NAMESPACE, "\x1f".join(str(p) for p in parts)))
-
-
-def sniff_format(text: str) -> str:
-    """``"tdm-kvn"``, ``"tdm-xml"`` or ``"iod"``, judged from the content alone."""
-    head = text.lstrip()
-    if head.startswith("<"):
-        return "tdm-xml"
-    first = head.split("\n", 1)[0].strip()
-    if first.startswith("CCSDS_"):
-        return "tdm-kvn"
-    return "iod"
-
-
-def read_tracklets(
-    path: str | os.PathLike,
-    *,
-    station_codes: dict[int | str, str] | None = None,
-    strict: bool = False,
-) -> list[ParsedTracklet]:
-    """Read a TDM (KVN or XML) or IOD file, whichever it is.
-
-    Parameters
-    ----------
-    path : file (or text) to read.
-    station_codes : IOD station number -> our station code (see
-        :func:`aposos.formats.iod.read_iod`); not used for TDM, which names stations.
-    strict : raise ``ValueError`` on the first bad segment or line.
-
-    Raises
-    ------
-    ValueError
-        If the file is neither a TDM nor IOD observations.
-    """
-    text, label = read_source(path)
-    kind = sniff_format(text)
-    if kind.startswith("tdm"):
-        from aposos.formats.tdm import read_tdm
-
-        return read_tdm(text, strict=strict, name=label)
-    from aposos.formats.iod import read_iod
-
-    return read_iod(text, station_codes=station_codes, strict=strict, name=label)
 
 
 def tracklets_of(parsed: list[ParsedTracklet]) -> list[Tracklet]:

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from aposos.model import Site
 from aposos.orbit import sgp4 as _sgp4
 from aposos.orbit.omm import read_omm_records
-from aposos.orbit.site import Site
+from aposos.orbit.propagation import propagate_packed
 from aposos.orbit.tle import TleRecord, iter_tle_records
+from aposos.timeutil import as_jd_fr
 
 __all__ = ["Catalogue", "CatalogueError", "CatalogueProblem"]
 
@@ -234,8 +236,12 @@ class Catalogue:
         }
 
     # ----------------------------------------------------------------- computing
-    def propagate(self, jd, fr, *, out=None):
+    def propagate(self, jd, fr=None, *, out=None):
         """SGP4/SDP4 to UTC Julian dates ``jd + fr`` (1-D arrays split as python-sgp4).
+
+        With ``fr`` left out, ``jd`` is any time :func:`aposos.timeutil.to_jd_fr` takes
+        (``datetime64``, ISO text, astropy or skyfield ``Time``, ...); times that are not
+        UTC dates between 1900 and 2100 raise ``ValueError`` naming the first one.
 
         Returns ``e`` uint8 (n_objects, n_times) error codes (python-sgp4 meanings, see
         :data:`aposos.orbit.sgp4.ERROR_MESSAGES`), ``r`` km and ``v`` km/s in TEME,
@@ -246,10 +252,12 @@ class Catalogue:
             from aposos.orbit.sgp4_vector import BlockPlan
 
             self._plan = BlockPlan(self.params)
-        return _sgp4.propagate_packed(self.params, jd, fr, out=out, plan=self._plan)
+        return propagate_packed(self.params, jd, fr, out=out, plan=self._plan)
 
-    def radec(self, site: Site, jd, fr):
+    def radec(self, site: Site, jd, fr=None):
         """Astrometric RA/Dec and range of every object from ``site`` at UTC ``jd + fr``.
+
+        Times as :meth:`propagate` takes them.
 
         The direction an observer measures against catalogue stars: from the station
         at the observation time to where the object was when the light left it (light
@@ -314,11 +322,8 @@ class Catalogue:
 
 
 def _times(jd, fr):
-    jd = np.atleast_1d(np.asarray(jd, dtype=np.float64))
-    fr = np.atleast_1d(np.asarray(fr, dtype=np.float64))
-    if jd.ndim != 1 or jd.shape != fr.shape:
-        raise ValueError(f"jd and fr must be 1-D arrays of one shape, got {jd.shape}, {fr.shape}")
-    return jd, fr
+    """Any time input as 1-D (jd, fr), absurd dates refused (the kernels have their own guard)."""
+    return as_jd_fr(jd, fr)
 
 
 def _read_maybe_compressed(path: Path) -> bytes:

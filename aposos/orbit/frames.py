@@ -2,7 +2,9 @@
 
 Per-time quantities (rotation matrices, station position, Earth velocity, Sun) come from
 erfa at the Python boundary, vectorised over the time axis; the per-point work (objects x
-times) runs in numba kernels. Times are UTC ``(jd, fr)`` splits as python-sgp4 takes them;
+times) runs in numba kernels. Times are UTC ``(jd, fr)`` splits as python-sgp4 takes them,
+or, where ``fr`` is left out, any time :func:`aposos.timeutil.to_jd_fr` takes (datetime64,
+ISO text, astropy or skyfield ``Time``); absurd dates are refused there with a clear message.
 UT1 and polar motion come from the IERS tables through :mod:`aposos.timeutil`.
 
 Conventions
@@ -30,8 +32,8 @@ import erfa
 import numpy as np
 from numba import prange
 
+from aposos.model import Site
 from aposos.orbit.jit import inline_kernel, kernel, parallel_kernel
-from aposos.orbit.site import Site
 from aposos.timeutil import as_jd_fr, polar_motion_rad, utc_to_tt, utc_to_ut1
 
 __all__ = [
@@ -127,7 +129,7 @@ class _Times:
         return self._earth[:, 3:]
 
 
-def teme_to_itrs_matrices(jd, fr) -> np.ndarray:
+def teme_to_itrs_matrices(jd, fr=None) -> np.ndarray:
     """Rotation matrices TEME -> ITRS, shape ``(n_t, 3, 3)``: ``r_itrs = M @ r_teme``.
 
     GMST 1982 of UT1, then polar motion (Vallado's ``teme2ecef``; astropy's TEME frame).
@@ -135,12 +137,12 @@ def teme_to_itrs_matrices(jd, fr) -> np.ndarray:
     return _Times(jd, fr).teme_to_itrs()
 
 
-def gcrs_to_itrs_matrices(jd, fr) -> np.ndarray:
+def gcrs_to_itrs_matrices(jd, fr=None) -> np.ndarray:
     """Rotation matrices GCRS -> ITRS (IAU 2006/2000A, CIO based), shape ``(n_t, 3, 3)``."""
     return _Times(jd, fr).gcrs_to_itrs()
 
 
-def teme_to_gcrs_matrices(jd, fr) -> np.ndarray:
+def teme_to_gcrs_matrices(jd, fr=None) -> np.ndarray:
     """Rotation matrices TEME -> GCRS, shape ``(n_t, 3, 3)``: ``r_gcrs = M @ r_teme``.
 
     TEME -> ITRS followed by ITRS -> GCRS; polar motion cancels but for ``s'``. Agrees with
@@ -163,7 +165,7 @@ def _site_gcrs_posvel(site: Site, times: _Times) -> tuple[np.ndarray, np.ndarray
     return r_km, v_kms
 
 
-def site_gcrs_posvel_km(site: Site, jd, fr) -> tuple[np.ndarray, np.ndarray]:
+def site_gcrs_posvel_km(site: Site, jd, fr=None) -> tuple[np.ndarray, np.ndarray]:
     """GCRS position (km) and velocity (km/s) of a station, each ``(n_t, 3)``.
 
     The velocity is the Earth's rotation about the CIP at the rate of the Earth rotation
@@ -172,7 +174,7 @@ def site_gcrs_posvel_km(site: Site, jd, fr) -> tuple[np.ndarray, np.ndarray]:
     return _site_gcrs_posvel(site, _Times(jd, fr))
 
 
-def earth_velocity_bcrs_kms(jd, fr) -> np.ndarray:
+def earth_velocity_bcrs_kms(jd, fr=None) -> np.ndarray:
     """Barycentric velocity of the geocentre, km/s, ``(n_t, 3)`` (erfa ``epv00``).
 
     BCRS and GCRS axes are parallel, so the vector serves in GCRS axes too.
@@ -180,7 +182,7 @@ def earth_velocity_bcrs_kms(jd, fr) -> np.ndarray:
     return _Times(jd, fr).earth_velocity_kms().copy()
 
 
-def sun_gcrs_km(jd, fr) -> np.ndarray:
+def sun_gcrs_km(jd, fr=None) -> np.ndarray:
     """Geometric geocentric position of the Sun (GCRS axes), km, ``(n_t, 3)`` (``epv00``)."""
     return _Times(jd, fr).sun_gcrs_km().copy()
 
@@ -496,7 +498,7 @@ def azel_from_teme(r_teme_km, jd, fr, site: Site) -> tuple[np.ndarray, np.ndarra
     return az, el, rng
 
 
-def sunlit(r_teme_km, jd, fr) -> np.ndarray:
+def sunlit(r_teme_km, jd, fr=None) -> np.ndarray:
     """Whether each object is in sunlight, ``(n_obj, n_t)`` bool.
 
     Shadow model: a spherical Earth of radius 6378.137 km and the geometric Sun; an object
@@ -518,7 +520,7 @@ def _sun_altitude(site: Site, times: _Times) -> np.ndarray:
     return np.degrees(np.arctan2(enu[:, 2], np.hypot(enu[:, 0], enu[:, 1])))
 
 
-def sun_altitude_deg(site: Site, jd, fr) -> np.ndarray:
+def sun_altitude_deg(site: Site, jd, fr=None) -> np.ndarray:
     """Geometric altitude of the Sun's centre above the station's horizon, degrees, ``(n_t,)``."""
     return _sun_altitude(site, _Times(jd, fr))
 

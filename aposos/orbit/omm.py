@@ -11,9 +11,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 from sgp4.model import WGS72
 from sgp4.model import Satrec as PySatrec
+
+from aposos.timeutil import to_jd_fr
 
 __all__ = ["read_omm_records", "satrec_from_omm_fields"]
 
@@ -23,22 +24,16 @@ _REQUIRED = (
 )  # fmt: skip
 _NDOT_UNITS = 1036800.0 / math.pi  # rev/day^2 (TLE convention, /2 included) -> rad/min^2
 _NDDOT_UNITS = 2985984000.0 / 2.0 / math.pi
-_UNIX_JD = 2440587.5
 _JD_1949 = 2433281.5
 
 
 def _epoch_split(text: str) -> tuple[float, float]:
-    """ISO epoch (microseconds kept) -> (whole JD at midnight .5, fraction of day)."""
-    text = text.strip().rstrip("Z")
+    """ISO epoch (sub-microseconds kept) -> (whole JD at midnight .5, fraction of day)."""
     try:
-        t = np.datetime64(text, "us")
-    except ValueError:
-        raise ValueError(f"EPOCH {text!r} is not an ISO 8601 time") from None
-    if np.isnat(t):
-        raise ValueError(f"EPOCH {text!r} is not an ISO 8601 time")
-    us = int(t.astype(np.int64))
-    days, rem = divmod(us, 86_400_000_000)
-    return _UNIX_JD + days, rem / 86_400_000_000
+        jd, fr = to_jd_fr(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"EPOCH: {exc}") from None
+    return float(jd), float(fr)
 
 
 def satrec_from_omm_fields(fields: dict) -> tuple[PySatrec, str, str]:

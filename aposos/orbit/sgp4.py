@@ -15,11 +15,21 @@ Error codes (``e``), as python-sgp4:
 2     mean motion has fallen below zero
 3     perturbed eccentricity is outside the range 0 <= e <= 1
 4     length of the orbit's semi-latus rectum has fallen below zero
+5     epoch elements are sub-orbital (from ``sgp4init``)
 6     orbit has decayed: the computed position is underground
+7     (ours) the time is not finite or more than 200 years from the epoch
 ====  ==========================================================
 
-Positions and velocities are NaN where the code is 1-4 (as python-sgp4); with code 6
-the computed (underground) state is returned.
+Positions and velocities are NaN where the code is 1-5 or 7 (as python-sgp4 for 1-5);
+with code 6 the computed (underground) state is returned. Code 7 is this kernel's guard:
+the resonance integrator steps 720 minutes at a time from the epoch, so an absurd time
+(a datetime64 cast to a number, an infinity) would otherwise keep it stepping for hours;
+:mod:`aposos.orbit.propagation` sends any call with such a time here, not to the SIMD
+kernel.
+
+This module is the reference (scalar) kernel, readable beside Vallado's code;
+:mod:`aposos.orbit.sgp4_vector` is the same arithmetic in SIMD blocks, and
+:mod:`aposos.orbit.propagation` chooses between them.
 """
 
 from __future__ import annotations
@@ -39,7 +49,10 @@ ERROR_MESSAGES = {
     4: "length of the orbit's semi-latus rectum has fallen below zero",
     5: "epoch elements are sub-orbital",
     6: "satellite has decayed",
+    7: "time is not finite or more than 200 years from the epoch",
 }
+CODE_TIME_OUT_OF_RANGE = 7
+MAX_MINUTES_FROM_EPOCH = 200.0 * 365.25 * 1440.0  # |t| bound: at most 146,100 resonance steps
 
 # WGS72 constants (as python-sgp4's default ``WGS72``).
 MU_KM3S2 = 398600.8
@@ -75,7 +88,8 @@ PARAM_NAMES = (
     "am_factor", "sinio", "cosio",
 )  # fmt: skip
 N_PARAMS = len(PARAM_NAMES)
-_I = {name: k for k, name in enumerate(PARAM_NAMES)}
+PARAM_INDEX = {name: k for k, name in enumerate(PARAM_NAMES)}
+_I = PARAM_INDEX
 
 # Column indices as module constants: numba freezes them at compile time.
 P_DEEP, P_ISIMP, P_IREZ, P_INITERR = _I["method_deep"], _I["isimp"], _I["irez"], _I["init_error"]
@@ -500,16 +514,18 @@ def teme_state(snod, cnod, sini, cosi, sinsu, cossu, mrt, mvt, rvdot):
 
 
 @kernel
-def _propagate_row(p, i, jd, fr, e, r, v):
+def propagate_row(p, i, jd, fr, e, r, v):
     """All times for object ``i``; carries the resonance state from one time to the next."""
     state = np.zeros(3)
     nan = math.nan
     init_error = int(p[i, P_INITERR])
     for j in range(jd.shape[0]):
+        t = (jd[j] - p[i, P_JD]) * 1440.0 + (fr[j] - p[i, P_JDF]) * 1440.0
         if init_error != 0 and init_error != 6:
             code = init_error
+        elif not math.fabs(t) <= MAX_MINUTES_FROM_EPOCH:  # also NaN
+            code = CODE_TIME_OUT_OF_RANGE
         else:
-            t = (jd[j] - p[i, P_JD]) * 1440.0 + (fr[j] - p[i, P_JDF]) * 1440.0
             code = _sgp4_at(p, i, t, state, r[i, j], v[i, j])
         e[i, j] = code
         if code != 0 and code != 6:
@@ -521,60 +537,32 @@ def _propagate_row(p, i, jd, fr, e, r, v):
 @parallel_kernel
 def _propagate_kernel(p, jd, fr, e, r, v):
     for i in numba.prange(p.shape[0]):
-        _propagate_row(p, i, jd, fr, e, r, v)
+        propagate_row(p, i, jd, fr, e, r, v)
 
 
 @parallel_kernel
 def _propagate_per_object_kernel(p, jd, fr, e, r, v):
     # jd, fr of shape (n_obj, n_times): each object at its own times.
     for i in numba.prange(p.shape[0]):
-        _propagate_row(p, i, jd[i], fr[i], e, r, v)
+        propagate_row(p, i, jd[i], fr[i], e, r, v)
 
 
-def propagate_packed(params: np.ndarray, jd, fr, *, out=None, plan=None):
-    """Propagate packed element sets to UTC Julian dates ``jd + fr``.
+def propagate_reference(params, jd, fr, e, r, v) -> None:
+    """The scalar kernel over all objects: fills ``e, r, v`` in place.
 
-    Parameters
-    ----------
-    params : (n_obj, N_PARAMS) float64 from :func:`pack_satrecs`.
-    jd, fr : 1-D float64 arrays (same times for every object), or 2-D
-        ``(n_obj, n_times)`` arrays giving each object its own times.
-    out : optional ``(e, r, v)`` buffers to fill, reused across calls.
-    plan : optional :class:`aposos.orbit.sgp4_vector.BlockPlan` for ``params``
-        (a catalogue keeps one); built here when not given.
-
-    Returns
-    -------
-    e : uint8 (n_obj, n_times) error codes (:data:`ERROR_MESSAGES`).
-    r : (n_obj, n_times, 3) km, TEME.  v : (n_obj, n_times, 3) km/s, TEME.
+    ``jd, fr`` are 1-D (the same times for every object) or ``(n_obj, n_times)``; arrays
+    as :func:`aposos.orbit.propagation.propagate_packed` prepares them.
     """
-    params = np.ascontiguousarray(params, dtype=np.float64)
-    jd = np.ascontiguousarray(jd, dtype=np.float64)
-    fr = np.ascontiguousarray(fr, dtype=np.float64)
-    if jd.shape != fr.shape:
-        raise ValueError(f"jd and fr differ in shape: {jd.shape} vs {fr.shape}")
-    n_obj = params.shape[0]
-    n_t = jd.shape[-1]
-    if out is None:
-        e = np.empty((n_obj, n_t), dtype=np.uint8)
-        r = np.empty((n_obj, n_t, 3))
-        v = np.empty((n_obj, n_t, 3))
-    else:
-        e, r, v = out
-        if e.shape != (n_obj, n_t) or r.shape != (n_obj, n_t, 3) or v.shape != r.shape:
-            raise ValueError("output buffers have the wrong shape")
-    if jd.ndim == 1 and not numba.config.DISABLE_JIT:
-        # The SIMD layout only pays when compiled; under NUMBA_DISABLE_JIT the
-        # readable scalar kernel below runs instead.
-        from aposos.orbit.sgp4_vector import BlockPlan
-
-        if plan is None:
-            plan = BlockPlan(params)
-        plan.propagate(params, jd, fr, e, r, v)
-    elif jd.ndim == 1:
+    if jd.ndim == 1:
         _propagate_kernel(params, jd, fr, e, r, v)
-    elif jd.ndim == 2 and jd.shape[0] == n_obj:
-        _propagate_per_object_kernel(params, jd, fr, e, r, v)
     else:
-        raise ValueError("jd and fr must be 1-D, or 2-D with one row per object")
-    return e, r, v
+        _propagate_per_object_kernel(params, jd, fr, e, r, v)
+
+
+def __getattr__(name):
+    # propagate_packed moved to aposos.orbit.propagation; kept here while callers move.
+    if name == "propagate_packed":
+        from aposos.orbit.propagation import propagate_packed
+
+        return propagate_packed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,10 @@ so that LLVM vectorises it across objects:
 * the resonance state (atime, xli, xni) stays in the work array from one time
   to the next, as the reference carries it in the satrec.
 
+The blocks trust their times: :func:`aposos.orbit.propagation.propagate_packed` sends
+a call with a time beyond the reference kernel's bound (code 7) to the reference kernel,
+so the lane-masked resonance loop never meets one.
+
 Blocks hold one kind of object (near-earth; deep space without resonance;
 24 h resonance; 12 h resonance) and are shuffled so that both threads of the
 ``prange`` get a fair mix.
@@ -58,7 +62,7 @@ PI = s4.PI
 
 
 def _row(name):
-    return s4._I[name]
+    return s4.PARAM_INDEX[name]
 
 
 @kernel
@@ -521,7 +525,7 @@ def _propagate_blocks(pt, params, order, block_lo, block_n, block_kind, jd, fr, 
         kind = block_kind[b]
         if kind == KIND_SCALAR:
             for k in range(lo, lo + n):
-                s4._propagate_row(params, order[k], jd, fr, e, r, v)
+                s4.propagate_row(params, order[k], jd, fr, e, r, v)
         else:
             _run_block(pt, lo, n, kind, order, jd, fr, e, r, v)
 

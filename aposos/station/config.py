@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aposos.orbit.site import Site
+from aposos.model import Site
 
 __all__ = [
     "CameraConfig",

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aposos.orbit.site import Site
+from aposos.model import Site
 
 __all__ = [
     "Frame",
