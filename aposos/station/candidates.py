@@ -20,6 +20,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from aposos.station.classify import trail_level
 from aposos.station.deblend import fit_point_on_trail, fit_two_points
 from aposos.station.detection import Detection
 from aposos.station.extract import OTHER, POINT, STAR, STREAK
@@ -363,7 +364,7 @@ def _credible_point(fit, psf_sigma) -> bool:
     )
 
 
-def _peaks_on_trails(ext, psf_sigma):
+def _peaks_on_trails(ext, psf_sigma, detect_sigma: float = 5.0):
     """Sources of a frame of trailed stars whose S/N peak is a point, not a trail.
 
     Along the trail direction a trail's filtered S/N runs on from its peak; a point
@@ -379,6 +380,12 @@ def _peaks_on_trails(ext, psf_sigma):
     compact = _compact_along_trails(ext.snr_image, ext.star_theta, peaks, psf_sigma)
     for k in np.nonzero(compact)[0]:
         i = idx[k]
+        # the point's own S/N, above the trail it sits on, makes it a detection
+        level = trail_level(
+            ext.snr_image, s.px[i], s.py[i], ext.star_theta, ext.star_length_px, psf_sigma
+        )
+        if s.snr[i] - level < detect_sigma:
+            continue
         yield i, (float(s.px[i]), float(s.py[i]))
 
 
