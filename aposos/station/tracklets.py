@@ -126,6 +126,8 @@ def link(
         n_streak = sum(dets[m].kind == "streak" and dets[m].radec_a is not None for m in members)
         if len(members) < min_points and n_streak < 2:
             continue
+        if not _steady_on_pixels(held[members], times[members]):
+            continue
         track = _make_track([dets[m] for m in members], times[members], pos[members], vel[members])
         if track is None:
             continue
@@ -168,6 +170,19 @@ def _on_held_pixels(held, a, b, dt) -> np.ndarray:
     dist = np.hypot(ha[..., 0] - hb[..., 0], ha[..., 1] - hb[..., 1])
     bound = np.fmax(ha[..., 2], hb[..., 2]) * np.abs(dt) + 3.0
     return ~(dist > bound)  # NaN (not held) compares False: kept
+
+
+def _steady_on_pixels(held, t, tol_px: float = 2.0) -> bool:
+    """Whether the held points of a track (three or more) drift steadily across the
+    detector: a straight line at a steady rate (with a slow change of rate from five
+    on) to ``tol_px`` rms. Noise points that chance to lie near each other do not."""
+    ok = np.isfinite(held[:, 0])
+    if ok.sum() < 3:
+        return True
+    tt, xy = t[ok] - t[ok].mean(), held[ok, :2]
+    deg = 1 if ok.sum() < 5 else 2
+    resid = [xy[:, k] - np.polyval(np.polyfit(tt, xy[:, k], deg), tt) for k in (0, 1)]
+    return bool(np.sqrt(np.mean(resid[0] ** 2 + resid[1] ** 2)) <= tol_px)
 
 
 def eastward(v, *, max_angle_deg: float = 60.0) -> bool | None:
