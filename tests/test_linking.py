@@ -112,6 +112,7 @@ def _rate_sequence(frames, *, noise_per_frame, noise_snr, seed=5):
     t0 = np.datetime64("2020-10-03T00:36:00", "us")
     dets, target = [], []
     for f in frames:
+
         def radec(dx, dy, dt=0.0, f=f):  # sky at pixel offset (dx, dy) from the target
             _, r0, d0 = _leo_track(times=[t[f] + dt])
             r0, d0 = float(r0[0]), float(d0[0])
