@@ -173,10 +173,14 @@ def _on_held_pixels(held, a, b, dt) -> np.ndarray:
 
 
 def _steady_on_pixels(held, t, tol_px: float = 2.0) -> bool:
-    """Whether the held points of a track (three or more) drift steadily across the
-    detector: a straight line at a steady rate (with a slow change of rate from five
-    on) to ``tol_px`` rms. Noise points that chance to lie near each other do not."""
+    """Whether the held points of a track drift steadily across the detector: a
+    straight line at a steady rate (with a slow change of rate from five on) to
+    ``tol_px`` rms, or two of them within their drift bound. Noise points that chance
+    to lie near each other do not."""
     ok = np.isfinite(held[:, 0])
+    if ok.sum() == 2:
+        i, j = np.nonzero(ok)[0]
+        return bool(_on_held_pixels(held, i, j, t[j] - t[i]))
     if ok.sum() < 3:
         return True
     tt, xy = t[ok] - t[ok].mean(), held[ok, :2]
@@ -226,8 +230,10 @@ def _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap, snr, held):
         if k.size == 0:
             break
         tk = times[k]
-        nearest = np.array(members)[np.argmin(np.abs(tk[:, None] - t[None, :]), axis=1)]
-        k, tk = k[(ok := _on_held_pixels(held, nearest, k, tk - times[nearest]))], tk[ok]
+        mh = np.array([m for m in members if np.isfinite(held[m, 0])], np.int64)
+        if mh.size:  # against the held member nearest in time (not a streak between)
+            nearest = mh[np.argmin(np.abs(tk[:, None] - times[mh][None, :]), axis=1)]
+            k, tk = k[(ok := _on_held_pixels(held, nearest, k, tk - times[nearest]))], tk[ok]
         if k.size == 0:
             break
         pred, v, rate, (w0, w1) = _local_motion(t, pos[members], tk)
