@@ -55,7 +55,9 @@ def score(truth_path, reduction_json: dict, tracklets, *, match_px=3.0) -> Score
 
     A satellite-frame counts when its peak S/N is >= 5 and its midpoint or one end is
     inside the frame (so a position with a time can be measured); it is found when a
-    tracklet observation at one of its three times lies within ``match_px`` of it.
+    tracklet observation at one of its three times lies within ``match_px`` of it. A
+    tracklet is false when none of its observations lies on any sunlit satellite of a
+    solved frame (of whatever S/N).
     """
     truth = json.loads(Path(truth_path).read_text())
     reports = {Path(f["file"]).name: f for f in reduction_json["frames"]}
@@ -85,6 +87,8 @@ def score(truth_path, reduction_json: dict, tracklets, *, match_px=3.0) -> Score
         if "wcs" in rep:
             s.wcs_err_px.append(wcs_error_px(rep["wcs"], tan, (h, w)))
         for sat in fr["satellites"]:
+            if sat.get("sunlit") is not False:  # any real object makes a tracklet real
+                _mark_real(sat, tan, obs, used_tracklets, match_px)
             if sat["peak_snr"] < 5 or sat.get("sunlit") is False:
                 continue
             pts = [sat[k] for k in ("start", "mid", "end")]
@@ -118,6 +122,19 @@ def score(truth_path, reduction_json: dict, tracklets, *, match_px=3.0) -> Score
     s.false_tracklets = [k for k in range(len(tracklets)) if k not in used_tracklets]
     del first
     return s
+
+
+def _mark_real(sat, tan, obs, used: set, match_px: float) -> None:
+    """Add the tracklets with an observation on ``sat`` (any S/N: a faint satellite
+    found is no false tracklet, though recall counts only S/N >= 5) to ``used``."""
+    for p in (sat["start"], sat["mid"], sat["end"]):
+        tp = np.datetime64(p["utc"], "us")
+        for k, tu, ra, dec in obs:
+            if k in used or abs((tu - tp) / np.timedelta64(1, "us")) > 2000:
+                continue
+            x, y = tan.world_to_pixel(ra, dec)
+            if float(np.hypot(x - p["x"], y - p["y"])) < match_px:
+                used.add(k)
 
 
 def wcs_error_px(wcs_keys: dict, tan: TanProjection, shape) -> float:

@@ -20,6 +20,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from aposos.station.classify import trail_level
 from aposos.station.deblend import fit_point_on_trail, fit_two_points
 from aposos.station.detection import Detection
 from aposos.station.extract import OTHER, POINT, STAR, STREAK
@@ -320,10 +321,10 @@ def hidden_points(ext, psf_sigma: float, found: list[Detection], *, margin: floa
     out = []
     if ext.star_length_px > 0:
         length = None
-        for i, peak in _peaks_on_trails(ext, psf_sigma):
+        for i, peak, own in _peaks_on_trails(ext, psf_sigma):
             length = length or trail_length(ext, psf_sigma)
             fit = fit_point_on_trail(ext, i, peak, psf_sigma, noise, length)
-            if fit is None or not _credible_point(fit, psf_sigma):
+            if fit is None or not _credible_point(fit, psf_sigma, own):
                 continue
             if near_edge(fit["x"], fit["y"], nx, ny, margin):
                 continue
@@ -355,21 +356,24 @@ def _point(fit, snr) -> Detection:
     )
 
 
-def _credible_point(fit, psf_sigma) -> bool:
+def _credible_point(fit, psf_sigma, own_snr: float = 0.0) -> bool:
+    """A fitted point is real when its flux is measured, or when its peak stands 20
+    sigma above the trail (then a large flux error says only that the joint fit could
+    trade flux between the point and a trail crossing it)."""
     return (
-        fit["flux"] > 5.0 * fit["flux_err"]
+        (fit["flux"] > 5.0 * fit["flux_err"] or own_snr >= 20.0)
         and plausible_width(fit["sigma"], psf_sigma)
         and np.isfinite(fit["sigma_mid"])
     )
 
 
-def _peaks_on_trails(ext, psf_sigma):
+def _peaks_on_trails(ext, psf_sigma, detect_sigma: float = 5.0):
     """Sources of a frame of trailed stars whose S/N peak is a point, not a trail.
 
     Along the trail direction a trail's filtered S/N runs on from its peak; a point
     merged with trails (at an end, in the middle, or where several trails meet) falls
     to the trails' level a few pixels away on both sides. Yields (source index,
-    (x, y) of the peak).
+    (x, y) of the peak, its S/N above the trail's).
     """
     s = ext.sources
     idx = np.nonzero(((s.kind == STAR) | (s.kind == OTHER)) & (s.snr >= 8.0))[0]
@@ -379,7 +383,13 @@ def _peaks_on_trails(ext, psf_sigma):
     compact = _compact_along_trails(ext.snr_image, ext.star_theta, peaks, psf_sigma)
     for k in np.nonzero(compact)[0]:
         i = idx[k]
-        yield i, (float(s.px[i]), float(s.py[i]))
+        # the point's own S/N, above the trail it sits on, makes it a detection
+        level = trail_level(
+            ext.snr_image, s.px[i], s.py[i], ext.star_theta, ext.star_length_px, psf_sigma
+        )
+        if s.snr[i] - level < detect_sigma:
+            continue
+        yield i, (float(s.px[i]), float(s.py[i])), float(s.snr[i] - level)
 
 
 def _compact_along_trails(snr, theta, peaks, psf_sigma) -> np.ndarray:

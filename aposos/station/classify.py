@@ -23,7 +23,9 @@ from aposos.orbit.jit import parallel_kernel
 if TYPE_CHECKING:
     from aposos.station.extract import Extraction, SourceTable
 
-__all__ = ["KIND_NAMES", "OTHER", "POINT", "SATURATED", "SHARP", "STAR", "STREAK", "classify"]
+__all__ = [
+    "KIND_NAMES", "OTHER", "POINT", "SATURATED", "SHARP", "STAR", "STREAK", "classify", "trail_level",
+]  # fmt: skip
 
 # source kinds
 STAR, STREAK, POINT, SATURATED, SHARP, OTHER = 0, 1, 2, 3, 4, 5
@@ -103,7 +105,7 @@ def _angle_diff(a, b):
     return np.minimum(d, np.pi - d)
 
 
-def classify(ext: Extraction, sigma_k: float) -> None:
+def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None:
     """Set ``kind`` of every source, and the frame's star shape, in place."""
     s = ext.sources
     if len(s) == 0:
@@ -145,13 +147,22 @@ def classify(ext: Extraction, sigma_k: float) -> None:
         along = _angle_diff(s.theta, star_theta) < 0.2
         s.kind[~star & round_] = POINT  # saturated ones too: a bright tracked satellite
         # a point merged with a star trail: its peak falls off along the trail direction
+        merged = np.zeros(len(s), bool)
         for i in np.nonzero(~star & ~round_)[0]:
             if _peak_is_point(ext.snr_image, s.px[i], s.py[i], star_theta, med_len, psf_sigma):
                 s.kind[i] = POINT
                 s.x[i], s.y[i] = s.px[i], s.py[i]
-        fragment = ~sat & ~star & ~round_ & along & (s.length < med_len - len_tol)
+                merged[i] = True
+        # (a point merged with a piece of a faint trail is still a point)
+        fragment = ~sat & ~star & ~round_ & ~merged & along & (s.length < med_len - len_tol)
+        # a bump of noise on a faint trail: its S/N above the trail's own is no detection
+        for i in np.nonzero((s.kind == POINT) & ~sat)[0]:
+            level = trail_level(ext.snr_image, s.px[i], s.py[i], star_theta, med_len, psf_sigma)
+            if s.snr[i] - level < detect_sigma:
+                s.kind[i] = OTHER
         s.kind[fragment] = OTHER
-        long_other = ~sat & ~star & ~round_ & ~fragment & (s.length > max(0.5 * med_len, 6.0))
+        long_other = ~sat & ~star & ~round_ & ~(merged & along) & ~fragment
+        long_other &= s.length > max(0.5 * med_len, 6.0)
         s.kind[long_other] = STREAK
     else:
         psf_sigma = None
@@ -209,6 +220,25 @@ def _peak_is_point(snr, px, py, theta, trail, psf_sigma) -> bool:
             return False
         vals.append(ndimage.map_coordinates(snr, [[y], [x]], order=1)[0])
     return max(vals) < 0.3 * peak
+
+
+def trail_level(snr, px, py, theta, trail, psf_sigma) -> float:
+    """Filtered S/N of a star trail running through (px, py) at angle ``theta``: the
+    smaller of the medians along the trail on either side, beyond the point's own PSF
+    (0 where no trail runs on, or where one ends). Most compact sources of a frame of
+    trailed stars are noise bumps on faint trails; a point's own S/N is its peak above
+    this level."""
+    ny, nx = snr.shape
+    c, s = math.cos(theta), math.sin(theta)
+    d0 = 2.0 * psf_sigma + 3.0
+    t = np.arange(d0, d0 + max(min(0.5 * trail, 40.0), 6.0), 1.0)
+    sides = []
+    for sign in (-1.0, 1.0):
+        xs, ys = px + sign * t * c, py + sign * t * s
+        ok = (xs >= 0) & (xs <= nx - 1) & (ys >= 0) & (ys <= ny - 1)
+        if ok.sum() >= 3:  # (a side off the frame says nothing)
+            sides.append(float(np.median(ndimage.map_coordinates(snr, [ys[ok], xs[ok]], order=1))))
+    return max(min(sides), 0.0) if sides else 0.0
 
 
 def _is_plateau(snr, s: SourceTable, i: int) -> bool:

@@ -86,8 +86,11 @@ def fit_blend(x, y, d, noise, *, points, sigma, trail=None, trail_start=None):
     if fit is None:
         return None
     cov = covariance(fit, d.size)
-    if cov is None:
-        return None
+    if cov is None:  # a trail that left the pixels (a point far brighter than it):
+        # what no pixel constrains leaves the points' errors as they are
+        j = fit.jac
+        s2 = float(np.sum(fit.fun**2)) / max(d.size - j.shape[1], 1)
+        cov = np.linalg.pinv(j.T @ j) * max(s2, 1.0)
     k = 4 if trail is not None else 1
     out = []
     for j in range(n):

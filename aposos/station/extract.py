@@ -360,7 +360,7 @@ class SourceExtractor:
             star_length_px=0.0,
             star_theta=0.0,
         )
-        classify(ext, sigma_k)
+        classify(ext, sigma_k, self.detect_sigma)
         return ext
 
     def _table(self, mom: np.ndarray, sub: np.ndarray, sigma_k: float) -> SourceTable:

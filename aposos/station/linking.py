@@ -21,6 +21,8 @@ from aposos.station.tracklets import link
 __all__ = ["FAP_MAX", "false_alarm_probability", "link_frames"]
 
 GATE = 20.0  # arcsec: how far a member may sit from the fitted motion
+RATE_CHANGE = 0.015  # per second: fastest relative change of a LEO's angular rate
+RATE_TRACK_DEG_S = 1.5  # fastest mount rate of a tracked LEO (near the zenith)
 FAP_MAX = 0.01  # tracks likelier than this to be chance alignments are dropped
 
 
@@ -67,14 +69,13 @@ def field_groups(reports, *, max_gap_s: float) -> list[list]:
     groups: list[list] = []
     for r in solved:
         g = groups[-1] if groups else None
-        # a mount tracking a LEO moves a degree or more between frames: one field
-        # while it keeps tracking
-        step = 5.0 if g and _mode(g[-1]) == _mode(r) == "rate" else 1.0
-        if (
-            g
-            and _separation(g[-1].centre_deg, r.centre_deg) < step
-            and (r.mid_utc - g[-1].mid_utc) / np.timedelta64(1, "s") < max_gap_s
-        ):
+        gap = (r.mid_utc - g[-1].mid_utc) / np.timedelta64(1, "s") if g else np.inf
+        # a mount tracking a LEO moves a degree or more between frames (more across
+        # frames that were not solved): one field while it keeps tracking
+        step = 1.0
+        if g and _mode(g[-1]) == _mode(r) == "rate":
+            step = max(5.0, RATE_TRACK_DEG_S * gap)
+        if g and _separation(g[-1].centre_deg, r.centre_deg) < step and gap < max_gap_s:
             g.append(r)
         else:
             groups.append([r])
@@ -199,7 +200,10 @@ def _lone_streak(code: str, d, forward: bool, n_points: int = 5) -> Tracklet | N
         utc.append(d.t_open + np.timedelta64(round(f * span_us), "us"))
         ra.append(math.degrees(math.atan2(u[1], u[0])) % 360.0)
         dec.append(math.degrees(math.asin(max(-1.0, min(1.0, u[2])))))
-        sig.append(d.sigma_end_arcsec if f in (0.0, 1.0) else max(d.sigma_arcsec, 1e-3))
+        # times in proportion along: off where the rate changes within the exposure
+        # (by up to RATE_CHANGE a second for a LEO): 0.5 A L T f (1 - f)
+        along = 0.5 * RATE_CHANGE * math.degrees(omega) * 3600.0 * span_us * 1e-6 * f * (1 - f)
+        sig.append(d.sigma_end_arcsec if f in (0.0, 1.0) else math.hypot(d.sigma_arcsec, along))
     if LONE_NOTE not in d.notes:
         d.notes.append(LONE_NOTE)
     return Tracklet(code, np.array(utc, "datetime64[us]"), ra, dec, sig, d.mag)

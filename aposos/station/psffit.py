@@ -205,8 +205,15 @@ def fit_streak(sub, labels, label, centre, theta0, length0, psf_sigma, noise, sa
         with np.errstate(over="ignore", invalid="ignore"):  # a wild fit is caught below
             model = segment_model(fit.x, x, y)
         # a star merged into the streak stands far above it; a bright streak's own
-        # small misfit does not
-        bad = (d - model) > 5.0 * noise + 0.5 * np.abs(model - fit.x[6])
+        # small misfit does not (a Gaussian across a bright streak misses its halo all
+        # along: that misfit sets the scale, or the halo is cut away bit by bit)
+        resid = d - model
+        core = np.abs(model - fit.x[6]) > 2.0 * noise
+        scale = noise
+        if core.sum() >= 20:
+            r = resid[core]
+            scale = max(noise, 1.4826 * float(np.median(np.abs(r - np.median(r)))))
+        bad = resid > 5.0 * scale + 0.5 * np.abs(model - fit.x[6])
         if not bad.any():
             break
         new_keep = ~_dilate_points(x, y, bad, 2.5)

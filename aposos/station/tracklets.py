@@ -18,6 +18,8 @@ from aposos.station.detection import Detection
 __all__ = ["Detection", "LinkedTrack", "Motion", "eastward", "link"]
 
 SEED_FRAMES = 2  # a track's first two members are at most this many frames apart
+LOCAL = 8  # members a motion is fitted to when predicting (see _local_motion)
+SEED_MAG = 2.5  # largest brightness difference (mag) of a seed's two members
 
 
 @dataclass
@@ -88,6 +90,8 @@ def link(
             vel[i] = (tb - ta) / d.exptime_s
     vsig = np.array([d.velocity_sigma for d in dets])
     frames = np.array([d.frame for d in dets])
+    snr = np.array([max(d.snr, 1e-3) for d in dets])
+    held = _held_points(dets)
     order = np.argsort(times, kind="stable")
     used = np.zeros(len(dets), bool)
     gate = gate_arcsec / 3600.0
@@ -104,6 +108,10 @@ def link(
         dt = times[b] - times[a]
         v = (pos[b] - pos[a]) / dt[:, None]
         ok = np.hypot(*v.T) <= max_rate_deg_s
+        # one object in consecutive frames: brightness alike (a seed of a bright
+        # object and a noise peak grows into a wrong track)
+        ok &= np.abs(np.log10(snr[b] / snr[a])) < 0.4 * SEED_MAG
+        ok &= _on_held_pixels(held, a, b, dt)
         b, dt, v = b[ok], dt[ok], v[ok]
         err = _mismatch(v, vel[a][None, :], vsig[a]) + _mismatch(v, vel[b], vsig[b])
         for i in np.nonzero(err < 6.0)[0]:
@@ -114,9 +122,11 @@ def link(
     for _, _, a, b in seeds:
         if used[a] or used[b]:
             continue
-        members = _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap_s)
+        members = _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap_s, snr, held)
         n_streak = sum(dets[m].kind == "streak" and dets[m].radec_a is not None for m in members)
         if len(members) < min_points and n_streak < 2:
+            continue
+        if not _steady_on_pixels(held[members], times[members]):
             continue
         track = _make_track([dets[m] for m in members], times[members], pos[members], vel[members])
         if track is None:
@@ -139,6 +149,44 @@ def link(
         )
         used[i] = True
     return tracks
+
+
+def _held_points(dets) -> np.ndarray:
+    """Per detection: (x, y, drift bound px/s) of a point in a frame of trailed stars,
+    NaN otherwise. Such a point moved with the mount: less than its PSF width in the
+    exposure, so on the detector it drifts at most that fast from frame to frame
+    (whatever the mount's own changes of rate, which the sky positions must model)."""
+    out = np.full((len(dets), 3), np.nan)
+    for i, d in enumerate(dets):
+        if d.kind == "point" and d.radec_a is not None and d.exptime_s > 0:
+            out[i] = d.x, d.y, max(1.0, 2.3548 * d.width_px) / d.exptime_s
+    return out
+
+
+def _on_held_pixels(held, a, b, dt) -> np.ndarray:
+    """Whether held points ``a`` and ``b`` (indices) ``dt`` seconds apart are near
+    enough on the detector (True where either is not a held point)."""
+    ha, hb = held[a], held[b]
+    dist = np.hypot(ha[..., 0] - hb[..., 0], ha[..., 1] - hb[..., 1])
+    bound = np.fmax(ha[..., 2], hb[..., 2]) * np.abs(dt) + 3.0
+    return ~(dist > bound)  # NaN (not held) compares False: kept
+
+
+def _steady_on_pixels(held, t, tol_px: float = 2.0) -> bool:
+    """Whether the held points of a track drift steadily across the detector: a
+    straight line at a steady rate (with a slow change of rate from five on) to
+    ``tol_px`` rms, or two of them within their drift bound. Noise points that chance
+    to lie near each other do not."""
+    ok = np.isfinite(held[:, 0])
+    if ok.sum() == 2:
+        i, j = np.nonzero(ok)[0]
+        return bool(_on_held_pixels(held, i, j, t[j] - t[i]))
+    if ok.sum() < 3:
+        return True
+    tt, xy = t[ok] - t[ok].mean(), held[ok, :2]
+    deg = 1 if ok.sum() < 5 else 2
+    resid = [xy[:, k] - np.polyval(np.polyfit(tt, xy[:, k], deg), tt) for k in (0, 1)]
+    return bool(np.sqrt(np.mean(resid[0] ** 2 + resid[1] ** 2)) <= tol_px)
 
 
 def eastward(v, *, max_angle_deg: float = 60.0) -> bool | None:
@@ -168,29 +216,39 @@ def _velocity_mismatch(v, vd, vsig):
     return float(min(np.hypot(*(v - vd)), np.hypot(*(v + vd)))) / tol
 
 
-def _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap):
+def _grow(a, b, times, pos, vel, vsig, frames, used, gate, max_gap, snr, held):
     members = [a, b]
     while True:
+        members.sort(key=lambda m: times[m])
         t = times[members]
-        motion = Motion.fit(t, pos[members])
         tmin, tmax = t.min(), t.max()
         cand = ~used & ~np.isin(frames, frames[members])
         cand &= (times >= tmin - max_gap) & (times <= tmax + max_gap)
+        # about as bright as the members (a noise peak near the path is not the object)
+        cand &= np.abs(np.log10(snr / np.median(snr[members]))) < 0.4 * SEED_MAG
         k = np.nonzero(cand)[0]
         if k.size == 0:
             break
         tk = times[k]
-        dist = np.hypot(*(pos[k] - motion.position(tk)).T)
-        span = np.maximum(np.abs(tk - tmin), np.abs(tk - tmax))
-        g = gate * np.minimum(1.0 + 0.5 * span / max(tmax - tmin, 1.0), 3.0)
+        mh = np.array([m for m in members if np.isfinite(held[m, 0])], np.int64)
+        if mh.size:  # against the held member nearest in time (not a streak between)
+            nearest = mh[np.argmin(np.abs(tk[:, None] - times[mh][None, :]), axis=1)]
+            k, tk = k[(ok := _on_held_pixels(held, nearest, k, tk - times[nearest]))], tk[ok]
+        if k.size == 0:
+            break
+        pred, v, rate, (w0, w1) = _local_motion(t, pos[members], tk)
+        dist = np.hypot(*(pos[k] - pred).T)
+        span = np.maximum(np.abs(tk - w0), np.abs(tk - w1))
+        g = gate * np.minimum(1.0 + 0.5 * span / np.maximum(w1 - w0, 1.0), 3.0)
         # beyond the members, an unmodelled change of rate grows with the time squared
-        out = np.maximum(np.maximum(tmin - tk, tk - tmax), 0.0)
-        g = g + 0.002 * motion.rate_deg_s(float(np.mean(t))) * out**2
+        # (two members fit no change of rate: a LEO's changes by up to 1.5 % a second)
+        out = np.maximum(np.maximum(w0 - tk, tk - w1), 0.0)
+        accel = 0.015 if len(members) == 2 else 0.004
+        g = g + 0.5 * accel * rate * out * (out + (w1 - w0))
         near = dist < g
         if not near.any():
             break
-        k, tk, dist = k[near], tk[near], dist[near]
-        v = motion.velocity(tk)
+        k, tk, dist, v = k[near], tk[near], dist[near], v[near]
         ok = np.array([_velocity_mismatch(v[i], vel[j], vsig[j]) < 6.0 for i, j in enumerate(k)])
         if not ok.any():
             break
@@ -283,13 +341,58 @@ def _unit(p: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+def _windows(t: np.ndarray, tk: np.ndarray) -> np.ndarray:
+    """First index of the window of ``LOCAL`` members (times ``t``, sorted) nearest
+    in time to each of ``tk``."""
+    n = t.size
+    if n <= LOCAL:
+        return np.zeros(tk.size, np.int64)
+    j = np.searchsorted(t, tk)
+    return np.clip(j - LOCAL // 2, 0, n - LOCAL)
+
+
+def _local_motion(t, p, tk):
+    """Positions, velocities and the rate (deg/s) predicted at times ``tk`` from the
+    members (sorted times ``t``, positions ``p``) nearest in time, and the time span
+    of the window used for the latest-predicted ones: a LEO's path over a minute of
+    rate tracking bends more than one motion fits, a few consecutive members do not."""
+    start = _windows(t, tk)
+    pred = np.empty((tk.size, 2))
+    vel = np.empty((tk.size, 2))
+    w0 = np.empty(tk.size)
+    w1 = np.empty(tk.size)
+    rate = 0.0
+    for s0 in np.unique(start):
+        sel = start == s0
+        tw, pw = t[s0 : s0 + LOCAL], p[s0 : s0 + LOCAL]
+        motion = Motion.fit(tw, pw)
+        pred[sel] = motion.position(tk[sel])
+        vel[sel] = motion.velocity(tk[sel])
+        w0[sel], w1[sel] = tw.min(), tw.max()
+        rate = max(rate, motion.rate_deg_s(float(np.mean(tw))))
+    return pred, vel, rate, (w0, w1)
+
+
 def _make_track(members: list[Detection], t, p, vel):
     motion = Motion.fit(t, p)
-    pred = motion.position(t)
-    rms = float(np.sqrt(np.mean(np.sum((p - pred) ** 2, axis=1)))) * 3600.0
+    if t.size <= LOCAL:
+        resid = p - motion.position(t)
+    else:  # each member against the motion of its neighbours in time
+        resid = np.array([p[i] - _local_fit(t, p, i) for i in range(t.size)])
+    rms = float(np.sqrt(np.mean(np.sum(resid**2, axis=1)))) * 3600.0
     forward = []
     for ti, vd in zip(t, vel, strict=True):
         # a -> b is the in-frame motion; forward when it agrees with the motion across frames
-        forward.append(float(np.dot(motion.velocity(ti), vd)) >= 0.0)
+        s0 = int(_windows(t, np.array([ti]))[0])
+        local = motion if t.size <= LOCAL else Motion.fit(t[s0 : s0 + LOCAL], p[s0 : s0 + LOCAL])
+        forward.append(float(np.dot(local.velocity(ti), vd)) >= 0.0)
     rate = motion.rate_deg_s(float(np.mean(t)))
     return LinkedTrack(members, forward, rate, rms)
+
+
+def _local_fit(t, p, i):
+    """Where the window of ``LOCAL`` members around member ``i`` (itself included,
+    as a global fit includes every member) puts it."""
+    s0 = int(np.clip(i - LOCAL // 2, 0, t.size - LOCAL))
+    motion = Motion.fit(t[s0 : s0 + LOCAL], p[s0 : s0 + LOCAL])
+    return motion.position(t[i : i + 1])[0]
