@@ -5,8 +5,9 @@ errors at the newer epochs (:func:`aposos.correlate.errors.element_set_errors`),
 ages the pair spans. Per orbit class, a mixture of Gaussian components whose sigmas grow
 with age (:class:`~aposos.correlate.model.ErrorComponent`) is fitted to all of them by
 expectation-maximisation: each iteration gives every error its responsibilities, then
-each component's weight and, axis by axis, the sigma coefficients that maximise the
-weighted likelihood. Errors beyond any component (``LOST_*``: another revolution, a
+each component's weight, axis by axis the sigma coefficients that maximise the
+weighted likelihood, and (in the wide components) the slope of the time offset on the
+radial offset. Errors beyond any component (``LOST_*``: another revolution, a
 re-entry) are counted as the class's ``lost`` share instead.
 """
 
@@ -21,7 +22,6 @@ import numpy as np
 
 from aposos.correlate.errors import ElementSetErrors, element_set_errors
 from aposos.correlate.model import (
-    MIN_AGE_DAYS,
     ErrorComponent,
     ErrorModel,
     drift_prior,
@@ -41,6 +41,8 @@ FLOOR_S = 0.01
 FLOOR_KM = 0.01
 MAX_ROWS_PER_CLASS = 60_000
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+MAX_SLOPE = 200.0  # s per km per day
+MAX_ACTIVITY_SLOPE = 2.0
 
 
 def catalogue_errors(catalogues, *, max_age_days: float = 8.0, progress=None):
@@ -104,13 +106,43 @@ def _fit_axis(start, z2, age, extra2, resp, degree, floor):
     return result.x
 
 
-def _component_logpdf(theta, z, age, drift_var):
-    """Log density of each error under one component (``theta``: per-axis log params)."""
-    out = np.zeros(z.shape[0])
-    for axis, (params, degree) in enumerate(zip(theta, (2, 1, 1), strict=True)):
-        s2 = _axis_sigma(params, age, degree) + (drift_var if axis == 0 else 0.0)
-        out += -0.5 * z[:, axis] ** 2 / s2 - 0.5 * np.log(s2) - HALF_LOG_2PI
-    return out
+def _component_moments(theta, beta, age, drift_var):
+    """Variances of the three axes and the time-radial covariance under one component
+    (``theta``: per-axis log params of the rest; ``beta``: time offset per km of radial
+    offset per day of age)."""
+    var_rest = _axis_sigma(theta[0], age, 2) + drift_var
+    var_normal = _axis_sigma(theta[1], age, 1)
+    var_radial = _axis_sigma(theta[2], age, 1)
+    slope = beta * age
+    return var_rest + slope * slope * var_radial, var_normal, var_radial, slope * var_radial
+
+
+def _component_logpdf(theta, z, age, drift_var, beta=0.0):
+    """Log density of each error under one component."""
+    v_tau, v_normal, v_radial, cov = _component_moments(theta, beta, age, drift_var)
+    det = v_tau * v_radial - cov * cov
+    quad = (v_radial * z[:, 0] ** 2 - 2.0 * cov * z[:, 0] * z[:, 2] + v_tau * z[:, 2] ** 2) / det
+    quad = quad + z[:, 1] ** 2 / v_normal
+    return -0.5 * quad - 0.5 * (np.log(det) + np.log(v_normal)) - 3.0 * HALF_LOG_2PI
+
+
+def _fit_slope(theta, z, age, drift_var, resp):
+    """Weighted least-squares slope of the time offset on radial offset times age."""
+    x = z[:, 2] * age
+    w = resp / (_axis_sigma(theta[0], age, 2) + drift_var)
+    denominator = float(np.sum(w * x * x))
+    if denominator <= 0:
+        return 0.0
+    return float(np.clip(np.sum(w * x * z[:, 0]) / denominator, -MAX_SLOPE, MAX_SLOPE))
+
+
+def _initial_slope(z, age):
+    """Slope of the time offset on radial offset times age among the large errors."""
+    big = np.abs(z[:, 0]) > 10.0
+    if big.sum() < 20:
+        return 0.0
+    x = z[big, 2] * age[big]
+    return float(np.clip(np.sum(x * z[big, 0]) / max(np.sum(x * x), 1e-12), -MAX_SLOPE, MAX_SLOPE))
 
 
 def _prepare(model: ErrorModel, errors: ElementSetErrors):
@@ -125,41 +157,62 @@ def _prepare(model: ErrorModel, errors: ElementSetErrors):
     return z, (sigma_drift / scale) ** 2
 
 
-def _fit_weights(start, resp, log_age):
-    """Component weights at one day and their slopes in log age (multinomial logistic
-    regression on the responsibilities); the first component is the reference."""
+def _weight_params(p, k_count):
+    """Base weights, log-age slopes and activity slopes from the packed parameters (the
+    first component is the reference)."""
+    m = k_count - 1
+    base = np.exp(np.concatenate([[0.0], p[:m]]))
+    slope = np.concatenate([[0.0], p[m : 2 * m]])
+    drift_slope = np.concatenate([[0.0], p[2 * m : 3 * m]])
+    return base, slope, drift_slope
+
+
+def _fit_weights(start, resp, age, drift):
+    """Component weights at one day and their slopes in log age and in activity
+    (multinomial logistic regression on the responsibilities)."""
     from scipy.optimize import minimize
 
     k_count = resp.shape[1]
 
     def nll(p):
-        base = np.exp(np.concatenate([[0.0], p[: k_count - 1]]))
-        slope = np.concatenate([[0.0], p[k_count - 1 :]])
-        w = mixture_weights(base, slope, np.exp(log_age))
+        base, slope, drift_slope = _weight_params(p, k_count)
+        w = mixture_weights(base, slope, age, drift_slope, drift)
         return -float(np.sum(resp * np.log(np.maximum(w, 1e-300))))
 
-    result = minimize(nll, start, method="L-BFGS-B", options={"maxiter": 80})
+    # wider components never lose weight to the core as age or activity grow, and the
+    # activity may at most multiply a share's odds by its drift to the power MAX_ACTIVITY_SLOPE
+    m = k_count - 1
+    bounds = [(None, None)] * m + [(0.0, None)] * m + [(0.0, MAX_ACTIVITY_SLOPE)] * m
+    start = np.clip(start, [b[0] if b[0] is not None else -np.inf for b in bounds],
+                    [b[1] if b[1] is not None else np.inf for b in bounds])  # fmt: skip
+    result = minimize(nll, start, method="L-BFGS-B", bounds=bounds, options={"maxiter": 80})
     return result.x
 
 
-def _fit_lost(far, log_age):
-    """Log-odds at one day and slope in log age of the share beyond every component."""
+def _fit_lost(far, age, drift):
+    """Log-odds at one day, slope in log age and slope in activity of the share beyond
+    every component."""
     from scipy.optimize import minimize
 
     if not far.any():
-        return (-12.0, 0.0)
+        return (-12.0, 0.0, 0.0)
 
     def nll(p):
-        q = np.clip(lost_share(p[0], p[1], np.exp(log_age)), 1e-12, 1 - 1e-12)
+        q = np.clip(lost_share(p[0], p[1], age, p[2], drift), 1e-12, 1 - 1e-12)
         return -float(np.sum(np.where(far, np.log(q), np.log(1 - q))))
 
-    result = minimize(nll, [-6.0, 1.0], method="L-BFGS-B", bounds=[(-20, 5), (0.0, 6.0)])
-    return (round(float(result.x[0]), 6), round(float(result.x[1]), 6))
+    result = minimize(
+        nll,
+        [-6.0, 1.0, 0.0],
+        method="L-BFGS-B",
+        bounds=[(-20, 5), (0.0, 6.0), (0.0, MAX_ACTIVITY_SLOPE)],
+    )
+    return tuple(round(float(x), 6) for x in result.x)
 
 
-def _fit_class(z, age, drift_var, k_count, iterations, tol):
-    """EM for one orbit class; returns weights at one day, weight slopes and per-axis
-    log parameters of each component."""
+def _fit_class(z, age, drift, drift_var, k_count, iterations, tol):
+    """EM for one orbit class; returns weights at one day, weight slopes, per-axis
+    log parameters and the time-per-radial slope of each component."""
     n = z.shape[0]
     # start: a core at the errors' median scale, each further component 8 times wider
     med = np.maximum(np.median(np.abs(z), axis=0) / 0.6745, [0.05, 0.05, 0.05])
@@ -174,17 +227,19 @@ def _fit_class(z, age, drift_var, k_count, iterations, tol):
                 np.log([med[2] * grow / 2, med[2] * grow / (2 * mean_age)]),
             ]
         )
-    log_age = np.log(np.maximum(age, MIN_AGE_DAYS))
-    wparams = np.zeros(2 * (k_count - 1))
+    # components past the first two start on the large errors' slope, spread by 2
+    beta0 = _initial_slope(z, age)
+    tail = max(k_count - 2, 1)
+    beta = [0.0 if k < 2 else beta0 * 2.0 ** (k - 2 - (tail - 1) / 2) for k in range(k_count)]
+    wparams = np.zeros(3 * (k_count - 1))
     wparams[: k_count - 1] = np.log(0.15)
     z2 = z**2
     previous = -np.inf
     for _ in range(iterations):
-        base = np.exp(np.concatenate([[0.0], wparams[: k_count - 1]]))
-        slope = np.concatenate([[0.0], wparams[k_count - 1 :]])
-        weights = mixture_weights(base, slope, age)  # (n, K)
+        base, slope, drift_slope = _weight_params(wparams, k_count)
+        weights = mixture_weights(base, slope, age, drift_slope, drift)  # (n, K)
         logp = np.stack(
-            [np.log(weights[:, k]) + _component_logpdf(theta[k], z, age, drift_var)
+            [np.log(weights[:, k]) + _component_logpdf(theta[k], z, age, drift_var, beta[k])
              for k in range(k_count)], axis=1,
         )  # fmt: skip
         top = logp.max(axis=1, keepdims=True)
@@ -192,21 +247,31 @@ def _fit_class(z, age, drift_var, k_count, iterations, tol):
         resp = np.exp(logp - total[:, None])
         ll = float(total.sum())
         if k_count > 1:
-            wparams = _fit_weights(wparams, resp, log_age)
+            wparams = _fit_weights(wparams, resp, age, drift)
         for k in range(k_count):
             for axis, (degree, floor) in enumerate(((2, FLOOR_S), (1, FLOOR_KM), (1, FLOOR_KM))):
                 extra = drift_var if axis == 0 else np.zeros(n)
+                target = z2[:, axis]
+                if axis == 0:  # the rest after the radial part
+                    target = (z[:, 0] - beta[k] * age * z[:, 2]) ** 2
                 theta[k][axis] = _fit_axis(
-                    theta[k][axis], z2[:, axis], age, extra, resp[:, k], degree, floor
+                    theta[k][axis], target, age, extra, resp[:, k], degree, floor
                 )
+            if k >= 2:
+                beta[k] = _fit_slope(theta[k], z, age, drift_var, resp[:, k])
         if abs(ll - previous) <= tol * abs(ll):
             break
         previous = ll
-    base = np.exp(np.concatenate([[0.0], wparams[: k_count - 1]]))
+    base, slope, drift_slope = _weight_params(wparams, k_count)
     base = base / base.sum()
-    slope = np.concatenate([[0.0], wparams[k_count - 1 :]])
     order = np.argsort([np.exp(t[0][0]) + np.exp(t[0][1]) for t in theta])  # core first
-    return base[order], slope[order] - slope[order][0], [theta[k] for k in order]
+    return (
+        base[order],
+        slope[order] - slope[order][0],
+        drift_slope[order] - drift_slope[order][0],
+        [theta[k] for k in order],
+        [beta[k] for k in order],
+    )
 
 
 def fit_error_model(
@@ -218,6 +283,7 @@ def fit_error_model(
     seed: int = 0,
     note: str = "",
     uncatalogued_fraction: float | None = None,
+    components_by_class: dict[str, int] | None = None,
 ) -> ErrorModel:
     """An :class:`ErrorModel` whose components are fitted on real element-set errors.
 
@@ -230,21 +296,22 @@ def fit_error_model(
     z_all, drift_var_all = _prepare(base, errors)
     components, lost = dict(base.components), dict(base.lost)
     counts = {}
-    for name, k_count in COMPONENTS_BY_CLASS.items():
+    for name, k_count in (components_by_class or COMPONENTS_BY_CLASS).items():
         rows = np.flatnonzero(errors.orbit_class == name)
         if rows.size < 20:
             log.warning("class %s: %d errors, too few to fit; kept the base model", name, rows.size)
             continue
         z = z_all[rows]
         far = (np.abs(z[:, 0]) > LOST_ALONG_S) | (np.hypot(z[:, 1], z[:, 2]) > LOST_CROSS_KM)
-        lost[name] = _fit_lost(far, np.log(np.maximum(errors.age_days[rows], MIN_AGE_DAYS)))
+        lost[name] = _fit_lost(far, errors.age_days[rows], errors.train_drift_s[rows])
         rows = rows[~far]
         if rows.size > MAX_ROWS_PER_CLASS:
             rows = np.sort(rng.choice(rows, MAX_ROWS_PER_CLASS, replace=False))
         k_count = min(k_count, max(1, rows.size // 60))
-        weights, slopes, theta = _fit_class(
-            z_all[rows], errors.age_days[rows], drift_var_all[rows], k_count, iterations, tol
-        )
+        weights, slopes, drift_slopes, theta, beta = _fit_class(
+            z_all[rows], errors.age_days[rows], errors.train_drift_s[rows], drift_var_all[rows],
+            k_count, iterations, tol,
+        )  # fmt: skip
         components[name] = [
             ErrorComponent(
                 weight=round(float(w), 6),
@@ -252,8 +319,10 @@ def fit_error_model(
                 normal_km=tuple(round(float(x), 6) for x in np.exp(t[1])),
                 radial_km=tuple(round(float(x), 6) for x in np.exp(t[2])),
                 weight_slope=round(float(b), 6),
+                tau_per_radial=round(float(r), 6),
+                weight_drift_slope=round(float(d), 6),
             )
-            for w, b, t in zip(weights, slopes, theta, strict=True)
+            for w, b, d, t, r in zip(weights, slopes, drift_slopes, theta, beta, strict=True)
         ]
         counts[name] = int(rows.size)
     fitted = ", ".join(f"{k} {v}" for k, v in counts.items())
@@ -283,14 +352,17 @@ def log_likelihood(model: ErrorModel, errors: ElementSetErrors) -> dict[str, flo
         rows = rows[~far]
         logs = []
         age = errors.age_days[rows]
-        w = mixture_weights([c.weight for c in comps], [c.weight_slope for c in comps], age)
+        w = mixture_weights(
+            [c.weight for c in comps], [c.weight_slope for c in comps], age,
+            [c.weight_drift_slope for c in comps], errors.train_drift_s[rows],
+        )  # fmt: skip
         for k, c in enumerate(comps):
             with np.errstate(divide="ignore"):
                 theta = [np.log(c.along_s), np.log(c.normal_km), np.log(c.radial_km)]
             theta = [np.where(np.isfinite(t), t, -30.0) for t in theta]
             logs.append(
                 np.log(np.maximum(w[:, k], 1e-300))
-                + _component_logpdf(theta, z_all[rows], age, drift_var[rows])
+                + _component_logpdf(theta, z_all[rows], age, drift_var[rows], c.tau_per_radial)
             )
         logs = np.stack(logs, axis=1)
         top = logs.max(axis=1, keepdims=True)

@@ -298,7 +298,7 @@ class SGP4Correlator:
         sigma, miss distance across the line of sight against its cross-track sigma
         plus the measurement's.
         """
-        from aposos.orbit.sgp4 import propagate_packed
+        from aposos.orbit.propagation import propagate_packed
 
         rows = batch.reference_rows()[pair_trk]
         jd, fr = batch.jd[rows], batch.fr[rows]

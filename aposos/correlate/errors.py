@@ -6,7 +6,8 @@ difference is split in the newer state's orbit frame: along track, as a time (``
 > 0: the object is ahead of the older prediction), along the orbit normal and along
 the radius (km). ``age`` is the time from the older epoch to the newer (days); ``drift``
 is the along-track offset the older element set's own ``n_dot`` predicts over that age
-(SGP4 leaves ``n_dot`` out), ``n_dot age^2 / 2n`` in seconds.
+(SGP4 leaves ``n_dot`` out), ``n_dot age^2 / 2n`` in seconds; ``train_drift`` the same
+from :func:`train_ndot` (objects of one launch flying together manoeuvre together).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ElementSetErrors", "element_set_errors"]
+__all__ = ["ElementSetErrors", "element_set_errors", "train_ndot"]
+
+TRAIN_REV_PER_DAY = 0.1  # one launch's objects within this of each other fly together
 
 
 @dataclass
@@ -26,6 +29,7 @@ class ElementSetErrors:
     orbit_class: np.ndarray
     age_days: np.ndarray
     drift_s: np.ndarray
+    train_drift_s: np.ndarray
     tau_s: np.ndarray
     normal_km: np.ndarray
     radial_km: np.ndarray
@@ -55,6 +59,35 @@ def drift_seconds(ndot, n_rad_min, age_days) -> np.ndarray:
     return np.nan_to_num(drift, nan=0.0, posinf=1e9, neginf=-1e9)
 
 
+def _launch(designator: str) -> str:
+    """The launch part of an international designator (``23010A`` -> ``23010``)."""
+    return designator.strip().replace("-", "").rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ ")
+
+
+def train_ndot(designators, ndot, rev_per_day) -> np.ndarray:
+    """``|n_dot|`` of each object or, if larger, the median over its train: the objects
+    of its launch within ``TRAIN_REV_PER_DAY`` of its mean motion. A train lowered or
+    raised together shows it in most members' ``n_dot`` even when one member's element
+    set was fitted before its manoeuvre began."""
+    ndot = np.abs(np.asarray(ndot, dtype=np.float64))
+    rev = np.asarray(rev_per_day, dtype=np.float64)
+    launches = np.array([_launch(str(d)) for d in designators])
+    out = ndot.copy()
+    order = np.argsort(launches, kind="stable")
+    keys, starts = np.unique(launches[order], return_index=True)
+    bounds = np.append(starts, order.size)
+    for key, lo, hi in zip(keys, bounds[:-1], bounds[1:], strict=True):
+        if not key or hi - lo < 3:
+            continue
+        members = order[lo:hi]
+        near = np.abs(rev[members][:, None] - rev[members][None, :]) <= TRAIN_REV_PER_DAY
+        for row, i in enumerate(members):
+            mates = members[near[row]]
+            if mates.size >= 3:
+                out[i] = max(out[i], float(np.median(ndot[mates])))
+    return out
+
+
 def element_set_errors(older, newer, *, pair: int = 0, min_age_days: float = 0.2):
     """Errors of the ``older`` catalogue's element sets at the ``newer`` one's epochs.
 
@@ -62,7 +95,7 @@ def element_set_errors(older, newer, *, pair: int = 0, min_age_days: float = 0.2
     older one (an unchanged element set tells nothing) and that both propagate without
     an error code.
     """
-    from aposos.orbit.sgp4 import propagate_packed
+    from aposos.orbit.propagation import propagate_packed
 
     common, i_old, i_new = np.intersect1d(older.norad_id, newer.norad_id, return_indices=True)
     jd = newer.epoch_jd[i_new]
@@ -91,11 +124,14 @@ def element_set_errors(older, newer, *, pair: int = 0, min_age_days: float = 0.2
     d = r1 - r0
     n_rad_min = older.mean_motion_rev_per_day[i_old] * (2.0 * np.pi / 1440.0)
     drift = drift_seconds(older.ndot[i_old], n_rad_min, age)
+    train = train_ndot(older.intl_designator, older.ndot, older.mean_motion_rev_per_day)
+    train_drift = drift_seconds(train[i_old], n_rad_min, age)
     out = ElementSetErrors(
         norad_id=common.astype(np.int64),
         orbit_class=np.asarray(older.orbit_class)[i_old],
         age_days=age,
         drift_s=drift,
+        train_drift_s=train_drift,
         tau_s=tau,
         normal_km=-out_of_plane,
         radial_km=r1_norm - np.linalg.norm(r0, axis=1),

@@ -45,6 +45,7 @@ ARCSEC = math.pi / (180.0 * 3600.0)
 SECONDS_PER_DAY = 86400.0
 TAU_TOLERANCE_S = 1e-3
 MAX_ITERATIONS = 4
+MAX_CORRELATION = 0.999  # of the time and radial offset priors
 
 
 def radec_to_unit(ra_deg, dec_deg) -> np.ndarray:
@@ -318,14 +319,34 @@ def _cholesky_log_det(a, l):
 
 
 @kernel
+def _prior_precision(var, out):
+    """Inverse prior covariance of the parameters into ``out`` (4 x 4); returns its
+    ln det. ``var``: time-offset, normal and radial variances and the time-radial
+    correlation."""
+    for i in range(N_PARAM):
+        for j in range(N_PARAM):
+            out[i, j] = 0.0
+    rho = var[3]
+    one_minus = 1.0 - rho * rho
+    out[0, 0] = 1.0 / (var[0] * one_minus)
+    out[1, 1] = 1.0 / var[1]
+    out[2, 2] = 1.0 / var[1]
+    out[3, 3] = 1.0 / (var[2] * one_minus)
+    out[0, 3] = -rho / (math.sqrt(var[0] * var[2]) * one_minus)
+    out[3, 0] = out[0, 3]
+    return math.log(var[0]) + 2.0 * math.log(var[1]) + math.log(var[2]) + math.log(one_minus)
+
+
+@kernel
 def _pair_fit(geo, sig, n, tau, tau_mean, var_prior, var_ref, timing_s, out):
     """Linear-Gaussian fit of one pair from its geometry at time offset ``tau``.
 
     Parameters ``theta``: time step (s), plane tilt as normal offsets ``p sin u + q cos u``
     (km, two components) and radial offset (km). Residual model: along
     ``omega theta_0 + sum_k a_k theta_k``, across ``sum_k c_k theta_k``. Priors:
-    ``tau + theta_0 ~ N(tau_mean, var_prior[0])``, ``p, q ~ N(0, var_prior[1])``, radial
-    ``~ N(0, var_prior[2])``. ``out``: theta (4), chi-square (the minimum, equal to the
+    ``(tau + theta_0, radial)`` jointly Gaussian about ``(tau_mean, 0)`` with variances
+    ``var_prior[0]``, ``var_prior[2]`` and correlation ``var_prior[3]``; ``p, q ~ N(0,
+    var_prior[1])``. ``out``: theta (4), chi-square (the minimum, equal to the
     marginal chi-square), ln det (Occam term), RMS after the time step alone, mean
     cross-track residual (rad), and the Occam term with the reference priors ``var_ref``.
     Sums run over the pair's own ``n`` observations in order, so the result does not
@@ -347,20 +368,14 @@ def _pair_fit(geo, sig, n, tau, tau_mean, var_prior, var_ref, timing_s, out):
             g[k] += w_a * ja[k] * geo[i, G_XA] + w_c * jc[k] * geo[i, G_XC]
             for j in range(N_PARAM):
                 a[k, j] += w_a * ja[k] * ja[j] + w_c * jc[k] * jc[j]
-    prior = np.empty(N_PARAM)
-    prior[0] = var_prior[0]
-    prior[1] = var_prior[1]
-    prior[2] = var_prior[1]
-    prior[3] = var_prior[2]
-    ref = np.empty(N_PARAM)
-    ref[0] = var_ref[0]
-    ref[1] = var_ref[1]
-    ref[2] = var_ref[1]
-    ref[3] = var_ref[2]
+    prec = np.empty((N_PARAM, N_PARAM))
+    log_det_prior = _prior_precision(var_prior, prec)
     data = a.copy()
+    offset = tau - tau_mean  # prior residual of the time offset before the step
     for k in range(N_PARAM):
-        a[k, k] += 1.0 / prior[k]
-    g[0] -= (tau - tau_mean) / prior[0]
+        for j in range(N_PARAM):
+            a[k, j] += prec[k, j]
+        g[k] -= prec[k, 0] * offset
     low = np.zeros((N_PARAM, N_PARAM))
     log_det = _cholesky_log_det(a, low)
     theta = np.zeros(N_PARAM)  # forward then back substitution
@@ -374,9 +389,14 @@ def _pair_fit(geo, sig, n, tau, tau_mean, var_prior, var_ref, timing_s, out):
         for k in range(i + 1, N_PARAM):
             t -= low[k, i] * theta[k]
         theta[i] = t / low[i, i]
-    chi2 = (tau + theta[0] - tau_mean) ** 2 / prior[0]
+    d = np.empty(N_PARAM)
+    d[0] = offset + theta[0]
     for k in range(1, N_PARAM):
-        chi2 += theta[k] * theta[k] / prior[k]
+        d[k] = theta[k]
+    chi2 = 0.0
+    for k in range(N_PARAM):
+        for j in range(N_PARAM):
+            chi2 += d[k] * prec[k, j] * d[j]
     sq = 0.0
     cross = 0.0
     for i in range(n):
@@ -390,12 +410,12 @@ def _pair_fit(geo, sig, n, tau, tau_mean, var_prior, var_ref, timing_s, out):
             ea -= geo[i, G_OFFSETS + 2 * (k - 1)] * theta[k]
             ec -= geo[i, G_OFFSETS + 2 * (k - 1) + 1] * theta[k]
         chi2 += w_a * ea * ea + w_c * ec * ec
+    log_det += log_det_prior
+    log_det_ref = _prior_precision(var_ref, prec)
     for k in range(N_PARAM):
-        log_det += math.log(prior[k])
-        data[k, k] += 1.0 / ref[k]
-    log_det_ref = _cholesky_log_det(data, low)
-    for k in range(N_PARAM):
-        log_det_ref += math.log(ref[k])
+        for j in range(N_PARAM):
+            data[k, j] += prec[k, j]
+    log_det_ref += _cholesky_log_det(data, low)
     for k in range(N_PARAM):
         out[k] = theta[k]
     out[4] = chi2
@@ -458,7 +478,7 @@ def _pair_rows(batch: ObservationBatch, pair_trk: np.ndarray) -> np.ndarray:
 
 
 def _propagate(params, batch, rows, tau_s):
-    from aposos.orbit.sgp4 import propagate_packed
+    from aposos.orbit.propagation import propagate_packed
 
     safe = np.where(rows >= 0, rows, rows.max(axis=1, keepdims=True))
     jd = batch.jd[safe]
@@ -473,6 +493,21 @@ def _geometry(batch, rows, r, v):
     return geo
 
 
+def _prior_arrays(priors, n_pairs):
+    """Prior mean time offsets and ``(n_pairs, 4)`` variances and correlation for the
+    kernel, from priors of ``(n_pairs, 4)`` (uncorrelated) or ``(n_pairs, 5)``."""
+    priors = np.asarray(priors, dtype=np.float64)
+    width = priors.shape[-1] if priors.ndim else 0
+    if width not in (4, 5):
+        raise ValueError(f"priors must be (n_pairs, 4) or (n_pairs, 5), got {priors.shape}")
+    priors = priors.reshape(n_pairs, width)
+    var = np.zeros((n_pairs, 4))
+    var[:, :3] = priors[:, 1:4] ** 2
+    if width == 5:
+        var[:, 3] = np.clip(priors[:, 4], -MAX_CORRELATION, MAX_CORRELATION)
+    return np.ascontiguousarray(priors[:, 0]), var
+
+
 def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFit:
     """Fit a time offset and normal and radial offsets for every (tracklet, candidate) pair.
 
@@ -485,7 +520,8 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
     pair_trk : ``(n_pairs,)`` tracklet of each pair.
     tau0_s : starting time offsets (from the gate).
     priors : ``(n_pairs, 4)``: prior mean time offset (s), and the sigmas of the time
-        offset (s), normal offset and radial offset (km); see ``PriorTable.priors``.
+        offset (s), normal offset and radial offset (km); a fifth column is the
+        correlation of the time and radial offsets; see ``PriorTable.priors``.
         A wide prior lets the data place the time offset.
     timing_sigma_s : observation timing jitter.
     """
@@ -496,9 +532,7 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
     sig = np.where(rows >= 0, batch.sigma_rad[np.maximum(rows, 0)], 1.0)
     tau = np.asarray(tau0_s, dtype=np.float64).copy()
     tau_geo = tau.copy()
-    priors = np.asarray(priors, dtype=np.float64).reshape(n_pairs, 4)
-    tau_mean = np.ascontiguousarray(priors[:, 0])
-    var_prior = np.ascontiguousarray(priors[:, 1:] ** 2)
+    tau_mean, var_prior = _prior_arrays(priors, n_pairs)
     stats = np.zeros((n_pairs, 9))
     geo_all = np.zeros(rows.shape + (N_GEO,))
     speed = np.full(n_pairs, np.nan)
@@ -551,15 +585,13 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
 def evaluate_priors(fit: PairFit, priors, timing_sigma_s, sig_scale=None):
     """Marginal chi-square and Occam term of every pair under other priors (no SGP4).
 
-    ``priors`` is ``(n_pairs, 4)`` as for :func:`fit_pairs`; the geometry kept at the
+    ``priors`` is ``(n_pairs, 4)`` or ``(n_pairs, 5)`` as for :func:`fit_pairs`; the geometry kept at the
     converged time offset is reused (the residuals are linear in small offsets there).
     ``sig_scale`` optionally scales each pair's observation sigmas. Returns ``(chi2,
     occam)``; pairs without a prediction give ``inf``.
     """
     n_pairs = fit.tau_s.size
-    priors = np.asarray(priors, dtype=np.float64).reshape(n_pairs, 4)
-    tau_mean = np.ascontiguousarray(priors[:, 0])
-    var_prior = np.ascontiguousarray(priors[:, 1:] ** 2)
+    tau_mean, var_prior = _prior_arrays(priors, n_pairs)
     sig = fit.sig if sig_scale is None else fit.sig * np.asarray(sig_scale)[:, None]
     good = np.flatnonzero(np.isfinite(fit.chi2))
     out = np.zeros((good.size, 9))

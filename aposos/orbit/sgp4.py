@@ -557,12 +557,3 @@ def propagate_reference(params, jd, fr, e, r, v) -> None:
         _propagate_kernel(params, jd, fr, e, r, v)
     else:
         _propagate_per_object_kernel(params, jd, fr, e, r, v)
-
-
-def __getattr__(name):
-    # propagate_packed moved to aposos.orbit.propagation; kept here while callers move.
-    if name == "propagate_packed":
-        from aposos.orbit.propagation import propagate_packed
-
-        return propagate_packed
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

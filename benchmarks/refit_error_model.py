@@ -1,0 +1,69 @@
+"""Refit the packaged error model on the training pairs of the 2026 CelesTrak series.
+
+The pairs the model is fitted on and the pairs held out for checks are fixed here, so
+``bench_identification.py`` and the tests measure on data the fit never saw.
+
+    .venv/bin/python benchmarks/refit_error_model.py [--out aposos/correlate/data/error_model.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from aposos.correlate.calibrate import absent_share, fit_error_model
+from aposos.correlate.errors import ElementSetErrors, element_set_errors
+from aposos.correlate.model import ErrorModel, default_model_path
+from aposos.orbit.catalogue import Catalogue
+
+SERIES = Path(__file__).resolve().parent.parent / "tests" / "data" / "shared" / "catalogues"
+FIT_PAIRS = ((16, 17), (18, 19), (16, 18), (16, 20), (19, 23), (17, 23))
+HELD_OUT = ((17, 18), (19, 20), (17, 19), (18, 20), (16, 19), (17, 20), (20, 23), (16, 23))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(default_model_path()))
+    parser.add_argument(
+        "--components", nargs=4, type=int, metavar=("LEO", "MEO", "GEO", "HEO"),
+        help="mixture components per class (default: calibrate's)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    days = sorted({d for pair in FIT_PAIRS for d in pair})
+    cats = {
+        d: Catalogue.from_tle(SERIES / f"celestrak-active-2026-03-{d:02d}.3le.xz") for d in days
+    }
+    errors = ElementSetErrors.concatenate(
+        element_set_errors(cats[a], cats[b], pair=n) for n, (a, b) in enumerate(FIT_PAIRS)
+    )
+    share = absent_share([(cats[a], cats[b]) for a, b in FIT_PAIRS])
+
+    def names(pairs):
+        return " ".join(f"{a}-{b}" for a, b in pairs)
+
+    model = fit_error_model(
+        errors,
+        base=ErrorModel(),
+        uncatalogued_fraction=share,
+        components_by_class=(
+            dict(zip(("LEO", "MEO", "GEO", "HEO"), args.components, strict=True))
+            if args.components
+            else None
+        ),
+        note=f"2026 CelesTrak series, pairs (day of March) {names(FIT_PAIRS)}; "
+        f"held out for checks: {names(HELD_OUT)}",
+    )
+    model.save(args.out)
+    print(f"{model.fitted_on}\nwritten to {args.out}")
+    for name, comps in model.components.items():
+        for c in comps:
+            print(f"  {name} w={c.weight:.3f} slope={c.weight_slope:.2f} "
+                  f"drift slope={c.weight_drift_slope:.2f} along={c.along_s} "
+                  f"radial={c.radial_km} tau/radial={c.tau_per_radial:+.2f}")  # fmt: skip
+    print("  lost:", model.lost)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
