@@ -118,6 +118,7 @@ def plan_night(
     kept: list[Planned] = (),
     covered: set[int] = frozenset(),
     network: bool = True,
+    multi: bool | None = None,
     nights: dict[str, StationNight] | None = None,
     step_s: float = 60.0,
     extra_fields: list[FieldTarget] = (),
@@ -133,6 +134,7 @@ def plan_night(
     now : plan only from this UTC time on (re-plans during the night).
     kept, covered : tasks kept from an earlier plan, and catalogue rows already observed.
     nights : precomputed station nights (the benchmark shares them between plans).
+    multi : plan sidereal fields that take in several objects (default: as ``network``).
     """
     day = parse_night(night)
     name = str(day)
@@ -163,7 +165,8 @@ def plan_night(
     cells = {st.code: geo_belt_cells(st, nights[st.code].start) for st in stations
              if nights[st.code].times.size > 1}  # fmt: skip
     planned = schedule(nights, catalogue, rows=rows, fields=fields, survey_cells=cells,
-                       kept=list(kept), covered=set(covered), now=now, network=network)  # fmt: skip
+                       kept=list(kept), covered=set(covered), now=now, network=network,
+                       multi=multi)  # fmt: skip
     observable = np.unique(np.concatenate(
         [n.rows[n.visible.any(axis=1)] for n in nights.values()] or [np.zeros(0, np.int64)]
     ))  # fmt: skip

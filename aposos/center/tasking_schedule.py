@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from aposos.center.tasking_fields import TrackCache, exposure_offsets_s, members
 from aposos.center.tasking_visibility import StationNight, _unit
 
 __all__ = ["FieldTarget", "Planned", "RowPriorities", "schedule"]
@@ -46,6 +47,10 @@ VALUE_SCARCE = 600.0  # an object with little visibility left tonight
 SCARCE_MINUTES = 20.0
 SLEW_PENALTY_PER_S = 2.0
 MAX_IDLE_STEPS = 1  # grid steps a station waits when it has nothing to do
+FIELD_STEP_S = 0.5  # exact directions for multi-object fields, this often
+FIELD_MAX_SLEW_S = 40.0  # multi-object fields further away are not considered
+FIELD_ANCHORS = (0.15, 0.5, 0.85)  # fields on an object's path at these shares of the frames
+FIELD_MIN_NEW = 2  # a sidereal field must take in this many objects not yet observed
 
 
 @dataclass
@@ -190,14 +195,21 @@ def schedule(
     covered: set[int] = frozenset(),
     now: np.datetime64 | None = None,
     network: bool = True,
+    multi: bool | None = None,
 ) -> list[Planned]:
-    """Plan the night (see the module notes); returns the new tasks, kept ones excluded."""
+    """Plan the night (see the module notes); returns the new tasks, kept ones excluded.
+
+    ``multi`` (default: as ``network``) lets the planner choose sidereal fields that take
+    in several objects at once; every object task's catalogue rows are counted exactly
+    either way (:mod:`aposos.center.tasking_fields`).
+    """
     return _Scheduler(nights, catalogue, rows, fields, survey_cells, kept, covered, now,
-                      network).run()  # fmt: skip
+                      network, network if multi is None else multi).run()  # fmt: skip
 
 
 class _Scheduler:
-    def __init__(self, nights, catalogue, rows, fields, survey_cells, kept, covered, now, network):
+    def __init__(self, nights, catalogue, rows, fields, survey_cells, kept, covered, now, network,
+                 multi=False):  # fmt: skip
         self.nights = {c: n for c, n in nights.items() if n.rows.size or n.times.size > 1}
         self.codes = sorted(self.nights)
         self.catalogue = catalogue
@@ -206,7 +218,11 @@ class _Scheduler:
         self.fields = list(fields)
         self.survey = survey_cells or {}
         self.network = network
+        self.multi = multi
+        self.params = catalogue.params
         self.geo = np.asarray(catalogue.orbit_class) == "GEO"
+        self.leo = np.asarray(catalogue.orbit_class) == "LEO"
+        self.track_cache = {c: TrackCache(n, self.params, self.leo) for c, n in self.nights.items()}
         self.fieldvis = _FieldVisibility(self.nights) if (self.fields or self.survey) else None
         # coverage: network-wide, or per station in the baseline
         self.covered = {c: set(covered) for c in self.codes} if not network else None
@@ -280,10 +296,11 @@ class _Scheduler:
             if task is None:
                 self.clock[code] = t + _us(night.step_s * MAX_IDLE_STEPS)
                 continue
+            end_pointing = self._exact_covers(night, task)
             self.out.append(task)
             self._mark(task)
             self.clock[code] = task.end
-            self.pointing[code] = (task.ra_deg, task.dec_deg)
+            self.pointing[code] = end_pointing
         return sorted(self.out, key=lambda p: (p.start, p.station))
 
     def _block_at(self, code, t):
@@ -312,6 +329,7 @@ class _Scheduler:
         for cand in (
             self._best_field(code, night, t, limit),
             self._best_object(code, night, t, limit),
+            self._best_multi(code, night, t, limit) if self.multi else None,
         ):
             if cand is not None and (best is None or cand[0] > best[0]):
                 best = cand
@@ -471,6 +489,139 @@ class _Scheduler:
             ra_deg=ra, dec_deg=dec, request_id=target.request_id,
         )  # fmt: skip
         return priority * 1000.0 - SLEW_PENALTY_PER_S * slew, task
+
+    # ------------------------------------------------------------------ multi-object fields
+
+    def _passing_rows(self, night, k0) -> np.ndarray:
+        """Low-orbit catalogue rows the station can observe around sample ``k0``."""
+        k1 = min(k0 + 1, night.times.size - 1)
+        near = night.visible[:, k0] | night.visible[:, k1]
+        return night.rows[near & self.leo[night.rows]]
+
+    def _best_multi(self, code, night: StationNight, t, limit):
+        """The best sidereal field on the path of an object not yet observed, counting
+        every object that crosses it during the frames (at least FIELD_MIN_NEW new)."""
+        st = night.station
+        k0 = night.index_at(t)
+        rows_b = self._passing_rows(night, k0)
+        if rows_b.size < FIELD_MIN_NEW:
+            return None
+        value_b = self._object_values(code, night, rows_b, k0)
+        if np.count_nonzero(value_b > 0) < FIELD_MIN_NEW:
+            return None
+        setup = st.modes["sidereal"]
+        n_s = int((FIELD_MAX_SLEW_S + setup.duration_s) / FIELD_STEP_S) + 2
+        times = t + np.arange(n_s) * _us(FIELD_STEP_S)
+        tracks = self.track_cache[code].tracks(rows_b, times)
+        rows_b = tracks.rows
+        value_b = self._object_values(code, night, rows_b, k0)
+        cand = np.flatnonzero(value_b > 0)
+        if cand.size == 0:
+            return None
+        # the field: where the object is early, midway or late in the frames; the slew to it
+        anchor = np.repeat(FIELD_ANCHORS, cand.size) * setup.duration_s
+        cand = np.tile(cand, len(FIELD_ANCHORS))
+        s_used = np.full(cand.size, st.settle_s + 5.0)
+        for _ in range(2):
+            i_mid = np.clip(np.round((s_used + anchor) / FIELD_STEP_S), 0, n_s - 1)
+            centre = tracks.u[cand, i_mid.astype(np.int64)]
+            slew = self._slew_u(code, centre)
+            s_prev, s_used = s_used, slew
+        s_used = s_prev
+        good = np.isfinite(centre[:, 0]) & (slew <= FIELD_MAX_SLEW_S)
+        i_start = np.ceil(np.maximum(slew, 0.0) / FIELD_STEP_S).astype(np.int64)
+        offsets = np.round(exposure_offsets_s(setup) / FIELD_STEP_S).astype(np.int64)
+        good &= i_start + offsets[-1, -1] < n_s
+        if not good.any():
+            return None
+        cand, centre, slew, i_start = cand[good], centre[good], slew[good], i_start[good]
+        tidx = i_start[:, None, None] + offsets[None]
+        centres = np.broadcast_to(centre[:, None, None, :], (*tidx.shape, 3))
+        mem = members(tracks, centres, tidx, st, "sidereal")
+        n_new = (mem & (value_b > 0)[None, :]).sum(axis=1)
+        score = (
+            BASE_PRIORITY * 1000.0 + mem.astype(np.float64) @ value_b - SLEW_PENALTY_PER_S * slew
+        )
+        score = np.where(n_new >= FIELD_MIN_NEW, score, -np.inf)
+        for j in np.argsort(-score)[:5]:
+            if not np.isfinite(score[j]):
+                return None
+            start = times[i_start[j]]
+            end = start + _us(setup.duration_s)
+            if end > limit:
+                continue
+            ra = math.degrees(math.atan2(centre[j, 1], centre[j, 0])) % 360.0
+            dec = math.degrees(math.asin(max(-1.0, min(1.0, centre[j, 2]))))
+            if not all(self.fieldvis_ok(night, ra, dec, night.index_at(x)) for x in (start, end)):
+                continue
+            stamp = np.datetime_as_string(start, unit="s")
+            target = FieldTarget(
+                key=f"multi:{code}:{stamp}", priority=BASE_PRIORITY,
+                reason="multi-object field", ra_deg=ra, dec_deg=dec, epoch=start,
+                tracking="sidereal", name=f"field {ra:.2f} {dec:+.2f}",
+            )  # fmt: skip
+            covers = [int(r) for r in rows_b[mem[j]]]
+            task = Planned(code, start, end, "sidereal", BASE_PRIORITY,
+                           f"multi-object field: {len(covers)} catalogued object(s) cross it",
+                           target=target, ra_deg=ra, dec_deg=dec, covers=covers)  # fmt: skip
+            return float(score[j]), task
+        return None
+
+    def fieldvis_ok(self, night, ra, dec, k) -> bool:
+        if self.fieldvis is None:
+            self.fieldvis = _FieldVisibility(self.nights)
+        return self.fieldvis.ok(night, ra, dec, k)
+
+    def _slew_u(self, code, u) -> np.ndarray:
+        st = self.nights[code].station
+        if self.pointing[code] is None:
+            return np.full(u.shape[0], st.settle_s + 30.0 / st.slew_deg_per_s)
+        p = _unit(*self.pointing[code])
+        ang = np.degrees(np.arccos(np.clip(u @ p, -1.0, 1.0)))
+        return np.where(np.isfinite(ang), ang / st.slew_deg_per_s + st.settle_s, np.inf)
+
+    def _exact_covers(self, night, task: Planned):
+        """Count exactly what a rate-tracked or sidereal task observes; the pointing after it.
+
+        Objects other than GEO that cross the field during the frames are added to (or,
+        for multi-object fields, make up) the task's rows; returns the mount's (RA, Dec)
+        at the end of the task.
+        """
+        end_pointing = (task.ra_deg, task.dec_deg)
+        if task.tracking not in ("rate", "sidereal") or (
+            task.tracking == "sidereal" and not str(task.reason).startswith("multi")
+        ):
+            return end_pointing
+        setup = night.station.modes[task.tracking]
+        offsets = exposure_offsets_s(setup)
+        times = task.start + np.array([_us(x) for x in offsets.ravel()])
+        times = np.concatenate([times, [task.end]])
+        rows_b = self._passing_rows(night, night.index_at(task.start))
+        if task.row is not None and task.tracking == "rate":
+            if not self.leo[task.row]:
+                return end_pointing
+            rows_b = np.concatenate([[task.row], rows_b[rows_b != task.row]])
+        tracks = self.track_cache[night.station.code].tracks(rows_b, times)
+        rows_b = tracks.rows
+        tidx = np.arange(offsets.size).reshape(1, *offsets.shape)
+        if task.tracking == "rate":
+            if rows_b.size == 0 or rows_b[0] != task.row or not np.all(np.isfinite(tracks.u[0])):
+                return end_pointing
+            centres = tracks.u[0][tidx]
+            u_end = tracks.u[0, -1]
+            end_pointing = (math.degrees(math.atan2(u_end[1], u_end[0])) % 360.0,
+                            math.degrees(math.asin(max(-1.0, min(1.0, u_end[2])))))  # fmt: skip
+        else:
+            c = _unit(task.ra_deg, task.dec_deg)
+            centres = np.broadcast_to(c, (*tidx.shape, 3))
+        mem = members(tracks, centres, tidx, night.station, task.tracking)[0]
+        seen = [int(r) for r in rows_b[mem]]
+        if task.tracking == "sidereal":
+            task.covers = seen
+            task.reason = f"multi-object field: {len(seen)} catalogued object(s) cross it"
+        else:
+            task.covers = list(dict.fromkeys([*task.covers, *seen]))
+        return end_pointing
 
     # ------------------------------------------------------------------ simultaneous
 

@@ -89,6 +89,7 @@ class StationPlanning:
     limiting_mag: dict[str, float]  # per tracking mode, point source, zenith, no extinction
     extinction_mag_per_airmass: float
     path: str = ""
+    seeing_fwhm_arcsec: float = 2.5  # typical; for the trailing loss of streaks
     extra: dict = field(default_factory=dict)
 
     def slew_s(self, angle_deg: float) -> float:
@@ -209,6 +210,7 @@ def read_planning_station(path: str | os.PathLike) -> StationPlanning:
         limiting_mag=limits,
         extinction_mag_per_airmass=float(sim.get("extinction_mag_per_airmass", 0.2)),
         path=str(path),
+        seeing_fwhm_arcsec=seeing,
     )
 
 
