@@ -177,11 +177,37 @@ def plan_night(
     return NightPlan(name, tasks, planned, nights, windows, observable, all_covered, counts)
 
 
+def _object_directions(planned: list[Planned], catalogue, stations) -> dict[int, tuple]:
+    """RA/Dec of each object task's target at its start and one second later, by station
+    in one propagation (each object at its own two times)."""
+    from aposos.orbit.frames import radec_from_teme
+    from aposos.orbit.propagation import propagate_packed
+
+    by_code = {s.code: s for s in stations}
+    out = {}
+    for code in {p.station for p in planned}:
+        mine = [k for k, p in enumerate(planned) if p.station == code and p.row is not None]
+        if not mine:
+            continue
+        rows = np.array([planned[k].row for k in mine], dtype=np.int64)
+        starts = np.array([planned[k].start for k in mine], dtype="datetime64[us]")
+        times = np.stack([starts, starts + np.timedelta64(1_000_000, "us")], axis=1)
+        jd, fr = datetime64_to_jd_fr(times.ravel())
+        _, r, v = propagate_packed(catalogue.params[rows], jd.reshape(-1, 2), fr.reshape(-1, 2))
+        ra, dec, _ = radec_from_teme(r.reshape(1, -1, 3), v.reshape(1, -1, 3), jd, fr,
+                                     by_code[code].site)  # fmt: skip
+        ra, dec = ra.reshape(-1, 2), dec.reshape(-1, 2)
+        for j, k in enumerate(mine):
+            out[k] = (ra[j], dec[j])
+    return out
+
+
 def finalize(night: str, planned: list[Planned], catalogue, stations) -> list[Task]:
     """Exact pointing at each task's start (and rates for rate tracking); wire tasks."""
     by_code = {s.code: s for s in stations}
+    directions = _object_directions(planned, catalogue, stations)
     tasks = []
-    for p in planned:
+    for k, p in enumerate(planned):
         st = by_code[p.station]
         setup = st.modes[p.tracking]
         norad = name = None
@@ -190,14 +216,12 @@ def finalize(night: str, planned: list[Planned], catalogue, stations) -> list[Ta
         if p.row is not None:
             norad = int(catalogue.norad_id[p.row])
             name = str(catalogue.name[p.row]).strip() or None
-            times = np.array([p.start, p.start + np.timedelta64(1_000_000, "us")])
-            jd, fr = datetime64_to_jd_fr(times)
-            r_ra, r_dec, _ = catalogue.subset([p.row]).radec(st.site, jd, fr)
+            r_ra, r_dec = directions[k]
             if np.all(np.isfinite(r_ra)):
-                ra, dec = float(r_ra[0, 0]), float(r_dec[0, 0])
+                ra, dec = float(r_ra[0]), float(r_dec[0])
                 if p.tracking == "rate":
-                    d_ra = (r_ra[0, 1] - r_ra[0, 0] + 180.0) % 360.0 - 180.0
-                    rate_ra, rate_dec = d_ra * 3600.0, (r_dec[0, 1] - r_dec[0, 0]) * 3600.0
+                    d_ra = (r_ra[1] - r_ra[0] + 180.0) % 360.0 - 180.0
+                    rate_ra, rate_dec = d_ra * 3600.0, (r_dec[1] - r_dec[0]) * 3600.0
         elif p.target is not None:
             ra, dec = p.target.radec(p.start)
             name = p.target.name

@@ -44,6 +44,7 @@ FIELD_RADIUS_FRACTION = 0.45  # of the field's (smaller) side: the inscribed cir
 SUBSAMPLES = 3  # per exposure: start, middle, end
 MIN_INSIDE = 2  # samples of one exposure inside the field
 ARCSEC_PER_DEG = 3600.0
+REACH_MARGIN = 1.5  # on the fastest motion, for the quick rejection of far objects
 CACHE_STEP_S = 4.0  # coarse grid of exact directions, interpolated in between
 CACHE_CHUNK_S = 300.0  # propagated a few minutes at a time
 
@@ -110,7 +111,7 @@ class TrackCache:
         self.step = np.timedelta64(int(CACHE_STEP_S * 1e6), "us")
         self.key = None
 
-    def _load(self, t: np.datetime64, span_s: float) -> None:
+    def _load(self, t: np.datetime64, span_s: float, need) -> None:
         night = self.night
         chunk = np.timedelta64(int(CACHE_CHUNK_S * 1e6), "us")
         c = int((t - night.times[0]) // chunk)
@@ -123,6 +124,8 @@ class TrackCache:
         k_lo = max(0, int((lo - night.times[0]) // _td(night.step_s)))
         k_hi = min(night.times.size, int((hi - night.times[0]) // _td(night.step_s)) + 2)
         near = night.visible[:, k_lo:k_hi].any(axis=1) & self.mask[night.rows]
+        if need is not None:
+            near &= need[night.rows]
         rows = night.rows[near]
         self.rows = rows
         self.pos = {int(r): k for k, r in enumerate(rows)}
@@ -137,19 +140,27 @@ class TrackCache:
             self.u = np.zeros((0, n, 3))
         self.key = c
 
-    def tracks(self, rows: np.ndarray, times: np.ndarray) -> Tracks:
-        """:class:`Tracks` of ``rows`` (of the cache's kind) at ``times`` (within a few minutes)."""
+    def tracks(self, rows: np.ndarray, times: np.ndarray, need=None) -> Tracks:
+        """:class:`Tracks` of ``rows`` at ``times`` (within a few minutes).
+
+        ``need`` (n_obj,) bool, optional: when the cache moves on to the next few minutes,
+        only these rows are propagated (those not yet observed); rows asked for that are
+        not in the cache are propagated at ``times`` directly.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
         span = float((times.max() - times.min()) / np.timedelta64(1, "s"))
-        self._load(times.min(), span)
+        self._load(times.min(), span, need)
         idx = np.array([self.pos.get(int(r), -1) for r in rows], dtype=np.int64)
-        keep = idx >= 0
-        rows, idx = np.asarray(rows)[keep], idx[keep]
         x = (times - self.times[0]) / self.step  # fractional coarse index
         i = np.clip(np.floor(x).astype(np.int64), 0, self.times.size - 3)
         s = (x - i)[None, :, None]
-        p0, p1, p2 = self.u[idx][:, i], self.u[idx][:, i + 1], self.u[idx][:, i + 2]
-        u = p0 * (s - 1) * (s - 2) / 2 - p1 * s * (s - 2) + p2 * s * (s - 1) / 2
-        u /= np.linalg.norm(u, axis=-1, keepdims=True)
+        have = idx[idx >= 0]
+        p0, p1, p2 = self.u[have][:, i], self.u[have][:, i + 1], self.u[have][:, i + 2]
+        u = np.empty((rows.size, times.size, 3))
+        u[idx >= 0] = p0 * (s - 1) * (s - 2) / 2 - p1 * s * (s - 2) + p2 * s * (s - 1) / 2
+        u[idx >= 0] /= np.linalg.norm(u[idx >= 0], axis=-1, keepdims=True)
+        if (idx < 0).any():
+            u[idx < 0] = Tracks(self.night, self.params, rows[idx < 0], times).u
         return Tracks(self.night, self.params, rows, times, u=u)
 
 
@@ -158,17 +169,26 @@ def _td(seconds: float) -> np.timedelta64:
 
 
 @kernel
-def _members_kernel(centres, tidx, u, ok, mag, exposure_s, cos_r, fwhm_arcsec, limit, out):
+def _members_kernel(centres, tidx, u, ok, mag, cos_reach, exposure_s, cos_r, fwhm_arcsec, limit,
+                    out):  # fmt: skip
     """out[g, b] = True when object b is observed by candidate field g (module notes).
 
     centres (G, F, K, 3) field centre at each sample; tidx (G, F, K) the samples' time
-    index into u (B, T, 3), ok and mag (B, T).
+    index into u (B, T, 3), ok and mag (B, T). ``cos_reach`` (B,): an object further than
+    this from the field centre at the middle sample cannot reach the field in the frames.
     """
     n_g, n_f, n_k = tidx.shape
     n_b = u.shape[0]
     rad_per_arcsec = math.pi / 180.0 / 3600.0
+    fm, km = n_f // 2, n_k // 2
     for g in range(n_g):
         for b in range(n_b):
+            tm = tidx[g, fm, km]
+            d = (centres[g, fm, km, 0] * u[b, tm, 0] + centres[g, fm, km, 1] * u[b, tm, 1]
+                 + centres[g, fm, km, 2] * u[b, tm, 2])  # fmt: skip
+            if d < cos_reach[b]:  # also False for NaN: then never inside either
+                out[g, b] = False
+                continue
             seen = False
             for f in range(n_f):
                 if seen:
@@ -223,11 +243,19 @@ def members(
     out = np.zeros((tidx.shape[0], tracks.rows.size), dtype=np.bool_)
     if out.size == 0:
         return out
-    cos_r = math.cos(math.radians(FIELD_RADIUS_FRACTION * station.field_deg))
+    radius = math.radians(FIELD_RADIUS_FRACTION * station.field_deg)
+    cos_reach = np.full(tracks.rows.size, -2.0)
+    if mode != "rate" and tracks.times.size > 1:
+        # fastest angular motion of each object: how far it can come in half the frames
+        dt = np.diff(tracks.times) / np.timedelta64(1, "us") * 1e-6
+        cos_step = np.clip(np.sum(tracks.u[:, 1:] * tracks.u[:, :-1], -1), -1.0, 1.0)
+        rate = np.nanmax(np.arccos(cos_step) / np.maximum(dt, 1e-3), axis=1, initial=0.0)
+        reach = REACH_MARGIN * rate * 0.5 * setup.duration_s + radius
+        cos_reach = np.where(reach < math.pi, np.cos(np.minimum(reach, math.pi)), -2.0)
     _members_kernel(
         np.ascontiguousarray(centres, dtype=np.float64), np.ascontiguousarray(tidx, dtype=np.int64),
         np.ascontiguousarray(tracks.u), np.ascontiguousarray(tracks.ok),
-        np.ascontiguousarray(tracks.mag), float(setup.exposure_s), cos_r,
+        np.ascontiguousarray(tracks.mag), cos_reach, float(setup.exposure_s), math.cos(radius),
         float(station.seeing_fwhm_arcsec), float(station.limiting_mag[mode]), out,
     )  # fmt: skip
     return out

@@ -49,7 +49,7 @@ SLEW_PENALTY_PER_S = 2.0
 MAX_IDLE_STEPS = 1  # grid steps a station waits when it has nothing to do
 FIELD_STEP_S = 0.5  # exact directions for multi-object fields, this often
 FIELD_MAX_SLEW_S = 40.0  # multi-object fields further away are not considered
-FIELD_ANCHORS = (0.15, 0.5, 0.85)  # fields on an object's path at these shares of the frames
+FIELD_ANCHORS = tuple(np.linspace(0.02, 0.98, 9))
 FIELD_MIN_NEW = 2  # a sidereal field must take in this many objects not yet observed
 
 
@@ -512,9 +512,9 @@ class _Scheduler:
         setup = st.modes["sidereal"]
         n_s = int((FIELD_MAX_SLEW_S + setup.duration_s) / FIELD_STEP_S) + 2
         times = t + np.arange(n_s) * _us(FIELD_STEP_S)
-        tracks = self.track_cache[code].tracks(rows_b, times)
-        rows_b = tracks.rows
-        value_b = self._object_values(code, night, rows_b, k0)
+        rows_b = rows_b[value_b > 0]
+        value_b = value_b[value_b > 0]
+        tracks = self.track_cache[code].tracks(rows_b, times, ~self._covered_view(code))
         cand = np.flatnonzero(value_b > 0)
         if cand.size == 0:
             return None
@@ -601,8 +601,14 @@ class _Scheduler:
             if not self.leo[task.row]:
                 return end_pointing
             rows_b = np.concatenate([[task.row], rows_b[rows_b != task.row]])
-        tracks = self.track_cache[night.station.code].tracks(rows_b, times)
-        rows_b = tracks.rows
+        code = night.station.code
+        if task.tracking == "rate":  # objects not yet observed, and the target itself
+            keep = ~self._covered_view(code)[rows_b]
+            keep[0] = True
+            rows_b = rows_b[keep]
+        else:
+            rows_b = rows_b[~self._covered_view(code)[rows_b]]
+        tracks = self.track_cache[code].tracks(rows_b, times, ~self._covered_view(code))
         tidx = np.arange(offsets.size).reshape(1, *offsets.shape)
         if task.tracking == "rate":
             if rows_b.size == 0 or rows_b[0] != task.row or not np.all(np.isfinite(tracks.u[0])):
