@@ -6,11 +6,16 @@ The catalogue is the real 2026 CelesTrak snapshot of about 14,700 objects in
 ``../shared/data/catalogues/``; the stations are ``stations/*.toml``. Reported:
 
 - planning time for one night, whole (visibility of the catalogue from every station,
-  scheduling, exact pointings), warm (numba compiled by a first run of the same);
+  scheduling, exact pointings): cold (the first plan in this process; numba kernels
+  from the on-disk cache) and warm (two more runs);
 - coverage: of the catalogue objects the three stations could observe that night,
   the share the plan observes at least once; the baseline is the same greedy rule
-  run for each station on its own (no knowledge of the others), in the same process
-  on the same visibility tables.
+  run for each station on its own (no knowledge of the others, one target per
+  pointing, as an observatory would plan alone), in the same process on the same
+  visibility tables. Every plan's objects are counted the same way: targets, GEO
+  neighbours in stare fields, and low-orbit objects that cross a field during the
+  frames (:mod:`aposos.center.tasking_fields`). A third line, each station alone but
+  with multi-object fields, splits the gain between fields and coordination.
 """
 
 from __future__ import annotations
@@ -66,10 +71,9 @@ def main() -> int:
     cat = load(args.catalogue)
     t_load = time.perf_counter() - t0
     print(f"catalogue {args.catalogue.name}: {len(cat)} objects, read in {t_load:.1f} s")
-    print("warm-up (numba compilation) ...", flush=True)
-    small = cat.subset(np.arange(0, len(cat), 50))
-    plan_night(stations, small, args.night)
-
+    t0 = time.perf_counter()
+    plan_night(stations, cat, args.night)
+    t_cold = time.perf_counter() - t0
     times = []
     for _ in range(2):
         t0 = time.perf_counter()
@@ -82,19 +86,24 @@ def main() -> int:
     t0 = time.perf_counter()
     base = plan_night(stations, cat, args.night, nights=nights, network=False)
     t_base = time.perf_counter() - t0
+    alone_multi = plan_night(stations, cat, args.night, nights=nights, network=False, multi=True)
 
     print(f"\nnight {args.night}, stations {', '.join(s.code for s in stations)}")
     for code, w in plan.windows.items():
         print(f"  {code}: dark {w[0]} .. {w[1]}" if w else f"  {code}: never dark")
     print(
-        f"\nplanning time, whole night, network plan: {t_plan:.2f} s "
-        f"(runs: {', '.join(f'{t:.2f}' for t in times)}; of which visibility {t_vis:.2f} s)"
+        f"\nplanning time, whole night, network plan: cold {t_cold:.2f} s, warm {t_plan:.2f} s "
+        f"(runs: {', '.join(f'{t:.2f}' for t in times)}; visibility alone {t_vis:.2f} s)"
     )
     print(f"baseline scheduling alone (visibility shared): {t_base:.2f} s")
     n_obs = plan.observable.size
     observable = set(plan.observable.tolist())
     print(f"\nobjects observable by some station tonight: {n_obs} of {len(cat)}")
-    rows = [("network plan", plan), ("per-station greedy baseline", base)]
+    rows = [
+        ("network plan", plan),
+        ("per-station greedy baseline", base),
+        ("each station alone + fields", alone_multi),
+    ]
     for label, p in rows:
         per = {}
         for t in p.tasks:
@@ -110,13 +119,25 @@ def main() -> int:
         for code in base.nights
     )
     print(f"  baseline objects counted per station and summed (duplicates not removed): {own}")
+    for label, p in rows:
+        fields = [q for q in p.planned if q.reason.startswith("multi-object field")]
+        streak_only = {r for q in fields for r in q.covers} - {
+            r for q in p.planned if not q.reason.startswith("multi-object field") for r in q.covers
+        }
+        passers = sum(len(q.covers) - 1 for q in p.planned if q.tracking == "rate")
+        print(
+            f"  {label:30s} multi-object fields {len(fields):4d}, objects seen only as "
+            f"streaks in them {len(streak_only & observable):4d}; passers in rate tasks {passers}"
+        )
     ratio = plan.coverage() / max(base.coverage(), 1e-9)
     print(
         f"\ncoverage ratio network / baseline: {ratio:.2f}x "
         f"(+{100 * (plan.coverage() - base.coverage()):.1f} points)"
     )
+    slowest = max(t_cold, t_plan)
     print(
-        f"goal: plan a night in under 60 s: {'met' if t_plan < 60 else 'NOT met'} ({t_plan:.1f} s)"
+        f"goal: plan a night in under 60 s: {'met' if slowest < 60 else 'NOT met'} "
+        f"(cold {t_cold:.1f} s, warm {t_plan:.1f} s)"
     )
     return 0
 

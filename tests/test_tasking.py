@@ -343,3 +343,73 @@ def test_interpolated_directions_agree_with_propagation(plan, catalogue):
     exact = Tracks(night, catalogue.params, fast.rows, times)
     sep = np.degrees(np.arccos(np.clip(np.sum(fast.u * exact.u, -1), -1, 1)))
     assert np.nanmax(sep) < 30 * ONE_ARCMIN_DEG / 60, np.nanmax(sep) * 3600
+
+
+def _naive_members(tr, centres, tidx, station, mode):
+    """The rule of aposos.center.tasking_fields, written plainly."""
+    from aposos.center.tasking_fields import FIELD_RADIUS_FRACTION
+
+    setup = station.modes[mode]
+    e = setup.exposure_s
+    radius = np.radians(FIELD_RADIUS_FRACTION * station.field_deg)
+    out = np.zeros((tidx.shape[0], tr.u.shape[0]), bool)
+    for g in range(tidx.shape[0]):
+        for b in range(tr.u.shape[0]):
+            for f in range(tidx.shape[1]):
+                ti = tidx[g, f]
+                ang = np.arccos(np.clip(np.sum(centres[g, f] * tr.u[b, ti], -1), -1, 1))
+                inside = np.flatnonzero((ang < radius) & tr.ok[b, ti])
+                if inside.size < 2:
+                    continue
+                t_in = e * (inside.size - 1) / (tidx.shape[2] - 1)
+                a, z = inside[0], inside[-1]
+                moved = (tr.u[b, ti[z]] - centres[g, f, z]) - (tr.u[b, ti[a]] - centres[g, f, a])
+                trail = np.degrees(np.linalg.norm(moved)) * 3600
+                loss = 2.5 * np.log10(e / t_in * np.sqrt(1 + trail / station.seeing_fwhm_arcsec))
+                if tr.mag[b, ti[(a + z) // 2]] + loss <= station.limiting_mag[mode]:
+                    out[g, b] = True
+                    break
+    return out
+
+
+def test_field_membership_kernel_matches_the_plain_rule(stations):
+    """Objects crossing a sidereal field: the kernel against the plain rule, and the
+    trailing loss at work (the same crossing, fast, is lost when faint)."""
+    from types import SimpleNamespace
+
+    from aposos.center.tasking_fields import exposure_offsets_s, members
+
+    st = stations[0]
+    setup = st.modes["sidereal"]
+    offsets = exposure_offsets_s(setup)
+    times = np.datetime64("2026-03-19T16:00", "us") + (offsets.ravel() * 1e6).astype(
+        "timedelta64[us]")  # fmt: skip
+    rng = np.random.default_rng(5)
+    n = 60
+    # straight paths through the sky near RA 0, Dec 0, at 0.01 to 1 deg/s
+    start = rng.uniform(-8, 8, (n, 2))
+    speed = rng.uniform(0.01, 1.0, n)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    secs = offsets.ravel()
+    ra = start[:, :1] + speed[:, None] * np.cos(angle)[:, None] * (secs - secs.mean())
+    dec = start[:, 1:] + speed[:, None] * np.sin(angle)[:, None] * (secs - secs.mean())
+    u = _unit(ra, dec).transpose(1, 2, 0)
+    mag = np.repeat(rng.uniform(5, 20, n)[:, None], secs.size, axis=1)
+    tr = SimpleNamespace(rows=np.arange(n), times=times, u=u, ok=np.ones((n, secs.size), bool),
+                         mag=mag)  # fmt: skip
+    centres_radec = rng.uniform(-3, 3, (40, 2))
+    tidx = np.broadcast_to(np.arange(secs.size).reshape(offsets.shape), (40, *offsets.shape))
+    c = _unit(centres_radec[:, 0], centres_radec[:, 1]).T
+    centres = np.broadcast_to(c[:, None, None, :], (*tidx.shape, 3))
+    fast = members(tr, centres, tidx, st, "sidereal")
+    assert fast.any()
+    np.testing.assert_array_equal(fast, _naive_members(tr, centres, tidx, st, "sidereal"))
+    # one object through the centre at 0.5 deg/s mid-exposure: seen at magnitude 10,
+    # lost at the point-source limit (the trail spreads its light)
+    one = SimpleNamespace(rows=np.arange(1), times=times, ok=np.ones((1, secs.size), bool),
+                          u=_unit(0.5 * (secs - offsets[4, 1]), 0 * secs).T[None], mag=None)  # fmt: skip
+    centre = np.broadcast_to(_unit(0.0, 0.0), (1, *offsets.shape, 3))
+    one.mag = np.full((1, secs.size), 10.0)
+    assert members(one, centre, tidx[:1], st, "sidereal")[0, 0]
+    one.mag = np.full((1, secs.size), st.limiting_mag["sidereal"] - 0.1)
+    assert not members(one, centre, tidx[:1], st, "sidereal")[0, 0]

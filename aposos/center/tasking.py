@@ -13,6 +13,8 @@ The pieces, by duty:
   sets, analyst requests, GEO-belt survey cells;
 - :mod:`aposos.center.tasking_schedule` - the network scheduler (and the per-station
   baseline);
+- :mod:`aposos.center.tasking_fields` - which objects a pointing takes in during its
+  frames (multi-object fields, objects crossing a rate-tracked field);
 - :mod:`aposos.center.tasking_store` - plans, tasks, reports and requests in the
   center database; :func:`replan` here ties it all together.
 """

@@ -6,14 +6,21 @@ so every choice knows what the network has already planned before it. A choice:
 
 1. candidates are what the station can observe from its clock on, through the whole
    task (slew and settle, then the frames): catalogue objects (rate tracking; GEO
-   objects as stare fields that also take in their neighbours) and field targets
-   (uncorrelated-track follow-ups, analyst fields, GEO-belt survey cells);
+   objects as stare fields that also take in their neighbours), field targets
+   (uncorrelated-track follow-ups, analyst fields, GEO-belt survey cells) and, in the
+   network plan, multi-object fields: sidereal fields placed on the path of a
+   low-orbit object not yet observed, worth the objects that cross them during the
+   frames (at least two new ones; :mod:`aposos.center.tasking_fields` says when an
+   object counts as observed);
 2. the score is ``1000 x priority`` plus a value per catalogue object newly observed
    tonight (more when no other station can see the object for the rest of the
    night, more when this station is about to lose it), minus the slew time;
-3. the best candidate becomes a task; the objects it observes count as covered; an
+3. the best candidate becomes a task; the objects it observes count as covered (for
+   rate-tracked and multi-object fields, counted at the exposures: every low-orbit
+   object in the field long enough and bright enough, trailing loss included); an
    object being observed by one station is not given to another at the same time
-   (unless a request asks for simultaneous observations).
+   (unless a request asks for simultaneous observations). After a rate-tracked task
+   the mount points where the target is at the task's end.
 
 Simultaneous requests are placed first, on every station that sees the target at the
 earliest common moment of the request's window; the greedy pass plans around them,
@@ -21,7 +28,9 @@ as it plans around tasks kept from an earlier version of the plan (executed, or
 already under way).
 
 ``network=False`` gives the baseline the benchmark compares against: each station
-planned on its own by the same greedy rule, knowing nothing of the others.
+planned on its own by the same greedy rule, knowing nothing of the others, one target
+per pointing (``multi=True`` adds the multi-object fields to it); its tasks' objects
+are counted exactly as the network plan's.
 """
 
 from __future__ import annotations
