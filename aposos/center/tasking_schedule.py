@@ -58,7 +58,7 @@ SLEW_PENALTY_PER_S = 2.0
 MAX_IDLE_STEPS = 1  # grid steps a station waits when it has nothing to do
 FIELD_STEP_S = 0.5  # exact directions for multi-object fields, this often
 FIELD_MAX_SLEW_S = 40.0  # multi-object fields further away are not considered
-FIELD_ANCHORS = tuple(np.linspace(0.02, 0.98, 9))
+FIELD_ANCHORS = tuple(np.linspace(0.02, 0.98, 15))
 FIELD_MIN_NEW = 2  # a sidereal field must take in this many objects not yet observed
 
 
