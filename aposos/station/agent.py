@@ -200,14 +200,16 @@ class StationAgent:
         return self.config.field_idle_s
 
     def _recover(self) -> None:
-        """Frames taken before a crash whose field was not committed: reduce them again."""
+        """Frames taken before a crash whose field was not committed: gathered again as
+        the open field (reduced once it ends), so the field's frames still to come join
+        them as they would have without the crash; a field cut in two would give its
+        object two tracklets with different ids."""
         rows = self.store.open_frames()
         if not rows:
             return
         log.info("resuming: %d frame(s) taken before the restart are reduced again", len(rows))
         for row in rows:
             self._take(self._recaptured(row), recorded=True)
-        self.close_field()
 
     def _recaptured(self, row: FrameRow) -> Captured:
         path = Path(row.path)
