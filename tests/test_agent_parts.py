@@ -92,12 +92,41 @@ def test_outbox_commits_fields_once_and_survives_reopening(tmp_path):
     store.close()
 
 
+def test_frames_reduced_one_by_one_give_what_the_batch_gives(tmp_path):
+    """The agent reduces each frame as it comes and links at the field's end
+    (``Reducer.batch``): the same reports and tracklets as ``Reducer.run``."""
+    from aposos.station.config import StationConfig
+    from aposos.station.reduce import Reducer
+    from aposos.station.stars import StarCatalogue
+
+    paths = write_sequence(tmp_path, 0) + write_sequence(tmp_path, 1)
+    station = StationConfig.load("stations/iran.toml")
+    stars = StarCatalogue.load("both")
+    whole = Reducer(station, catalogue=stars).run(paths, progress=False)
+    batch = Reducer(station, catalogue=stars).batch()
+    for p in paths:
+        batch.add(p)
+    steps = batch.finish()
+    assert len(whole.tracklets) == 2
+    assert [t.to_wire() for t in steps.tracklets] == [t.to_wire() for t in whole.tracklets]
+
+    def frames(result):  # each frame's report, less the time it took
+        return [{k: v for k, v in f.items() if k != "seconds"} for f in result.to_json()["frames"]]
+
+    assert frames(steps) == frames(whole)
+    with pytest.raises(RuntimeError):
+        batch.add(paths[0])
+
+
 def test_ids_do_not_depend_on_the_last_digits():
     from aposos.model import Tracklet
 
     t = np.array(["2026-11-22T01:02:03.25", "2026-11-22T01:02:09.25"], "datetime64[us]")
     a = [Tracklet("IRN1", t, [10.0, 10.1], [5.0, 5.0]), Tracklet("IRN1", t, [11.0, 11.1], [5, 5])]
-    b = [Tracklet("IRN1", t, [11.0 + 1e-5, 11.1], [5, 5]), Tracklet("IRN1", t, [10.0, 10.1], [5, 5])]
+    b = [
+        Tracklet("IRN1", t, [11.0 + 1e-5, 11.1], [5, 5]),
+        Tracklet("IRN1", t, [10.0, 10.1], [5, 5]),
+    ]
     ids_a = [x.uuid for x in assign_uuids(a)]
     ids_b = {round(x.ra_deg[0]): x.uuid for x in assign_uuids(b)}
     assert ids_a == [ids_b[10], ids_b[11]] and ids_a[0] != ids_a[1]

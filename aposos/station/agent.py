@@ -5,10 +5,12 @@
 - the observing loop (the caller's thread): ask the source for the next frame (the
   active task from the center tells a source that can point where to look; without
   one it runs its default), record the frame, and gather the frames of one field;
-  when the field ends (the pointing moves, a gap, ``field_max_frames`` frames, or
-  nothing new for ``field_idle_s``) reduce its frames together (the station
-  reduction: calibrate, extract, solve, link), archive them, and commit the frames'
-  outcomes and the tracklets to the outbox in one SQLite transaction;
+  each frame is reduced as it comes (calibrate, extract, solve, compare with the one
+  before) and archived; when the field ends (the pointing moves, a gap,
+  ``field_max_frames`` frames, or nothing new for ``field_idle_s``) its frames are
+  linked together (the station reduction's batch, the same result as reducing the
+  field's files at once), and the frames' outcomes and the tracklets go to the outbox
+  in one SQLite transaction;
 - the :class:`~aposos.station.delivery.Courier` thread: uploads, heartbeats, tasks.
 
 After ``kill -9`` the frames whose field was not committed are reduced again at
@@ -77,6 +79,8 @@ class StationAgent:
         )  # fmt: skip
         self.stopping = threading.Event()
         self.field: list[Captured] = []
+        self._batch = None  # the open field's reduction so far
+        self._reduce_s = 0.0
         self._last_frame_at = time.monotonic()
         self._calibration = None
         self._archive = None
@@ -235,6 +239,14 @@ class StationAgent:
             if frame.task_id:
                 self.store.task_progress(frame.task_id, frames=1)
         self.field.append(frame)
+        t0 = time.perf_counter()
+        if self._batch is None:
+            from aposos.station.reduce import Reducer
+
+            reducer = Reducer(self.station, calibration=self.calibration, catalogue=self.stars)
+            self._batch = reducer.batch(archive=self.archive)
+        self._batch.add(frame.path)
+        self._reduce_s += time.perf_counter() - t0
         if len(self.field) >= self.config.field_max_frames:
             self.close_field()
 
@@ -255,11 +267,11 @@ class StationAgent:
         if not self.field:
             return
         frames, self.field = self.field, []
-        from aposos.station.reduce import Reducer
-
+        batch, self._batch = self._batch, None
         t0 = time.perf_counter()
-        reducer = Reducer(self.station, calibration=self.calibration, catalogue=self.stars)
-        result = reducer.run([f.path for f in frames], progress=False, archive=self.archive)
+        result = batch.finish()
+        t_link = time.perf_counter() - t0
+        t_reduce, self._reduce_s = self._reduce_s + t_link, 0.0
         per_frame = dict.fromkeys(range(len(frames)), 0)
         for members in result.tracklet_members:
             for k in {d.frame for d in members if getattr(d, "frame", None) is not None}:
@@ -287,9 +299,9 @@ class StationAgent:
         self.fields_reduced += 1
         solved = sum(o[1] == "solved" for o in outcomes)
         log.info(
-            "field of %d frame(s) reduced in %.1f s: %d solved, %d tracklet(s), %d new in the"
-            " outbox", len(frames), time.perf_counter() - t0, solved, len(result.tracklets),
-            queued,
+            "field of %d frame(s) reduced in %.1f s (linked in %.1f s at its end): %d solved,"
+            " %d tracklet(s), %d new in the outbox", len(frames), t_reduce, t_link, solved,
+            len(result.tracklets), queued,
         )  # fmt: skip
         failed = [o for o in outcomes if o[1] == "failed"]
         if failed:
