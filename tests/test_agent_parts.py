@@ -220,6 +220,32 @@ def test_tasks_fetched_and_reported_over_http(tmp_path, task_center):
 # ------------------------------------------------------------------ simulator
 
 
+def test_simulator_says_which_frame_ends_a_field(tmp_path):
+    """Without a task the simulator follows its plan: the last frame of each visit says
+    so (the agent closes the field then, not when the next field's frame comes)."""
+    from centerserver import CAT_1002
+    from test_simulate import small_station_doc
+
+    from aposos.station.agent_config import SimulatorSourceConfig
+    from aposos.station.config import StationConfig
+    from aposos.station.sources import SimulatorSource, starts_new_field
+    from aposos.station.stars import StarCatalogue
+
+    cfg = StationConfig.from_dict(small_station_doc(64, 64), source="small")
+    store = AgentStore(tmp_path / "agent.sqlite")
+    settings = SimulatorSourceConfig(CAT_1002, np.datetime64("2020-10-02T18:00:00"), 3.0)
+    src = SimulatorSource(cfg, settings, store, tmp_path / "in", StarCatalogue.load("hipparcos"))
+    frames = []
+    while (frame := src.poll(None)) is not None:
+        frames.append(frame)
+    store.close()
+    assert len(frames) > 3
+    moves = [starts_new_field(a.utc, a.pointing, b.utc, b.pointing)
+             for a, b in zip(frames, frames[1:], strict=False)]  # fmt: skip
+    assert any(moves)
+    assert [f.field_ends for f in frames] == [*moves, True]
+
+
 def test_simulator_frame_follows_the_task(tmp_path):
     from astropy.io import fits
     from centerserver import CAT_1002

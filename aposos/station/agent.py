@@ -22,7 +22,6 @@ reduces the open field and flushes the outbox for a few seconds.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from pathlib import Path
@@ -32,13 +31,12 @@ import numpy as np
 from aposos.station.agent_config import AgentConfig
 from aposos.station.delivery import Backoff, Courier
 from aposos.station.outbox import AgentStore, FrameRow, utcnow_iso
-from aposos.station.sources import Captured, describe
+from aposos.station.sources import Captured, describe, starts_new_field
 from aposos.station.uplink import CenterLink
 
 __all__ = ["StationAgent", "agent_version"]
 
 log = logging.getLogger(__name__)
-FIELD_RADIUS_DEG = 1.0  # a pointing further than this from the last one starts a new field
 MIN_OBSERVATIONS = 2  # the center refuses shorter tracklets: one point gives no arc
 
 
@@ -247,20 +245,14 @@ class StationAgent:
             self._batch = reducer.batch(archive=self.archive)
         self._batch.add(frame.path)
         self._reduce_s += time.perf_counter() - t0
-        if len(self.field) >= self.config.field_max_frames:
+        if len(self.field) >= self.config.field_max_frames or frame.field_ends:
             self.close_field()
 
     def _new_field(self, frame: Captured) -> bool:
         last = self.field[-1]
         if frame.task_id != last.task_id:
             return True
-        if frame.utc is not None and last.utc is not None:
-            gap = abs((frame.utc - last.utc) / np.timedelta64(1, "s"))
-            if gap > 120.0:
-                return True
-        if frame.pointing is not None and last.pointing is not None:
-            return _separation(frame.pointing, last.pointing) > FIELD_RADIUS_DEG
-        return False
+        return starts_new_field(last.utc, last.pointing, frame.utc, frame.pointing)
 
     def close_field(self) -> None:
         """Reduce the gathered frames together, archive them, commit tracklets."""
@@ -369,9 +361,3 @@ class _OnceArchive:
 
     def update_report(self, key, entry) -> None:
         self.archive.update_report(key, entry)
-
-
-def _separation(a, b) -> float:
-    ra1, d1, ra2, d2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    c = math.sin(d1) * math.sin(d2) + math.cos(d1) * math.cos(d2) * math.cos(ra1 - ra2)
-    return math.degrees(math.acos(max(-1.0, min(1.0, c))))
