@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import pytest
 from agentsetup import AgentProcess, three_fields, wait_for, write_station
 from centerserver import REPO, CenterProcess, free_port
 from powercut import build_recorder, files_after_cut, read_log, recording_env, write_files
+from system_packages import apt_install
 
 # the agent, its store wrapped to mark each returned commit in a file the shim records
 WRAPPER = """
@@ -71,6 +73,9 @@ def recorded(tmp_path_factory):
 def record(tmp: Path, what: str):
     tmp.mkdir(parents=True, exist_ok=True)
     shim, why = build_recorder(tmp)
+    if shim is None and shutil.which("cc") is None:  # install a compiler, as for PostgreSQL
+        why = apt_install("gcc") or why
+        shim, why = build_recorder(tmp) if shutil.which("cc") else (None, why)
     if shim is None:
         pytest.skip(why)
     camera = tmp / "camera"
