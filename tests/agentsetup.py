@@ -85,6 +85,20 @@ def write_sequence(folder: Path, k: int, n: int = 4, *, cadence_s: float = 6.0) 
     return paths
 
 
+def three_fields(folder: Path) -> list[str]:
+    """Three fields of four frames in ``folder``; the tracklet ids the batch reduction
+    (``reduce_frames``) gives them, sorted."""
+    from aposos.station.config import StationConfig
+    from aposos.station.reduce import reduce_frames
+
+    for k in range(3):
+        write_sequence(folder, k)
+    result = reduce_frames(folder, StationConfig.load(STATION))
+    ids = sorted(t.uuid for t in result.tracklets)
+    assert len(ids) == 3
+    return ids
+
+
 class AgentProcess:
     """``aposos station run`` in a subprocess; its log in ``folder/agent.log``."""
 

@@ -15,12 +15,10 @@ import time
 
 import numpy as np
 import pytest
-from agentsetup import AgentProcess, wait_for, write_sequence, write_station
+from agentsetup import AgentProcess, three_fields, wait_for, write_station
 from centerserver import CenterProcess, aposos_cli
 
-from aposos.station.config import StationConfig
 from aposos.station.outbox import AgentStore
-from aposos.station.reduce import reduce_frames
 
 STATION_FILE = "stations/iran.toml"
 
@@ -29,12 +27,7 @@ STATION_FILE = "stations/iran.toml"
 def fields(tmp_path_factory):
     """Three fields of four frames, and the tracklet ids the batch reduction gives."""
     folder = tmp_path_factory.mktemp("fields")
-    for k in range(3):
-        write_sequence(folder, k)
-    result = reduce_frames(folder, StationConfig.load(STATION_FILE))
-    ids = sorted(t.uuid for t in result.tracklets)
-    assert len(ids) == 3
-    return folder, ids
+    return folder, three_fields(folder)
 
 
 @pytest.fixture

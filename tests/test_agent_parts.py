@@ -92,12 +92,41 @@ def test_outbox_commits_fields_once_and_survives_reopening(tmp_path):
     store.close()
 
 
+def test_frames_reduced_one_by_one_give_what_the_batch_gives(tmp_path):
+    """The agent reduces each frame as it comes and links at the field's end
+    (``Reducer.batch``): the same reports and tracklets as ``Reducer.run``."""
+    from aposos.station.config import StationConfig
+    from aposos.station.reduce import Reducer
+    from aposos.station.stars import StarCatalogue
+
+    paths = write_sequence(tmp_path, 0) + write_sequence(tmp_path, 1)
+    station = StationConfig.load("stations/iran.toml")
+    stars = StarCatalogue.load("both")
+    whole = Reducer(station, catalogue=stars).run(paths, progress=False)
+    batch = Reducer(station, catalogue=stars).batch()
+    for p in paths:
+        batch.add(p)
+    steps = batch.finish()
+    assert len(whole.tracklets) == 2
+    assert [t.to_wire() for t in steps.tracklets] == [t.to_wire() for t in whole.tracklets]
+
+    def frames(result):  # each frame's report, less the time it took
+        return [{k: v for k, v in f.items() if k != "seconds"} for f in result.to_json()["frames"]]
+
+    assert frames(steps) == frames(whole)
+    with pytest.raises(RuntimeError):
+        batch.add(paths[0])
+
+
 def test_ids_do_not_depend_on_the_last_digits():
     from aposos.model import Tracklet
 
     t = np.array(["2026-11-22T01:02:03.25", "2026-11-22T01:02:09.25"], "datetime64[us]")
     a = [Tracklet("IRN1", t, [10.0, 10.1], [5.0, 5.0]), Tracklet("IRN1", t, [11.0, 11.1], [5, 5])]
-    b = [Tracklet("IRN1", t, [11.0 + 1e-5, 11.1], [5, 5]), Tracklet("IRN1", t, [10.0, 10.1], [5, 5])]
+    b = [
+        Tracklet("IRN1", t, [11.0 + 1e-5, 11.1], [5, 5]),
+        Tracklet("IRN1", t, [10.0, 10.1], [5, 5]),
+    ]
     ids_a = [x.uuid for x in assign_uuids(a)]
     ids_b = {round(x.ra_deg[0]): x.uuid for x in assign_uuids(b)}
     assert ids_a == [ids_b[10], ids_b[11]] and ids_a[0] != ids_a[1]
@@ -191,6 +220,32 @@ def test_tasks_fetched_and_reported_over_http(tmp_path, task_center):
 # ------------------------------------------------------------------ simulator
 
 
+def test_simulator_says_which_frame_ends_a_field(tmp_path):
+    """Without a task the simulator follows its plan: the last frame of each visit says
+    so (the agent closes the field then, not when the next field's frame comes)."""
+    from centerserver import CAT_1002
+    from test_simulate import small_station_doc
+
+    from aposos.station.agent_config import SimulatorSourceConfig
+    from aposos.station.config import StationConfig
+    from aposos.station.sources import SimulatorSource, starts_new_field
+    from aposos.station.stars import StarCatalogue
+
+    cfg = StationConfig.from_dict(small_station_doc(64, 64), source="small")
+    store = AgentStore(tmp_path / "agent.sqlite")
+    settings = SimulatorSourceConfig(CAT_1002, np.datetime64("2020-10-02T18:00:00"), 3.0)
+    src = SimulatorSource(cfg, settings, store, tmp_path / "in", StarCatalogue.load("hipparcos"))
+    frames = []
+    while (frame := src.poll(None)) is not None:
+        frames.append(frame)
+    store.close()
+    assert len(frames) > 3
+    moves = [starts_new_field(a.utc, a.pointing, b.utc, b.pointing)
+             for a, b in zip(frames, frames[1:], strict=False)]  # fmt: skip
+    assert any(moves)
+    assert [f.field_ends for f in frames] == [*moves, True]
+
+
 def test_simulator_frame_follows_the_task(tmp_path):
     from astropy.io import fits
     from centerserver import CAT_1002
@@ -254,14 +309,22 @@ def test_indi_agent_points_the_mount_and_reduces_frames(indi_server, tmp_path):
     finally:
         assert agent.terminate() == 0
     archive = FrameArchive.open(work / "archive.zarr")
-    pointings = []
+    pointings, solved = [], []
     for key in archive.keys():
         _, header, report = archive.read(key)
         assert header["INSTRUME"] == "CCD Simulator"  # a real INDI driver's frame
-        assert report["status"] in ("solved", "unsolved")  # reduced (it draws no stars
-        pointings.append(_radec(header))  # without the GSC catalogue: unsolved)
+        assert report["status"] in ("solved", "unsolved")  # reduced
+        pointings.append(_radec(header))
+        if report["status"] == "solved":
+            solved.append((pointings[-1], report["centre_deg"]))
     for target in ((83.8, -5.4), (120.0, 30.0)):  # the mount went to both fields
         assert min(_sep(target, p) for p in pointings) < 0.05, pointings
+    # the simulator drew the stars tests/gsc_standin.py listed (the Orion field is
+    # rich in them; the second field's 0.5 s frames may hold too few to solve)
+    orion = [(p, c) for p, c in solved if _sep((83.8, -5.4), p) < 0.2]
+    assert orion, "no frame of the Orion field solved"
+    for pointing, centre in orion:  # the simulator points its optical axis at the mount
+        assert _sep(pointing, centre) < 10 / 3600, (pointing, centre)
 
 
 def _radec(header) -> tuple[float, float]:

@@ -21,7 +21,7 @@ from aposos.center.dbtypes import utcnow
 from aposos.center.housekeeping import Housekeeper
 from aposos.center.store import Store
 from aposos.station.config import StationConfig
-from aposos.station.link import LinkError, center_http, enrol, tls_verify
+from aposos.station.uplink import LinkError, center_http, enrol, tls_verify
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def cmd_reduce(args) -> int:
 
 def cmd_enrol(args) -> int:
     from aposos.station.config import StationConfig
-    from aposos.station.link import LinkError, enrol
+    from aposos.station.uplink import LinkError, enrol
 
     try:
         station = StationConfig.load(args.station)

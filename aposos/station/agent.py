@@ -5,10 +5,12 @@
 - the observing loop (the caller's thread): ask the source for the next frame (the
   active task from the center tells a source that can point where to look; without
   one it runs its default), record the frame, and gather the frames of one field;
-  when the field ends (the pointing moves, a gap, ``field_max_frames`` frames, or
-  nothing new for ``field_idle_s``) reduce its frames together (the station
-  reduction: calibrate, extract, solve, link), archive them, and commit the frames'
-  outcomes and the tracklets to the outbox in one SQLite transaction;
+  each frame is reduced as it comes (calibrate, extract, solve, compare with the one
+  before) and archived; when the field ends (the pointing moves, a gap,
+  ``field_max_frames`` frames, or nothing new for ``field_idle_s``) its frames are
+  linked together (the station reduction's batch, the same result as reducing the
+  field's files at once), and the frames' outcomes and the tracklets go to the outbox
+  in one SQLite transaction;
 - the :class:`~aposos.station.delivery.Courier` thread: uploads, heartbeats, tasks.
 
 After ``kill -9`` the frames whose field was not committed are reduced again at
@@ -20,7 +22,6 @@ reduces the open field and flushes the outbox for a few seconds.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from pathlib import Path
@@ -30,13 +31,12 @@ import numpy as np
 from aposos.station.agent_config import AgentConfig
 from aposos.station.delivery import Backoff, Courier
 from aposos.station.outbox import AgentStore, FrameRow, utcnow_iso
-from aposos.station.sources import Captured, describe
+from aposos.station.sources import Captured, describe, starts_new_field
 from aposos.station.uplink import CenterLink
 
 __all__ = ["StationAgent", "agent_version"]
 
 log = logging.getLogger(__name__)
-FIELD_RADIUS_DEG = 1.0  # a pointing further than this from the last one starts a new field
 MIN_OBSERVATIONS = 2  # the center refuses shorter tracklets: one point gives no arc
 
 
@@ -77,6 +77,8 @@ class StationAgent:
         )  # fmt: skip
         self.stopping = threading.Event()
         self.field: list[Captured] = []
+        self._batch = None  # the open field's reduction so far
+        self._reduce_s = 0.0
         self._last_frame_at = time.monotonic()
         self._calibration = None
         self._archive = None
@@ -200,14 +202,16 @@ class StationAgent:
         return self.config.field_idle_s
 
     def _recover(self) -> None:
-        """Frames taken before a crash whose field was not committed: reduce them again."""
+        """Frames taken before a crash whose field was not committed: gathered again as
+        the open field (reduced once it ends), so the field's frames still to come join
+        them as they would have without the crash; a field cut in two would give its
+        object two tracklets with different ids."""
         rows = self.store.open_frames()
         if not rows:
             return
         log.info("resuming: %d frame(s) taken before the restart are reduced again", len(rows))
         for row in rows:
             self._take(self._recaptured(row), recorded=True)
-        self.close_field()
 
     def _recaptured(self, row: FrameRow) -> Captured:
         path = Path(row.path)
@@ -233,31 +237,33 @@ class StationAgent:
             if frame.task_id:
                 self.store.task_progress(frame.task_id, frames=1)
         self.field.append(frame)
-        if len(self.field) >= self.config.field_max_frames:
+        t0 = time.perf_counter()
+        if self._batch is None:
+            from aposos.station.reduce import Reducer
+
+            reducer = Reducer(self.station, calibration=self.calibration, catalogue=self.stars)
+            self._batch = reducer.batch(archive=self.archive)
+        self._batch.add(frame.path)
+        self._reduce_s += time.perf_counter() - t0
+        if len(self.field) >= self.config.field_max_frames or frame.field_ends:
             self.close_field()
 
     def _new_field(self, frame: Captured) -> bool:
         last = self.field[-1]
         if frame.task_id != last.task_id:
             return True
-        if frame.utc is not None and last.utc is not None:
-            gap = abs((frame.utc - last.utc) / np.timedelta64(1, "s"))
-            if gap > 120.0:
-                return True
-        if frame.pointing is not None and last.pointing is not None:
-            return _separation(frame.pointing, last.pointing) > FIELD_RADIUS_DEG
-        return False
+        return starts_new_field(last.utc, last.pointing, frame.utc, frame.pointing)
 
     def close_field(self) -> None:
         """Reduce the gathered frames together, archive them, commit tracklets."""
         if not self.field:
             return
         frames, self.field = self.field, []
-        from aposos.station.reduce import Reducer
-
+        batch, self._batch = self._batch, None
         t0 = time.perf_counter()
-        reducer = Reducer(self.station, calibration=self.calibration, catalogue=self.stars)
-        result = reducer.run([f.path for f in frames], progress=False, archive=self.archive)
+        result = batch.finish()
+        t_link = time.perf_counter() - t0
+        t_reduce, self._reduce_s = self._reduce_s + t_link, 0.0
         per_frame = dict.fromkeys(range(len(frames)), 0)
         for members in result.tracklet_members:
             for k in {d.frame for d in members if getattr(d, "frame", None) is not None}:
@@ -285,9 +291,9 @@ class StationAgent:
         self.fields_reduced += 1
         solved = sum(o[1] == "solved" for o in outcomes)
         log.info(
-            "field of %d frame(s) reduced in %.1f s: %d solved, %d tracklet(s), %d new in the"
-            " outbox", len(frames), time.perf_counter() - t0, solved, len(result.tracklets),
-            queued,
+            "field of %d frame(s) reduced in %.1f s (linked in %.1f s at its end): %d solved,"
+            " %d tracklet(s), %d new in the outbox", len(frames), t_reduce, t_link, solved,
+            len(result.tracklets), queued,
         )  # fmt: skip
         failed = [o for o in outcomes if o[1] == "failed"]
         if failed:
@@ -355,9 +361,3 @@ class _OnceArchive:
 
     def update_report(self, key, entry) -> None:
         self.archive.update_report(key, entry)
-
-
-def _separation(a, b) -> float:
-    ra1, d1, ra2, d2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    c = math.sin(d1) * math.sin(d2) + math.cos(d1) * math.cos(d2) * math.cos(ra1 - ra2)
-    return math.degrees(math.acos(max(-1.0, min(1.0, c))))

@@ -328,7 +328,7 @@ def _fields(v: _AgentValidator) -> tuple[tuple[float, float], ...]:
 
 
 def _link_problems(station: StationConfig) -> list[str]:
-    from aposos.station.link import LinkError, tls_verify
+    from aposos.station.uplink import LinkError, tls_verify
 
     try:
         tls_verify(station.center.url, station.ca_path)

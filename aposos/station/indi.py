@@ -28,7 +28,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from aposos.station.sources import Captured
+from aposos.station.sources import Captured, starts_new_field
 
 __all__ = ["IndiClient", "IndiError", "IndiSource", "icrs_to_date"]
 
@@ -299,6 +299,7 @@ class IndiSource:
             time.sleep(min(wait, 1.0))
             if self._next_at - time.monotonic() > 0:
                 return None
+        ends = False  # known to be the last frame of this field
         if task is not None:
             target = (float(task["ra_deg"]), float(task["dec_deg"]))
             exposure = float(task.get("exposure_s") or s.exposure_s)
@@ -308,6 +309,10 @@ class IndiSource:
                 self._in_field = 0
             target, exposure = s.fields[self._field], s.exposure_s
             self._in_field += 1
+            following = s.fields[(self._field + 1) % len(s.fields)]
+            ends = self._in_field >= s.visit_frames and starts_new_field(
+                None, target, None, following
+            )
         else:
             time.sleep(1.0)
             return None  # nothing to observe: no task and no survey fields
@@ -327,4 +332,5 @@ class IndiSource:
 
         utc, pointing, kind = describe(path, self.station.camera.time_stamp)
         return Captured(key, path, utc, pointing or target,
-                        task_id=task["task_id"] if task else None, image_type=kind)  # fmt: skip
+                        task_id=task["task_id"] if task else None, image_type=kind,
+                        field_ends=ends)  # fmt: skip

@@ -50,7 +50,9 @@ from aposos.station.extract import OTHER, SATURATED, STAR, SourceExtractor
 from aposos.station.fitsframe import Frame, FrameError, read_frame, read_image_type
 from aposos.station.linking import link_frames
 
-__all__ = ["FrameReport", "ReduceOptions", "Reducer", "Reduction", "reduce_frames"]
+__all__ = [
+    "FrameReport", "ReduceOptions", "Reducer", "Reduction", "ReductionBatch", "reduce_frames",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -454,40 +456,15 @@ class Reducer:
         """Reduce files (in time order of their names) and link the detections."""
         from tqdm import tqdm
 
-        reports: list[FrameReport] = []
-        keys = []
-        previous: TransientState | None = None
-        for i, path in enumerate(tqdm(paths, desc="reduce", unit="frame", disable=not progress)):
-            self._pending_ext = None
-            report, frame = self.reduce_path(path)
-            for d in report.detections:
-                d.frame = i
-            reports.append(report)
-            keys.append(archive.add(path, frame, report) if archive is not None else None)
-            current, self._pending_ext = self._pending_ext, None
-            if current is not None:
-                current.frame_index = i
-                if previous is not None and _same_field(previous.report, report, self.options):
-                    previous.compare(current)
-                    current.compare(previous)
-                if previous is not None:
-                    self._add_transients(previous)
-            elif previous is not None:
-                self._add_transients(previous)
-            previous = current
-        if previous is not None:
-            self._add_transients(previous)
-        self._shared_distortion(reports)
-        tracklets, members, faps = link_frames(
-            reports, self.station.code, max_gap_s=self.options.max_gap_s,
-            min_points=self.options.min_points,
-        )  # fmt: skip
-        result = Reduction(tracklets, reports, self.calibration.summary(), members, faps)
-        if archive is not None:
-            entries = result.to_json()["frames"]
-            for key, entry in zip(keys, entries, strict=True):
-                archive.update_report(key, entry)
-        return result
+        batch = self.batch(archive=archive)
+        for path in tqdm(paths, desc="reduce", unit="frame", disable=not progress):
+            batch.add(path)
+        return batch.finish()
+
+    def batch(self, *, archive=None) -> ReductionBatch:
+        """Frames reduced one by one as they come, linked at the end: the same result
+        as :meth:`run` over the same files, with the work spread over the wait."""
+        return ReductionBatch(self, archive)
 
     def _add_transients(self, state: TransientState) -> None:
         """Add the moving points found by comparing a frame with its neighbours."""
@@ -521,6 +498,68 @@ class Reducer:
                 radial_k_per_px2=float(f"{k:.4e}"),
             )
             self._place_all(r)
+
+
+class ReductionBatch:
+    """A :meth:`Reducer.run` in steps: :meth:`add` each frame, then :meth:`finish`."""
+
+    def __init__(self, reducer: Reducer, archive=None):
+        self.reducer = reducer
+        self.archive = archive
+        self.reports: list[FrameReport] = []
+        self.keys: list = []
+        self.previous: TransientState | None = None
+        self.finished = False
+
+    def __len__(self) -> int:
+        return len(self.reports)
+
+    def add(self, path) -> FrameReport:
+        """Reduce one frame (and compare it with the one before)."""
+        if self.finished:
+            raise RuntimeError("this batch is finished")
+        red = self.reducer
+        i = len(self.reports)
+        red._pending_ext = None
+        report, frame = red.reduce_path(path)
+        for d in report.detections:
+            d.frame = i
+        self.reports.append(report)
+        archive = self.archive
+        self.keys.append(archive.add(path, frame, report) if archive is not None else None)
+        current, red._pending_ext = red._pending_ext, None
+        previous = self.previous
+        if current is not None:
+            current.frame_index = i
+            if previous is not None and _same_field(previous.report, report, red.options):
+                previous.compare(current)
+                current.compare(previous)
+            if previous is not None:
+                red._add_transients(previous)
+        elif previous is not None:
+            red._add_transients(previous)
+        self.previous = current
+        return report
+
+    def finish(self) -> Reduction:
+        """Link the frames added into tracklets (once)."""
+        if self.finished:
+            raise RuntimeError("this batch is finished")
+        self.finished = True
+        red = self.reducer
+        if self.previous is not None:
+            red._add_transients(self.previous)
+        red._shared_distortion(self.reports)
+        tracklets, members, faps = link_frames(
+            self.reports, red.station.code, max_gap_s=red.options.max_gap_s,
+            min_points=red.options.min_points,
+        )  # fmt: skip
+        result = Reduction(tracklets, self.reports, red.calibration.summary(), members, faps)
+        if self.archive is not None:
+            entries = result.to_json()["frames"]
+            for key, entry in zip(self.keys, entries, strict=True):
+                self.archive.update_report(key, entry)
+        return result
 
 
 def _confirmed(sol: PlateSolution) -> bool:

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 BLOCK = 2880
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
 SIDEREAL_DEG_PER_S = 360.98564736629 / 86400.0
+FIELD_RADIUS_DEG = 1.0  # a pointing further than this from the last one starts a new field
+FIELD_GAP_S = 120.0  # so does a longer pause between frames
 
 
 @dataclass
@@ -48,6 +50,9 @@ class Captured:
     task_id: str | None = None
     meta: dict = field(default_factory=dict)  # source state, stored with the frame
     image_type: str = "light"
+    # the source knows the next frame is elsewhere (its visit of this field is over):
+    # the agent closes the field now instead of waiting for that frame
+    field_ends: bool = False
 
 
 def describe(path: Path, time_stamp: str) -> tuple[np.datetime64 | None, tuple | None, str]:
@@ -350,6 +355,7 @@ class SimulatorSource:
         if self.clock >= self.end:
             self.exhausted = True
             return None
+        ends = False
         if task is not None:
             spec, step = self._task_spec(task)
         else:
@@ -358,6 +364,7 @@ class SimulatorSource:
                 self.exhausted = True
                 return None
             spec, step = ahead[0], self.cadence
+            ends = len(ahead) < 2 or _moves(spec, ahead[1])
         spec = _with_index(spec, self.index)
         if self.settings.pace == "realtime":
             due = self._wall0 + (spec.t_open - self._clock0) / np.timedelta64(1, "s")
@@ -375,7 +382,8 @@ class SimulatorSource:
         meta = {"sim_clock": str(self.clock), "sim_index": str(self.index)}
         pointing = (spec.commanded_ra_deg, spec.commanded_dec_deg)
         return Captured(key, path, spec.t_open, pointing,
-                        task_id=task["task_id"] if task else None, meta=meta)  # fmt: skip
+                        task_id=task["task_id"] if task else None, meta=meta,
+                        field_ends=ends)  # fmt: skip
 
     def _task_spec(self, task: dict):
         """The frame a task asks for at the simulated clock's time."""
@@ -396,6 +404,32 @@ class SimulatorSource:
                                    target_norad=int(norad) if mode == "rate" else None,
                                    index=self.index, exposure_s=exposure)  # fmt: skip
         return spec, step
+
+
+def _moves(spec, following) -> bool:
+    """Whether the plan's next frame is another field (as the agent cuts fields)."""
+    return starts_new_field(
+        spec.t_open, (spec.commanded_ra_deg, spec.commanded_dec_deg),
+        following.t_open, (following.commanded_ra_deg, following.commanded_dec_deg),
+    )  # fmt: skip
+
+
+def starts_new_field(last_utc, last_pointing, utc, pointing) -> bool:
+    """Whether a frame at ``utc``, ``pointing`` (either may be None: unknown) belongs to
+    another field than the one taken at ``last_utc``, ``last_pointing``."""
+    if utc is not None and last_utc is not None:
+        if abs((utc - last_utc) / np.timedelta64(1, "s")) > FIELD_GAP_S:
+            return True
+    if pointing is not None and last_pointing is not None:
+        return separation_deg(pointing, last_pointing) > FIELD_RADIUS_DEG
+    return False
+
+
+def separation_deg(a, b) -> float:
+    """Angle between two (RA, Dec) directions, degrees."""
+    ra1, d1, ra2, d2 = map(math.radians, (a[0], a[1], b[0], b[1]))
+    c = math.sin(d1) * math.sin(d2) + math.cos(d1) * math.cos(d2) * math.cos(ra1 - ra2)
+    return math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 
 def _with_index(spec, index: int):

@@ -1,8 +1,14 @@
-"""The station's HTTP link to the data center (uploads, heartbeats, tasks).
+"""The station's HTTP link to the data center: enrolment, uploads, heartbeats, tasks.
 
 The station does not import the center's code: this is its own small client over
-``httpx``, speaking the wire format of :mod:`aposos.model`. Every failure becomes a
-:class:`LinkError` whose ``kind`` tells the caller what to do:
+``httpx``, speaking the wire format of :mod:`aposos.model`. The link is HTTPS with the
+center's certificate checked against the system's certificate authorities, or only
+against the CA in ``[center] ca_file`` when one is pinned; a token never crosses a
+link in clear: plain ``http://`` is refused except to this machine (loopback). A
+station gets its first token with a one-time enrolment code (:func:`enrol`), then
+speaks to the center through :class:`CenterLink`.
+
+Every failure becomes a :class:`LinkError` whose ``kind`` tells the caller what to do:
 
 =========== ==============================================================
 ``network`` the center could not be reached, or answered 5xx / 429: retry later
@@ -13,19 +19,29 @@ The station does not import the center's code: this is its own small client over
 ``missing`` 404 (a center without the endpoint, e.g. no tasking yet)
 ``known``   409: the center holds a tracklet with this id from an earlier
             reduction of the same frames whose last digits differ
+``unsafe``  the link cannot be made safely (plain http to another machine, no CA
+            file where one is pinned)
 =========== ==============================================================
 
 The token travels only in the ``Authorization`` header and is never logged.
+
+>>> client = center_http(StationConfig.load("stations/iran.toml"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
-__all__ = ["CenterLink", "LinkError", "read_token"]
+from aposos.station.config import StationConfig
+
+__all__ = ["CenterLink", "LinkError", "center_http", "enrol", "read_token", "tls_verify"]
 
 API = "/api/v1"
 
@@ -39,6 +55,72 @@ class LinkError(Exception):
         self.kind = kind
         self.status = status
         self.errors = errors or []
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_verify(url: str, ca_file: str | os.PathLike | None) -> ssl.SSLContext | bool:
+    """What httpx should verify the center with; refuses a token-bearing link in clear."""
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+        raise LinkError(
+            "unsafe", f"{url}: plain http would send the station's token in clear; use https://"
+        )
+    if ca_file:
+        path = Path(ca_file)
+        if not path.is_file():
+            raise LinkError("unsafe", f"no CA file at {path}")
+        return ssl.create_default_context(cafile=str(path))
+    return True
+
+
+def center_http(station: StationConfig, *, timeout: float = 60.0) -> httpx.Client:
+    """An HTTP client for the station's center, with its token when it has one."""
+    url = station.center.url.rstrip("/")
+    headers = {"User-Agent": "aposos-station"}
+    token_path = station.token_path
+    if token_path.is_file():
+        headers["Authorization"] = f"Bearer {token_path.read_text(encoding='utf-8').strip()}"
+    verify = tls_verify(url, station.ca_path)
+    return httpx.Client(base_url=url, headers=headers, verify=verify, timeout=timeout)
+
+
+def enrol(station: StationConfig, code: str) -> Path:
+    """Trade a one-time enrolment code for the station's token; writes the token
+    file (mode 600) and returns its path."""
+    url = station.center.url.rstrip("/")
+    verify = tls_verify(url, station.ca_path)
+    try:
+        with httpx.Client(base_url=url, verify=verify, timeout=60) as http:
+            answer = http.post("/api/v1/enrol", json={"code": code})
+    except httpx.TransportError as exc:
+        raise LinkError("network", f"cannot reach the center at {url}: {exc}") from None
+    if answer.status_code != 200:
+        try:
+            detail = answer.json().get("detail", answer.reason_phrase)
+        except ValueError:
+            detail = answer.reason_phrase
+        kind = "auth" if answer.status_code in (401, 403) else "refused"
+        raise LinkError(kind, f"enrolment refused ({answer.status_code}): {detail}",
+                        answer.status_code)  # fmt: skip
+    got = answer.json()
+    if got.get("station") != station.code:
+        raise LinkError(
+            "refused", f"the code is for station {got.get('station')!r}, not {station.code!r}"
+        )
+    path = station.token_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(got["token"] + "\n")
+    return path
 
 
 def read_token(path: str | Path) -> str:
@@ -64,20 +146,17 @@ class CenterLink:
         picked up without a restart.
     timeout_s : per request.
     ca_file : a CA to pin for the HTTPS link (``[center] ca_file``); plain ``http://`` is
-        refused except to this machine (:func:`aposos.station.link.tls_verify`).
+        refused except to this machine (:func:`tls_verify`).
     """
 
     def __init__(self, url: str, station: str, token_path: Path, *, timeout_s: float = 30.0,
                  ca_file: Path | None = None):  # fmt: skip
-        from aposos.station.link import LinkError as UnsafeLink
-        from aposos.station.link import tls_verify
-
         self.url = url.rstrip("/")
         self.station = station
         self.token_path = Path(token_path)
         try:
             verify = tls_verify(self.url, ca_file)
-        except UnsafeLink as exc:
+        except LinkError as exc:
             raise ValueError(str(exc)) from None
         headers = {"User-Agent": "aposos-station-agent"}
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s, verify=verify,
