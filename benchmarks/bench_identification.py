@@ -42,6 +42,14 @@ def snapshot(day: str) -> Path:
     return SERIES / f"celestrak-active-2026-03-{int(day):02d}.3le.xz"
 
 
+def previous_snapshot(day: str) -> Path | None:
+    """The series' snapshot before ``day``, if any (the history a data center keeps)."""
+    earlier = sorted(
+        p for p in SERIES.glob("celestrak-active-2026-03-*.3le.xz") if p < snapshot(day)
+    )
+    return earlier[-1] if earlier else None
+
+
 def night_of(path: Path) -> float:
     """The UTC day (JD at 0 h) of the snapshot's median epoch."""
     cat = Catalogue.from_tle(path)
@@ -49,14 +57,21 @@ def night_of(path: Path) -> float:
     return float(np.floor(epoch - 0.5) + 0.5)
 
 
-def evaluate_pair(older: Path, newer: Path, *, n_tracklets: int, seed: int, model, cube_dir):
+def evaluate_pair(
+    older: Path, newer: Path, *, n_tracklets: int, seed: int, model, cube_dir, previous=None
+):
+    """Correlate tracklets of ``newer``'s objects against ``older`` (``previous``: the
+    snapshot before ``older``, the catalogue history a data center keeps)."""
     ts = build_truth_set(
         newer, n_tracklets=n_tracklets, seed=seed, perturb=False, catalogue_path=older,
         nights=((night_of(newer), 1.0),), max_epoch_offset_days=0.5, include_all_missing=True,
     )  # fmt: skip
     cat = Catalogue.from_tle(ts.catalogue_lines)
     sites = {code: Site(*where) for code, where in ts.sites.items()}
-    correlator = SGP4Correlator(cat, sites, cube_dir=cube_dir, error_model=model)
+    correlator = SGP4Correlator(
+        cat, sites, cube_dir=cube_dir, error_model=model,
+        previous_catalogue=Catalogue.from_tle(previous) if previous else None,
+    )  # fmt: skip
     t0 = time.perf_counter()
     results = correlator([t.tracklet for t in ts.tracklets])
     elapsed = time.perf_counter() - t0
@@ -109,6 +124,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--model", help="fitted error model (JSON); default: the packaged one")
     parser.add_argument("--verbose", action="store_true", help="list every miss")
+    parser.add_argument(
+        "--no-history", action="store_true",
+        help="correlate without the snapshot before the older one",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     model = ErrorModel.load(args.model) if args.model else ErrorModel.default()
     evaluated = []
@@ -116,9 +135,10 @@ def main(argv=None) -> int:
         for pair in args.pairs:
             a, b = pair.split(":")
             older, newer = snapshot(a), snapshot(b)
+            before = None if args.no_history else previous_snapshot(a)
             ts, results, elapsed = evaluate_pair(
                 older, newer, n_tracklets=args.tracklets, seed=args.seed, model=model,
-                cube_dir=os.path.join(cube_dir, pair.replace(":", "-")),
+                cube_dir=os.path.join(cube_dir, pair.replace(":", "-")), previous=before,
             )  # fmt: skip
             stats = score_truth(results, ts.tracklets)
             evaluated.append((ts, results))

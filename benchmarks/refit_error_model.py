@@ -19,7 +19,14 @@ from aposos.orbit.catalogue import Catalogue
 
 SERIES = Path(__file__).resolve().parent.parent / "tests" / "data" / "shared" / "catalogues"
 FIT_PAIRS = ((16, 17), (18, 19), (16, 18), (16, 20), (19, 23), (17, 23))
+SERIES_DAYS = (16, 17, 18, 19, 20, 23)
 HELD_OUT = ((17, 18), (19, 20), (17, 19), (18, 20), (16, 19), (17, 20), (20, 23), (16, 23))
+
+
+def previous_day(day: int) -> int | None:
+    """The snapshot of the series before ``day`` (its history), if any."""
+    earlier = [d for d in SERIES_DAYS if d < day]
+    return earlier[-1] if earlier else None
 
 
 def main(argv=None) -> int:
@@ -29,13 +36,26 @@ def main(argv=None) -> int:
         "--components", nargs=4, type=int, metavar=("LEO", "MEO", "GEO", "HEO"),
         help="mixture components per class (default: calibrate's)",
     )  # fmt: skip
+    parser.add_argument(
+        "--per-component-drift", action="store_true",
+        help="a gain on the n_dot drift per component instead of one model-wide prior",
+    )  # fmt: skip
+    parser.add_argument(
+        "--history", action="store_true",
+        help="the snapshot before each pair's older one adds to the activity in the fit "
+        "(the packaged model is fitted without; the correlator uses history when given)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    days = sorted({d for pair in FIT_PAIRS for d in pair})
+    history = {previous_day(a) for a, _ in FIT_PAIRS} - {None}
+    days = sorted({d for pair in FIT_PAIRS for d in pair} | history)
     cats = {
         d: Catalogue.from_tle(SERIES / f"celestrak-active-2026-03-{d:02d}.3le.xz") for d in days
     }
     errors = ElementSetErrors.concatenate(
-        element_set_errors(cats[a], cats[b], pair=n) for n, (a, b) in enumerate(FIT_PAIRS)
+        element_set_errors(
+            cats[a], cats[b], pair=n, previous=cats.get(previous_day(a)) if args.history else None
+        )
+        for n, (a, b) in enumerate(FIT_PAIRS)
     )
     share = absent_share([(cats[a], cats[b]) for a, b in FIT_PAIRS])
 
@@ -45,6 +65,7 @@ def main(argv=None) -> int:
     model = fit_error_model(
         errors,
         base=ErrorModel(),
+        follow_drift=args.per_component_drift,
         uncatalogued_fraction=share,
         components_by_class=(
             dict(zip(("LEO", "MEO", "GEO", "HEO"), args.components, strict=True))
@@ -60,7 +81,8 @@ def main(argv=None) -> int:
         for c in comps:
             print(f"  {name} w={c.weight:.3f} slope={c.weight_slope:.2f} "
                   f"drift slope={c.weight_drift_slope:.2f} along={c.along_s} "
-                  f"radial={c.radial_km} tau/radial={c.tau_per_radial:+.2f}")  # fmt: skip
+                  f"radial={c.radial_km} tau/radial={c.tau_per_radial:+.2f} "
+                  f"drift gain={c.drift_gain:+.2f} scatter={c.drift_scatter:.2f}")  # fmt: skip
     print("  lost:", model.lost)
     return 0
 

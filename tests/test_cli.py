@@ -306,3 +306,15 @@ def test_bad_inputs_give_one_line_and_no_traceback(tmp_path, args, words):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert all(word in last for word in words), last
+
+
+def test_correlate_previous_snapshot_is_read_or_named(tmp_path):
+    """``--previous`` (the catalogue's history) is read like ``--catalog``; a missing one
+    is one clear line, before any work."""
+    done = aposos("correlate", "x.tdm", "--catalog", CATALOGUE_NEW, "--previous", "gone.3le",
+                  "--stations", STATIONS, cwd=tmp_path)  # fmt: skip
+    one_clear_line(done, "no such file: gone.3le")
+    (tmp_path / "empty.3le").write_text("\n")
+    done = aposos("correlate", "x.tdm", "--catalog", CATALOGUE_NEW, "--previous", "empty.3le",
+                  "--stations", STATIONS, cwd=tmp_path)  # fmt: skip
+    one_clear_line(done, "empty.3le")

@@ -498,7 +498,10 @@ def test_mixture_is_calibrated_on_held_out_pairs(pair):
     measured with python-sgp4 alone: the older element set propagated to the newer
     one's epoch, the time offset along track. Under a calibrated mixture the tail
     probability of each offset is uniform: about 5 % fall below 0.05 and 1 % below
-    0.01 (the lost share counts as beyond everything)."""
+    0.01 (the lost share counts as beyond everything). The packaged model is fitted
+    without the catalogue's history, and is calibrated so; given the history, the
+    correlator widens the changing orbits further (more conservative, measured in
+    ``benchmarks/bench_identification.py``)."""
     from scipy.stats import norm
     from sgp4.api import Satrec
 
@@ -550,8 +553,11 @@ def test_mixture_is_calibrated_on_held_out_pairs(pair):
         tail = lost * 0.0
         for wk, c in zip(w, comps, strict=True):
             rest, _, radial = (float(x) for x in c.sigmas(age))
-            s_tau = math.hypot(rest, c.tau_per_radial * age * radial, sd)  # the marginal
-            tail += (1 - lost) * wk * 2 * norm.sf(abs(tau - mean) / s_tau)
+            s_tau = math.hypot(  # the marginal
+                rest, c.tau_per_radial * age * radial, sd, c.drift_scatter * drift
+            )
+            mean_k = mean - c.drift_gain * drift
+            tail += (1 - lost) * wk * 2 * norm.sf(abs(tau - mean_k) / s_tau)
         tails[name].append(tail)
     for name, values in tails.items():
         values = np.array(values)
@@ -862,3 +868,72 @@ def test_calibrate_command_writes_a_model_the_correlator_loads(tmp_path, capsys)
     model = ErrorModel.load(out)
     assert "LEO" in model.components and model.components["LEO"][0].weight > 0.5
     assert any(c.tau_per_radial < 0 for c in model.components["LEO"])
+
+
+def _tle_checksum(line: str) -> str:
+    total = sum(int(c) if c.isdigit() else (c == "-") for c in line[:68])
+    return line[:68] + str(total % 10)
+
+
+def _moved(line1: str, line2: str, days: float, rev_per_day: float) -> tuple[str, str]:
+    """The element set ``days`` later (epoch field) with its mean motion changed."""
+    epoch = float(line1[20:32]) + days
+    n = float(line2[52:63]) + rev_per_day
+    line1 = line1[:20] + f"{epoch:012.8f}" + line1[32:]
+    line2 = line2[:52] + f"{n:11.8f}" + line2[63:]
+    return _tle_checksum(line1), _tle_checksum(line2)
+
+
+def test_history_rate_and_drift_follow_keplers_third_law():
+    """An orbit whose mean motion rose between two snapshots a day apart is being
+    lowered: its rate is |a1 - a0| per day with ``a = (mu / n^2)^(1/3)`` (computed here
+    from the TLE fields), an unchanged orbit's is 0, and the drift it predicts after
+    three days is (3/4) (da/dt / a) age^2."""
+    from aposos.correlate.errors import history_drift_seconds, semi_major_axis_rate
+
+    _, l1, l2 = next(t for t in _series_3le("17") if t[0].startswith("ISS"))
+    _, q1, q2 = next(t for t in _series_3le("17") if t[0].startswith("HST"))
+    older = Catalogue.from_tle(["ISS", l1, l2, "HST", q1, q2])
+    newer = Catalogue.from_tle(
+        ["ISS", *_moved(l1, l2, 1.0, 0.01)] + ["HST", *_moved(q1, q2, 1.0, 0.0)]
+    )
+    rate = semi_major_axis_rate(older, newer)
+
+    def axis(rev_per_day):
+        n = rev_per_day * 2 * math.pi / 86400.0
+        return (398600.4418 / n**2) ** (1 / 3)
+
+    n0 = float(l2[52:63])
+    expected = abs(axis(n0 + 0.01) - axis(n0))  # km over one day
+    iss = int(np.flatnonzero(newer.norad_id == 25544)[0])
+    assert rate[iss] == pytest.approx(expected, rel=1e-3)
+    assert expected > 0.4  # about 0.45 km/day: a lowering a fleet would do
+    assert rate[1 - iss] == 0.0
+    drift = history_drift_seconds(rate[iss], n0 + 0.01, 3.0)
+    assert float(drift) == pytest.approx(0.75 * expected / axis(n0 + 0.01) * 9 * 86400, rel=1e-9)
+
+
+def _series_3le(day: str):
+    from truthset import read_3le
+
+    return read_3le(CATALOGUES / f"celestrak-active-2026-03-{day}.3le.xz")
+
+
+def test_a_changing_orbit_gets_the_wide_components_and_the_correlator_takes_history():
+    """With the previous snapshot, an object whose orbit changed gets more weight in
+    the wide components than without it; the correlator and the worker's engine accept
+    the history (the same element sets: an object that did not change is not touched)."""
+    _, l1, l2 = next(t for t in _series_3le("17") if t[0].startswith("ISS"))
+    _, q1, q2 = next(t for t in _series_3le("17") if t[0].startswith("HST"))
+    before = Catalogue.from_tle(["ISS", *_moved(l1, l2, -1.0, -0.02), "HST", q1, q2])
+    now = Catalogue.from_tle(["ISS", l1, l2, "HST", q1, q2])
+    model = ErrorModel.default()
+    jd, fr = float(now.epoch_jd[0]) + 3, float(now.epoch_fr[0])
+    plain, _ = model.table(now).weights(jd, fr)
+    told, _ = model.table(now, before).weights(jd, fr)
+    iss = int(np.flatnonzero(now.norad_id == 25544)[0])
+    assert told[iss, 0] < 0.5 * plain[iss, 0]  # the core gives way
+    assert told[iss, 2:].sum() > 2 * plain[iss, 2:].sum()
+    np.testing.assert_allclose(told[1 - iss], plain[1 - iss])
+    correlator = SGP4Correlator(now, {}, previous_catalogue=before)
+    assert correlator([]) == []

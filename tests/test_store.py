@@ -486,3 +486,19 @@ def test_driver_level_times_are_what_sqlalchemy_writes(tmp_path):
     with store.engine.connect() as conn:
         assert db_times(conn, utc) == [write(t) for t in utc.tolist()]
     store.close()
+
+
+def test_the_worker_gives_the_engine_the_snapshot_before_as_history(store, tmp_path):
+    """The correlator of a snapshot gets the newest snapshot 0.5 to 4 days older (its
+    differences tell which orbits are being changed), none when there is none."""
+    day = datetime(2026, 3, 17, 12)
+    sids = {}
+    for offset, fp in ((-6.0, "a"), (-2.0, "b"), (-1.0, "c"), (-0.2, "d"), (0.0, "e")):
+        sids[fp] = store.add_snapshot(
+            fingerprint=fp, source_name="test", n_objects=3,
+            epochs=(day, day + timedelta(days=offset), day), path=f"/snap/{fp}",
+        )[0]  # fmt: skip
+    worker = CorrelationWorker(store, CenterConfig(data_dir=tmp_path))
+    assert worker._previous_snapshot_path(store.snapshot(sids["e"])) == "/snap/c"
+    assert worker._previous_snapshot_path(store.snapshot(sids["c"])) == "/snap/b"
+    assert worker._previous_snapshot_path(store.snapshot(sids["a"])) is None

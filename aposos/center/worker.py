@@ -46,16 +46,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 OPEN_STATES = ("pending", "running", "waiting")
 MAX_ATTEMPTS = 5  # a job whose batch failed this often is marked failed
+HISTORY_MIN_DAYS = 0.5  # the snapshot before: at least this much older ...
+HISTORY_MAX_DAYS = 4.0  # ... and no more than this
 
 
 # ------------------------------------------------------ the correlation engine
 
 
-def build_correlator(catalogue, sites: dict, cube_dir: Path | None = None):
-    """The one place where the correlation engine is connected to the worker."""
+def build_correlator(catalogue, sites: dict, cube_dir: Path | None = None, previous=None):
+    """The one place where the correlation engine is connected to the worker
+    (``previous``: the snapshot before ``catalogue``, its history)."""
     from aposos.correlate.correlator import SGP4Correlator
 
-    return SGP4Correlator(catalogue, sites, cube_dir=cube_dir)
+    return SGP4Correlator(catalogue, sites, cube_dir=cube_dir, previous_catalogue=previous)
 
 
 def load_sites(stations_dir: Path) -> dict:
@@ -491,11 +494,35 @@ class CorrelationWorker:
         path = self._snapshot_path(snapshot_id)
         log.info("loading catalogue snapshot %d (%d objects)", snapshot_id, snap["n_objects"])
         cube_dir = Path(self.config.data_dir) / "cubes" / f"snapshot-{snapshot_id}"
-        correlator = build_correlator(load_catalogue(path), sites, cube_dir)
+        previous = self._previous_snapshot_path(snap)
+        correlator = build_correlator(
+            load_catalogue(path), sites, cube_dir,
+            previous=load_catalogue(previous) if previous else None,
+        )  # fmt: skip
         self._correlators[snapshot_id] = correlator
         while len(self._correlators) > self._cached:
             self._correlators.popitem(last=False)
         return correlator
+
+    def _previous_snapshot_path(self, snap: dict) -> str | None:
+        """The newest snapshot at least ``HISTORY_MIN_DAYS`` older than ``snap`` (median
+        epochs), within ``HISTORY_MAX_DAYS``: which orbits were changing before it."""
+        N = S.snapshots
+        median = snap.get("epoch_median")
+        if median is None:
+            return None
+        if isinstance(median, str):
+            median = datetime.fromisoformat(median.replace("Z", "+00:00"))
+        median = median.replace(tzinfo=None)
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(N.c.path)
+                .where(N.c.epoch_median <= median - timedelta(days=HISTORY_MIN_DAYS))
+                .where(N.c.epoch_median >= median - timedelta(days=HISTORY_MAX_DAYS))
+                .order_by(N.c.epoch_median.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else str(row.path)
 
     def _snapshot_path(self, snapshot_id: int) -> str:
         N = S.snapshots

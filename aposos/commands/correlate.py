@@ -25,6 +25,7 @@ examples:
   aposos correlate night/reduced/tracklets.tdm --catalog active.3le --format table
   aposos correlate obs.iod --catalog gp.json --stations stations/ --format csv --out ids.csv
   aposos correlate night/*.tdm --catalog active.3le --workers 2
+  aposos correlate night/*.tdm --catalog today.3le --previous yesterday.3le
 
 Status per tracklet: correlated, ambiguous, uncorrelated, or failed (the input or the
 tracklet could not be used; `error` says why). Exit status 0 when every input was
@@ -67,6 +68,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--catalog", required=True, metavar="CAT",
         help="catalogue: TLE/3LE, OMM (JSON, XML, CSV) or an aposos zarr snapshot",
+    )  # fmt: skip
+    parser.add_argument(
+        "--previous", metavar="CAT",
+        help="the same catalogue's snapshot before --catalog (a day or so older): orbits "
+        "changing between the two (fleets being lowered) get the wide errors they need",
     )  # fmt: skip
     parser.add_argument(
         "--stations", default="stations", metavar="DIR",
@@ -241,6 +247,14 @@ def run_correlate(args) -> int:
         raise CommandError(f"no catalogue at {args.catalog}") from None
     if len(catalogue) == 0:
         raise CommandError(f"{args.catalog}: no element sets could be read")
+    previous = None
+    if args.previous:
+        try:
+            previous = load_catalogue(args.previous)
+        except FileNotFoundError:
+            raise CommandError(f"no catalogue at {args.previous}") from None
+        if len(previous) == 0:
+            raise CommandError(f"{args.previous}: no element sets could be read")
 
     entries = read_inputs(args.inputs, station_codes)
     good = [e["tracklet"] for e in entries if e["tracklet"] is not None]
@@ -248,7 +262,9 @@ def run_correlate(args) -> int:
     from aposos.correlate.model import ErrorModel
 
     model = ErrorModel.load(args.model) if args.model else None
-    correlator = SGP4Correlator(catalogue, sites, cube_dir=cube_dir, error_model=model)
+    correlator = SGP4Correlator(
+        catalogue, sites, cube_dir=cube_dir, error_model=model, previous_catalogue=previous
+    )
     progress = not args.quiet and sys.stderr.isatty()
     if args.workers is not None or args.scheduler:
         correlations = _run_dask(correlator, good, args, progress)

@@ -96,6 +96,9 @@ class SGP4Correlator:
     steps_s : cube grid step per orbit class (seconds, dividing 3600).
     chunk_size : tracklets per batch, in time order (memory bound). Distributed runs
         use the same chunks, so their results are identical to a local run.
+    previous_catalogue : the catalogue's snapshot before ``catalogue`` (optional): orbits
+        that changed between the two (fleets being lowered or raised) get the wide error
+        components they need; without it only the element sets' own ``n_dot`` says so.
 
     Calling the correlator on a list of tracklets returns one
     :class:`~aposos.model.Correlation` per tracklet, in the same order. A tracklet that
@@ -112,6 +115,7 @@ class SGP4Correlator:
         error_model: ErrorModel | None = None,
         steps_s: dict[str, int] | None = None,
         chunk_size: int = 1000,
+        previous_catalogue=None,
     ):
         self.catalogue = catalogue
         self.sites = dict(sites)
@@ -124,7 +128,7 @@ class SGP4Correlator:
         for name in np.unique(classes):
             step = int(self.steps_s.get(str(name), self.steps_s.get("LEO", 180)))
             by_step.setdefault(step, []).append(np.flatnonzero(classes == name))
-        self._priors = self.error_model.table(catalogue)
+        self._priors = self.error_model.table(catalogue, previous_catalogue)
         self._allowance_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         self._groups: list[tuple[np.ndarray, HermiteEphemeris]] = []
         for step in sorted(by_step):

@@ -65,8 +65,10 @@ class ErrorComponent:
 
     ``weight`` is its share at an age of one day and ``weight_slope`` how that share's
     log-odds grow with the log of the age (manoeuvres accumulate), ``weight_drift_slope``
-    with the :func:`activity` of the element set (its own ``n_dot`` or its train's,
-    :func:`aposos.correlate.errors.train_ndot`); ``along_s`` =
+    with the :func:`activity` of the element set (the drift its own ``n_dot`` or its
+    train's predicts, :func:`aposos.correlate.errors.train_ndot`, or, larger, the drift
+    its orbit's change since the previous snapshot predicts,
+    :func:`aposos.correlate.errors.history_drift_seconds`); ``along_s`` =
     ``(a, b, q)``: time-offset sigma (s) at epoch, per day and per day² of age;
     ``normal_km``, ``radial_km`` = ``(a, b)``: offset sigma (km) at epoch and per day.
     ``tau_per_radial``: the time offset's dependence on the radial offset, seconds per
@@ -76,6 +78,12 @@ class ErrorComponent:
     with ``0 < k < 1`` by when it moved (in the wide components of real LEO errors the
     correlation is about -0.85). Components with different slopes cover the spread of
     ``k``.
+    ``drift_gain`` and ``drift_scatter``: in this component the object follows its
+    element set's own ``n_dot`` drift ``d`` (signed, see
+    :func:`aposos.correlate.errors.drift_seconds`): ``tau = -drift_gain d + ...`` with a
+    further sigma ``drift_scatter |d|``. Real LEO errors split into objects that follow
+    it (``tau / d`` near -2.5 in the 2026 series) and objects whose ``n_dot`` says
+    nothing; components with and without a gain cover both.
     """
 
     weight: float
@@ -85,6 +93,8 @@ class ErrorComponent:
     weight_slope: float = 0.0
     tau_per_radial: float = 0.0
     weight_drift_slope: float = 0.0
+    drift_gain: float = 0.0
+    drift_scatter: float = 0.0
 
     def sigmas(self, age_days) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         age = np.asarray(age_days, dtype=np.float64)
@@ -136,10 +146,12 @@ MIN_AGE_DAYS = 0.05
 
 
 def activity(drift_s) -> np.ndarray:
-    """How hard an element set says its object is being pushed: ``ln(1 + |drift| / 1 s)``
-    of its own ``n_dot`` drift. Manoeuvring and decaying objects carry a large ``n_dot``
+    """How hard an object is being pushed: ``ln(1 + |drift| / 1 s)`` of the drift its
+    element set's (or train's) ``n_dot`` predicts or, larger, that of its orbit's change
+    since the previous snapshot. Manoeuvring and decaying objects carry a large ``n_dot``
     and real errors many times the quiet objects' (2026 series, LEO at three days: median
-    along-track error 0.6 s for a drift under 1 s, 86 s for 15-50 s)."""
+    along-track error 0.6 s for a drift under 1 s, 86 s for 15-50 s; 1 s for orbits that
+    changed under 0.05 km/day the day before, 190 s above 1.5 km/day)."""
     return np.log1p(np.abs(np.asarray(drift_s, dtype=np.float64)))
 
 
@@ -260,6 +272,8 @@ class ErrorModel:
                             float(k.get("weight_slope", 0.0)),
                             float(k.get("tau_per_radial", 0.0)),
                             float(k.get("weight_drift_slope", 0.0)),
+                            float(k.get("drift_gain", 0.0)),
+                            float(k.get("drift_scatter", 0.0)),
                         )
                         for k in comps
                     ]
@@ -293,14 +307,16 @@ class ErrorModel:
                     raise ValueError(f"{source}: class {name}: wrong number of coefficients")
                 values = (
                     k.weight, *k.along_s, *k.normal_km, *k.radial_km, abs(k.weight_slope),
-                    abs(k.weight_drift_slope),
+                    abs(k.weight_drift_slope), k.drift_scatter,
                 )  # fmt: skip
                 if not all(math.isfinite(v) and v >= 0 for v in values):
                     raise ValueError(f"{source}: class {name}: coefficients must be >= 0")
                 if max(k.along_s[0], *k.normal_km[:1], *k.radial_km[:1]) <= 0:
                     raise ValueError(f"{source}: class {name}: a component has zero sigma")
-                if not math.isfinite(k.tau_per_radial):
-                    raise ValueError(f"{source}: class {name}: tau_per_radial must be a number")
+                if not (math.isfinite(k.tau_per_radial) and math.isfinite(k.drift_gain)):
+                    raise ValueError(
+                        f"{source}: class {name}: tau_per_radial and drift_gain must be numbers"
+                    )
         for name, lost in self.lost.items():
             if len(lost) not in (2, 3) or not all(math.isfinite(x) for x in lost):
                 raise ValueError(f"{source}: lost share of {name}: two or three numbers")
@@ -314,9 +330,11 @@ class ErrorModel:
     def n_components(self) -> int:
         return max(len(c) for c in self.components.values())
 
-    def table(self, catalogue) -> PriorTable:
-        """The per-object constants of the model for a catalogue (compute once, reuse)."""
-        return PriorTable(self, catalogue)
+    def table(self, catalogue, previous=None) -> PriorTable:
+        """The per-object constants of the model for a catalogue (compute once, reuse);
+        ``previous``: the catalogue's snapshot before this one, whose differences tell
+        which orbits are being changed (see :func:`aposos.correlate.errors.semi_major_axis_rate`)."""
+        return PriorTable(self, catalogue, previous)
 
 
 def default_model_path() -> Path:
@@ -337,7 +355,7 @@ class PriorTable:
     Components are indexed ``0 .. K-1`` (classes with fewer get zero-weight padding).
     """
 
-    def __init__(self, model: ErrorModel, catalogue):
+    def __init__(self, model: ErrorModel, catalogue, previous=None):
         self.model = model
         classes = np.asarray(catalogue.orbit_class).astype(str)
         self.classes = classes
@@ -350,6 +368,8 @@ class PriorTable:
         self.lost[:, 0] = -30.0
         self.coef = np.zeros((n, k_max, 7))  # along a b q, normal a b, radial a b
         self.tau_per_radial = np.zeros((n, k_max))  # s per km per day
+        self.drift_gain = np.zeros((n, k_max))
+        self.drift_scatter = np.zeros((n, k_max))
         self.coef[:, :, 0] = 1.0
         self.coef[:, :, 3] = 1.0
         self.coef[:, :, 5] = 1.0
@@ -364,14 +384,20 @@ class PriorTable:
                 self.weight_drift_slope[rows, k] = c.weight_drift_slope
                 self.coef[rows, k] = (*c.along_s, *c.normal_km, *c.radial_km)
                 self.tau_per_radial[rows, k] = c.tau_per_radial
+                self.drift_gain[rows, k] = c.drift_gain
+                self.drift_scatter[rows, k] = c.drift_scatter
         self.epoch_jd = np.asarray(catalogue.epoch_jd, dtype=np.float64)
         self.epoch_fr = np.asarray(catalogue.epoch_fr, dtype=np.float64)
         rev_per_day = np.asarray(catalogue.mean_motion_rev_per_day, dtype=np.float64)
         self.n_rad_min = rev_per_day * (2.0 * math.pi / 1440.0)
         self.ndot = np.asarray(catalogue.ndot, dtype=np.float64)
-        from aposos.correlate.errors import train_ndot
+        from aposos.correlate.errors import semi_major_axis_rate, train_ndot
 
         self.train_ndot = train_ndot(catalogue.intl_designator, self.ndot, rev_per_day)
+        self.rev_per_day = rev_per_day
+        self.history_rate = (
+            np.zeros(n) if previous is None else semi_major_axis_rate(previous, catalogue)
+        )
         self.cluster_along_s = _per_class(classes, model.cluster_along_s)
         self.cluster_normal_km = _per_class(classes, model.cluster_normal_km, fallback=None)
         self.cluster_radial_km = _per_class(classes, model.cluster_radial_km, fallback=None)
@@ -392,14 +418,16 @@ class PriorTable:
             + (np.asarray(fr, dtype=np.float64) - self.epoch_fr[idx])
         )
 
-    def drift(self, jd, fr, index=None) -> tuple[np.ndarray, np.ndarray]:
-        """Prior mean time offset (s) and the drift's own sigma (s)."""
+    def own_drift(self, jd, fr, index=None) -> np.ndarray:
+        """The ``n_dot`` drift (s, signed) of each element set at UTC ``jd + fr``."""
         from aposos.correlate.errors import drift_seconds
 
-        model = self.model
         idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
-        drift = drift_seconds(self.ndot[idx], self.n_rad_min[idx], self.age_days(jd, fr, index))
-        return drift_prior(model, drift)
+        return drift_seconds(self.ndot[idx], self.n_rad_min[idx], self.age_days(jd, fr, index))
+
+    def drift(self, jd, fr, index=None) -> tuple[np.ndarray, np.ndarray]:
+        """The model-wide prior mean time offset (s) and the drift's own sigma (s)."""
+        return drift_prior(self.model, self.own_drift(jd, fr, index))
 
     def priors(self, jd, fr, index=None, component: int = 0, cluster: bool = False):
         """Priors at UTC ``jd + fr``, ``(..., 5)``: mean time offset (s), time offset sigma
@@ -411,7 +439,10 @@ class PriorTable:
             raise ValueError(f"no prior component {component}; 0 .. {self.n_components - 1}")
         idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
         age = self.age_days(jd, fr, index)
-        mean_tau, sigma_drift = self.drift(jd, fr, index)
+        own = self.own_drift(jd, fr, index)
+        mean_tau, sigma_drift = drift_prior(self.model, own)
+        mean_tau = mean_tau - self.drift_gain[idx, component] * own
+        sigma_drift = np.hypot(sigma_drift, self.drift_scatter[idx, component] * own)
         c = self.coef[idx, component]
         sigma_tau = np.sqrt(c[..., 0] ** 2 + (c[..., 1] * age) ** 2 + (c[..., 2] * age**2) ** 2)
         sigma_normal = np.hypot(c[..., 3], c[..., 4] * age)
@@ -439,17 +470,21 @@ class PriorTable:
         """Priors whose sigmas are the widest of the components with weight (the gate),
         capped at the model's ``gate_max_*``, uncorrelated."""
         model = self.model
+        g = model.gate_sigma
         idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
-        out = None
+        parts = []
         for k in range(self.n_components):
             p = self.priors(jd, fr, index, k)
-            used = (self.weight[idx, k] > 0)[..., None]
-            p = np.where(used, p, 0.0)
-            out = (
-                p if out is None else np.concatenate([p[..., :1], np.maximum(out, p)[..., 1:]], -1)
-            )
+            used = self.weight[idx, k] > 0
+            parts.append(np.where(used[..., None], p, np.nan))
+        parts = np.stack(parts, axis=-2)  # (..., K, 5)
+        # centred between the components' means, wide enough for each one's window
+        lo, hi = np.nanmin(parts[..., 0], axis=-1), np.nanmax(parts[..., 0], axis=-1)
+        mid = 0.5 * (lo + hi)
+        out = np.nanmax(parts, axis=-2)
+        out[..., 0] = mid
+        out[..., 1] = np.nanmax(parts[..., 1] + np.abs(parts[..., 0] - mid[..., None]) / g, -1)
         out[..., 4] = 0.0
-        g = model.gate_sigma
         out[..., 1] = np.minimum(out[..., 1], model.gate_max_along_s / g)
         cross = np.hypot(out[..., 2], out[..., 3])
         scale = np.minimum(1.0, model.gate_max_cross_km / g / np.maximum(cross, 1e-9))
@@ -461,10 +496,13 @@ class PriorTable:
         """``(..., K)`` mixture weights of each object at UTC ``jd + fr`` (they sum to
         ``1 - lost``), and the ``lost`` share."""
         idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
-        from aposos.correlate.errors import drift_seconds
+        from aposos.correlate.errors import drift_seconds, history_drift_seconds
 
         age = self.age_days(jd, fr, index)
-        drift = drift_seconds(self.train_ndot[idx], self.n_rad_min[idx], age)
+        drift = np.maximum(
+            drift_seconds(self.train_ndot[idx], self.n_rad_min[idx], age),
+            history_drift_seconds(self.history_rate[idx], self.rev_per_day[idx], age),
+        )
         lost = lost_share(self.lost[idx, 0], self.lost[idx, 1], age, self.lost[idx, 2], drift)
         w = mixture_weights(
             self.weight[idx], self.weight_slope[idx], age, self.weight_drift_slope[idx], drift
