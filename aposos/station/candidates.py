@@ -185,7 +185,9 @@ class TransientState:
         self.frame_index = -1
         self.absent = None
         src = ext.sources
-        compact = src.length < 3.0 * 2.3548 * psf_sigma + 6.0
+        # (a slow object moving a few FWHM in the exposure, too short for a streak,
+        # is longer than a star: up to the shortest streak, 4 FWHM, and a margin)
+        compact = src.length < 4.0 * 2.3548 * psf_sigma + 8.0
         self.candidates = ((src.kind == STAR) | (src.kind == OTHER)) & (src.snr >= 5.0) & compact
         ra, dec = report.solution.model.pixel_to_world(src.x, src.y)
         self.radec = np.stack([np.atleast_1d(ra), np.atleast_1d(dec)], axis=1)
