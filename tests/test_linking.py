@@ -91,6 +91,13 @@ def test_pixel_fixed_features_are_flagged_and_a_staring_geo_is_kept():
     assert flag_pixel_fixed([field1, field2, field3]) >= 1
     assert NOTE in hot_a.notes
     assert NOTE not in geo.notes
+    # a source on the GEO's pixels in one frame of each other field is chance (a star
+    # or a noise peak), not a feature
+    geo.notes.clear()
+    field2[0].sources_table = np.array([src(800.3, 700.2)])
+    field3[1].sources_table = np.array([src(799.8, 699.9)])
+    flag_pixel_fixed([field1, field2, field3])
+    assert NOTE not in geo.notes
     # a single field cannot tell (the dark frames' bad-pixel map does that)
     lone = _det(0, 8.0)
     assert flag_pixel_fixed([[_Report([lone], [src(10.0, 10.0)])]]) == 0
