@@ -94,3 +94,30 @@ def test_faint_point_beside_a_saturated_one(tmp_path):
     assert len(near) == 1
     assert np.hypot(near[0].x - faint[0], near[0].y - faint[1]) < 0.2
     assert any(np.hypot(d.x - bright[0], d.y - bright[1]) < 1.0 for d in dets)
+
+
+def test_a_slow_object_longer_than_a_star_is_a_moving_point_candidate():
+    """Among round stars an object moving 8 px in the exposure (FWHM 1.5 px) has a
+    footprint 11 px long: too short for a streak, longer than a star. Absent from the
+    neighbour frame, it is a moving-point candidate (a HEO lost in 2 of 12 Peru frames
+    fell between the two); a source three times as long is not."""
+    from types import SimpleNamespace
+
+    from aposos.station.candidates import TransientState
+    from aposos.station.extract import STAR
+
+    sigma = 1.48 / 2.3548
+    model = SimpleNamespace(pixel_to_world=lambda x, y: (x, y), world_to_pixel=lambda r, d: (r, d))
+
+    def state(length):
+        src = SimpleNamespace(kind=np.full(2, STAR), snr=np.full(2, 200.0),
+                              length=np.array(length, float), x=np.array([184.0, 60.0]),
+                              y=np.array([344.0, 90.0]))  # fmt: skip
+        ext = SimpleNamespace(sources=src, labels=np.zeros((500, 500), np.int32),
+                              snr_image=np.zeros((500, 500), np.float32))  # fmt: skip
+        report = SimpleNamespace(solution=SimpleNamespace(model=model), detections=[])
+        return TransientState(report, ext, sigma, margin=3.0)
+
+    here = state([10.8, 33.0])
+    here.compare(state([3.0, 3.0]))  # the neighbour: nothing at those places
+    assert here.absent.tolist() == [True, False]

@@ -50,3 +50,27 @@ def test_noise_bumps_on_faint_trails_are_no_points(rate_frame):
     s = rate_frame.sources
     assert np.sum(s.kind == POINT) <= 10
     assert s.kind[_nearest(rate_frame, 800.6, 200.4)] == POINT  # the faint isolated one
+
+
+def test_a_bright_tracked_object_near_a_trail_end_is_found():
+    """The tracked object, far brighter than a faint trail it merges with and 76 px from
+    that trail's middle, is one source with the trail, shaped like a star trail; its
+    halo spoils the joint fit's first guess of the trail, so it is fitted alone with the
+    trail as background (a Peru rate frame lost its target this way)."""
+    from aposos.station.candidates import hidden_points, trail_width
+
+    rng = np.random.default_rng(11)
+    n, sky, length, theta = 1024, 40.0, 230.0, math.radians(-78.0)
+    psf = PsfModel(1.8)
+    img = np.zeros((n, n), np.float32)
+    ux, uy = math.cos(theta) * length / 2, math.sin(theta) * length / 2
+    flux = np.concatenate([10 ** rng.uniform(4.5, 5.5, 20), [3000.0]])
+    cx, cy = rng.uniform(0, n, flux.size), rng.uniform(0, n, flux.size)
+    cx[-1], cy[-1] = 512.0 - 76 * math.cos(theta), 600.0 - 76 * math.sin(theta)
+    add_segments(img, cx - ux, cy - uy, cx + ux, cy + uy, flux, psf)
+    add_points(img, np.array([512.0]), np.array([600.0]), np.array([1.1e5]), psf)
+    img = rng.poisson(img + sky).astype(np.float32) - sky
+    ext = SourceExtractor(fwhm_px=1.8, box=64)(img)
+    found = hidden_points(ext, trail_width(ext), [], margin=5.0)
+    near = [d for d in found if math.hypot(d.x - 512.0, d.y - 600.0) < 0.5]
+    assert len(near) == 1

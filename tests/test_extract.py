@@ -149,6 +149,20 @@ def test_classification(sidereal):
     assert (s.kind == SHARP).sum() >= 6
 
 
+def test_streak_near_a_detector_axis_with_an_undersampled_psf(tmp_path):
+    """A bright MEO streak, 106 px nearly along the rows, with stars of 0.8 px FWHM
+    (a wide-field camera): the ridge's peak halves where it crosses from one pixel row
+    to the next, its sum across does not; it is a streak (it was taken for blended
+    stars in every frame of a Peru night)."""
+    path = tmp_path / "undersampled.fits"
+    make_frame(path, zero_point=19.5, fwhm_px=0.8,
+               streaks=[(600.3, 500.4, 706.1, 503.6, 2.0e6)], seed=3)  # fmt: skip
+    ext = SourceExtractor(fwhm_px=0.8, saturation=59000)(read_frame(path).data)
+    s = ext.sources
+    near = np.nonzero(np.hypot(s.fx - 653.2, s.fy - 502.0) < 10)[0]
+    assert [s.kind[i] for i in near] == [STREAK]
+
+
 def test_trailed_stars_and_a_point(tmp_path):
     path = tmp_path / "stare.fits"
     make_frame(

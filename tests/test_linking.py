@@ -91,6 +91,13 @@ def test_pixel_fixed_features_are_flagged_and_a_staring_geo_is_kept():
     assert flag_pixel_fixed([field1, field2, field3]) >= 1
     assert NOTE in hot_a.notes
     assert NOTE not in geo.notes
+    # a source on the GEO's pixels in one frame of each other field is chance (a star
+    # or a noise peak), not a feature
+    geo.notes.clear()
+    field2[0].sources_table = np.array([src(800.3, 700.2)])
+    field3[1].sources_table = np.array([src(799.8, 699.9)])
+    flag_pixel_fixed([field1, field2, field3])
+    assert NOTE not in geo.notes
     # a single field cannot tell (the dark frames' bad-pixel map does that)
     lone = _det(0, 8.0)
     assert flag_pixel_fixed([[_Report([lone], [src(10.0, 10.0)])]]) == 0
@@ -102,11 +109,16 @@ def test_eastward_prior():
     assert eastward(np.array([1e-5, 1e-3])) is None  # north-south: the prior cannot tell
 
 
-def _rate_sequence(frames, *, noise_per_frame, noise_snr, seed=5):
+def _rate_sequence(
+    frames, *, noise_per_frame, noise_snr, seed=5, drift_px_s=0.3, exposure=0.4, psf=0.5
+):
     """Detections of a rate-tracking sequence: the tracked LEO held near one detector
-    pixel (drifting 0.3 px/s) in the frames given (the others not solved), and noise
-    points at random pixels; the sky moves with the mount, 1.6"/px, 0.4 s exposures."""
+    pixel (drifting ``drift_px_s``) in the frames given (the others not solved), and
+    noise points at random pixels; the sky moves with the mount, 1.6"/px, 0.4 s
+    exposures. A drift smears the target's point: its round fit widens (a segment of
+    length L adds L**2 / 24 to the variance)."""
     rng = np.random.default_rng(seed)
+    half_us = int(exposure * 5e5)
     t = np.arange(max(frames) + 1) * 4.0
     scale = 1.6 / 3600
     t0 = np.datetime64("2020-10-03T00:36:00", "us")
@@ -118,17 +130,20 @@ def _rate_sequence(frames, *, noise_per_frame, noise_snr, seed=5):
             r0, d0 = float(r0[0]), float(d0[0])
             return (r0 + dx * scale / math.cos(math.radians(d0))) % 360, d0 + dy * scale
 
-        def det(x, y, snr, f=f):
+        def det(x, y, snr, f=f, width=psf):
             d = _det(f, snr, vsig=1.2 * scale / 0.4)
-            d.x, d.y, d.width_px = x, y, 0.5
-            d.t_open = t0 + np.timedelta64(int(t[f] * 1e6) - 200_000, "us")
-            d.t_close = d.t_open + np.timedelta64(400_000, "us")
+            d.x, d.y, d.width_px = x, y, width
+            d.psf_sigma_px = psf
+            d.t_open = t0 + np.timedelta64(int(t[f] * 1e6) - half_us, "us")
+            d.t_close = d.t_open + np.timedelta64(2 * half_us, "us")
             dx, dy = x - 1000.0, y - 1000.0
             d.radec_mid = radec(dx, dy)
-            d.radec_a, d.radec_b = radec(dx, dy, -0.2), radec(dx, dy, 0.2)
+            d.radec_a, d.radec_b = radec(dx, dy, -exposure / 2), radec(dx, dy, exposure / 2)
             return d
 
-        target.append(det(1000.0 + 0.3 * t[f], 1000.0, 5000.0))
+        smear = drift_px_s * exposure
+        width = math.sqrt(psf**2 + smear**2 / 24.0)
+        target.append(det(1000.0 + drift_px_s * t[f], 1000.0, 5000.0, width=width))
         dets.append(target[-1])
         for _ in range(noise_per_frame):
             dets.append(det(*rng.uniform(0, 2048, 2), noise_snr))
@@ -146,3 +161,48 @@ def test_a_rate_tracked_leo_links_across_unsolved_frames():
     tracks = link(dets, min_points=3)
     assert len(tracks) == 1
     assert [id(d) for d in tracks[0].members] == [id(d) for d in target]
+
+
+def test_a_point_drifting_on_the_detector_in_stare_mode_links():
+    """A GEO-synchronous object on an inclined orbit drifts 3 px/s across the detector
+    of a staring telescope: 4.5 px in a 1.5 s exposure, still a point (only wider than
+    the PSF). It is one track; the noise points around it make none."""
+    from aposos.station.tracklets import link
+
+    sharp = _det(0, 10.0)
+    sharp.width_px, sharp.psf_sigma_px = 0.5, 0.5
+    assert sharp.drift_px == 2.3548 * 0.5  # a point as sharp as the PSF: its FWHM
+    sharp.width_px = math.sqrt(0.25 + 4.5**2 / 24)
+    assert sharp.drift_px > 4.5  # smeared by 4.5 px
+    frames = list(range(15))
+    dets, target = _rate_sequence(
+        frames, noise_per_frame=40, noise_snr=8.0, drift_px_s=3.0, exposure=1.5
+    )
+    tracks = link(dets, min_points=3)
+    assert len(tracks) == 1
+    assert [id(d) for d in tracks[0].members] == [id(d) for d in target]
+
+
+def test_a_lone_streak_must_be_as_sharp_as_the_psf():
+    """A 17 px streak at S/N 10 in one frame stands alone when it is as sharp across as
+    the frame's stars; 1.6 times wider it is a row of faint stars (Iran seed 31's one
+    false tracklet), not a satellite."""
+    from aposos.station.tracklets import link
+
+    scale = 1.485 / 3600
+    t0 = np.datetime64("2020-10-02T18:25:00", "us")
+
+    def streak(width):
+        d = Detection(frame=0, kind="streak", x=1240.0, y=3287.0, sigma_px=0.3, flux=1.0,
+                      snr=10.1, width_px=width, xa=1233.0, ya=3292.0, xb=1247.0, yb=3283.0,
+                      sigma_end_px=0.5)  # fmt: skip
+        d.psf_sigma_px = 0.74
+        d.t_open, d.t_close = t0, t0 + np.timedelta64(2_000_000, "us")
+        d.radec_mid = (300.0, 10.0)
+        d.radec_a = (300.0 - 7.0 * scale, 10.0 + 5.0 * scale)
+        d.radec_b = (300.0 + 7.0 * scale, 10.0 - 4.0 * scale)
+        d.velocity_sigma = 1e-5
+        return d
+
+    assert len(link([streak(0.8)])) == 1
+    assert link([streak(1.2)]) == []

@@ -185,7 +185,9 @@ class TransientState:
         self.frame_index = -1
         self.absent = None
         src = ext.sources
-        compact = src.length < 3.0 * 2.3548 * psf_sigma + 6.0
+        # (a slow object moving a few FWHM in the exposure, too short for a streak,
+        # is longer than a star: up to the shortest streak, 4 FWHM, and a margin)
+        compact = src.length < 4.0 * 2.3548 * psf_sigma + 8.0
         self.candidates = ((src.kind == STAR) | (src.kind == OTHER)) & (src.snr >= 5.0) & compact
         ra, dec = report.solution.model.pixel_to_world(src.x, src.y)
         self.radec = np.stack([np.atleast_1d(ra), np.atleast_1d(dec)], axis=1)
@@ -324,12 +326,24 @@ def hidden_points(ext, psf_sigma: float, found: list[Detection], *, margin: floa
         for i, peak, own in _peaks_on_trails(ext, psf_sigma):
             length = length or trail_length(ext, psf_sigma)
             fit = fit_point_on_trail(ext, i, peak, psf_sigma, noise, length)
+            how = "fitted jointly"
+            if fit is None and own >= 20.0:
+                # the joint fit failed (a bright point's halo spoils the trail's first
+                # guess): a point far above the trail is fitted alone, the trail under
+                # it taken as background
+                src = ext.sources
+                fit = fit_point(
+                    ext.subtracted, ext.labels, src.label[i], *peak, psf_sigma, noise, ext.saturated
+                )
+                if fit is not None:
+                    fit["flux_err"] = math.inf
+                    how = "fitted alone, the trail as background"
             if fit is None or not _credible_point(fit, psf_sigma, own):
                 continue
             if near_edge(fit["x"], fit["y"], nx, ny, margin):
                 continue
             d = _point(fit, ext.sources.snr[i])
-            d.notes.append("point merged with a star trail: fitted jointly")
+            d.notes.append(f"point merged with a star trail: {how}")
             out.append(d)
     for det in found:  # (the residual of a point on a trail is the trail)
         if det.kind != "point":

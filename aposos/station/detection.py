@@ -44,6 +44,7 @@ class Detection:
     radec_a: tuple[float, float] | None = None
     radec_b: tuple[float, float] | None = None
     velocity_sigma: float = 0.0  # error of the in-frame velocity, deg/s
+    psf_sigma_px: float = float("nan")  # the frame's PSF (across the trails if trailed)
     mag: float = float("nan")
     sigma_arcsec: float = float("nan")
     sigma_end_arcsec: float = float("nan")
@@ -52,6 +53,18 @@ class Detection:
     @property
     def t_mid(self) -> np.datetime64:
         return self.t_open + (self.t_close - self.t_open) / 2
+
+    @property
+    def drift_px(self) -> float:
+        """How far a point among trailed stars may have moved on the detector in the
+        exposure: its FWHM (at least a pixel), or, when it is wider than the frame's
+        PSF, the motion that widens a round Gaussian fit that much (a segment of length
+        L adds L**2 / 24 to the fitted variance), with a fifth to spare. A GEO-synchronous
+        object on an inclined orbit drifts a few pixels in a stare exposure and is still
+        a point."""
+        psf = self.psf_sigma_px if np.isfinite(self.psf_sigma_px) else self.width_px
+        smear = np.sqrt(24.0 * max(self.width_px**2 - psf**2, 0.0))
+        return float(max(1.0, 2.3548 * self.width_px, 1.2 * smear))
 
     @property
     def exptime_s(self) -> float:

@@ -312,6 +312,7 @@ class Reducer:
             zp=zp,
             scale=scale,
             trailed=trailed,
+            psf_sigma=psf_sigma,
         )
         report.detections = dets
         self._place_all(report)
@@ -415,8 +416,9 @@ class Reducer:
         for d in report.detections:
             self._place(d, sol.model, wcs_sigma=wcs_sigma, **p)
 
-    def _place(self, d, model, *, trail, t_open, t_close, zp, scale, wcs_sigma, trailed):
+    def _place(self, d, model, *, trail, t_open, t_close, zp, scale, wcs_sigma, trailed, psf_sigma):
         d.t_open, d.t_close = t_open, t_close
+        d.psf_sigma_px = psf_sigma
         ra, dec = model.pixel_to_world(d.x, d.y)
         d.radec_mid = (float(ra), float(dec))
         exptime = max(d.exptime_s, 1e-6)
@@ -439,7 +441,7 @@ class Reducer:
             ra_b, dec_b = model.pixel_to_world(d.x - tx / 2, d.y - ty / 2)
             d.radec_a, d.radec_b = (float(ra_a), float(dec_a)), (float(ra_b), float(dec_b))
             rate = trail[0] * scale / exptime
-            d.velocity_sigma = max(1.0, 2.3548 * d.width_px) * scale / exptime / 3600.0
+            d.velocity_sigma = d.drift_px * scale / exptime / 3600.0
         elif d.kind == "streak":  # a streak among trailed stars: midpoint only
             rate = math.hypot(d.xb - d.xa, d.yb - d.ya) * scale / exptime
             d.velocity_sigma = 3.0  # deg/s: no velocity information

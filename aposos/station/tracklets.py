@@ -20,6 +20,7 @@ __all__ = ["Detection", "LinkedTrack", "Motion", "eastward", "link"]
 SEED_FRAMES = 2  # a track's first two members are at most this many frames apart
 LOCAL = 8  # members a motion is fitted to when predicting (see _local_motion)
 SEED_MAG = 2.5  # largest brightness difference (mag) of a seed's two members
+LONE_WIDTH = 1.5  # widest a lone streak may be across, in units of the frame's PSF
 
 
 @dataclass
@@ -69,8 +70,10 @@ def link(
     max_gap_s : largest time between consecutive members.
     gate_arcsec : how far a member may sit from the fitted motion.
     min_points : fewest frames for a track (two are enough when both are streaks, whose
-        lengths and directions must agree); one well-measured streak with both ends in
-        the frame stands alone.
+        lengths and directions must agree); one well-measured streak with an end in
+        the frame stands alone (S/N 10, longer than 15 px and ten widths, and as
+        sharp across as the PSF: real streaks fit 0.9-1.3 PSF widths, a row of faint
+        stars wider).
     """
     dets = [d for d in detections if d.radec_mid is not None]
     if not dets:
@@ -140,6 +143,8 @@ def link(
         length = np.hypot(d.xb - d.xa, d.yb - d.ya)
         if not (d.snr >= 10.0 and length > max(15.0, 10.0 * d.width_px)):
             continue
+        if d.width_px > LONE_WIDTH * d.psf_sigma_px:
+            continue  # wider than the PSF across: faint stars in a row, not one object
         forward = eastward(vel[i])
         if forward is None and (d.clipped_a or d.clipped_b):
             continue  # which moment the visible end marks is unknown
@@ -153,13 +158,14 @@ def link(
 
 def _held_points(dets) -> np.ndarray:
     """Per detection: (x, y, drift bound px/s) of a point in a frame of trailed stars,
-    NaN otherwise. Such a point moved with the mount: less than its PSF width in the
-    exposure, so on the detector it drifts at most that fast from frame to frame
-    (whatever the mount's own changes of rate, which the sky positions must model)."""
+    NaN otherwise. Such a point moved with the mount: no more than its ``drift_px``
+    (about its PSF width) in the exposure, so on the detector it drifts at most that
+    fast from frame to frame (whatever the mount's own changes of rate, which the sky
+    positions must model)."""
     out = np.full((len(dets), 3), np.nan)
     for i, d in enumerate(dets):
         if d.kind == "point" and d.radec_a is not None and d.exptime_s > 0:
-            out[i] = d.x, d.y, max(1.0, 2.3548 * d.width_px) / d.exptime_s
+            out[i] = d.x, d.y, d.drift_px / d.exptime_s
     return out
 
 
