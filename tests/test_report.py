@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
+import subprocess
 from datetime import datetime
 
 import numpy as np
@@ -184,3 +186,37 @@ def test_the_command(center, tmp_path, capsys):
     assert main(["report", "nightly", "--night", "2020-13-40", "--config", str(toml)]) == 2
     assert "2020-13-40" in capsys.readouterr().err
     assert datetime.fromisoformat(NIGHT)  # the date form the command takes
+
+
+def _chromium() -> str:
+    """The path of Debian's chromium, installing it when missing; skips with the reason."""
+    from system_packages import apt_install
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    why = apt_install("chromium")
+    found = shutil.which("chromium")
+    if why or not found:
+        pytest.skip(why or "chromium installed but not on PATH")
+    return found
+
+
+@pytest.mark.slow
+def test_the_page_prints_in_a_real_browser(center, tmp_path):
+    _, store = center
+    nightly_report(store, NIGHT, tmp_path / "r")
+    browser = _chromium()
+    page = (tmp_path / "r" / "report.html").resolve()
+    pdf, png = tmp_path / "report.pdf", tmp_path / "report.png"
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+              "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    for extra in ([f"--print-to-pdf={pdf}", "--no-pdf-header-footer"],
+                  [f"--screenshot={png}", "--window-size=1200,3000"]):  # fmt: skip
+        done = subprocess.run(
+            [*common, *extra, page.as_uri()], capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 20_000  # text and three figures
+    assert png.stat().st_size > 20_000  # the screenshot, kept in tmp_path as the artefact

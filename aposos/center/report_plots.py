@@ -66,8 +66,8 @@ def sky_map(report: dict) -> str | None:
                 dec = np.array([r["dec_deg"] for r in sel])
                 x = -np.radians((ra + 180.0) % 360.0 - 180.0)  # RA grows to the left
                 ax.scatter(x, np.radians(dec), s=10, c=colour, label=f"{status} ({len(sel)})")
-            ticks = np.radians(np.arange(-150, 151, 30))
-            ax.set_xticks(ticks, [f"{int((-np.degrees(t)) % 360 / 15)}h" for t in ticks])
+            ticks_deg = np.arange(-150, 151, 30)
+            ax.set_xticks(np.radians(ticks_deg), [f"{(-d) % 360 // 15}h" for d in ticks_deg])
             ax.grid(True, lw=0.4)
             ax.set_title(f"{code}: {len(mine)} tracklets (RA, Dec)")
             ax.legend(loc="lower center", bbox_to_anchor=(0.5, -0.3), ncol=4, frameon=False)
