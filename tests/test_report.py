@@ -97,7 +97,7 @@ def center(tmp_path):
         tracklet("PER1", T_NIGHT + np.timedelta64(40, "m"), 2),
         tracklet("IRN1", T_NIGHT + np.timedelta64(5, "m"), 3),
     ]
-    store.ingest(None, night)
+    store.ingest(store.save_raw_upload("PER1", "application/json", b"{}"), night)
     answer = {night[0].uuid: CORRELATED_900, night[1].uuid: CORRELATED_902,
               night[2].uuid: UNCORRELATED}  # fmt: skip
     jobs = claim_jobs(store, "w", 10, 60)
@@ -131,6 +131,7 @@ def test_the_night_in_numbers(center):
     assert (per1["frames_solved"], per1["frames_reduced"], per1["solved_pct"]) == (30, 45, 66.7)
     assert per1["outbox_backlog"] == 2 and per1["last_error"] == "frame 12: no stars"
     assert per1["longest_gap_min"] == 40.0
+    assert per1["uploads"] == 1 and per1["uploads_refused"] == 0
     (u,) = r["uncorrelated"]
     assert u["station"] == "IRN1" and u["reason"] == "no candidate within the gate"
     # nearest in space, not the first listed; in km and s to 0.1

@@ -91,8 +91,8 @@ def _station_section(s: dict) -> str:
         f"{s['objects']} objects",
         f"first tracklet {_v(s['first_tracklet'])}, last {_v(s['last_tracklet'])}; "
         f"longest gap between tracklets {_v(s['longest_gap_min'])} min",
-        f"{beat}; outbox backlog {_v(backlog)}; uploads {s['uploads']} "
-        f"({s['uploads_refused']} refused)",
+        f"{beat}; outbox backlog {_v(backlog)}; {s['uploads']} uploads "
+        f"carried its tracklets, {s['uploads_refused']} refused during the night",
     ]
     error = f'<li class="warn">last error: {_esc(s["last_error"])}</li>' if s["last_error"] else ""
     items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)

@@ -108,6 +108,7 @@ def _tracklet_rows(conn, lo: datetime, hi: datetime) -> list:
             K.c.id,
             K.c.uuid,
             K.c.station,
+            K.c.upload_id,
             K.c.t_start,
             K.c.t_mid,
             K.c.t_end,
@@ -122,7 +123,7 @@ def _tracklet_rows(conn, lo: datetime, hi: datetime) -> list:
             C.c.candidates,
             C.c.reason,
             C.c.p_unlisted,
-        )  # fmt: skip
+        )
         .select_from(K.outerjoin(C, C.c.id == K.c.correlation_id))
         .where(K.c.t_mid >= lo, K.c.t_mid < hi, K.c.duplicate_of.is_(None))
         .order_by(K.c.t_mid, K.c.id)
@@ -189,7 +190,7 @@ def _station_night(code, window, rows, station, uploads) -> dict:
         "first_tracklet": _iso(times[0]) if times else None,
         "last_tracklet": _iso(times[-1]) if times else None,
         "longest_gap_min": r1(max(gaps)) if gaps else None,
-        "uploads": sum(uploads.values()),
+        "uploads": len({r["upload_id"] for r in rows} - {None}),  # that carried the night's
         "uploads_refused": uploads.get("rejected", 0) + uploads.get("quarantined", 0),
         "registered": station is not None,
         "last_heartbeat": _iso(last),
@@ -267,6 +268,7 @@ def gather_night(store, night: str, *, sites: dict | None = None) -> dict:
                 "tracklet_id": r.id,
                 "uuid": r.uuid,
                 "station": r.station,
+                "upload_id": r.upload_id,
                 "t_mid": _iso(r.t_mid),
                 "t_mid_dt": r.t_mid,
                 "duration_s": r1((r.t_end - r.t_start).total_seconds()),
