@@ -140,6 +140,10 @@ def test_the_night_in_numbers(center):
         "time_offset_s": 12.3, "along_track_km": 89.9, "cross_track_km": 12.3,
     }  # fmt: skip
     assert r["residuals"]["LEO"]["cross_track_arcsec"]["n"] == 2
+    # CALSPHERE 1's element set: epoch 2020 day 274.95388704 = 2020-09-30T22:53:35.84 UTC
+    seen = next(x for x in r["tracklets"] if x["norad_id"] == 900)
+    age = 2 + (20 * 3600 + 5 - (22 * 3600 + 53 * 60 + 35.84)) / 86400
+    assert seen["elset_age_d"] == round(age, 1)
 
 
 def test_files_are_self_contained_rounded_and_deterministic(center, tmp_path):
@@ -151,7 +155,7 @@ def test_files_are_self_contained_rounded_and_deterministic(center, tmp_path):
     page = (tmp_path / "a" / "report.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "<script" not in page and "@import" not in page
-    assert page.count('src="data:image/svg+xml;base64,') == 3  # sky map, time, residuals
+    assert page.count('src="data:image/svg+xml;base64,') == 4  # sky, time, residuals, age
     assert "CALSPHERE 1" in page and "30 of 45 frames plate-solved (66.7 %)" in page
     assert "117726.58" not in page and "98765.4" in page
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())

@@ -26,7 +26,7 @@ __all__ = ["CSV_COLUMNS", "build_report", "nightly_report", "write_nightly", "wr
 
 CSV_COLUMNS = (
     "tracklet_id", "uuid", "station", "t_mid", "duration_s", "n_obs", "status", "norad_id",
-    "name", "intl_designator", "orbit_class", "ra_deg", "dec_deg", "score", "rms_arcsec",
+    "name", "intl_designator", "orbit_class", "elset_age_d", "ra_deg", "dec_deg", "score", "rms_arcsec",
     "time_offset_s", "cross_track_arcsec", "p_unlisted", "snapshot_id", "reason",
 )  # fmt: skip
 
@@ -61,7 +61,7 @@ def correlations_csv(report: dict) -> str:
 def write_nightly(report: dict, folder: str | Path) -> dict[str, Path]:
     """Write ``report.html``, ``summary.json`` and ``correlations.csv`` into ``folder``."""
     from aposos.center.report_html import render_html
-    from aposos.center.report_plots import residual_plot, sky_map, time_histogram
+    from aposos.center.report_plots import age_plot, residual_plot, sky_map, time_histogram
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,6 +69,7 @@ def write_nightly(report: dict, folder: str | Path) -> dict[str, Path]:
         "sky": sky_map(report),
         "time": time_histogram(report),
         "residuals": residual_plot(report),
+        "age": age_plot(report),
     }
     paths = {
         "html": folder / "report.html",

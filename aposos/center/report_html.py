@@ -178,6 +178,7 @@ def render_html(report: dict, figures: dict[str, str | None]) -> str:
                 "ct_95": v["cross_track_arcsec"]["p95_abs"],
                 "dt_med": v["time_offset_s"]["median"],
                 "dt_95": v["time_offset_s"]["p95_abs"],
+                "age": v["elset_age_d"]["median"],
             }
             for k, v in report["residuals"].items()
         ]
@@ -191,11 +192,13 @@ def render_html(report: dict, figures: dict[str, str | None]) -> str:
                     ("ct_95", "|cross-track| 95 % (arcsec)"),
                     ("dt_med", "time offset median (s)"),
                     ("dt_95", "|time offset| 95 % (s)"),
+                    ("age", "element-set age median (d)"),
                 ],
                 text=("class",),
             )  # fmt: skip
         )
         parts.append(_figure(figures.get("residuals"), "residual distributions"))
+        parts.append(_figure(figures.get("age"), "time offset against element-set age"))
         parts.append("</section>")
     if report["uncorrelated"]:
         parts.append("<section><h2>Uncorrelated tracklets</h2>")

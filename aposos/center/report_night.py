@@ -26,6 +26,7 @@ __all__ = ["STATUSES", "gather_night", "night_windows"]
 
 STATUSES = ("correlated", "ambiguous", "uncorrelated", "pending")
 UNKNOWN_CLASS = "unknown"
+UNIX_EPOCH, JD_UNIX_EPOCH = datetime(1970, 1, 1), 2440587.5
 
 
 def r1(x) -> float | None:
@@ -53,24 +54,36 @@ def night_windows(night: str, codes, sites: dict | None = None) -> dict:
 
 
 class _Names:
-    """Name, designator and orbit class of catalogued objects, per snapshot (lazily)."""
+    """Name, designator, orbit class and element-set epoch of catalogued objects, per
+    snapshot (loaded lazily; a snapshot whose files are gone gives no names)."""
 
     def __init__(self, paths: dict[int, str]):
         self.paths, self.cats = paths, {}
 
-    def __call__(self, snapshot_id, norad_id) -> tuple[str | None, str | None, str | None]:
-        if norad_id is None:
-            return None, None, None
-        if snapshot_id is None:
-            return None, None, UNKNOWN_CLASS
+    def _row(self, snapshot_id, norad_id):
+        if snapshot_id is None or norad_id is None:
+            return None, None
         if snapshot_id not in self.cats:
             self.cats[snapshot_id] = _load(self.paths.get(snapshot_id))
         cat = self.cats[snapshot_id]
-        if cat is None:
-            return None, None, UNKNOWN_CLASS
         try:
-            k = cat.index_of(int(norad_id))
+            return (cat, cat.index_of(int(norad_id))) if cat is not None else (None, None)
         except (KeyError, ValueError, IndexError):
+            return None, None
+
+    def age_days(self, snapshot_id, norad_id, t: datetime) -> float | None:
+        """Days from the object's element-set epoch to ``t``."""
+        cat, k = self._row(snapshot_id, norad_id)
+        if cat is None:
+            return None
+        jd = (t - UNIX_EPOCH).total_seconds() / 86400.0 + JD_UNIX_EPOCH
+        return (jd - float(cat.epoch_jd[k])) - float(cat.epoch_fr[k])
+
+    def __call__(self, snapshot_id, norad_id) -> tuple[str | None, str | None, str | None]:
+        if norad_id is None:
+            return None, None, None
+        cat, k = self._row(snapshot_id, norad_id)
+        if cat is None:
             return None, None, UNKNOWN_CLASS
         name = str(cat.name[k]).strip() or None
         desig = str(cat.intl_designator[k]).strip() or None
@@ -278,6 +291,7 @@ def gather_night(store, night: str, *, sites: dict | None = None) -> dict:
                 "name": name,
                 "intl_designator": desig,
                 "orbit_class": klass,
+                "elset_age_d": r1(names.age_days(r.snapshot_id, r.norad_id, r.t_mid)),
                 "ra_deg": None if ra is None else round(ra, 3),
                 "dec_deg": None if dec is None else round(dec, 3),
                 "score": None if r.score is None else round(r.score, 3),
@@ -336,6 +350,7 @@ def gather_night(store, night: str, *, sites: dict | None = None) -> dict:
         residuals[klass] = {
             "cross_track_arcsec": _spread([r["cross_track_arcsec"] for r in sel]),
             "time_offset_s": _spread([r["time_offset_s"] for r in sel]),
+            "elset_age_d": _spread([r["elset_age_d"] for r in sel]),
         }
 
     uct = []

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import numpy as np
 
-__all__ = ["residual_plot", "sky_map", "time_histogram"]
+__all__ = ["age_plot", "residual_plot", "sky_map", "time_histogram"]
 
 STATUS_COLOURS = {
     "correlated": "#2ca02c",
@@ -127,4 +127,32 @@ def residual_plot(report: dict) -> str | None:
                 ax.set_xlabel(label)
                 ax.set_title(f"{klass}: {v.size} tracklets")
         fig.subplots_adjust(hspace=0.7, wspace=0.3)
+        return _svg(fig)
+
+
+def age_plot(report: dict) -> str | None:
+    """Time offset against element-set age of correlated tracklets, by orbit class."""
+    import matplotlib
+
+    rows = [
+        r
+        for r in report["tracklets"]
+        if r["status"] == "correlated"
+        and r["elset_age_d"] is not None
+        and r["time_offset_s"] is not None
+    ]
+    if not rows:
+        return None
+    with matplotlib.rc_context(RC):
+        fig = _figure(figsize=(7.0, 3.0))
+        ax = fig.add_subplot(1, 1, 1)
+        for klass in sorted({r["orbit_class"] for r in rows}):
+            sel = [r for r in rows if r["orbit_class"] == klass]
+            ax.scatter([r["elset_age_d"] for r in sel], [r["time_offset_s"] for r in sel],
+                       s=12, label=f"{klass} ({len(sel)})")  # fmt: skip
+        ax.axhline(0.0, color="k", lw=0.5)
+        ax.set_xlabel("element-set age at the observation (days)")
+        ax.set_ylabel("time offset (s)")
+        ax.set_title("time offset against element-set age")
+        ax.legend(frameon=False)
         return _svg(fig)
