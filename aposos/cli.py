@@ -15,7 +15,9 @@ import re
 import sys
 
 # command groups, each a module under aposos.commands
-COMMAND_MODULES = ("catalog", "station", "correlate", "calibrate", "center", "query", "demo")
+COMMAND_MODULES = (
+    "catalog", "station", "correlate", "calibrate", "center", "query", "report", "demo",
+)  # fmt: skip
 
 # "-16.47,-71.49,2400" or "-3.5" is a value, not an option (southern and western sites)
 NEGATIVE_VALUE = re.compile(r"^-\.?\d[\d.,:eE+-]*$")

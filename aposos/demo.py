@@ -29,6 +29,8 @@ CATALOGUES = REPO / "tests" / "data" / "shared" / "catalogues"
 SKY_CATALOGUE = CATALOGUES / "celestrak-active-2020-10-02.3le"
 CENTER_CATALOGUE = CATALOGUES / "celestrak-active-2020-09-30.3le"
 
+NIGHT = "2020-10-02"  # the date every station's simulated night starts on
+
 # One evening each, when the station is in astronomical darkness (UTC), and how the
 # mount tracks: sidereal (satellites streak), or mixed (sidereal, rate, stare visits).
 NIGHT_PLANS = {
@@ -63,8 +65,9 @@ class _Center:
         folder.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
             "[center]\n"
-            f'data_dir = "{(folder / "data").as_posix()}"\n'
-            f'stations_dir = "{stations_dir.as_posix()}"\n'
+            # absolute: relative paths in a config are taken from the config's folder
+            f'data_dir = "{(folder / "data").resolve().as_posix()}"\n'
+            f'stations_dir = "{stations_dir.resolve().as_posix()}"\n'
             'host = "127.0.0.1"\n'
             f"port = {self.port}\n"
             "[worker]\nenabled = true\npoll_seconds = 0.2\n"
@@ -162,17 +165,24 @@ def run_demo(out: str | os.PathLike, *, minutes: float = 3.0, stations_dir=None,
             if not queue.get("pending", 0) and not queue.get("running", 0):
                 break
             time.sleep(0.5)
-        since = datetime(2020, 10, 2, 12, 0, 0)
+        since = datetime.fromisoformat(NIGHT) + timedelta(hours=12)
         report = build_report(admin, since, since + timedelta(days=1))
         json_path, html_path = write_report(report, out)
         admin.close()
+        say("== nightly report from the center database (aposos report nightly)")
+        _run(
+            [
+                "report", "nightly", "--night", NIGHT, "--config", str(center.config),
+                "--out", str(out / "report"),
+            ]
+        )  # fmt: skip
     t = report["totals"]
     say(
         f"== nightly report: {t['tracklets']} tracklets, {t['correlated']} correlated, "
         f"{t['ambiguous']} ambiguous, {t['uncorrelated']} uncorrelated; "
         f"{t['objects_identified']} objects identified"
     )
-    say(f"   {html_path}\n   {json_path}")
+    say(f"   {out / 'report' / 'report.html'}\n   {html_path}\n   {json_path}")
     (out / "summary.json").write_text(json.dumps(t, indent=2))
     return report
 

@@ -25,3 +25,9 @@ def test_demo_night_ends_in_a_report(tmp_path):
     assert {s["code"] for s in report["stations"]} == {"IRN1", "PAK1", "PER1"}
     html = (out / "nightly-report.html").read_text()
     assert "APOSOS nightly report" in html and f"{totals['tracklets']} tracklets" in html
+    # the report from the center database (aposos report nightly) agrees with the API's
+    nightly = json.loads((out / "report" / "summary.json").read_text())
+    for key in ("tracklets", "correlated", "ambiguous", "uncorrelated"):
+        assert nightly["totals"][key] == totals[key], key
+    assert (out / "report" / "report.html").is_file()
+    assert (out / "report" / "correlations.csv").is_file()

@@ -1,19 +1,87 @@
 """The nightly batch report: what the network saw and identified over one night.
 
-Built from the data center's HTTP API (so an analyst can build it anywhere with a
-token), written as JSON (for tools) and a self-contained HTML page (for people).
+Two builders:
+
+- :func:`nightly_report` reads the center database (``aposos report nightly``) and
+  writes ``report.html`` (self-contained, with figures), ``summary.json`` and
+  ``correlations.csv``; the numbers come from :mod:`aposos.center.report_night`, the
+  page from :mod:`aposos.center.report_html`, the figures from
+  :mod:`aposos.center.report_plots`.
+- :func:`build_report` / :func:`write_report` work from the HTTP API (so an analyst
+  can build a plain summary anywhere with a token).
 """
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import json
 import statistics
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["CSV_COLUMNS", "build_report", "nightly_report", "write_nightly", "write_report"]
+
+CSV_COLUMNS = (
+    "tracklet_id", "uuid", "station", "t_mid", "duration_s", "n_obs", "status", "norad_id",
+    "name", "intl_designator", "orbit_class", "elset_age_d", "ra_deg", "dec_deg", "score", "rms_arcsec",
+    "time_offset_s", "cross_track_arcsec", "p_unlisted", "snapshot_id", "reason",
+)  # fmt: skip
+
+
+def nightly_report(store, night: str, out, *, sites: dict | None = None) -> dict:
+    """Gather the night from ``store`` and write the three files into ``out``.
+
+    Returns the summary (as written to ``summary.json``) with the written ``paths``.
+    """
+    from aposos.center.report_night import gather_night
+
+    report = gather_night(store, night, sites=sites)
+    paths = write_nightly(report, out)
+    return {**summary_of(report), "paths": {k: str(v) for k, v in paths.items()}}
+
+
+def summary_of(report: dict) -> dict:
+    """The report without its per-tracklet rows (those go to the CSV)."""
+    return {k: v for k, v in report.items() if k != "tracklets"}
+
+
+def correlations_csv(report: dict) -> str:
+    """One row per tracklet of the night, sorted by time then id."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for row in report["tracklets"]:
+        w.writerow(["" if row.get(c) is None else row[c] for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def write_nightly(report: dict, folder: str | Path) -> dict[str, Path]:
+    """Write ``report.html``, ``summary.json`` and ``correlations.csv`` into ``folder``."""
+    from aposos.center.report_html import render_html
+    from aposos.center.report_plots import age_plot, residual_plot, sky_map, time_histogram
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "sky": sky_map(report),
+        "time": time_histogram(report),
+        "residuals": residual_plot(report),
+        "age": age_plot(report),
+    }
+    paths = {
+        "html": folder / "report.html",
+        "json": folder / "summary.json",
+        "csv": folder / "correlations.csv",
+    }
+    paths["html"].write_text(render_html(report, figures), encoding="utf-8")
+    paths["json"].write_text(
+        json.dumps(summary_of(report), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    paths["csv"].write_text(correlations_csv(report), encoding="utf-8")
+    return paths
 
 
 def build_report(client, since: datetime, until: datetime) -> dict:

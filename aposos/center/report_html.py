@@ -1,0 +1,255 @@
+"""The nightly report as one self-contained HTML page (figures inlined as data URIs).
+
+Nothing is fetched to view it: styles are inline and figures are SVG in ``data:`` URIs.
+A print style sheet keeps sections and tables from breaking across pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+
+__all__ = ["render_html"]
+
+CSS = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 64em; color: #222; }
+h1 { margin-bottom: 0.2em; }
+h2 { border-bottom: 1px solid #999; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.9em; }
+th, td { border: 1px solid #bbb; padding: 0.15em 0.5em; text-align: right; }
+td.text, th.text { text-align: left; }
+th { background: #eee; }
+p.note { color: #555; font-size: 0.9em; }
+p.empty { font-size: 1.2em; padding: 1em; background: #fff3cd; }
+img.figure { max-width: 100%; display: block; margin: 0.5em 0; }
+.warn { color: #a00; }
+@media print {
+  body { margin: 0; max-width: none; font-size: 10pt; }
+  section, table, img.figure { break-inside: avoid; page-break-inside: avoid; }
+  h2 { break-after: avoid; page-break-after: avoid; }
+}
+"""
+
+
+def _esc(x) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, list):
+        return html.escape(", ".join(map(str, x)))
+    return html.escape(str(x))
+
+
+def _v(x) -> str:
+    return "–" if x is None else str(x)
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]], text: tuple[str, ...] = ()) -> str:
+    head = "".join(
+        f'<th class="{"text" if key in text else "num"}">{html.escape(label)}</th>'
+        for key, label in columns
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{"text" if key in text else "num"}">{_esc(row.get(key))}</td>'
+            for key, _ in columns
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure(svg: str | None, alt: str) -> str:
+    if svg is None:
+        return f'<p class="note">No data to plot: {html.escape(alt)}.</p>'
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/svg+xml;base64,{data}">'
+
+
+def _station_section(s: dict) -> str:
+    frames = (
+        f"{s['frames_solved']} of {s['frames_reduced']} frames plate-solved "
+        f"({s['solved_pct']} %), {s['frames_captured']} captured, "
+        f"{s['frames_failed']} failed"
+        if s["frames_reduced"] is not None
+        else "frame counts: not reported (no agent heartbeat with frame counts)"
+    )
+    if s["last_heartbeat"] is None:
+        beat = "no heartbeat received"
+    else:
+        when = "during this night" if s["heartbeat_in_night"] else "outside this night"
+        beat = f"last heartbeat {s['last_heartbeat']} ({when})"
+    backlog = s["outbox_backlog"]
+    lines = [
+        f"night (local mean noon to noon): {s['night_start']} to {s['night_end']}",
+        frames,
+        f"tracklets: {s['tracklets']} ({s['correlated']} correlated, {s['ambiguous']} "
+        f"ambiguous, {s['uncorrelated']} uncorrelated, {s['pending']} pending); "
+        f"{s['objects']} objects",
+        f"first tracklet {_v(s['first_tracklet'])}, last {_v(s['last_tracklet'])}; "
+        f"longest gap between tracklets {_v(s['longest_gap_min'])} min",
+        f"{beat}; outbox backlog {_v(backlog)}; {s['uploads']} uploads "
+        f"carried its tracklets, {s['uploads_refused']} refused during the night",
+    ]
+    error = f'<li class="warn">last error: {_esc(s["last_error"])}</li>' if s["last_error"] else ""
+    items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)
+    return f"<section><h3>{_esc(s['code'])}</h3><ul>{items}{error}</ul></section>"
+
+
+def render_html(report: dict, figures: dict[str, str | None]) -> str:
+    """The page for a report of :func:`~aposos.center.report_night.gather_night`."""
+    t = report["totals"]
+    night = html.escape(report["night"])
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>APOSOS nightly report, night of {night}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>APOSOS nightly report</h1><p>Night starting {night} (times in UTC)</p>",
+    ]
+    if not t["tracklets"]:
+        parts.append(
+            f'<p class="empty" id="summary">No tracklets were received for the night of '
+            f"{night}: nothing was observed or uploaded.</p>"
+        )
+    else:
+        parts.append(
+            f'<p id="summary">{t["tracklets"]} tracklets from {t["stations_reporting"]} '
+            f"stations: {t['correlated']} correlated, {t['ambiguous']} ambiguous, "
+            f"{t['uncorrelated']} uncorrelated, {t['pending']} pending; "
+            f"{t['objects_identified']} objects identified, {t['objects_new']} of them "
+            "not identified the previous night.</p>"
+        )
+    parts.append("<section><h2>The network at a glance</h2>")
+    parts.append(
+        _table(
+            report["stations"],
+            [
+                ("code", "station"),
+                ("tracklets", "tracklets"),
+                ("correlated", "correlated"),
+                ("ambiguous", "ambiguous"),
+                ("uncorrelated", "uncorrelated"),
+                ("pending", "pending"),
+                ("objects", "objects"),
+            ],
+            text=("code",),
+        )  # fmt: skip
+    )
+    parts.append("</section>")
+    if report["objects"]:
+        parts.append("<section><h2>Objects identified</h2>")
+        parts.append(
+            _table(
+                report["objects"],
+                [
+                    ("norad_id", "NORAD"),
+                    ("name", "name"),
+                    ("intl_designator", "designator"),
+                    ("orbit_class", "class"),
+                    ("tracklets", "tracklets"),
+                    ("stations", "stations"),
+                    ("median_rms_arcsec", "median RMS (arcsec)"),
+                    ("new", "new"),
+                ],
+                text=("name", "intl_designator", "orbit_class", "stations"),
+            )  # fmt: skip
+        )
+        parts.append("</section>")
+    parts.append("<section><h2>Each station's night</h2>")
+    parts.extend(_station_section(s) for s in report["stations"])
+    if not report["stations"]:
+        parts.append('<p class="note">No station is registered.</p>')
+    parts.append("</section>")
+    if t["tracklets"]:
+        parts.append("<section><h2>Sky and time</h2>")
+        parts.append(_figure(figures.get("sky"), "sky map of the night's tracklets"))
+        parts.append(_figure(figures.get("time"), "tracklets over the night"))
+        parts.append("</section>")
+        parts.append("<section><h2>Residuals of correlated tracklets, by orbit class</h2>")
+        rows = [
+            {
+                "class": k,
+                "n": v["cross_track_arcsec"]["n"],
+                "ct_med": v["cross_track_arcsec"]["median"],
+                "ct_95": v["cross_track_arcsec"]["p95_abs"],
+                "dt_med": v["time_offset_s"]["median"],
+                "dt_95": v["time_offset_s"]["p95_abs"],
+                "age": v["elset_age_d"]["median"],
+            }
+            for k, v in report["residuals"].items()
+        ]
+        parts.append(
+            _table(
+                rows,
+                [
+                    ("class", "class"),
+                    ("n", "tracklets"),
+                    ("ct_med", "cross-track median (arcsec)"),
+                    ("ct_95", "|cross-track| 95 % (arcsec)"),
+                    ("dt_med", "time offset median (s)"),
+                    ("dt_95", "|time offset| 95 % (s)"),
+                    ("age", "element-set age median (d)"),
+                ],
+                text=("class",),
+            )  # fmt: skip
+        )
+        parts.append(_figure(figures.get("residuals"), "residual distributions"))
+        parts.append(_figure(figures.get("age"), "time offset against element-set age"))
+        parts.append("</section>")
+    if report["uncorrelated"]:
+        parts.append("<section><h2>Uncorrelated tracklets</h2>")
+        rows = []
+        for u in report["uncorrelated"]:
+            n = u["nearest"] or {}
+            rows.append(
+                {
+                    **u,
+                    "near": n.get("norad_id"),
+                    "near_name": n.get("name"),
+                    "along": n.get("along_track_km"),
+                    "cross": n.get("cross_track_km"),
+                    "dt": n.get("time_offset_s"),
+                    "rms": n.get("rms_arcsec"),
+                }
+            )
+        parts.append(
+            _table(
+                rows,
+                [
+                    ("tracklet_id", "tracklet"),
+                    ("station", "station"),
+                    ("t_mid", "time (UTC)"),
+                    ("n_obs", "obs"),
+                    ("reason", "reason"),
+                    ("near", "nearest NORAD"),
+                    ("near_name", "name"),
+                    ("along", "along-track (km)"),
+                    ("cross", "cross-track (km)"),
+                    ("dt", "time offset (s)"),
+                    ("rms", "RMS (arcsec)"),
+                ],
+                text=("station", "t_mid", "reason", "near_name"),
+            )  # fmt: skip
+        )
+        parts.append("</section>")
+    if report["snapshots"]:
+        parts.append("<section><h2>Catalogue snapshots used</h2>")
+        parts.append(
+            _table(
+                report["snapshots"],
+                [
+                    ("id", "id"),
+                    ("source_name", "source"),
+                    ("n_objects", "objects"),
+                    ("epoch_median", "median epoch"),
+                ],
+                text=("source_name", "epoch_median"),
+            )  # fmt: skip
+        )
+        parts.append("</section>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

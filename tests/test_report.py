@@ -1,0 +1,227 @@
+"""The nightly report from a real center database: numbers, rounding, files, determinism.
+
+The database is built through the store's own API (ingest, snapshot, the worker's queue
+calls), with correlations whose numbers carry the long tails a correlator produces
+(117726.58004849099 arcsec), so the rounding is checked on what the report really sees.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from datetime import datetime
+
+import numpy as np
+import pytest
+from centerserver import CAT_0930
+
+from aposos.center.config import CenterConfig
+from aposos.center.report import nightly_report
+from aposos.center.report_night import gather_night
+from aposos.center.snapshots import create_snapshot
+from aposos.center.store import Store
+from aposos.center.worker import claim_jobs, complete_jobs
+from aposos.cli import main
+from aposos.model import Candidate, Correlation, Tracklet
+
+NIGHT = "2020-10-02"
+T_NIGHT = np.datetime64("2020-10-02T20:00:00", "us")  # 20:00 UTC: within every station's night
+T_BEFORE = np.datetime64("2020-10-01T20:00:00", "us")  # the previous night
+
+
+def tracklet(station: str, start, seed: int) -> Tracklet:
+    rng = np.random.default_rng(seed)
+    n = 6
+    return Tracklet(
+        station=station,
+        utc=start + np.arange(n) * np.timedelta64(2_000_000, "us"),
+        ra_deg=rng.uniform(0, 360) + 0.01 * np.arange(n),
+        dec_deg=rng.uniform(-60, 60) + 0.01 * np.arange(n),
+        sigma_arcsec=np.full(n, 1.5),
+        mag=np.full(n, 9.0),
+    )
+
+
+def first_objects(n: int) -> bytes:
+    lines = CAT_0930.read_text().splitlines()[: 3 * n]
+    return ("\n".join(lines) + "\n").encode()
+
+
+CORRELATED_900 = Correlation(
+    status="correlated",
+    norad_id=900,
+    score=0.987654321,
+    rms_arcsec=1.23456789,
+    time_offset_s=0.04999999,
+    cross_track_arcsec=-2.3456789,
+    candidates=[Candidate(900, 0.987654321, 1.23456789, 0.04999999, 0.3, -0.01)],
+)
+CORRELATED_902 = Correlation(
+    status="correlated",
+    norad_id=902,
+    score=0.9,
+    rms_arcsec=3.0,
+    time_offset_s=-1.25,
+    cross_track_arcsec=4.0,
+    candidates=[Candidate(902, 0.9, 3.0, -1.25)],
+)
+UNCORRELATED = Correlation(
+    status="uncorrelated",
+    norad_id=None,
+    score=0.0,
+    rms_arcsec=float("nan"),
+    time_offset_s=float("nan"),
+    cross_track_arcsec=float("nan"),
+    candidates=[
+        Candidate(1361, 1e-9, 117726.58004849099, 812.345678, 5871.2345678, 44.44444),
+        Candidate(902, 1e-6, 98765.4321, 12.3456, 89.87654321, 12.345678),
+    ],
+    reason="no candidate within the gate",
+)
+
+
+@pytest.fixture
+def center(tmp_path):
+    config = CenterConfig(data_dir=tmp_path / "data")
+    config.data_dir.mkdir()
+    store = Store(config.database_url)
+    store.upgrade()
+    create_snapshot(store, config, first_objects(3), "celestrak-active-2020-09-30 (3 objects)")
+    # the previous night: 902 seen; this night: PER1 sees 900 and 902, IRN1 an unknown
+    store.ingest(None, [tracklet("PER1", T_BEFORE, 0)])
+    night = [
+        tracklet("PER1", T_NIGHT, 1),
+        tracklet("PER1", T_NIGHT + np.timedelta64(40, "m"), 2),
+        tracklet("IRN1", T_NIGHT + np.timedelta64(5, "m"), 3),
+    ]
+    store.ingest(store.save_raw_upload("PER1", "application/json", b"{}"), night)
+    answer = {night[0].uuid: CORRELATED_900, night[1].uuid: CORRELATED_902,
+              night[2].uuid: UNCORRELATED}  # fmt: skip
+    jobs = claim_jobs(store, "w", 10, 60)
+    stored = store.load_tracklets([j.tracklet_id for j in jobs])
+    complete_jobs(
+        store, "w", [(j, 1, answer.get(stored[j.tracklet_id].uuid, CORRELATED_902)) for j in jobs]
+    )
+    store.record_heartbeat(
+        "PER1",
+        outbox_backlog=2,
+        agent_version="test",
+        body={"frames_captured": 46, "frames_reduced": 45, "solve_rate": 30 / 45,
+              "frames_failed": 1, "last_error": "frame 12: no stars"},
+    )  # fmt: skip
+    yield config, store
+    store.close()
+
+
+def test_the_night_in_numbers(center):
+    _, store = center
+    r = gather_night(store, NIGHT)
+    t = r["totals"]
+    assert (t["tracklets"], t["correlated"], t["uncorrelated"]) == (3, 2, 1)
+    assert (t["objects_identified"], t["objects_new"]) == (2, 1)  # 902 was seen the night before
+    objects = {o["norad_id"]: o for o in r["objects"]}
+    assert objects[900]["name"] == "CALSPHERE 1" and objects[900]["intl_designator"]
+    assert objects[900]["orbit_class"] == "LEO" and objects[900]["new"]
+    assert not objects[902]["new"]
+    assert objects[900]["median_rms_arcsec"] == 1.2
+    per1 = next(s for s in r["stations"] if s["code"] == "PER1")
+    assert (per1["frames_solved"], per1["frames_reduced"], per1["solved_pct"]) == (30, 45, 66.7)
+    assert per1["outbox_backlog"] == 2 and per1["last_error"] == "frame 12: no stars"
+    assert per1["longest_gap_min"] == 40.0
+    assert per1["uploads"] == 1 and per1["uploads_refused"] == 0
+    (u,) = r["uncorrelated"]
+    assert u["station"] == "IRN1" and u["reason"] == "no candidate within the gate"
+    # nearest in space, not the first listed; in km and s to 0.1
+    assert u["nearest"] == {
+        "norad_id": 902, "name": "CALSPHERE 2", "orbit_class": "LEO", "rms_arcsec": 98765.4,
+        "time_offset_s": 12.3, "along_track_km": 89.9, "cross_track_km": 12.3,
+    }  # fmt: skip
+    assert r["residuals"]["LEO"]["cross_track_arcsec"]["n"] == 2
+    # CALSPHERE 1's element set: epoch 2020 day 274.95388704 = 2020-09-30T22:53:35.84 UTC
+    seen = next(x for x in r["tracklets"] if x["norad_id"] == 900)
+    age = 2 + (20 * 3600 + 5 - (22 * 3600 + 53 * 60 + 35.84)) / 86400
+    assert seen["elset_age_d"] == round(age, 1)
+
+
+def test_files_are_self_contained_rounded_and_deterministic(center, tmp_path):
+    _, store = center
+    a = nightly_report(store, NIGHT, tmp_path / "a")
+    nightly_report(store, NIGHT, tmp_path / "b")
+    for name in ("report.html", "summary.json", "correlations.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<script" not in page and "@import" not in page
+    assert page.count('src="data:image/svg+xml;base64,') == 4  # sky, time, residuals, age
+    assert "CALSPHERE 1" in page and "30 of 45 frames plate-solved (66.7 %)" in page
+    assert "117726.58" not in page and "98765.4" in page
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["totals"] == a["totals"] and "tracklets" not in summary
+    assert "117726.58" not in (tmp_path / "a" / "summary.json").read_text()
+    with open(tmp_path / "a" / "correlations.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["status"] for r in rows] == ["correlated", "uncorrelated", "correlated"]
+    assert rows[0]["name"] == "CALSPHERE 1" and rows[0]["rms_arcsec"] == "1.2"
+    assert rows[0]["cross_track_arcsec"] == "-2.3" and rows[0]["time_offset_s"] == "0.0"
+    assert rows == sorted(rows, key=lambda r: r["t_mid"])
+
+
+def test_a_night_without_data_says_so(center, tmp_path):
+    _, store = center
+    out = nightly_report(store, "2020-11-05", tmp_path / "empty")
+    assert out["totals"]["tracklets"] == 0
+    page = (tmp_path / "empty" / "report.html").read_text()
+    assert "No tracklets were received for the night of 2020-11-05" in page
+    lines = (tmp_path / "empty" / "correlations.csv").read_text().splitlines()
+    assert len(lines) == 1  # the header
+
+
+def test_the_command(center, tmp_path, capsys):
+    config, store = center
+    toml = tmp_path / "center.toml"
+    toml.write_text(f'[center]\ndata_dir = "{config.data_dir}"\n')
+    out = tmp_path / "cmd"
+    args = ["report", "nightly", "--night", NIGHT, "--config", str(toml), "--out", str(out)]
+    assert main(args) == 0
+    assert "3 tracklets" in capsys.readouterr().out
+    assert (out / "report.html").is_file() and (out / "correlations.csv").is_file()
+    assert main(["report", "nightly", "--night", "2020-13-40", "--config", str(toml)]) == 2
+    assert "2020-13-40" in capsys.readouterr().err
+    assert datetime.fromisoformat(NIGHT)  # the date form the command takes
+
+
+def _chromium() -> str:
+    """The path of Debian's chromium, installing it when missing; skips with the reason."""
+    from system_packages import apt_install
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    why = apt_install("chromium")
+    found = shutil.which("chromium")
+    if why or not found:
+        pytest.skip(why or "chromium installed but not on PATH")
+    return found
+
+
+@pytest.mark.slow
+def test_the_page_prints_in_a_real_browser(center, tmp_path):
+    _, store = center
+    nightly_report(store, NIGHT, tmp_path / "r")
+    browser = _chromium()
+    page = (tmp_path / "r" / "report.html").resolve()
+    pdf, png = tmp_path / "report.pdf", tmp_path / "report.png"
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+              "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    for extra in ([f"--print-to-pdf={pdf}", "--no-pdf-header-footer"],
+                  [f"--screenshot={png}", "--window-size=1200,3000"]):  # fmt: skip
+        done = subprocess.run(
+            [*common, *extra, page.as_uri()], capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 20_000  # text and three figures
+    assert png.stat().st_size > 20_000  # the screenshot, kept in tmp_path as the artefact
