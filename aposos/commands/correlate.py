@@ -224,7 +224,6 @@ def write_records(records, fmt: str, out) -> None:
 
 
 def run_correlate(args) -> int:
-    from aposos.commands.catalog import load_catalogue
     from aposos.correlate.correlator import SGP4Correlator
     from aposos.correlate.sites import iod_station_key, read_station_sites
 
@@ -241,20 +240,8 @@ def run_correlate(args) -> int:
         if station.iod_station is not None:
             sites[iod_station_key(station.iod_station)] = station.site
             station_codes[station.iod_station] = station.code
-    try:
-        catalogue = load_catalogue(args.catalog)
-    except FileNotFoundError:
-        raise CommandError(f"no catalogue at {args.catalog}") from None
-    if len(catalogue) == 0:
-        raise CommandError(f"{args.catalog}: no element sets could be read")
-    previous = None
-    if args.previous:
-        try:
-            previous = load_catalogue(args.previous)
-        except FileNotFoundError:
-            raise CommandError(f"no catalogue at {args.previous}") from None
-        if len(previous) == 0:
-            raise CommandError(f"{args.previous}: no element sets could be read")
+    catalogue = _read_catalogue(args.catalog)
+    previous = _read_catalogue(args.previous) if args.previous else None
 
     entries = read_inputs(args.inputs, station_codes)
     good = [e["tracklet"] for e in entries if e["tracklet"] is not None]
@@ -294,6 +281,18 @@ def run_correlate(args) -> int:
     if errors and not done:
         return 2
     return 1 if errors else 0
+
+
+def _read_catalogue(path):
+    from aposos.commands.catalog import load_catalogue
+
+    try:
+        catalogue = load_catalogue(path)
+    except FileNotFoundError:
+        raise CommandError(f"no catalogue at {path}") from None
+    if len(catalogue) == 0:
+        raise CommandError(f"{path}: no element sets could be read")
+    return catalogue
 
 
 def _run_dask(correlator, tracklets, args, progress):
