@@ -58,16 +58,25 @@ def main(argv=None):
     r_ref = np.empty_like(r)
     v_ref = np.empty_like(v)
     ref_best, ref_med = best_of(
-        args.repeat, lambda: ref._sgp4(jd, fr, e_ref, r_ref, v_ref)  # sgp4() minus allocation
+        args.repeat,
+        lambda: ref._sgp4(jd, fr, e_ref, r_ref, v_ref),  # sgp4() minus allocation
     )
     ok = (e == 0) & (e_ref == 0)
     dr = np.abs(r - r_ref)[ok].max() * 1e6
     dv = np.abs(v - v_ref)[ok].max() * 1e6
     print(f"propagations: {len(cat)} objects x {args.times} times = {n / 1e6:.1f} M")
-    print(f"python-sgp4 SatrecArray: {n / ref_best / 1e6:7.2f} M/s (best), {n / ref_med / 1e6:.2f} M/s (median)")
-    print(f"aposos numba ({os.cpu_count()} cores): {n / ours_best / 1e6:7.2f} M/s (best), {n / ours_med / 1e6:.2f} M/s (median)")
-    print(f"ratio aposos / SatrecArray: {ref_best / ours_best:.2f}x (best), {ref_med / ours_med:.2f}x (median)")
-    print(f"largest difference: {dr:.4f} mm, {dv:.4f} mm/s; error codes equal: {np.array_equal(e, e_ref)}")
+    print(
+        f"python-sgp4 SatrecArray: {n / ref_best / 1e6:7.2f} M/s (best), {n / ref_med / 1e6:.2f} M/s (median)"
+    )
+    print(
+        f"aposos numba ({os.cpu_count()} cores): {n / ours_best / 1e6:7.2f} M/s (best), {n / ours_med / 1e6:.2f} M/s (median)"
+    )
+    print(
+        f"ratio aposos / SatrecArray: {ref_best / ours_best:.2f}x (best), {ref_med / ours_med:.2f}x (median)"
+    )
+    print(
+        f"largest difference: {dr:.4f} mm, {dv:.4f} mm/s; error codes equal: {np.array_equal(e, e_ref)}"
+    )
 
 
 if __name__ == "__main__":

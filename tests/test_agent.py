@@ -210,7 +210,9 @@ def test_corrupt_and_half_written_files(center, fields, tmp_path):
                             agent_settings(tmp / "work", camera))  # fmt: skip
     src = sorted(fields[0].glob("s00_*.fits"))
     raw = [p.read_bytes() for p in src]
-    (camera / "garbage.fits").write_bytes(bytes(random.Random(1).randrange(256) for _ in range(5000)))
+    (camera / "garbage.fits").write_bytes(
+        bytes(random.Random(1).randrange(256) for _ in range(5000))
+    )
     (camera / "cut.fits").write_bytes(raw[0][: len(raw[0]) // 3])  # never completed
     half = camera / src[0].name
     half.write_bytes(raw[0][: len(raw[0]) // 2])  # the camera is still writing

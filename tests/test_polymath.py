@@ -19,7 +19,9 @@ def _apply(x, y, s, c, a, m):
 
 def test_against_libm():
     rng = np.random.default_rng(3)
-    x = np.concatenate([rng.uniform(-1e4, 1e4, 20000), rng.normal(0, 2, 20000), [0.0, np.pi, -np.pi / 2]])
+    x = np.concatenate(
+        [rng.uniform(-1e4, 1e4, 20000), rng.normal(0, 2, 20000), [0.0, np.pi, -np.pi / 2]]
+    )
     y = np.concatenate([rng.normal(0, 1e3, 20000), rng.normal(0, 2, 20000), [1.0, 0.0, 0.0]])
     s, c, a, m = (np.empty_like(x) for _ in range(4))
     _apply(x, y, s, c, a, m)

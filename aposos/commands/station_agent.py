@@ -213,14 +213,20 @@ def register(sub) -> None:
         epilog="example:\n  aposos station run --station stations/pakistan.toml --forever\n",
     )
     run.add_argument("--station", required=True, help="station file (stations/<name>.toml)")
-    run.add_argument("--source", choices=("folder", "simulator", "indi"),
-                     help="frame source (default: agent.source in the station file)")
+    run.add_argument(
+        "--source",
+        choices=("folder", "simulator", "indi"),
+        help="frame source (default: agent.source in the station file)",
+    )
     run.add_argument("--forever", action="store_true",
                      help="keep running when the source has no more frames (the simulator's "
                      "night ended) until SIGTERM")  # fmt: skip
-    run.add_argument("--log-level", default="info",
-                     choices=("debug", "info", "warning", "error"),
-                     help="log level (default info); logs go to agent.log_file or stderr")
+    run.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="log level (default info); logs go to agent.log_file or stderr",
+    )
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser(
@@ -235,7 +241,11 @@ def register(sub) -> None:
         "--format", choices=("table", "json"), default="table", help="default table"
     )
     status.add_argument(
-        "--json", dest="format", action="store_const", const="json", help="the same as --format json"
+        "--json",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="the same as --format json",
     )
     status.set_defaults(func=cmd_status)
 

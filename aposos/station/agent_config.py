@@ -268,12 +268,12 @@ def load_agent_config(
         )  # fmt: skip
     if indi is not None and None not in (indi.cadence_s, indi.exposure_s, idle_s):
         if idle_s <= indi.cadence_s + indi.exposure_s:
-            v.problems.append(f"agent.field_idle_s {idle_s:g} must be longer than the time "
-                              f"between INDI frames ({indi.cadence_s + indi.exposure_s:g} s)")
+            v.problems.append(
+                f"agent.field_idle_s {idle_s:g} must be longer than the time "
+                f"between INDI frames ({indi.cadence_s + indi.exposure_s:g} s)"
+            )
     for table in list(v.data):
-        if table not in ("agent", "agent.upload", f"agent.{chosen}") and table.startswith(
-            "agent."
-        ):
+        if table not in ("agent", "agent.upload", f"agent.{chosen}") and table.startswith("agent."):
             v._seen[table] = set(v.data[table])  # another source's settings: kept, unused
     v._seen.setdefault("agent", set())
     for table, keys in v.data.items():
