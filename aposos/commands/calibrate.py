@@ -40,20 +40,12 @@ def register(subparsers) -> None:
 
 
 def run_calibrate(args) -> int:
-    from aposos.commands.catalog import load_catalogue
+    from aposos.commands.catalog import load_usable_catalogue
     from aposos.correlate.calibrate import absent_share, catalogue_errors, fit_error_model
 
     if len(args.snapshots) < 2:
         raise CommandError("give at least two snapshots of the catalogue (an older and a newer)")
-    cats = []
-    for path in args.snapshots:
-        try:
-            cat = load_catalogue(path)
-        except FileNotFoundError:
-            raise CommandError(f"no catalogue at {path}") from None
-        if len(cat) == 0:
-            raise CommandError(f"{path}: no element sets could be read")
-        cats.append(cat)
+    cats = [load_usable_catalogue(path) for path in args.snapshots]
     t0 = time.perf_counter()
     print(f"measuring element-set errors over {len(cats)} snapshots ...", file=sys.stderr)
     try:

@@ -118,6 +118,18 @@ def load_catalogue(path: str):
     return Catalogue.from_tle(p)
 
 
+def load_usable_catalogue(path: str):
+    """:func:`load_catalogue`, refusing a catalogue with no element set (for commands
+    that need one to work on)."""
+    try:
+        catalogue = load_catalogue(path)
+    except FileNotFoundError:
+        raise CommandError(f"no catalogue at {path}") from None
+    if len(catalogue) == 0:
+        raise CommandError(f"{path}: no element sets could be read")
+    return catalogue
+
+
 def _iso(jd: float) -> str:
     from aposos.model import jd_fr_to_datetime64
 

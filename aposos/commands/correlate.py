@@ -240,8 +240,10 @@ def run_correlate(args) -> int:
         if station.iod_station is not None:
             sites[iod_station_key(station.iod_station)] = station.site
             station_codes[station.iod_station] = station.code
-    catalogue = _read_catalogue(args.catalog)
-    previous = _read_catalogue(args.previous) if args.previous else None
+    from aposos.commands.catalog import load_usable_catalogue
+
+    catalogue = load_usable_catalogue(args.catalog)
+    previous = load_usable_catalogue(args.previous) if args.previous else None
 
     entries = read_inputs(args.inputs, station_codes)
     good = [e["tracklet"] for e in entries if e["tracklet"] is not None]
@@ -281,18 +283,6 @@ def run_correlate(args) -> int:
     if errors and not done:
         return 2
     return 1 if errors else 0
-
-
-def _read_catalogue(path):
-    from aposos.commands.catalog import load_catalogue
-
-    try:
-        catalogue = load_catalogue(path)
-    except FileNotFoundError:
-        raise CommandError(f"no catalogue at {path}") from None
-    if len(catalogue) == 0:
-        raise CommandError(f"{path}: no element sets could be read")
-    return catalogue
 
 
 def _run_dask(correlator, tracklets, args, progress):
