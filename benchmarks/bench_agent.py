@@ -37,7 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from agentsetup import AgentProcess, wait_for, write_station  # noqa: E402
+from agentsetup import AgentProcess, count_rows, wait_for, write_station  # noqa: E402
 from centerserver import CAT_1002, CenterProcess  # noqa: E402
 
 STATION = ROOT / "stations" / "pakistan.toml"
@@ -67,18 +67,6 @@ def baseline(frames: list[Path]) -> tuple[float, int, int]:
     return seconds, len(result.tracklets), sum(len(t) >= 2 for t in result.tracklets)
 
 
-def _count(db: Path, sql: str) -> int:
-    if not db.exists():
-        return 0
-    con = sqlite3.connect(db, timeout=30)
-    try:
-        return con.execute(sql).fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        con.close()
-
-
 def run_agent(frames: list[Path], base: Path, cadence_s: float | None) -> dict:
     """Feed the frames to a fresh agent; returns timings and per-tracklet latencies."""
     center = CenterProcess(base / "center", worker=False).start()
@@ -104,12 +92,12 @@ def run_agent(frames: list[Path], base: Path, cadence_s: float | None) -> dict:
             tmp.rename(camera / src.name)  # the camera's last step: the file appears whole
             written[src.name] = time.time()
         done_sql = "SELECT COUNT(*) FROM frames WHERE state != 'captured'"
-        wait_for(lambda: _count(db, done_sql) == len(frames), 3600, "every frame", agent)
-        wait_for(lambda: _count(db, "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
+        wait_for(lambda: count_rows(db, done_sql) == len(frames), 3600, "every frame", agent)
+        wait_for(lambda: count_rows(db, "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
                  == 0, 600, "the outbox to drain", agent)  # fmt: skip
         t_end = time.time()
         latencies = _latencies(db, center, written)
-        n_tracklets = _count(db, "SELECT COUNT(*) FROM outbox")
+        n_tracklets = count_rows(db, "SELECT COUNT(*) FROM outbox")
     finally:
         agent.terminate()
         center.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 import tomllib
@@ -142,6 +143,19 @@ class AgentProcess:
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def count_rows(db: Path, sql: str) -> int:
+    """``SELECT COUNT(*) ...`` on an agent's state database; 0 while it does not exist yet."""
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return con.execute(sql).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
 
 
 def wait_for(predicate, timeout: float, what: str, agent: AgentProcess | None = None):

@@ -18,13 +18,12 @@ import re
 import shlex
 import shutil
 import signal
-import sqlite3
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
-from agentsetup import three_fields, wait_for, write_station
+from agentsetup import count_rows, three_fields, wait_for, write_station
 from centerserver import REPO, CenterProcess
 from system_packages import apt_install
 
@@ -123,7 +122,7 @@ def test_the_units_command_runs_and_stops_as_systemd_would(tmp_path):
 
         proc = start(tmp_path / "journal1.log")
         # stop once every frame is taken: the last field may still be open
-        wait_for(lambda: count(db, "SELECT COUNT(*) FROM frames") == 12
+        wait_for(lambda: count_rows(db, "SELECT COUNT(*) FROM frames") == 12
                  or proc.poll() is not None, 300, "every frame taken")  # fmt: skip
         assert proc.poll() is None, (tmp_path / "journal1.log").read_text()[-3000:]
         proc.send_signal(kill_signal)
@@ -136,15 +135,15 @@ def test_the_units_command_runs_and_stops_as_systemd_would(tmp_path):
         log = (tmp_path / "journal1.log").read_text()
         assert code == 0, log[-3000:]
         assert "stopped" in log and "Traceback" not in log
-        assert count(db, "SELECT COUNT(*) FROM frames WHERE state = 'captured'") == 0
-        assert count(db, "SELECT COUNT(*) FROM outbox") == 3  # every field reduced
+        assert count_rows(db, "SELECT COUNT(*) FROM frames WHERE state = 'captured'") == 0
+        assert count_rows(db, "SELECT COUNT(*) FROM outbox") == 3  # every field reduced
         # started again (systemctl start): whatever waited goes out, nothing twice
         journal = tmp_path / "journal2.log"
         proc = start(journal)
         try:
             wait_for(lambda: "work folder" in journal.read_text(), 120, "the agent to start")
             wait_for(lambda: center_ids(center) == ids
-                     and count(db, "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
+                     and count_rows(db, "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")
                      == 0, 120, "every tracklet delivered")  # fmt: skip
         finally:
             proc.send_signal(kill_signal)
@@ -152,18 +151,6 @@ def test_the_units_command_runs_and_stops_as_systemd_would(tmp_path):
         assert center_ids(center) == ids
     finally:
         center.stop()
-
-
-def count(db: Path, sql: str) -> int:
-    if not db.exists():
-        return 0
-    con = sqlite3.connect(db, timeout=30)
-    try:
-        return con.execute(sql).fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        con.close()
 
 
 def center_ids(center) -> list[str]:

@@ -151,29 +151,22 @@ class SGP4Correlator:
     ) -> list[Correlation]:
         tracklets = list(tracklets)
         results: list[Correlation | None] = [None] * len(tracklets)
+        chunks = self._time_ordered_chunks(tracklets, results)
+        done = (
+            (chunk, self._correlate_valid([tracklets[i] for i in chunk], sites))
+            for chunk, sites in chunks
+        )
+        return _collect(results, done, sum(len(chunk) for chunk, _ in chunks), progress)
+
+    def _time_ordered_chunks(self, tracklets, results) -> list[tuple[list[int], list]]:
+        """Validate (the refused get their result in ``results``), then cut the rest into
+        chunks in time order: ``(indices, sites)`` each, ``chunk_size`` long at most."""
         good, sites = self._validate(tracklets, results)
         order = self._time_order([tracklets[i] for i in good])
         good = [good[i] for i in order]
         sites = [sites[i] for i in order]
-        bar = None
-        if progress and good:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(good), desc="correlate", unit="tracklet")
-        try:
-            for lo in range(0, len(good), self.chunk_size):
-                chunk = good[lo : lo + self.chunk_size]
-                out = self._correlate_valid(
-                    [tracklets[i] for i in chunk], sites[lo : lo + len(chunk)]
-                )
-                for i, corr in zip(chunk, out, strict=True):
-                    results[i] = corr
-                if bar is not None:
-                    bar.update(len(chunk))
-        finally:
-            if bar is not None:
-                bar.close()
-        return results  # type: ignore[return-value]
+        size = self.chunk_size
+        return [(good[lo : lo + size], sites[lo : lo + size]) for lo in range(0, len(good), size)]
 
     def correlate_one(self, tracklet: Tracklet) -> Correlation:
         """Correlate one tracklet (the service's per-upload path)."""
@@ -463,11 +456,8 @@ class SGP4Correlator:
             self._set_cube_dir(tempfile.mkdtemp(prefix="aposos-cube-"))
         tracklets = list(tracklets)
         results: list[Correlation | None] = [None] * len(tracklets)
-        good, _ = self._validate(tracklets, results)
-        order = self._time_order([tracklets[i] for i in good])
-        good = [good[i] for i in order]
-        size = self.chunk_size
-        chunks = [good[lo : lo + size] for lo in range(0, len(good), size)]
+        chunks = [chunk for chunk, _ in self._time_ordered_chunks(tracklets, results)]
+        good = [i for chunk in chunks for i in chunk]
         remote = client.scatter(self, broadcast=True)
         needed = self.blocks_needed([tracklets[i] for i in good])
         block_tasks = [client.submit(_ensure_blocks, remote, [blk], pure=False) for blk in needed]
@@ -479,27 +469,33 @@ class SGP4Correlator:
             ): chunk
             for chunk in chunks
         }
-        bar = None
-        if progress and good:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(good), desc="correlate", unit="tracklet")
-        try:
-            for future in as_completed(futures):
-                chunk = futures[future]
-                for i, corr in zip(chunk, future.result(), strict=True):
-                    results[i] = corr
-                if bar is not None:
-                    bar.update(len(chunk))
-        finally:
-            if bar is not None:
-                bar.close()
-        return results  # type: ignore[return-value]
+        done = ((futures[future], future.result()) for future in as_completed(futures))
+        return _collect(results, done, len(good), progress)
 
     def _set_cube_dir(self, cube_dir) -> None:
         self.cube_dir = cube_dir
         for _, eph in self._groups:
             eph.cube_dir = None if cube_dir is None else Path(cube_dir)
+
+
+def _collect(results: list, done, total: int, progress: bool) -> list:
+    """Put each finished chunk's correlations in place (``done`` yields ``(indices,
+    correlations)``), with a progress bar over ``total`` tracklets when asked."""
+    bar = None
+    if progress and total:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="correlate", unit="tracklet")
+    try:
+        for chunk, out in done:
+            for i, corr in zip(chunk, out, strict=True):
+                results[i] = corr
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
 
 
 def _nothing_in_gate() -> Correlation:
