@@ -26,6 +26,7 @@ from sqlalchemy import and_, bindparam, func, or_, select
 
 from aposos.center import schema as S
 from aposos.center.config import CenterConfig
+from aposos.center.heap import settle_heap
 from aposos.center.store import Store, correlation_row, utcnow
 from aposos.correlate.sites import resolve_site
 from aposos.model import Correlation, Tracklet
@@ -372,9 +373,17 @@ class CorrelationWorker:
     >>> worker.start(); ...; worker.stop()  # doctest: +SKIP
     """
 
-    def __init__(self, store: Store, config: CenterConfig, *, cached_snapshots: int = 2):
+    def __init__(
+        self,
+        store: Store,
+        config: CenterConfig,
+        *,
+        cached_snapshots: int = 2,
+        freeze_heap: bool = False,
+    ):
         self.store = store
         self.config = config
+        self.freeze_heap = freeze_heap  # a process of its own: see heap.settle_heap
         self.name = f"worker-{uuid_module.uuid4().hex[:12]}"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -511,6 +520,8 @@ class CorrelationWorker:
         self._correlators[snapshot_id] = correlator
         while len(self._correlators) > self._cached:
             self._correlators.popitem(last=False)
+        if self.freeze_heap:
+            settle_heap()
         return correlator
 
     def _previous_snapshot_path(self, snap: dict) -> str | None:
