@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from aposos.center.dbtypes import (
 )
 from aposos.center.groupcommit import GroupCommit
 from aposos.center.queries import StoreQueries
+from aposos.center.writelock import WriteLock
 from aposos.model import Candidate, Correlation, Tracklet
 
 __all__ = [
@@ -90,7 +90,10 @@ class Store(StoreQueries):
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL"):
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        self._write_lock = contextlib.nullcontext()
+        if self.is_sqlite:
+            db = self.url.database
+            self._write_lock = WriteLock(None if db in (None, "", ":memory:") else db)
         if self.is_sqlite:
             self.engine = self._sqlite_engine(sqlite_synchronous)
             self._group = GroupCommit(self.engine, self._write_lock)
@@ -144,13 +147,16 @@ class Store(StoreQueries):
 
     def close(self) -> None:
         self.engine.dispose()
+        if isinstance(self._write_lock, WriteLock):
+            self._write_lock.close()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (committed on success, rolled back on error).
 
-        On SQLite, writers of this process queue on a lock first: SQLite's own busy
-        wait sleeps in steps and lets late comers overtake, which gives long tails.
+        On SQLite, writers of every process queue on :class:`WriteLock` first: SQLite's
+        own busy wait sleeps in steps and lets late comers overtake, which gives long
+        tails.
         """
         with self._write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(write=True)
