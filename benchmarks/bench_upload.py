@@ -272,12 +272,25 @@ class CpuMeter:
         self.start = self.read()
 
     def read(self) -> tuple[float, float]:
+        """(server processes, worker): the worker is the child running niced below
+        the server (``[worker] nice``); other children serve (``server_processes``)."""
         kids = [k for k in children(self.pid) if "resource_tracker" not in _cmdline(k)]
-        return cpu_seconds(self.pid), sum(cpu_seconds(k) for k in kids)
+        mine = _nice(self.pid)
+        serving = [self.pid] + [k for k in kids if _nice(k) <= mine]
+        return sum(cpu_seconds(k) for k in serving), sum(
+            cpu_seconds(k) for k in kids if k not in serving
+        )
 
     def spent(self) -> tuple[float, float]:
         now = self.read()
         return now[0] - self.start[0], now[1] - self.start[1]
+
+
+def _nice(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _cmdline(pid: int) -> str:
@@ -330,6 +343,9 @@ def main(argv=None) -> int:
     ap.add_argument("--big-mb", type=float, default=0.0, help="one station sends uploads this big")
     ap.add_argument("--no-catalogue", action="store_true", help="worker idle (no snapshot)")
     ap.add_argument(
+        "--processes", type=int, default=1, help="server processes (config server_processes)"
+    )
+    ap.add_argument(
         "--worker-thread",
         action="store_true",
         help="run the correlation worker as a thread of the server (the old way)",
@@ -345,6 +361,7 @@ def main(argv=None) -> int:
             sqlite_synchronous=args.sync,
             stations_dir=str(station_sites(Path(tmp) / "stations", codes)),
             worker_options={"process": not args.worker_thread},
+            server_processes=args.processes,
         )
         center.start()
         try:
@@ -354,7 +371,8 @@ def main(argv=None) -> int:
                     c.put_catalogue(CAT_0930)
             where = "a thread of the server" if args.worker_thread else "its own process"
             print(
-                f"server: SQLite (WAL, synchronous={args.sync}), worker in {where} "
+                f"server: {args.processes} process(es), SQLite (WAL, synchronous={args.sync}), "
+                f"worker in {where} "
                 f"({'idle' if args.no_catalogue else 'correlating against ' + CAT_0930.name}); "
                 f"{args.batch} tracklets x {args.obs} observations per upload, "
                 + (
