@@ -125,23 +125,18 @@ class Tracklet:
         self.ra_deg = np.asarray(self.ra_deg, dtype=np.float64).reshape(-1) % 360.0
         self.dec_deg = np.asarray(self.dec_deg, dtype=np.float64).reshape(-1)
         n = self.utc.size
-        if self.sigma_arcsec is None:
-            self.sigma_arcsec = np.full(n, 2.0)
-        self.sigma_arcsec = np.broadcast_to(
-            np.asarray(self.sigma_arcsec, dtype=np.float64), (n,)
-        ).copy()
-        if self.mag is None:
-            self.mag = np.full(n, np.nan)
-        self.mag = np.broadcast_to(np.asarray(self.mag, dtype=np.float64), (n,)).copy()
+        self.sigma_arcsec = _per_point(self.sigma_arcsec, 2.0, n)
+        self.mag = _per_point(self.mag, np.nan, n)
         if not (self.ra_deg.size == self.dec_deg.size == n):
             raise ValueError(
                 f"tracklet {self.uuid}: {n} times but {self.ra_deg.size} RA and "
                 f"{self.dec_deg.size} Dec values"
             )
-        if np.any(np.abs(self.dec_deg) > 90.0):
+        if (np.abs(self.dec_deg) > 90.0).any():
             raise ValueError(f"tracklet {self.uuid}: declination outside [-90, 90] degrees")
-        order = np.argsort(self.utc, kind="stable")
-        if np.any(order != np.arange(n)):
+        # in time order (a stable sort: already ordered points, ties included, stay put)
+        if n > 1 and not (self.utc[1:] >= self.utc[:-1]).all():
+            order = np.argsort(self.utc, kind="stable")
             for name in ("utc", "ra_deg", "dec_deg", "sigma_arcsec", "mag"):
                 setattr(self, name, getattr(self, name)[order])
 
@@ -215,6 +210,17 @@ class Tracklet:
             object=data.get("object"),
             uuid=uid,
         )
+
+
+def _per_point(values, default: float, n: int) -> np.ndarray:
+    """``values`` (a number, or one per point; ``None``: ``default``) as a fresh float
+    array of ``n`` points."""
+    if values is None:
+        return np.full(n, default)
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape == (n,):
+        return values.copy()
+    return np.broadcast_to(values, (n,)).copy()
 
 
 CORRELATION_STATUSES = ("correlated", "ambiguous", "uncorrelated")

@@ -11,8 +11,11 @@ and answer ``next_offset`` (``null`` on the last page). Times are ISO 8601 UTC.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
+import pickle
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -29,6 +32,7 @@ from aposos.center.config import CenterConfig
 from aposos.center.dbtypes import TRACKLET_STATUSES, Filters, parse_time
 from aposos.center.docs import add_offline_docs
 from aposos.center.guards import RateLimiter, TokenInUrlGuard, install_log_redaction
+from aposos.center.heap import settle_heap
 from aposos.center.housekeeping import Housekeeper, recover_uploads
 from aposos.center.ingest import parse_upload
 from aposos.center.schema import SCHEMA_VERSION
@@ -185,15 +189,50 @@ def _own_station(who: Principal, wanted: str | None) -> str | None:
 # -------------------------------------------------------------------------- app
 
 
-def create_app(config: CenterConfig, *, worker: bool | None = None) -> FastAPI:
+def _start_background(store: Store, config: CenterConfig, run_worker: bool):
+    """Start the housekeeping thread and the correlation worker (a process or a
+    thread, as configured); returns them, for :func:`_stop_background`."""
+    housekeeper = Housekeeper(store, config)  # start-up does not wait for user input
+    housekeeper.start()
+    background = None
+    if run_worker and config.worker.process:
+        from aposos.center.workerprocess import WorkerProcess
+
+        background = WorkerProcess(config)
+        background.start()
+    elif run_worker:
+        background = queue.CorrelationWorker(store, config)
+        background.start()
+    return housekeeper, background
+
+
+def _stop_background(housekeeper, background) -> None:
+    if background is not None:
+        background.stop()
+    if housekeeper is not None:
+        housekeeper.stop()
+
+
+def create_app(
+    config: CenterConfig,
+    *,
+    worker: bool | None = None,
+    freeze_heap: bool = False,
+    background: bool = True,
+) -> FastAPI:
     """The API application for ``config``; opens the database when it starts.
 
     Parameters
     ----------
     config : the center configuration.
     worker : run the correlation worker in this process (default from the config).
+    freeze_heap : after start-up, exempt what is alive from the garbage collector's
+        full passes (:func:`aposos.center.heap.settle_heap`); for a process that
+        serves and nothing else (``serve`` sets it).
+    background : run the housekeeping and the worker from this app; false for the
+        server processes of ``server_processes`` > 1, whose parent runs them once.
     """
-    run_worker = config.worker.enabled if worker is None else worker
+    run_worker = (config.worker.enabled if worker is None else worker) and background
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -206,24 +245,14 @@ def create_app(config: CenterConfig, *, worker: bool | None = None) -> FastAPI:
             config.station_uploads_per_minute, config.station_upload_burst
         )
         app.state.enrol_limiter = RateLimiter(10, 5)  # per client address: no guessing
-        housekeeper = Housekeeper(store, config)  # start-up does not wait for user input
-        housekeeper.start()
-        app.state.housekeeper = housekeeper
-        background = None
-        if run_worker and config.worker.process:
-            from aposos.center.workerprocess import WorkerProcess
-
-            background = WorkerProcess(config)
-            background.start()
-        elif run_worker:
-            background = queue.CorrelationWorker(store, config)
-            background.start()
+        running = _start_background(store, config, run_worker) if background else (None, None)
+        app.state.housekeeper = running[0]
+        if freeze_heap:
+            settle_heap()  # no 0.2-0.8 s collector pauses of every request in flight
         try:
             yield
         finally:
-            if background is not None:
-                await run_in_threadpool(background.stop)
-            await run_in_threadpool(housekeeper.stop)
+            await run_in_threadpool(_stop_background, *running)
             store.close()
 
     app = FastAPI(
@@ -655,15 +684,40 @@ def serve(config: CenterConfig, *, log_level: str = "info") -> None:
     """
     import uvicorn
 
-    tls = {}
+    options = {
+        "host": config.host,
+        "port": config.port,
+        "log_level": log_level,
+        "proxy_headers": config.proxy_headers,
+        "forwarded_allow_ips": config.forwarded_allow_ips,
+    }
     if config.ssl_certfile:
-        tls = {"ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile}
-    uvicorn.run(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        log_level=log_level,
-        proxy_headers=config.proxy_headers,
-        forwarded_allow_ips=config.forwarded_allow_ips,
-        **tls,
-    )
+        options |= {"ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile}
+    if config.server_processes == 1:
+        uvicorn.run(create_app(config, freeze_heap=True), **options)
+        return
+    # several processes on one socket; this one runs the worker and the housekeeping
+    store = Store(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
+    store.upgrade()
+    running = _start_background(store, config, config.worker.enabled)
+    os.environ[APP_CONFIG_ENV] = base64.b64encode(pickle.dumps(config)).decode("ascii")
+    try:
+        uvicorn.run(
+            f"{__name__}:served_app",
+            factory=True,
+            workers=config.server_processes,
+            **options,
+        )
+    finally:
+        _stop_background(*running)
+        store.close()
+
+
+APP_CONFIG_ENV = "APOSOS_CENTER_SERVED_CONFIG"
+
+
+def served_app() -> FastAPI:
+    """The app of one of the ``server_processes``: the configuration comes from the
+    parent (:func:`serve`), which runs the worker and the housekeeping itself."""
+    config = pickle.loads(base64.b64decode(os.environ[APP_CONFIG_ENV]))
+    return create_app(config, freeze_heap=True, background=False)

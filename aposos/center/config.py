@@ -73,6 +73,11 @@ class CenterConfig:
         newest snapshot is refused (an admin can force it).
     snapshot_max_epoch_regress_days : a catalogue whose median epoch is this much
         older than the newest snapshot's is refused (an admin can force it).
+    server_processes : processes serving the API on the one port (each with its own
+        interpreter, so uploads use more than one core; SQLite writers of all of them
+        queue on one lock); their parent runs the correlation worker and the
+        housekeeping. Per-station rate limits are kept by each process, so with N
+        processes a station may get up to N times its rate.
     ssl_certfile, ssl_keyfile : serve HTTPS with this certificate chain and key (PEM).
     proxy_headers : behind a reverse proxy, trust its ``X-Forwarded-For`` and
         ``X-Forwarded-Proto`` headers, from the addresses in ``forwarded_allow_ips``.
@@ -97,6 +102,7 @@ class CenterConfig:
     station_quota_bytes: int = 0
     snapshot_min_fraction: float = 0.5
     snapshot_max_epoch_regress_days: float = 30.0
+    server_processes: int = 1
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
     proxy_headers: bool = False
@@ -117,6 +123,8 @@ class CenterConfig:
             problems.append("upload_time_budget_s must be positive, rejected_retention_days >= 0")
         if self.worker.batch_size <= 0 or self.worker.lease_seconds <= 0:
             problems.append("worker batch_size and lease_seconds must be positive")
+        if not 1 <= self.server_processes <= 64:
+            problems.append("server_processes must be within 1..64")
         if not 0 <= self.worker.nice <= 19:
             problems.append("worker nice must be within 0..19")
         if problems:

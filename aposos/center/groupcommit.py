@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -37,11 +38,11 @@ class GroupCommit:
     ----------
     engine : the SQLite engine (connections begin with ``BEGIN IMMEDIATE`` when
         given the ``write`` execution option).
-    lock : the store's write lock.
+    lock : the store's write lock (:class:`aposos.center.writelock.WriteLock`).
     max_batch : writes per transaction at most.
     """
 
-    def __init__(self, engine, lock: threading.Lock, max_batch: int = 64):
+    def __init__(self, engine, lock: AbstractContextManager, max_batch: int = 64):
         self.engine = engine
         self.lock = lock
         self.max_batch = max_batch

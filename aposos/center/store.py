@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import bindparam, create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -41,6 +40,7 @@ from aposos.center.dbtypes import (
 )
 from aposos.center.groupcommit import GroupCommit
 from aposos.center.queries import StoreQueries
+from aposos.center.writelock import WriteLock
 from aposos.model import Candidate, Correlation, Tracklet
 
 __all__ = [
@@ -90,7 +90,10 @@ class Store(StoreQueries):
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL"):
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        self._write_lock = contextlib.nullcontext()
+        if self.is_sqlite:
+            db = self.url.database
+            self._write_lock = WriteLock(None if db in (None, "", ":memory:") else db)
         if self.is_sqlite:
             self.engine = self._sqlite_engine(sqlite_synchronous)
             self._group = GroupCommit(self.engine, self._write_lock)
@@ -144,13 +147,16 @@ class Store(StoreQueries):
 
     def close(self) -> None:
         self.engine.dispose()
+        if isinstance(self._write_lock, WriteLock):
+            self._write_lock.close()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (committed on success, rolled back on error).
 
-        On SQLite, writers of this process queue on a lock first: SQLite's own busy
-        wait sleeps in steps and lets late comers overtake, which gives long tails.
+        On SQLite, writers of every process queue on :class:`WriteLock` first: SQLite's
+        own busy wait sleeps in steps and lets late comers overtake, which gives long
+        tails.
         """
         with self._write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(write=True)
@@ -198,16 +204,8 @@ class Store(StoreQueries):
     def principal_by_token_hash(self, token_hash: str) -> dict | None:
         """The live holder of a token hash (not expired; a rotated-out token within its
         overlap), or ``None``."""
-        P = S.principals
-        now = utcnow()
-        current = (P.c.token_hash == token_hash) & (
-            P.c.expires_at.is_(None) | (P.c.expires_at > now)
-        )
-        previous = (P.c.previous_hash == token_hash) & (P.c.previous_until > now)
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(P.c.name, P.c.role).where(current | previous, P.c.revoked_at.is_(None))
-            ).first()
+            row = conn.execute(_PRINCIPAL_BY_HASH, {"hash": token_hash, "now": utcnow()}).first()
         return None if row is None else {"name": row.name, "role": row.role}
 
     def rotate_token(
@@ -572,10 +570,10 @@ class Store(StoreQueries):
             known.update(self._known_uuids(conn, late))
             self._check_against_stored(conn, [t for t in tracklets if t.uuid in late], known)
         if new_ids:
-            obs_rows = []
-            for u in new_ids:
-                obs_rows.extend(_observation_rows(conn, new_ids[u], fresh[u]))
-            Q.insert_plain(conn, "observations", _OBSERVATION_COLUMNS, obs_rows)
+            stored = [(new_ids[u], fresh[u]) for u in new_ids]
+            Q.insert_plain(
+                conn, "observations", _OBSERVATION_COLUMNS, _observation_rows(conn, stored)
+            )
             queued = [u for u in new_ids if u not in linked]  # copies are not correlated
             if queued:
                 created = Q.db_times(conn, np.array([now], dtype="datetime64[us]"))[0]
@@ -662,6 +660,17 @@ class Store(StoreQueries):
 
 # ---------------------------------------------------------------------- helpers
 
+_P = S.principals
+# every request asks it: built once, so only executing it costs (see ingestsql)
+_PRINCIPAL_BY_HASH = select(_P.c.name, _P.c.role).where(
+    (
+        (_P.c.token_hash == bindparam("hash"))
+        & (_P.c.expires_at.is_(None) | (_P.c.expires_at > bindparam("now")))
+    )
+    | ((_P.c.previous_hash == bindparam("hash")) & (_P.c.previous_until > bindparam("now"))),
+    _P.c.revoked_at.is_(None),
+)
+
 
 def _set_refused(conn: Connection, upload_id: int, error: str, state: str) -> None:
     U = S.uploads
@@ -744,21 +753,26 @@ def _tracklet_row(
 _OBSERVATION_COLUMNS = ("tracklet_id", "seq", "utc", "ra_deg", "dec_deg", "sigma_arcsec", "mag")
 
 
-def _observation_rows(conn: Connection, tracklet_id: int, t: Tracklet) -> list[tuple]:
-    """Rows in the order of ``_OBSERVATION_COLUMNS``."""
-    mags = [None if m != m else m for m in t.mag.tolist()]  # NaN: no magnitude
-    return list(
-        zip(
-            [tracklet_id] * len(t),
-            range(len(t)),
-            Q.db_times(conn, t.utc),
+def _observation_rows(conn: Connection, stored: list[tuple[int, Tracklet]]) -> list[tuple]:
+    """Rows in the order of ``_OBSERVATION_COLUMNS`` for (tracklet id, tracklet) pairs;
+    the times of all of them converted in one call."""
+    times = Q.db_times(conn, np.concatenate([t.utc for _, t in stored]))
+    rows, start = [], 0
+    for tracklet_id, t in stored:
+        n = len(t)
+        mags = [None if m != m else m for m in t.mag.tolist()]  # NaN: no magnitude
+        rows += zip(
+            [tracklet_id] * n,
+            range(n),
+            times[start : start + n],
             t.ra_deg.tolist(),
             t.dec_deg.tolist(),
             t.sigma_arcsec.tolist(),
             mags,
             strict=True,
         )
-    )
+        start += n
+    return rows
 
 
 def correlation_row(c: Correlation) -> dict:

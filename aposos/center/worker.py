@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 
 from aposos.center import schema as S
 from aposos.center.config import CenterConfig
+from aposos.center.heap import settle_heap
 from aposos.center.store import Store, correlation_row, utcnow
 from aposos.correlate.sites import resolve_site
 from aposos.model import Correlation, Tracklet
@@ -161,47 +162,56 @@ def complete_jobs(store: Store, worker: str, results: list[tuple[Job, int, Corre
     """Record (job, snapshot id, correlation) results in one transaction.
 
     Jobs no longer held by ``worker`` (its lease ran out and another took them) are
-    skipped. Returns the number recorded.
+    skipped. Returns the number recorded. The rows are made before the write lock is
+    taken and written with one statement per table, so uploads wait little for it.
     """
-    J, K, C = S.jobs, S.tracklets, S.correlations
+    if not results:
+        return 0
     now = utcnow()
-    done = 0
+    rows = {
+        job.id: {
+            "tracklet_id": job.tracklet_id,
+            "job_id": job.id,
+            "snapshot_id": snapshot_id,
+            "created_at": now,
+            **correlation_row(corr),
+        }
+        for job, snapshot_id, corr in results
+    }
     with store.write() as conn:
-        held = set(
-            conn.execute(
-                select(J.c.id).where(
-                    J.c.id.in_([job.id for job, _, _ in results]),
-                    J.c.worker == worker,
-                    J.c.state == "running",
-                )
-            ).scalars()
+        held = set(conn.execute(_HELD_JOBS, {"ids": list(rows), "worker": worker}).scalars())
+        mine = [rows[j] for j in rows if j in held]
+        if not mine:
+            return 0
+        made = conn.execute(_INSERT_CORRELATIONS, mine).all()
+        conn.execute(
+            _SET_TRACKLET_RESULT,
+            [
+                {"tid": rows[r.job_id]["tracklet_id"], "st": rows[r.job_id]["status"], "cid": r.id}
+                for r in made
+            ],
         )
-        for job, snapshot_id, corr in results:
-            if job.id not in held:
-                continue
-            row = correlation_row(corr)
-            res = conn.execute(
-                C.insert().values(
-                    tracklet_id=job.tracklet_id,
-                    job_id=job.id,
-                    snapshot_id=snapshot_id,
-                    created_at=now,
-                    **row,
-                )
-            )
-            cid = int(res.inserted_primary_key[0])
-            conn.execute(
-                K.update()
-                .where(K.c.id == job.tracklet_id)
-                .values(status=corr.status, correlation_id=cid)
-            )
-            conn.execute(
-                J.update()
-                .where(J.c.id == job.id)
-                .values(state="done", finished_at=now, lease_until=None, error=None)
-            )
-            done += 1
-    return done
+        conn.execute(_FINISH_JOB, [{"jid": r.job_id, "now": now} for r in made])
+    return len(made)
+
+
+_J, _K, _C = S.jobs, S.tracklets, S.correlations
+_HELD_JOBS = select(_J.c.id).where(
+    _J.c.id.in_(bindparam("ids", expanding=True)),
+    _J.c.worker == bindparam("worker"),
+    _J.c.state == "running",
+)
+_INSERT_CORRELATIONS = _C.insert().returning(_C.c.id, _C.c.job_id, sort_by_parameter_order=True)
+_SET_TRACKLET_RESULT = (
+    _K.update()
+    .where(_K.c.id == bindparam("tid"))
+    .values(status=bindparam("st"), correlation_id=bindparam("cid"))
+)
+_FINISH_JOB = (
+    _J.update()
+    .where(_J.c.id == bindparam("jid"))
+    .values(state="done", finished_at=bindparam("now"), lease_until=None, error=None)
+)
 
 
 def _release(store: Store, worker: str, job_ids: list[int], state: str, error: str | None):
@@ -363,9 +373,17 @@ class CorrelationWorker:
     >>> worker.start(); ...; worker.stop()  # doctest: +SKIP
     """
 
-    def __init__(self, store: Store, config: CenterConfig, *, cached_snapshots: int = 2):
+    def __init__(
+        self,
+        store: Store,
+        config: CenterConfig,
+        *,
+        cached_snapshots: int = 2,
+        freeze_heap: bool = False,
+    ):
         self.store = store
         self.config = config
+        self.freeze_heap = freeze_heap  # a process of its own: see heap.settle_heap
         self.name = f"worker-{uuid_module.uuid4().hex[:12]}"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -502,6 +520,8 @@ class CorrelationWorker:
         self._correlators[snapshot_id] = correlator
         while len(self._correlators) > self._cached:
             self._correlators.popitem(last=False)
+        if self.freeze_heap:
+            settle_heap()
         return correlator
 
     def _previous_snapshot_path(self, snap: dict) -> str | None:

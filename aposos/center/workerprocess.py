@@ -74,6 +74,7 @@ class WorkerProcess:
 
 def run_worker(config: CenterConfig, parent_pid: int, stop) -> None:
     """The child's main: correlate until ``stop`` is set, SIGTERM, or the parent dies."""
+    from aposos.center.heap import settle_heap
     from aposos.center.store import Store
     from aposos.center.worker import CorrelationWorker
 
@@ -86,7 +87,8 @@ def run_worker(config: CenterConfig, parent_pid: int, stop) -> None:
         except OSError:
             pass  # not allowed here: run at the server's priority
     store = Store(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
-    worker = CorrelationWorker(store, config)
+    worker = CorrelationWorker(store, config, freeze_heap=True)
+    settle_heap()  # no long collector pauses inside the worker's write transactions
     worker.start()
     try:
         while not stop.wait(PARENT_CHECK_S):

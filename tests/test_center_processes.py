@@ -1,0 +1,70 @@
+"""``server_processes = 2``: two API processes on one port, one correlation worker.
+
+Real ``aposos center serve`` (tests/centerserver.py), stations uploading at once
+from threads: every acknowledged tracklet is stored exactly once, the queue is
+correlated once, and a restart picks up the same database.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from centerserver import CAT_0930, CenterProcess
+from sqlalchemy import func, select
+from test_center_faults import tracklet
+
+from aposos.center import schema as S
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_two_server_processes_store_every_upload_once_and_correlate_once(tmp_path):
+    center = CenterProcess(tmp_path, worker=True, lease_s=5.0, server_processes=2).start()
+    try:
+        kids = _children(center.proc.pid)
+        serving = [
+            k for k in kids if b"resource_tracker" not in Path(f"/proc/{k}/cmdline").read_bytes()
+        ]
+        assert len(serving) == 3, kids  # two API processes and the correlation worker
+        with center.client(center.token("root", "admin")) as c:
+            c.put_catalogue(CAT_0930)
+        tokens = {code: center.token(code) for code in ("IRN1", "PAK1", "PER1")}
+        acked: list[str] = []
+        lock = threading.Lock()
+
+        def station(code: str, seed: int):
+            with center.client(tokens[code]) as c:
+                for k in range(8):
+                    batch = [tracklet(seed * 100 + 3 * k + j, code) for j in range(3)]
+                    c.upload_tracklets(batch)
+                    with lock:
+                        acked.extend(t.uuid for t in batch)
+
+        threads = [
+            threading.Thread(target=station, args=(code, 10 * n + k))
+            for n, code in enumerate(tokens, start=1)
+            for k in range(2)  # two uploaders per station
+        ]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        counts = center.wait_for_queue(timeout=300)
+        assert counts["done"] == len(acked) == 6 * 8 * 3, counts
+        with center.store.read() as conn:
+            stored = conn.execute(select(S.tracklets.c.uuid)).scalars().all()
+            n_corr = conn.execute(select(func.count()).select_from(S.correlations)).scalar()
+        assert sorted(stored) == sorted(acked)
+        assert n_corr == len(acked)  # correlated once each
+    finally:
+        center.stop()
