@@ -1,0 +1,79 @@
+"""The night's quality as a station sees it, for the heartbeat.
+
+From each solved frame's reduction (``reduction.json``'s fields): the stars' FWHM
+(arcsec), the limiting magnitude (5 sigma point source, from the background noise and
+the frame's zero point) and the sky's surface brightness in mag/arcsec^2, from the
+calibrated background level and the same zero point:
+``sky = zp - 2.5 log10(background_adu / pixel_scale_arcsec**2)``.
+The heartbeat carries the medians over the last solved frames, and how many frames
+were not solved, by reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+
+__all__ = ["frame_quality", "quality_summary", "reason_key", "reasons_summary"]
+
+RECENT_FRAMES = 20  # the heartbeat's figures: medians over the last solved frames
+MAX_REASONS = 20  # the heartbeat names the commonest reasons, the rest as "other"
+FIELDS = ("fwhm_arcsec", "limiting_mag", "sky_mag_arcsec2")
+
+
+def _finite(x) -> float | None:
+    if x is None:
+        return None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def frame_quality(info: dict) -> tuple[float | None, float | None, float | None]:
+    """``(fwhm_arcsec, limiting_mag, sky_mag_arcsec2)`` of one solved frame's report."""
+    fwhm, lim = _finite(info.get("fwhm_arcsec")), _finite(info.get("limiting_mag"))
+    zp, bg = _finite(info.get("zero_point_mag")), _finite(info.get("background_adu"))
+    scale = _finite(info.get("pixel_scale_arcsec"))
+    sky = None
+    if zp is not None and bg is not None and bg > 0 and scale:
+        sky = zp - 2.5 * math.log10(bg / scale**2)
+    return fwhm, lim, sky
+
+
+def quality_summary(rows: list[tuple]) -> dict:
+    """Medians of ``(fwhm, lim, sky)`` rows as heartbeat fields (FWHM to 0.01 arcsec,
+    magnitudes to 0.01), with ``quality_frames``; empty when there is no row."""
+    if not rows:
+        return {}
+    out: dict = {"quality_frames": len(rows)}
+    for k, name in enumerate(FIELDS):
+        values = [r[k] for r in rows if r[k] is not None]
+        out[name] = round(statistics.median(values), 2) if values else None
+    return out
+
+
+def reason_key(reason: str | None) -> str:
+    """A frame's reason with its numbers taken out, so alike reasons count together:
+    ``"only 3 stars matched"`` -> ``"only N stars matched"``."""
+    if not reason:
+        return "no reason given"
+    text = reason.split("; ")[-1].strip()  # the last attempt's reason says most
+    text = re.sub(r"[-+]?\d+(\.\d+)?", "N", text)
+    return " ".join(text.split())[:120] or "no reason given"
+
+
+def reasons_summary(counts: list[tuple[str | None, int]]) -> dict[str, int]:
+    """``{reason: frames}`` from ``(reason, frames)`` rows, the commonest first."""
+    merged: dict[str, int] = {}
+    for reason, n in counts:
+        key = reason_key(reason)
+        merged[key] = merged.get(key, 0) + int(n)
+    ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
+    out = dict(ranked[:MAX_REASONS])
+    rest = sum(n for _, n in ranked[MAX_REASONS:])
+    if rest:
+        out["other"] = out.get("other", 0) + rest
+    return out
