@@ -12,7 +12,7 @@ import json
 import re
 import shutil
 import subprocess
-from datetime import datetime
+from datetime import date, datetime
 from types import SimpleNamespace
 
 import numpy as np
@@ -194,6 +194,9 @@ def test_the_command(center, tmp_path, capsys):
     assert main(["report", "nightly", "--night", "2020-13-40", "--config", str(toml)]) == 2
     assert "2020-13-40" in capsys.readouterr().err
     assert datetime.fromisoformat(NIGHT)  # the date form the command takes
+    from aposos.commands.report import _night
+
+    assert _night("yesterday", today=date(2021, 1, 1)) == "2020-12-31"  # timers and cron
 
 
 def beat(store, code: str, at: str, **fields):

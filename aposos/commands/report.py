@@ -5,20 +5,29 @@ aposos report nightly --night 2020-10-02 [--config configs/center.toml] [--out D
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from aposos.cli import CommandError
 from aposos.commands.center import CONFIG_ENV, DEFAULT_CONFIG, _config, _store_of
 
-EXAMPLE = "example:\n  aposos report nightly --night 2020-10-02 --config configs/center.toml\n"
+EXAMPLE = (
+    "examples:\n  aposos report nightly --night 2020-10-02 --config configs/center.toml\n"
+    "  aposos report nightly --night yesterday   # every morning (deploy/aposos-report.timer)\n"
+)
 
 
-def _night(text: str) -> str:
+def _night(text: str, today: date | None = None) -> str:
+    """``YYYY-MM-DD``, or ``yesterday`` (the UTC date before ``today``, for timers)."""
+    if text == "yesterday":
+        today = today or datetime.now(UTC).date()
+        return (today - timedelta(days=1)).isoformat()
     try:
         return date.fromisoformat(text).isoformat()
     except ValueError:
-        raise CommandError(f"--night {text!r}: not a date of the form YYYY-MM-DD") from None
+        raise CommandError(
+            f"--night {text!r}: not a date of the form YYYY-MM-DD (or yesterday)"
+        ) from None
 
 
 def cmd_nightly(args) -> int:
@@ -66,7 +75,11 @@ def register(subparsers) -> None:
         "local mean noon of the date to the next; times are UTC.",
         epilog=EXAMPLE,
     )
-    p.add_argument("--night", required=True, help="the date the night starts on, YYYY-MM-DD")
+    p.add_argument(
+        "--night",
+        required=True,
+        help="the date the night starts on, YYYY-MM-DD, or yesterday (the UTC date before today)",
+    )
     p.add_argument(
         "--config",
         help=f"center configuration (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG} if present)",
