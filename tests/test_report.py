@@ -7,6 +7,7 @@ calls), with correlations whose numbers carry the long tails a correlator produc
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import re
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 from datetime import date, datetime
 from types import SimpleNamespace
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -330,18 +332,29 @@ def _chromium() -> str:
 @pytest.mark.slow
 def test_the_page_prints_in_a_real_browser(center, tmp_path):
     _, store = center
+    night_of_heartbeats(store)  # every section and figure on the page
     nightly_report(store, NIGHT, tmp_path / "r")
     browser = _chromium()
     page = (tmp_path / "r" / "report.html").resolve()
+    figures = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', page.read_text())
+    assert len(figures) == 6  # sky, time, heartbeats, residuals, age, trends
+    for data in figures:  # each figure is well-formed SVG
+        root = ElementTree.fromstring(base64.b64decode(data))
+        assert root.tag.endswith("svg")
     pdf, png = tmp_path / "report.pdf", tmp_path / "report.png"
     common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-              "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+              "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+              "--enable-logging=stderr", "--v=0"]  # fmt: skip
     for extra in ([f"--print-to-pdf={pdf}", "--no-pdf-header-footer"],
-                  [f"--screenshot={png}", "--window-size=1200,3000"]):  # fmt: skip
+                  [f"--screenshot={png}", "--window-size=1200,3000"],
+                  ["--dump-dom"]):  # fmt: skip
         done = subprocess.run(
             [*common, *extra, page.as_uri()], capture_output=True, text=True, timeout=180
         )
         assert done.returncode == 0, done.stderr[-2000:]
+        console = [x for x in done.stderr.splitlines() if "CONSOLE" in x or "Uncaught" in x]
+        assert console == [], console  # no console errors (nor any console message)
+    assert done.stdout.count('class="figure"') == 6  # the figures are in the rendered page
     data = pdf.read_bytes()
-    assert data.startswith(b"%PDF") and len(data) > 20_000  # text and three figures
+    assert data.startswith(b"%PDF") and len(data) > 20_000  # text and the figures
     assert png.stat().st_size > 20_000  # the screenshot, kept in tmp_path as the artefact
