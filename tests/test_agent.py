@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from agentsetup import AgentProcess, three_fields, wait_for, write_station
 from centerserver import CenterProcess, aposos_cli
+from sqlalchemy import text
 
 from aposos.station.outbox import AgentStore
 
@@ -83,6 +84,15 @@ def test_night_delivered_exactly_once_with_heartbeat(center, fields, tmp_path):
         assert beat["frames_captured"] == 12 and beat["frames_reduced"] == 12
         assert beat["frames_failed"] == 0 and beat["solve_rate"] == 1.0
         assert beat["agent_version"].startswith("aposos") and "last_error" in beat
+        # the night's quality: medians over the 12 solved frames, checked by the center
+        assert beat["quality_frames"] == 12 and beat["unsolved_reasons"] == {}
+        assert 0.5 < beat["fwhm_arcsec"] < 20 and 5 < beat["limiting_mag"] < 25
+        assert 10 < beat["sky_mag_arcsec2"] < 25 and beat["heartbeat_s"] == 1.0
+        with center.store.engine.connect() as conn:
+            kept = conn.execute(
+                text("SELECT COUNT(*), MAX(fwhm_arcsec) FROM heartbeats WHERE station = 'IRN1'")
+            ).first()
+        assert kept[0] >= 2 and kept[1] is not None  # every heartbeat is kept
     finally:
         assert agent.terminate() == 0
     status = json.loads(aposos_cli("station", "status", "--station", str(station), "--json").stdout)
