@@ -13,13 +13,14 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import date, datetime
 from types import SimpleNamespace
 from xml.etree import ElementTree
 
 import numpy as np
 import pytest
-from centerserver import CAT_0930
+from centerserver import CAT_0930, REPO, passes
 
 from aposos.center.config import CenterConfig
 from aposos.center.report import nightly_report
@@ -192,6 +193,9 @@ def test_the_command(center, tmp_path, capsys):
     args = ["report", "nightly", "--night", NIGHT, "--config", str(toml), "--out", str(out)]
     assert main(args) == 0
     assert "3 tracklets" in capsys.readouterr().out
+    # every tracklet of the night has its result from the newest suitable snapshot already
+    assert main([*args, "--recorrelate"]) == 0
+    assert "0 tracklets re-correlated against snapshot 1" in capsys.readouterr().out
     assert (out / "report.html").is_file() and (out / "correlations.csv").is_file()
     assert main(["report", "nightly", "--night", "2020-13-40", "--config", str(toml)]) == 2
     assert "2020-13-40" in capsys.readouterr().err
@@ -313,6 +317,30 @@ def test_plan_against_executed_and_trends(center, tmp_path):
         assert words in page
     # sky, time, residuals, age, heartbeats, plan, trends
     assert page.count('src="data:image/svg+xml;base64,') == 7
+
+
+@pytest.mark.slow
+def test_recorrelation_of_the_night_runs_on_a_dask_cluster(center):
+    from dask.distributed import Client, LocalCluster, get_task_stream
+
+    from aposos.center.recorrelate import recorrelate_night
+
+    config, store = center
+    config = replace(config, stations_dir=REPO / "stations")
+    arc = passes("PER1", [900], np.datetime64("2020-10-02T12:00", "us"))[900]  # CALSPHERE 1
+    (stored,) = store.ingest(None, [arc])
+    lo, hi = datetime(2020, 10, 2, 12), datetime(2020, 10, 3, 12)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        with get_task_stream(client) as stream:
+            done = recorrelate_night(store, config, lo, hi, client=client)
+    assert done["on"] == "dask" and done["snapshot_id"] == 1 and done["queued"] == 1
+    assert stream.data  # the correlation ran on the cluster's worker
+    row = next(r for r in gather_night(store, NIGHT)["tracklets"] if r["uuid"] == arc.uuid)
+    assert (row["status"], row["norad_id"], row["name"]) == ("correlated", 900, "CALSPHERE 1")
+    # once done, the night is not queued again for the same snapshot
+    assert recorrelate_night(store, config, lo, hi)["queued"] == 0
+    assert stored.duplicate_of is None
 
 
 def _chromium() -> str:

@@ -356,6 +356,8 @@ class CorrelationWorker:
     store : the database.
     config : the center configuration (worker settings, snapshot suitability,
         stations folder).
+    dask_client : a ``dask.distributed.Client``: batches are correlated on its cluster
+        (:meth:`~aposos.correlate.SGP4Correlator.run_distributed`), else in this process.
 
     Examples
     --------
@@ -363,7 +365,8 @@ class CorrelationWorker:
     >>> worker.start(); ...; worker.stop()  # doctest: +SKIP
     """
 
-    def __init__(self, store: Store, config: CenterConfig, *, cached_snapshots: int = 2):
+    def __init__(self, store: Store, config: CenterConfig, *, cached_snapshots: int = 2,
+                 dask_client=None):  # fmt: skip
         self.store = store
         self.config = config
         self.name = f"worker-{uuid_module.uuid4().hex[:12]}"
@@ -372,6 +375,7 @@ class CorrelationWorker:
         self._correlators: OrderedDict[int, object] = OrderedDict()
         self._cached = cached_snapshots
         self._sites: dict | None = None
+        self.dask_client = dask_client
 
     # -- life cycle
 
@@ -472,7 +476,10 @@ class CorrelationWorker:
             return
         correlator = self._correlator(snapshot_id, snap, sites)
         batch = [tracklets[j.tracklet_id] for j in known]
-        results = correlate_batch(correlator, batch)
+        if self.dask_client is not None:  # the same results, computed on the cluster
+            results = correlator.run_distributed(batch, self.dask_client)
+        else:
+            results = correlate_batch(correlator, batch)
         complete_jobs(
             self.store,
             self.name,

@@ -45,6 +45,8 @@ def cmd_nightly(args) -> int:
             sites = None  # each station's night is then 12:00 to 12:00 UTC
     store = _store_of(config, "report")
     try:
+        if args.recorrelate:
+            _recorrelate(store, config, night, sites, args)
         summary = nightly_report(store, night, args.out or f"report-{night}", sites=sites)
     finally:
         store.close()
@@ -57,6 +59,47 @@ def cmd_nightly(args) -> int:
     for path in summary["paths"].values():
         print(f"  {path}")
     return 0
+
+
+def _recorrelate(store, config, night: str, sites, args) -> None:
+    """Re-correlate the night's tracklets, on Dask when a cluster is given or configured."""
+    from aposos.center.recorrelate import recorrelate_night
+    from aposos.center.report_night import night_windows
+
+    windows = night_windows(night, sorted(sites or {}), sites)
+    day = datetime.fromisoformat(night)
+    lo = min((w[0] for w in windows.values()), default=day) - timedelta(hours=12)
+    hi = max((w[1] for w in windows.values()), default=day + timedelta(days=1))
+    hi += timedelta(hours=12)  # stations without a site: 12:00 to 12:00 UTC
+    scheduler = args.scheduler or config.worker.dask_scheduler
+    if args.workers or scheduler:
+        from dask.distributed import Client, LocalCluster
+
+        try:
+            if scheduler:
+                client = Client(scheduler, timeout=30)
+                cluster = None
+            else:
+                cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1,
+                                       dashboard_address=None)  # fmt: skip
+                client = Client(cluster)
+        except (OSError, TimeoutError) as exc:
+            raise CommandError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+        try:
+            done = recorrelate_night(store, config, lo, hi, client=client)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    else:
+        done = recorrelate_night(store, config, lo, hi)
+    if done["snapshot_id"] is None:
+        print(f"night of {night}: no catalogue snapshot suits it; not re-correlated")
+    else:
+        print(
+            f"night of {night}: {done['queued']} tracklets re-correlated against snapshot "
+            f"{done['snapshot_id']} ({done['source_name']}) in {done['on']}"
+        )
 
 
 def register(subparsers) -> None:
@@ -85,4 +128,14 @@ def register(subparsers) -> None:
         help=f"center configuration (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG} if present)",
     )
     p.add_argument("--out", help="output folder (default report-NIGHT)")
+    p.add_argument(
+        "--recorrelate",
+        action="store_true",
+        help="first correlate the night's tracklets again against the newest suitable "
+        "catalogue snapshot (on the Dask cluster of [worker] dask_scheduler, if set)",
+    )
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --recorrelate: this Dask cluster")
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="with --recorrelate: a local Dask cluster of N"
+    )
     p.set_defaults(func=cmd_nightly)
