@@ -126,6 +126,14 @@ def test_frame_quality_from_a_reduction_report():
     assert summary == {"quality_frames": 3, "fwhm_arcsec": 2.5, "limiting_mag": 15.0,
                        "sky_mag_arcsec2": 20.5}  # fmt: skip
     assert quality_summary([]) == {}
+    # a value the center would refuse is left out, so the heartbeat still goes through
+    odd = quality_summary([(0.0, 15.0, 40.0), (2.0, 99.0, 20.0)])
+    assert odd == {"quality_frames": 2, "fwhm_arcsec": 2.0, "limiting_mag": 15.0,
+                   "sky_mag_arcsec2": 20.0}  # fmt: skip
+    from aposos.center.heartbeats import QUALITY
+    from aposos.station.quality import RANGES
+
+    assert RANGES == QUALITY  # the station and the center agree on what is sane
 
 
 def test_unsolved_reasons_count_alike_reasons_together():

@@ -20,6 +20,9 @@ __all__ = ["frame_quality", "quality_summary", "reason_key", "reasons_summary"]
 RECENT_FRAMES = 20  # the heartbeat's figures: medians over the last solved frames
 MAX_REASONS = 20  # the heartbeat names the commonest reasons, the rest as "other"
 FIELDS = ("fwhm_arcsec", "limiting_mag", "sky_mag_arcsec2")
+# what the center accepts (a value outside is left out, so the heartbeat still goes)
+RANGES = {"fwhm_arcsec": (0.05, 600.0), "limiting_mag": (-5.0, 30.0),
+          "sky_mag_arcsec2": (5.0, 30.0)}  # fmt: skip
 
 
 def _finite(x) -> float | None:
@@ -50,7 +53,8 @@ def quality_summary(rows: list[tuple]) -> dict:
         return {}
     out: dict = {"quality_frames": len(rows)}
     for k, name in enumerate(FIELDS):
-        values = [r[k] for r in rows if r[k] is not None]
+        lo, hi = RANGES[name]
+        values = [r[k] for r in rows if r[k] is not None and lo <= r[k] <= hi]
         out[name] = round(statistics.median(values), 2) if values else None
     return out
 
