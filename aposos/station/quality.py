@@ -5,6 +5,10 @@ From each solved frame's reduction (``reduction.json``'s fields): the stars' FWH
 the frame's zero point) and the sky's surface brightness in mag/arcsec^2, from the
 calibrated background level and the same zero point:
 ``sky = zp - 2.5 log10(background_adu / pixel_scale_arcsec**2)``.
+The zero point comes from the frame's own stars, dimmed by the same air as the sky, so
+this sky is brighter by the extinction (k times the air mass) than one calibrated
+above the atmosphere: on simulated Pakistan frames (k = 0.22, air mass 1.03) it reads
+0.23 mag/arcsec^2 brighter than the simulator's sky at that air mass, as expected.
 The heartbeat carries the medians over the last solved frames, and how many frames
 were not solved, by reason.
 """
