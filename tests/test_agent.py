@@ -348,6 +348,22 @@ def test_simulator_night_becomes_correlated_tracklets(tmp_path):
         items = center.store.list_tracklets(Filters(station="PAK1"), 1000, 0).to_wire()["items"]
         assert len(items) == status["delivered"]
         assert sum(t["status"] == "correlated" for t in items) >= 1, items
+        # the nightly report places the agent's heartbeats in the simulated night (its
+        # clock, not the wall clock) with the night's quality and frames
+        from aposos.center.report import nightly_report
+        from aposos.center.worker import load_sites
+
+        sites = load_sites(REPO / "stations")
+        summary = nightly_report(center.store, "2020-10-02", tmp_path / "report", sites=sites)
+        pak1 = next(s for s in summary["stations"] if s["code"] == "PAK1")
+        assert pak1["heartbeats"] >= 2 and pak1["first_heartbeat"].startswith("2020-10-02T18:")
+        assert pak1["frames_reduced"] == frames["solved"] + frames["unsolved"]
+        assert pak1["frames_solved"] == frames["solved"]
+        assert 0.5 < pak1["fwhm_arcsec"] < 10 and 8 < pak1["limiting_mag"] < 20
+        assert 12 < pak1["sky_mag_arcsec2"] < 23
+        print(json.dumps({k: pak1[k] for k in ("heartbeats", "gaps", "frames_reduced",
+              "frames_solved", "fwhm_arcsec", "limiting_mag", "sky_mag_arcsec2",
+              "unsolved_reasons")}))  # fmt: skip
     finally:
         center.stop()
 

@@ -62,7 +62,7 @@ def test_a_version_4_database_gets_the_heartbeat_table(store):
     with store.read() as conn:
         assert inspect(conn).has_table("heartbeats")
         names = {i["name"] for i in inspect(conn).get_indexes("heartbeats")}
-    assert "ix_heartbeats_station_time" in names
+    assert "ix_heartbeats_station_at" in names
     store.record_heartbeat("PER1", outbox_backlog=2, agent_version="a", body=GOOD)
     assert [b.outbox_backlog for b in beats(store)] == [2]
 

@@ -101,6 +101,7 @@ def heartbeat_row(code: str, when: datetime, doc: dict) -> dict:
         "station": code,
         "received_at": when,
         "station_time": _station_time(doc),
+        "at": _station_time(doc) or when,
         "heartbeat_s": doc.get("heartbeat_s"),
         "outbox_backlog": doc.get("outbox_backlog"),
         "frames_reduced": doc.get("frames_reduced"),

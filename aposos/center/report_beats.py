@@ -15,7 +15,7 @@ import statistics
 from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from aposos.center import schema as S
 
@@ -108,13 +108,12 @@ def _one_station(rows: list, lo: datetime, hi: datetime) -> dict:
 def heartbeat_nights(conn, windows: dict[str, tuple[datetime, datetime]]) -> dict[str, dict]:
     """``{code: the station's night from its heartbeats}`` for each ``(start, end)`` window."""
     H = S.heartbeats
-    at = func.coalesce(H.c.station_time, H.c.received_at).label("at")
     out = {}
     for code, (lo, hi) in sorted(windows.items()):
         rows = conn.execute(
-            select(H, at)
-            .where(H.c.station == code, at >= lo - LOOKBACK, at < hi)
-            .order_by(at, H.c.id)
+            select(H)
+            .where(H.c.station == code, H.c.at >= lo - LOOKBACK, H.c.at < hi)
+            .order_by(H.c.at, H.c.id)
         ).all()
         out[code] = _one_station(rows, lo, hi)
     return out

@@ -91,6 +91,7 @@ heartbeats = Table(
     Column("station", String(32), nullable=False),
     Column("received_at", DateTime, nullable=False),
     Column("station_time", DateTime),  # the agent's clock (a simulated night's own)
+    Column("at", DateTime, nullable=False),  # station_time, else received_at: its night
     Column("heartbeat_s", Double),  # the agent's heartbeat period
     Column("outbox_backlog", Integer),
     Column("frames_reduced", Integer),
@@ -103,7 +104,7 @@ heartbeats = Table(
     Column("unsolved_reasons", Text),  # JSON {reason: frames}, the agent's running count
     Column("last_error", Text),
     Index("ix_heartbeats_station_received", "station", "received_at"),
-    Index("ix_heartbeats_station_time", "station", "station_time"),
+    Index("ix_heartbeats_station_at", "station", "at"),
 )
 
 # Raw payloads, stored before anything is parsed.
