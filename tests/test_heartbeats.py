@@ -81,6 +81,7 @@ def center(tmp_path_factory):
         ("fwhm_arcsec", -1.0, "fwhm_arcsec must be a number from 0.05 to 600"),
         ("fwhm_arcsec", "2.4", "fwhm_arcsec"),
         ("limiting_mag", 99.0, "limiting_mag must be a number from -5 to 30"),
+        ("limiting_mag", 10**400, "limiting_mag"),  # too large for a float
         ("sky_mag_arcsec2", True, "sky_mag_arcsec2"),
         ("solve_rate", 1.5, "solve_rate must be a number from 0 to 1"),
         ("frames_reduced", -3, "frames_reduced must be a non-negative integer"),
