@@ -357,6 +357,7 @@ def test_simulator_night_becomes_correlated_tracklets(tmp_path):
         summary = nightly_report(center.store, "2020-10-02", tmp_path / "report", sites=sites)
         pak1 = next(s for s in summary["stations"] if s["code"] == "PAK1")
         assert pak1["heartbeats"] >= 2 and pak1["first_heartbeat"].startswith("2020-10-02T18:")
+        assert pak1["gaps"] == []  # the simulated clock moves by frames: no false gaps
         assert pak1["frames_reduced"] == frames["solved"] + frames["unsolved"]
         assert pak1["frames_solved"] == frames["solved"]
         assert 0.5 < pak1["fwhm_arcsec"] < 10 and 8 < pak1["limiting_mag"] < 20

@@ -312,7 +312,7 @@ def test_plan_against_executed_and_trends(center, tmp_path):
     nightly_report(store, NIGHT, tmp_path / "r")
     page = (tmp_path / "r" / "report.html").read_text()
     for words in ("Plan against executed", "Trends against previous nights", "Flags",
-                  "1 gap(s): 20:03-20:23 (20.0 min)", "FWHM 2.6 arcsec",
+                  "1 gap: 20:03-20:23 (20.0 min)", "FWHM 2.6 arcsec",
                   "only N stars matched: 12", "frame 7: not a FITS file"):  # fmt: skip
         assert words in page
     # sky, time, residuals, age, heartbeats, plan, trends

@@ -58,10 +58,12 @@ def _one_station(rows: list, lo: datetime, hi: datetime) -> dict:
         return out
     times = [r.at for r in night]
     spacing = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    # the period: the agent's, or the typical spacing when longer (a simulated clock
+    # moves by frames, so its heartbeats are further apart than the wall-clock period)
     reported = [r.heartbeat_s for r in night if r.heartbeat_s]
-    period = (
-        statistics.median(reported) if reported else statistics.median(spacing) if spacing else None
-    )
+    positive = [x for x in spacing if x > 0]
+    periods = [statistics.median(v) for v in (reported, positive) if v]
+    period = max(periods) if periods else None
     if period:
         for a, b, s in zip(times, times[1:], spacing, strict=False):
             if s > GAP_INTERVALS * period:

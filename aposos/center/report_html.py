@@ -69,21 +69,31 @@ def _figure(svg: str | None, alt: str) -> str:
     return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/svg+xml;base64,{data}">'
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _beats_line(s: dict) -> str:
     if not s.get("heartbeats"):
-        return "no heartbeat during this night"
+        if s["last_heartbeat"] is None:
+            return "no heartbeat received"
+        return (
+            f"no heartbeat during this night (the last one arrived {s['last_heartbeat']}, "
+            f"outbox backlog {_v(s['outbox_backlog'])})"
+        )
     gaps = s["gaps"]
     gap_text = (
         "no gap"
         if not gaps
-        else f"{len(gaps)} gap(s): "
+        else _plural(len(gaps), "gap")
+        + ": "
         + ", ".join(f"{g['from'][11:16]}-{g['to'][11:16]} ({g['minutes']} min)" for g in gaps)
     )
     return (
-        f"{s['heartbeats']} heartbeats from {s['first_heartbeat']} to "
+        f"{_plural(s['heartbeats'], 'heartbeat')} from {s['first_heartbeat']} to "
         f"{s['last_heartbeat_night']}, every {_v(s['heartbeat_period_s'])} s; {gap_text} "
         f"(a gap: no heartbeat for more than 3 periods); outbox backlog at most "
-        f"{_v(s['backlog_max'])}, {_v(s['backlog_end'])} at the last heartbeat"
+        f"{_v(s['backlog_max'])}, {_v(s['backlog_end'])} at the night's last heartbeat"
     )
 
 
@@ -98,19 +108,18 @@ def _quality_line(s: dict) -> str:
 
 
 def _station_section(s: dict) -> str:
-    frames = (
-        f"{_v(s['frames_solved'])} of {s['frames_reduced']} frames plate-solved "
-        f"({_v(s['solved_pct'])} %), from the {s.get('frames_from', 'last heartbeat')}; "
-        f"{_v(s['frames_captured'])} captured, {_v(s['frames_failed'])} failed (agent's count)"
-        if s["frames_reduced"] is not None
-        else "frame counts: not reported (no agent heartbeat with frame counts)"
-    )
-    if s["last_heartbeat"] is None:
-        beat = "no heartbeat received"
+    if s["frames_reduced"] is None:
+        frames = "frame counts: not reported (no agent heartbeat with frame counts)"
     else:
-        when = "during this night" if s["heartbeat_in_night"] else "outside this night"
-        beat = f"last heartbeat {s['last_heartbeat']} ({when})"
-    backlog = s["outbox_backlog"]
+        frames = (
+            f"{_v(s['frames_solved'])} of {s['frames_reduced']} frames plate-solved "
+            f"({_v(s['solved_pct'])} %), from the {s.get('frames_from', 'last heartbeat')}"
+        )
+        if s["frames_captured"] is not None or s["frames_failed"] is not None:
+            frames += (
+                f"; {_v(s['frames_captured'])} captured, {_v(s['frames_failed'])} failed "
+                "(the agent's running count)"
+            )
     lines = [
         f"night (local mean noon to noon): {s['night_start']} to {s['night_end']}",
         frames,
@@ -118,9 +127,8 @@ def _station_section(s: dict) -> str:
         f"ambiguous, {s['uncorrelated']} uncorrelated, {s['pending']} pending); "
         f"{s['objects']} objects",
         f"first tracklet {_v(s['first_tracklet'])}, last {_v(s['last_tracklet'])}; "
-        f"longest gap between tracklets {_v(s['longest_gap_min'])} min",
-        f"{beat}; outbox backlog {_v(backlog)}; {s['uploads']} uploads "
-        f"carried its tracklets, {s['uploads_refused']} refused during the night",
+        f"longest gap between tracklets {_v(s['longest_gap_min'])} min; {s['uploads']} "
+        f"uploads carried its tracklets, {s['uploads_refused']} refused during the night",
         _beats_line(s),
         _quality_line(s),
     ]

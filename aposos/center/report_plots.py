@@ -193,7 +193,8 @@ def heartbeat_plot(report: dict) -> str | None:
                            alpha=0.2, lw=0)  # fmt: skip
             ax.set_ylabel("backlog")
             ax.set_ylim(bottom=0)
-            ax.set_title(f"{s['code']}: {len(series)} heartbeats, {len(s['gaps'])} gaps (shaded)")
+            gaps = "1 gap" if len(s["gaps"]) == 1 else f"{len(s['gaps'])} gaps"
+            ax.set_title(f"{s['code']}: {len(series)} heartbeats, {gaps} (shaded)")
         ax.set_xlabel(f"UTC hours from {report['night']} 00:00")
         fig.subplots_adjust(hspace=0.8)
         return _svg(fig)
