@@ -196,6 +196,10 @@ def test_the_command(center, tmp_path, capsys):
     # every tracklet of the night has its result from the newest suitable snapshot already
     assert main([*args, "--recorrelate"]) == 0
     assert "0 tracklets re-correlated against snapshot 1" in capsys.readouterr().out
+    assert main([*args, "--workers", "2"]) == 2
+    assert "--workers go with --recorrelate" in capsys.readouterr().err
+    assert main([*args, "--recorrelate", "--workers", "0"]) == 2
+    assert "--workers 0: at least 1" in capsys.readouterr().err
     assert (out / "report.html").is_file() and (out / "correlations.csv").is_file()
     assert main(["report", "nightly", "--night", "2020-13-40", "--config", str(toml)]) == 2
     assert "2020-13-40" in capsys.readouterr().err

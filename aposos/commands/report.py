@@ -34,6 +34,10 @@ def cmd_nightly(args) -> int:
     from aposos.center.report import nightly_report
 
     night = _night(args.night)
+    if (args.scheduler or args.workers is not None) and not args.recorrelate:
+        raise CommandError("--scheduler and --workers go with --recorrelate")
+    if args.workers is not None and args.workers < 1:
+        raise CommandError(f"--workers {args.workers}: at least 1")
     config = _config(args)
     sites = None
     if Path(config.stations_dir).is_dir():
