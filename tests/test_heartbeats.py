@@ -123,6 +123,9 @@ def test_frame_quality_from_a_reduction_report():
     assert (fwhm, lim) == (2.5, 15.2) and math.isclose(sky, 17.0, abs_tol=1e-12)
     assert frame_quality({**info, "background_adu": 0.0})[2] is None  # no sky, no figure
     assert frame_quality({"fwhm_arcsec": None}) == (None, None, None)
+    # stars trailing 6.8 px (a rate-tracked frame): the width is the trail's, not the seeing
+    trailed = frame_quality({**info, "star_trail_px": 6.8})
+    assert trailed[:2] == (None, None) and math.isclose(trailed[2], 17.0, abs_tol=1e-12)
     summary = quality_summary([(2.0, 15.0, 20.0), (3.0, 14.0, None), (2.5, 16.0, 21.0)])
     assert summary == {"quality_frames": 3, "fwhm_arcsec": 2.5, "limiting_mag": 15.0,
                        "sky_mag_arcsec2": 20.5}  # fmt: skip

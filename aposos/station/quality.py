@@ -21,6 +21,7 @@ import statistics
 
 __all__ = ["frame_quality", "quality_summary", "reason_key", "reasons_summary"]
 
+MAX_TRAIL_PX = 1.0  # stars trailing more than this: no FWHM or depth from the frame
 RECENT_FRAMES = 20  # the heartbeat's figures: medians over the last solved frames
 MAX_REASONS = 20  # the heartbeat names the commonest reasons, the rest as "other"
 FIELDS = ("fwhm_arcsec", "limiting_mag", "sky_mag_arcsec2")
@@ -40,8 +41,14 @@ def _finite(x) -> float | None:
 
 
 def frame_quality(info: dict) -> tuple[float | None, float | None, float | None]:
-    """``(fwhm_arcsec, limiting_mag, sky_mag_arcsec2)`` of one solved frame's report."""
+    """``(fwhm_arcsec, limiting_mag, sky_mag_arcsec2)`` of one solved frame's report.
+
+    FWHM and limiting magnitude only where the stars are points: on a frame whose stars
+    trail (tracking at a satellite's rate, or staring) the reduction measures the trail's
+    width, 6 times the seeing on simulated Peru frames."""
     fwhm, lim = _finite(info.get("fwhm_arcsec")), _finite(info.get("limiting_mag"))
+    if (_finite(info.get("star_trail_px")) or 0.0) > MAX_TRAIL_PX:
+        fwhm = lim = None
     zp, bg = _finite(info.get("zero_point_mag")), _finite(info.get("background_adu"))
     scale = _finite(info.get("pixel_scale_arcsec"))
     sky = None
