@@ -65,7 +65,7 @@ def trends(conn, night: str, windows: dict[str, tuple[datetime, datetime]],
     ):
         if r.station not in windows:
             continue
-        back = (windows[r.station][1] - r.t_mid) // timedelta(days=1)  # 0: this night
+        back = -((r.t_mid - windows[r.station][1]) // timedelta(days=1)) - 1  # 0: this night
         if 0 <= back < n:
             counts[(back, r.station)][r.status] += 1
     day = datetime.fromisoformat(night)
