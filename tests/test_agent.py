@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from agentsetup import AgentProcess, three_fields, wait_for, write_station
 from centerserver import CenterProcess, aposos_cli
+from sqlalchemy import text
 
 from aposos.station.outbox import AgentStore
 
@@ -83,6 +84,15 @@ def test_night_delivered_exactly_once_with_heartbeat(center, fields, tmp_path):
         assert beat["frames_captured"] == 12 and beat["frames_reduced"] == 12
         assert beat["frames_failed"] == 0 and beat["solve_rate"] == 1.0
         assert beat["agent_version"].startswith("aposos") and "last_error" in beat
+        # the night's quality: medians over the 12 solved frames, checked by the center
+        assert beat["quality_frames"] == 12 and beat["unsolved_reasons"] == {}
+        assert 0.5 < beat["fwhm_arcsec"] < 20 and 5 < beat["limiting_mag"] < 25
+        assert 10 < beat["sky_mag_arcsec2"] < 25 and beat["heartbeat_s"] == 1.0
+        with center.store.engine.connect() as conn:
+            kept = conn.execute(
+                text("SELECT COUNT(*), MAX(fwhm_arcsec) FROM heartbeats WHERE station = 'IRN1'")
+            ).first()
+        assert kept[0] >= 2 and kept[1] is not None  # every heartbeat is kept
     finally:
         assert agent.terminate() == 0
     status = json.loads(aposos_cli("station", "status", "--station", str(station), "--json").stdout)
@@ -338,6 +348,23 @@ def test_simulator_night_becomes_correlated_tracklets(tmp_path):
         items = center.store.list_tracklets(Filters(station="PAK1"), 1000, 0).to_wire()["items"]
         assert len(items) == status["delivered"]
         assert sum(t["status"] == "correlated" for t in items) >= 1, items
+        # the nightly report places the agent's heartbeats in the simulated night (its
+        # clock, not the wall clock) with the night's quality and frames
+        from aposos.center.report import nightly_report
+        from aposos.center.worker import load_sites
+
+        sites = load_sites(REPO / "stations")
+        summary = nightly_report(center.store, "2020-10-02", tmp_path / "report", sites=sites)
+        pak1 = next(s for s in summary["stations"] if s["code"] == "PAK1")
+        assert pak1["heartbeats"] >= 2 and pak1["first_heartbeat"].startswith("2020-10-02T18:")
+        assert pak1["gaps"] == []  # the simulated clock moves by frames: no false gaps
+        assert pak1["frames_reduced"] == frames["solved"] + frames["unsolved"]
+        assert pak1["frames_solved"] == frames["solved"]
+        assert 0.5 < pak1["fwhm_arcsec"] < 10 and 8 < pak1["limiting_mag"] < 20
+        assert 12 < pak1["sky_mag_arcsec2"] < 23
+        print(json.dumps({k: pak1[k] for k in ("heartbeats", "gaps", "frames_reduced",
+              "frames_solved", "fwhm_arcsec", "limiting_mag", "sky_mag_arcsec2",
+              "unsolved_reasons")}))  # fmt: skip
     finally:
         center.stop()
 

@@ -44,8 +44,8 @@ marks = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 commit_field, add_frame = AgentStore.commit_field, AgentStore.add_frame
 def mark(doc):
     os.write(marks, (json.dumps(doc) + "\\n").encode())
-def marked_commit(self, frames, tracklets):
-    n = commit_field(self, frames, tracklets)
+def marked_commit(self, frames, tracklets, *rest):  # rest: the frames' quality
+    n = commit_field(self, frames, tracklets, *rest)
     mark({"frames": [f[0] for f in frames], "uuids": [t[0]["uuid"] for t in tracklets]})
     return n
 def marked_add(self, key, *args, **kw):

@@ -158,3 +158,97 @@ def center_ids(center) -> list[str]:
 
     items = center.store.list_tracklets(Filters(station="IRN1"), 1000, 0).to_wire()["items"]
     return sorted(t["uuid"] for t in items)
+
+
+# ------------------------------------------------------------------ the nightly report
+
+REPORT_SERVICE = REPO / "deploy" / "aposos-report.service"
+REPORT_TIMER = REPO / "deploy" / "aposos-report.timer"
+REPORT_CRON = REPO / "deploy" / "aposos-report.cron"
+REPORTS_DIR = "/var/lib/aposos/reports"
+
+
+def report_localised(text: str, tmp_path: Path) -> str:
+    """The report units' paths moved to this checkout and a test folder."""
+    return localised(text, tmp_path / "etc", "-").replace(REPORTS_DIR, str(tmp_path / "reports"))
+
+
+def center_config(tmp_path: Path) -> Path:
+    """A center configuration where the units expect it, over an empty database."""
+    (tmp_path / "etc").mkdir(exist_ok=True)
+    (tmp_path / "reports").mkdir(exist_ok=True)
+    config = tmp_path / "etc" / "center.toml"
+    config.write_text(f'[center]\ndata_dir = "{tmp_path / "data"}"\n')
+    from aposos.center.config import CenterConfig
+    from aposos.center.store import Store
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    store = Store(CenterConfig(data_dir=tmp_path / "data").database_url)
+    store.upgrade()  # the database the running center made
+    store.close()
+    return config
+
+
+def test_the_report_timer_and_service_pass_systemd_analyze_verify(systemd_analyze, tmp_path):
+    if not (REPO / ".venv" / "bin" / "aposos").exists():
+        pytest.skip("no .venv/bin/aposos in this checkout (make .venv/.installed)")
+    center_config(tmp_path)
+    for unit in (REPORT_SERVICE, REPORT_TIMER):
+        (tmp_path / unit.name).write_text(report_localised(unit.read_text(), tmp_path))
+    done = subprocess.run(
+        [systemd_analyze, "verify", "aposos-report.timer", "aposos-report.service"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "aposos-report" not in done.stderr, done.stderr
+    timer = read_unit(REPORT_TIMER)["Timer"]
+    calendar = subprocess.run([systemd_analyze, "calendar", timer["OnCalendar"][-1]],
+                              capture_output=True, text=True)  # fmt: skip
+    assert calendar.returncode == 0 and "12:00:00 UTC" in calendar.stdout, calendar.stdout
+
+
+def yesterday_utc() -> str:
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+
+
+def check_report_written(folder: Path, log: str) -> None:
+    night = yesterday_utc()
+    out = folder / f"report-{night}"
+    assert (out / "report.html").is_file(), log[-3000:]
+    assert (
+        f"No tracklets were received for the night of {night}" in (out / "report.html").read_text()
+    )
+    assert (out / "summary.json").is_file() and (out / "correlations.csv").is_file()
+
+
+def test_the_report_service_runs_as_systemd_would(tmp_path):
+    service = read_unit(REPORT_SERVICE)["Service"]
+    argv = shlex.split(report_localised(service["ExecStart"][-1], tmp_path))
+    workdir = Path(report_localised(service["WorkingDirectory"][-1], tmp_path))
+    if not Path(argv[0]).exists():
+        pytest.skip(f"{argv[0]} does not exist (make .venv/.installed)")
+    center_config(tmp_path)
+    env = {"PATH": SYSTEMD_PATH, "LANG": "C.UTF-8", "HOME": str(tmp_path)}
+    done = subprocess.run(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert service["Type"] == ["oneshot"] and "Traceback" not in done.stderr
+    check_report_written(workdir, done.stderr)
+
+
+def test_the_cron_line_runs_as_cron_would(tmp_path):
+    lines = [x for x in REPORT_CRON.read_text().splitlines() if x and not x.startswith("#")]
+    assert lines[0] == "CRON_TZ=UTC"
+    fields = lines[1].split(None, 6)
+    assert fields[:5] == ["0", "12", "*", "*", "*"] and fields[5] == "aposos"
+    command = report_localised(fields[6], tmp_path)
+    if not (REPO / ".venv" / "bin" / "aposos").exists():
+        pytest.skip("no .venv/bin/aposos in this checkout (make .venv/.installed)")
+    center_config(tmp_path)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}  # cron's own
+    done = subprocess.run(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    check_report_written(tmp_path / "reports", done.stderr)

@@ -33,6 +33,7 @@ from aposos.center.dbtypes import TRACKLET_STATUSES, Filters, parse_time
 from aposos.center.docs import add_offline_docs
 from aposos.center.guards import RateLimiter, TokenInUrlGuard, install_log_redaction
 from aposos.center.heap import settle_heap
+from aposos.center.heartbeats import heartbeat_problem
 from aposos.center.housekeeping import Housekeeper, recover_uploads
 from aposos.center.ingest import parse_upload
 from aposos.center.schema import SCHEMA_VERSION
@@ -466,17 +467,8 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one route table, read top
         if code != who.name:
             raise ApiError(403, f"station {who.name} may not send heartbeats for {code!r}")
         doc = _json_body(await read_body(request, SMALL_BODY))
-        backlog = doc.get("outbox_backlog")
-        if backlog is not None and (
-            not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 0
-        ):
-            raise ApiError(422, "outbox_backlog must be a non-negative integer")
-        _check(int_problem("outbox_backlog", backlog))
-        version = doc.get("agent_version")
-        if version is not None and not isinstance(version, str):
-            raise ApiError(422, "agent_version must be a string")
-        if version is not None:
-            _check(text_problem("agent_version", version, 64))
+        _check(heartbeat_problem(doc))
+        backlog, version = doc.get("outbox_backlog"), doc.get("agent_version")
         store = _store(request)
         when = await run_in_threadpool(
             lambda: store.record_heartbeat(

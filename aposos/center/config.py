@@ -34,6 +34,8 @@ class WorkerConfig:
         compete with request handling for the interpreter); false: a thread.
     nice : the child process's scheduling priority below the server's (0..19), so
         uploads get the CPU first.
+    dask_scheduler : the Dask cluster (``tcp://host:8786``) that ``aposos report
+        nightly --recorrelate`` correlates the night on; empty: in its own process.
     """
 
     enabled: bool = True
@@ -42,6 +44,7 @@ class WorkerConfig:
     lease_seconds: float = 60.0
     process: bool = True
     nice: int = 5
+    dask_scheduler: str = ""
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,15 @@ def correlations_csv(report: dict) -> str:
 def write_nightly(report: dict, folder: str | Path) -> dict[str, Path]:
     """Write ``report.html``, ``summary.json`` and ``correlations.csv`` into ``folder``."""
     from aposos.center.report_html import render_html
-    from aposos.center.report_plots import age_plot, residual_plot, sky_map, time_histogram
+    from aposos.center.report_plots import (
+        age_plot,
+        heartbeat_plot,
+        plan_plot,
+        residual_plot,
+        sky_map,
+        time_histogram,
+        trend_plot,
+    )
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,6 +78,9 @@ def write_nightly(report: dict, folder: str | Path) -> dict[str, Path]:
         "time": time_histogram(report),
         "residuals": residual_plot(report),
         "age": age_plot(report),
+        "heartbeats": heartbeat_plot(report),
+        "plan": plan_plot(report),
+        "trends": trend_plot(report),
     }
     paths = {
         "html": folder / "report.html",

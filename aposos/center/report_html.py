@@ -69,20 +69,57 @@ def _figure(svg: str | None, alt: str) -> str:
     return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/svg+xml;base64,{data}">'
 
 
-def _station_section(s: dict) -> str:
-    frames = (
-        f"{s['frames_solved']} of {s['frames_reduced']} frames plate-solved "
-        f"({s['solved_pct']} %), {s['frames_captured']} captured, "
-        f"{s['frames_failed']} failed"
-        if s["frames_reduced"] is not None
-        else "frame counts: not reported (no agent heartbeat with frame counts)"
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _beats_line(s: dict) -> str:
+    if not s.get("heartbeats"):
+        if s["last_heartbeat"] is None:
+            return "no heartbeat received"
+        return (
+            f"no heartbeat during this night (the last one arrived {s['last_heartbeat']}, "
+            f"outbox backlog {_v(s['outbox_backlog'])})"
+        )
+    gaps = s["gaps"]
+    gap_text = (
+        "no gap"
+        if not gaps
+        else _plural(len(gaps), "gap")
+        + ": "
+        + ", ".join(f"{g['from'][11:16]}-{g['to'][11:16]} ({g['minutes']} min)" for g in gaps)
     )
-    if s["last_heartbeat"] is None:
-        beat = "no heartbeat received"
+    return (
+        f"{_plural(s['heartbeats'], 'heartbeat')} from {s['first_heartbeat']} to "
+        f"{s['last_heartbeat_night']}, every {_v(s['heartbeat_period_s'])} s; {gap_text} "
+        f"(a gap: no heartbeat for more than 3 periods); outbox backlog at most "
+        f"{_v(s['backlog_max'])}, {_v(s['backlog_end'])} at the night's last heartbeat"
+    )
+
+
+def _quality_line(s: dict) -> str:
+    if s.get("fwhm_arcsec") is None and s.get("limiting_mag") is None:
+        return "night quality: not reported by the agent"
+    return (
+        f"night quality (medians of its heartbeats): FWHM {_v(s['fwhm_arcsec'])} arcsec, "
+        f"limiting magnitude {_v(s['limiting_mag'])}, sky {_v(s['sky_mag_arcsec2'])} "
+        "mag/arcsec\u00b2"
+    )
+
+
+def _station_section(s: dict) -> str:
+    if s["frames_reduced"] is None:
+        frames = "frame counts: not reported (no agent heartbeat with frame counts)"
     else:
-        when = "during this night" if s["heartbeat_in_night"] else "outside this night"
-        beat = f"last heartbeat {s['last_heartbeat']} ({when})"
-    backlog = s["outbox_backlog"]
+        frames = (
+            f"{_v(s['frames_solved'])} of {s['frames_reduced']} frames plate-solved "
+            f"({_v(s['solved_pct'])} %), from the {s.get('frames_from', 'last heartbeat')}"
+        )
+        if s["frames_captured"] is not None or s["frames_failed"] is not None:
+            frames += (
+                f"; {_v(s['frames_captured'])} captured, {_v(s['frames_failed'])} failed "
+                "(the agent's running count)"
+            )
     lines = [
         f"night (local mean noon to noon): {s['night_start']} to {s['night_end']}",
         frames,
@@ -90,13 +127,127 @@ def _station_section(s: dict) -> str:
         f"ambiguous, {s['uncorrelated']} uncorrelated, {s['pending']} pending); "
         f"{s['objects']} objects",
         f"first tracklet {_v(s['first_tracklet'])}, last {_v(s['last_tracklet'])}; "
-        f"longest gap between tracklets {_v(s['longest_gap_min'])} min",
-        f"{beat}; outbox backlog {_v(backlog)}; {s['uploads']} uploads "
-        f"carried its tracklets, {s['uploads_refused']} refused during the night",
+        f"longest gap between tracklets {_v(s['longest_gap_min'])} min; {s['uploads']} "
+        f"uploads carried its tracklets, {s['uploads_refused']} refused during the night",
+        _beats_line(s),
+        _quality_line(s),
     ]
+    reasons = s.get("unsolved_reasons") or {}
+    if reasons:
+        lines.append(
+            "why frames were not solved this night: "
+            + "; ".join(f"{why}: {n}" for why, n in reasons.items())
+        )
     error = f'<li class="warn">last error: {_esc(s["last_error"])}</li>' if s["last_error"] else ""
+    errors = "".join(
+        f'<li class="warn">error first seen {_esc(e["first_seen"])}: {_esc(e["error"])}</li>'
+        for e in s.get("errors") or []
+    )
     items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)
-    return f"<section><h3>{_esc(s['code'])}</h3><ul>{items}{error}</ul></section>"
+    return f"<section><h3>{_esc(s['code'])}</h3><ul>{items}{errors or error}</ul></section>"
+
+
+def _plan_section(report: dict, figures: dict) -> list[str]:
+    out = ["<section><h2>Plan against executed</h2>"]
+    if not report.get("plan"):
+        out.append('<p class="note">No tasks were planned for this night.</p></section>')
+        return out
+    out.append(
+        _table(
+            report["plan"],
+            [
+                ("code", "station"),
+                ("tasks", "tasks planned"),
+                ("executed", "executed"),
+                ("skipped", "skipped"),
+                ("failed", "failed"),
+                ("planned", "no report"),
+                ("executed_pct", "executed (%)"),
+                ("frames_planned", "frames planned"),
+                ("frames_taken", "frames taken"),
+                ("tracklets_reported", "tracklets reported"),
+            ],
+            text=("code",),
+        )  # fmt: skip
+    )
+    out.append(_figure(figures.get("plan"), "plan against executed"))
+    out.append("</section>")
+    return out
+
+
+def _flag_section(report: dict) -> list[str]:
+    f = report.get("flags") or {"stale": [], "manoeuvres": []}
+    out = ["<section><h2>Flags</h2>"]
+    out.append(
+        '<p class="note">Stale element set: older than 3 days (LEO), 7 (MEO, HEO) or 10 (GEO) '
+        "when observed. Likely manoeuvre: a time offset or cross-track residual more than 5 "
+        "robust sigmas from its class's median that night (and beyond 5 s or 60 arcsec), or "
+        "an uncorrelated tracklet whose nearest candidate was identified the same night.</p>"
+    )
+    if f["stale"]:
+        out.append("<h3>Stale element sets</h3>")
+        out.append(
+            _table(
+                f["stale"],
+                [
+                    ("norad_id", "NORAD"),
+                    ("name", "name"),
+                    ("orbit_class", "class"),
+                    ("age_d", "age (d)"),
+                    ("limit_d", "limit (d)"),
+                    ("station", "station"),
+                    ("t_mid", "time (UTC)"),
+                    ("time_offset_s", "time offset (s)"),
+                ],
+                text=("name", "orbit_class", "station", "t_mid"),
+            )  # fmt: skip
+        )
+    else:
+        out.append('<p class="note">No stale element set among the objects identified.</p>')
+    if f["manoeuvres"]:
+        out.append("<h3>Likely manoeuvres</h3>")
+        out.append(
+            _table(
+                f["manoeuvres"],
+                [
+                    ("tracklet_id", "tracklet"),
+                    ("station", "station"),
+                    ("t_mid", "time (UTC)"),
+                    ("norad_id", "NORAD"),
+                    ("name", "name"),
+                    ("orbit_class", "class"),
+                    ("kind", "flag"),
+                    ("why", "figures"),
+                ],
+                text=("station", "t_mid", "name", "orbit_class", "kind", "why"),
+            )  # fmt: skip
+        )
+    else:
+        out.append('<p class="note">No likely manoeuvre.</p>')
+    out.append("</section>")
+    return out
+
+
+def _trend_section(report: dict, figures: dict) -> list[str]:
+    rows = report.get("trends") or []
+    if not rows:
+        return []
+    return [
+        "<section><h2>Trends against previous nights</h2>",
+        _table(
+            rows,
+            [
+                ("night", "night"),
+                ("code", "station"),
+                ("tracklets", "tracklets"),
+                ("correlated_pct", "correlated (%)"),
+                ("solved_pct", "frames solved (%)"),
+            ],
+            text=("night", "code"),
+        ),  # fmt: skip
+        _figure(figures.get("trends"), "trends against previous nights"),
+        "</section>",
+    ]
 
 
 def render_html(report: dict, figures: dict[str, str | None]) -> str:
@@ -163,7 +314,9 @@ def render_html(report: dict, figures: dict[str, str | None]) -> str:
     parts.extend(_station_section(s) for s in report["stations"])
     if not report["stations"]:
         parts.append('<p class="note">No station is registered.</p>')
+    parts.append(_figure(figures.get("heartbeats"), "heartbeats and outbox backlog"))
     parts.append("</section>")
+    parts.extend(_plan_section(report, figures))
     if t["tracklets"]:
         parts.append("<section><h2>Sky and time</h2>")
         parts.append(_figure(figures.get("sky"), "sky map of the night's tracklets"))
@@ -200,6 +353,7 @@ def render_html(report: dict, figures: dict[str, str | None]) -> str:
         parts.append(_figure(figures.get("residuals"), "residual distributions"))
         parts.append(_figure(figures.get("age"), "time offset against element-set age"))
         parts.append("</section>")
+    parts.extend(_flag_section(report))
     if report["uncorrelated"]:
         parts.append("<section><h2>Uncorrelated tracklets</h2>")
         rows = []
@@ -236,6 +390,7 @@ def render_html(report: dict, figures: dict[str, str | None]) -> str:
             )  # fmt: skip
         )
         parts.append("</section>")
+    parts.extend(_trend_section(report, figures))
     if report["snapshots"]:
         parts.append("<section><h2>Catalogue snapshots used</h2>")
         parts.append(

@@ -21,6 +21,9 @@ from pathlib import Path
 from sqlalchemy import and_, select
 
 from aposos.center import schema as S
+from aposos.center.report_beats import heartbeat_nights
+from aposos.center.report_flags import flags
+from aposos.center.report_plan import plan_vs_executed, trends
 
 __all__ = ["STATUSES", "gather_night", "night_windows"]
 
@@ -219,6 +222,21 @@ def _station_night(code, window, rows, station, uploads) -> dict:
     }
 
 
+def _with_beats(night: dict, beats: dict) -> dict:
+    """The station's night with its heartbeats; frame counts of the night itself when
+    the heartbeats of the night carry them (else the agent's last report, as before)."""
+    out = {**night, **beats, "frames_from": "last heartbeat (agent's running count)"}
+    if beats.get("frames_night") is not None:
+        frames, solved = beats["frames_night"], beats.get("solved_night")
+        out.update(
+            frames_reduced=frames,
+            frames_solved=solved,
+            solved_pct=r1(100.0 * solved / frames) if frames and solved is not None else None,
+            frames_from=f"heartbeats of the night (counted from {beats['counted_from']})",
+        )
+    return out
+
+
 def _spread(values: list[float]) -> dict:
     v = sorted(x for x in values if x is not None and math.isfinite(x))
     if not v:
@@ -255,6 +273,9 @@ def gather_night(store, night: str, *, sites: dict | None = None) -> dict:
         extra = sorted({r.station for r in raw} - set(windows))
         windows.update(night_windows(night, extra, sites))
         raw = [r for r in raw if windows[r.station][0] <= r.t_mid < windows[r.station][1]]
+        beats = heartbeat_nights(conn, windows)
+        plan = plan_vs_executed(conn, night)
+        trend = trends(conn, night, windows)
         prev_lo = min((w[0] for w in windows.values()), default=lo) - timedelta(days=1)
         first = min((w[0] for w in windows.values()), default=lo)
         K, C = S.tracklets, S.correlations
@@ -309,7 +330,10 @@ def gather_night(store, night: str, *, sites: dict | None = None) -> dict:
     for row in rows:
         by_station[row["station"]].append(row)
     station_list = [
-        _station_night(c, windows[c], by_station[c], stations.get(c), uploads.get(c, {}))
+        _with_beats(
+            _station_night(c, windows[c], by_station[c], stations.get(c), uploads.get(c, {})),
+            beats[c],
+        )
         for c in sorted(windows)
         if c in stations or by_station[c]
     ]
@@ -382,6 +406,7 @@ def gather_night(store, night: str, *, sites: dict | None = None) -> dict:
             }
         )
 
+    flagged = flags(rows, uct)
     totals = Counter(r["status"] for r in rows)
     used = sorted({r["snapshot_id"] for r in rows if r["snapshot_id"] is not None})
     return {
@@ -397,6 +422,9 @@ def gather_night(store, night: str, *, sites: dict | None = None) -> dict:
         "objects": object_list,
         "residuals": residuals,
         "uncorrelated": uct,
+        "flags": flagged,
+        "plan": plan,
+        "trends": trend,
         "snapshots": [
             {
                 "id": k,

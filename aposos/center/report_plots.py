@@ -12,7 +12,15 @@ from datetime import datetime
 
 import numpy as np
 
-__all__ = ["age_plot", "residual_plot", "sky_map", "time_histogram"]
+__all__ = [
+    "age_plot",
+    "heartbeat_plot",
+    "plan_plot",
+    "residual_plot",
+    "sky_map",
+    "time_histogram",
+    "trend_plot",
+]
 
 STATUS_COLOURS = {
     "correlated": "#2ca02c",
@@ -155,4 +163,94 @@ def age_plot(report: dict) -> str | None:
         ax.set_ylabel("time offset (s)")
         ax.set_title("time offset against element-set age")
         ax.legend(frameon=False)
+        return _svg(fig)
+
+
+def _hours(iso: str, day: datetime) -> float:
+    return (datetime.fromisoformat(iso.rstrip("Z")) - day).total_seconds() / 3600.0
+
+
+def heartbeat_plot(report: dict) -> str | None:
+    """Each station's heartbeats over the night: the outbox backlog at each heartbeat,
+    gaps (no heartbeat for more than three periods) shaded."""
+    import matplotlib
+
+    stations = [s for s in report["stations"] if s.get("heartbeat_series")]
+    if not stations:
+        return None
+    day = datetime.fromisoformat(report["night"])
+    with matplotlib.rc_context(RC):
+        fig = _figure(figsize=(7.0, 1.9 * len(stations) + 0.6))
+        for k, s in enumerate(stations):
+            ax = fig.add_subplot(len(stations), 1, k + 1)
+            series = s["heartbeat_series"]
+            x = [_hours(p["t"], day) for p in series]
+            y = [p["outbox_backlog"] if p["outbox_backlog"] is not None else np.nan for p in series]
+            ax.step(x, y, where="post", color="#1f77b4", lw=1.0)
+            ax.plot(x, y, "|", color="k", ms=6)
+            for g in s["gaps"]:
+                ax.axvspan(_hours(g["from"], day), _hours(g["to"], day), color="#d62728",
+                           alpha=0.2, lw=0)  # fmt: skip
+            ax.set_ylabel("backlog")
+            ax.set_ylim(bottom=0)
+            gaps = "1 gap" if len(s["gaps"]) == 1 else f"{len(s['gaps'])} gaps"
+            ax.set_title(f"{s['code']}: {len(series)} heartbeats, {gaps} (shaded)")
+        ax.set_xlabel(f"UTC hours from {report['night']} 00:00")
+        fig.subplots_adjust(hspace=0.8)
+        return _svg(fig)
+
+
+def plan_plot(report: dict) -> str | None:
+    """Planned tasks per station by what the station reported (stacked bars)."""
+    import matplotlib
+
+    rows = report.get("plan") or []
+    if not rows:
+        return None
+    colours = {"executed": "#2ca02c", "skipped": "#ff7f0e", "failed": "#d62728",
+               "planned": "#c7c7c7"}  # fmt: skip
+    with matplotlib.rc_context(RC):
+        fig = _figure(figsize=(7.0, 0.5 * len(rows) + 1.4))
+        ax = fig.add_subplot(1, 1, 1)
+        codes = [r["code"] for r in rows]
+        left = np.zeros(len(rows))
+        for state, colour in colours.items():
+            v = np.array([r[state] for r in rows], dtype=float)
+            label = "no report" if state == "planned" else state
+            ax.barh(codes, v, left=left, color=colour, label=label)
+            left += v
+        ax.invert_yaxis()
+        ax.set_xlabel("tasks of the night's plan")
+        ax.set_title("plan against executed")
+        ax.legend(frameon=False, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.35))
+        return _svg(fig)
+
+
+def trend_plot(report: dict) -> str | None:
+    """The last nights per station: tracklets, share correlated, share of frames solved."""
+    import matplotlib
+
+    rows = report.get("trends") or []
+    if not rows:
+        return None
+    nights = sorted({r["night"] for r in rows})
+    codes = sorted({r["code"] for r in rows})
+    panels = (("tracklets", "tracklets"), ("correlated_pct", "correlated (%)"),
+              ("solved_pct", "frames solved (%)"))  # fmt: skip
+    with matplotlib.rc_context(RC):
+        fig = _figure(figsize=(7.0, 2.2 * len(panels)))
+        for k, (key, label) in enumerate(panels):
+            ax = fig.add_subplot(len(panels), 1, k + 1)
+            for code in codes:
+                by_night = {r["night"]: r[key] for r in rows if r["code"] == code}
+                y = [by_night.get(n) for n in nights]
+                y = [np.nan if v is None else v for v in y]
+                ax.plot(range(len(nights)), y, marker="o", ms=3, label=code)
+            ax.set_ylabel(label)
+            ax.set_xticks(range(len(nights)), [n[5:] for n in nights])
+            if k == 0:
+                ax.legend(frameon=False, ncol=len(codes), fontsize=8)
+                ax.set_title("trends against previous nights")
+        ax.set_xlabel("night starting (month-day)")
+        fig.subplots_adjust(hspace=0.4)
         return _svg(fig)

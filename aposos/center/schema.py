@@ -81,6 +81,32 @@ stations = Table(
     Column("heartbeat", Text),  # the last heartbeat's JSON body
 )
 
+# Every heartbeat (schema version 5): the nightly report's heartbeats, gaps, backlog
+# over the night, errors and each station's night quality (FWHM, limiting magnitude,
+# sky brightness, why frames were not solved).
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("station", String(32), nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Column("station_time", DateTime),  # the agent's clock (a simulated night's own)
+    Column("at", DateTime, nullable=False),  # station_time, else received_at: its night
+    Column("heartbeat_s", Double),  # the agent's heartbeat period
+    Column("outbox_backlog", Integer),
+    Column("frames_reduced", Integer),
+    Column("frames_failed", Integer),
+    Column("solve_rate", Double),
+    Column("fwhm_arcsec", Double),
+    Column("limiting_mag", Double),
+    Column("sky_mag_arcsec2", Double),
+    Column("quality_frames", Integer),  # solved frames the three figures above come from
+    Column("unsolved_reasons", Text),  # JSON {reason: frames}, the agent's running count
+    Column("last_error", Text),
+    Index("ix_heartbeats_station_received", "station", "received_at"),
+    Index("ix_heartbeats_station_at", "station", "at"),
+)
+
 # Raw payloads, stored before anything is parsed.
 uploads = Table(
     "uploads",
@@ -300,7 +326,19 @@ def _correlation_reasons(conn: Connection) -> None:
     _add_columns(conn, correlations, ("reason", "p_unlisted"))
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v2_hardening, _add_tasking_tables, _correlation_reasons)
+def _heartbeat_history(conn: Connection) -> None:
+    """Every heartbeat kept (additive; the stations' last heartbeat stays as it was)."""
+    heartbeats.create(conn, checkfirst=True)
+    for index in heartbeats.indexes:
+        index.create(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _v2_hardening,
+    _add_tasking_tables,
+    _correlation_reasons,
+    _heartbeat_history,
+)
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 

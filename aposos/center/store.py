@@ -39,6 +39,7 @@ from aposos.center.dbtypes import (
     utcnow,
 )
 from aposos.center.groupcommit import GroupCommit
+from aposos.center.heartbeats import heartbeat_row
 from aposos.center.queries import StoreQueries
 from aposos.center.writelock import WriteLock
 from aposos.model import Candidate, Correlation, Tracklet
@@ -314,6 +315,8 @@ class Store(StoreQueries):
                     heartbeat=json.dumps(body),
                 )
             )
+            row = {**heartbeat_row(code, now, body), "outbox_backlog": outbox_backlog}
+            conn.execute(S.heartbeats.insert().values(row))
         return now
 
     # ------------------------------------------------------------------ uploads

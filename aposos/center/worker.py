@@ -366,6 +366,8 @@ class CorrelationWorker:
     store : the database.
     config : the center configuration (worker settings, snapshot suitability,
         stations folder).
+    dask_client : a ``dask.distributed.Client``: batches are correlated on its cluster
+        (:meth:`~aposos.correlate.SGP4Correlator.run_distributed`), else in this process.
 
     Examples
     --------
@@ -380,6 +382,7 @@ class CorrelationWorker:
         *,
         cached_snapshots: int = 2,
         freeze_heap: bool = False,
+        dask_client=None,
     ):
         self.store = store
         self.config = config
@@ -390,6 +393,7 @@ class CorrelationWorker:
         self._correlators: OrderedDict[int, object] = OrderedDict()
         self._cached = cached_snapshots
         self._sites: dict | None = None
+        self.dask_client = dask_client
 
     # -- life cycle
 
@@ -490,7 +494,10 @@ class CorrelationWorker:
             return
         correlator = self._correlator(snapshot_id, snap, sites)
         batch = [tracklets[j.tracklet_id] for j in known]
-        results = correlate_batch(correlator, batch)
+        if self.dask_client is not None:  # the same results, computed on the cluster
+            results = correlator.run_distributed(batch, self.dask_client)
+        else:
+            results = correlate_batch(correlator, batch)
         complete_jobs(
             self.store,
             self.name,

@@ -31,6 +31,7 @@ import numpy as np
 from aposos.station.agent_config import AgentConfig
 from aposos.station.delivery import Backoff, Courier
 from aposos.station.outbox import AgentStore, FrameRow, utcnow_iso
+from aposos.station.quality import RECENT_FRAMES, frame_quality, quality_summary, reasons_summary
 from aposos.station.sources import Captured, describe, starts_new_field
 from aposos.station.uplink import CenterLink
 
@@ -38,6 +39,7 @@ __all__ = ["StationAgent", "agent_version"]
 
 log = logging.getLogger(__name__)
 MIN_OBSERVATIONS = 2  # the center refuses shorter tracklets: one point gives no arc
+QUALITY_MAX_AGE_S = 3600.0  # the heartbeat's FWHM, depth and sky: frames of the last hour
 
 
 def agent_version() -> str:
@@ -147,6 +149,8 @@ class StationAgent:
         return {
             "agent_version": agent_version(),
             "source": self.config.source,
+            "station_time": f"{np.datetime64(self.source.now(), 's')}Z",
+            "heartbeat_s": self.config.heartbeat_s,
             "frames_captured": sum(c.values()),
             "frames_reduced": solved + unsolved,
             "frames_failed": c["failed"] + c["quarantined"],
@@ -154,6 +158,8 @@ class StationAgent:
             "solve_rate": round(solved / (solved + unsolved), 4) if solved + unsolved else None,
             "last_error": self.store.get("last_error"),
             "last_upload": self.store.get("last_upload"),
+            "unsolved_reasons": reasons_summary(self.store.unsolved_reasons()),
+            **quality_summary(self.store.recent_quality(RECENT_FRAMES, QUALITY_MAX_AGE_S)),
         }
 
     # ------------------------------------------------------------------ the night
@@ -282,8 +288,13 @@ class StationAgent:
             log.info("%d single-observation tracklet(s) kept in the archive only (the center "
                      "needs %d observations)", len(result.tracklets) - len(deliverable),
                      MIN_OBSERVATIONS)  # fmt: skip
+        quality = [
+            (f.key, *frame_quality(r.info))
+            for f, r in zip(frames, result.reports, strict=True)
+            if r.status == "solved"
+        ]
         queued = self.store.commit_field(
-            outcomes, [(t.to_wire(), task_of[t.uuid]) for t in deliverable]
+            outcomes, [(t.to_wire(), task_of[t.uuid]) for t in deliverable], quality
         )
         for task_id in {f.task_id for f in frames if f.task_id}:
             n = sum(1 for t in deliverable if task_of[t.uuid] == task_id)

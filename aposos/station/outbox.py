@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     report_due INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS frame_quality (
+    key TEXT PRIMARY KEY,
+    done_wall REAL NOT NULL,
+    fwhm_arcsec REAL,
+    limiting_mag REAL,
+    sky_mag_arcsec2 REAL
+);
 """
 
 OPEN_FRAME = "captured"
@@ -162,12 +169,20 @@ class AgentStore:
         return [FrameRow(*r) for r in rows]
 
     def commit_field(self, frames: list[tuple[str, str, str | None, int]],
-                     tracklets: list[tuple[dict, str | None]]) -> int:  # fmt: skip
-        """In one transaction: the frames' outcomes ``(key, state, reason, n_tracklets)``
-        and the new tracklets ``(wire dict, task_id)``. Returns the tracklets queued
-        (those whose UUID was not queued before)."""
+                     tracklets: list[tuple[dict, str | None]],
+                     quality: list[tuple] = ()) -> int:  # fmt: skip
+        """In one transaction: the frames' outcomes ``(key, state, reason, n_tracklets)``,
+        the new tracklets ``(wire dict, task_id)`` and the solved frames' quality
+        ``(key, fwhm_arcsec, limiting_mag, sky_mag_arcsec2)``. Returns the tracklets
+        queued (those whose UUID was not queued before)."""
         now, wall = utcnow_iso(), time.time()
         with self.transaction() as db:
+            for key, *figures in quality:
+                db.execute(
+                    "INSERT OR REPLACE INTO frame_quality(key, done_wall, fwhm_arcsec,"
+                    " limiting_mag, sky_mag_arcsec2) VALUES (?, ?, ?, ?, ?)",
+                    (key, wall, *figures),
+                )
             for key, state, reason, n in frames:
                 db.execute(
                     "UPDATE frames SET state = ?, reason = ?, tracklets = ?, done_at = ?"
@@ -187,6 +202,21 @@ class AgentStore:
     def enqueue(self, tracklets: list[dict]) -> int:
         """Queue tracklets (wire dicts) for upload; returns how many were new."""
         return self.commit_field([], [(t, None) for t in tracklets])
+
+    def recent_quality(self, n: int, max_age_s: float) -> list[tuple]:
+        """``(fwhm, lim, sky)`` of the last ``n`` solved frames of the last ``max_age_s``."""
+        return self._query(
+            "SELECT fwhm_arcsec, limiting_mag, sky_mag_arcsec2 FROM frame_quality"
+            " WHERE done_wall >= ? ORDER BY done_wall DESC, key DESC LIMIT ?",
+            (time.time() - max_age_s, n),
+        )
+
+    def unsolved_reasons(self) -> list[tuple[str | None, int]]:
+        """``(reason, frames)`` of the frames not solved (unsolved, failed, quarantined)."""
+        return self._query(
+            "SELECT reason, COUNT(*) FROM frames WHERE state IN ('unsolved', 'failed',"
+            " 'quarantined') GROUP BY reason ORDER BY reason"
+        )
 
     def frame_counts(self, *, since_iso: str | None = None) -> dict[str, int]:
         sql = "SELECT state, COUNT(*) FROM frames"
