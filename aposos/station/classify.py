@@ -203,7 +203,10 @@ def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None
             spread = float(np.nanmedian(np.abs(sh - expected))) * 1.4826
     # too sharp for the PSF: hot pixels, cosmic rays
     limit = expected + max(0.12, 5.0 * spread)
-    if trailed:  # no point stars to learn the PSF from: only the sharpest are artefacts
+    if trailed or ext.star_elongation_px > 0:
+        # no point stars to learn the PSF from (elongated stars are less sharp than a
+        # tracked satellite: a Pakistan rate night lost its target as a hot pixel):
+        # only the sharpest are artefacts
         limit = max(limit, 0.8)
     sharp = (~sat) & compact & (s.sharpness > limit)
     s.kind[sharp] = SHARP
