@@ -28,6 +28,7 @@ from aposos.station.psffit import fit_point, fit_streak, gauss_model
 
 __all__ = [
     "TransientState",
+    "elongated_star_sigma",
     "frame_candidates",
     "hidden_points",
     "near_edge",
@@ -247,6 +248,37 @@ def trail_width(ext) -> float:
     if len(sig) >= 3:
         return float(np.median(sig))
     return float(np.clip(guess, 0.6, 10.0))
+
+
+def elongated_star_sigma(ext, guess: float) -> float:
+    """PSF sigma (px) across the stars of a frame of elongated stars.
+
+    A circular Gaussian fitted to an elongated star overstates the PSF (its length
+    goes into the width); PSF-convolved segment fits to the brightest stars along the
+    frame's elongation give the width across. ``guess``: a first guess (px), e.g.
+    from the seeing of the last frames; a poor one is refined once.
+    """
+    s = ext.sources
+    idx = np.nonzero((s.kind == STAR) & (s.nsat == 0) & (s.snr > 20))[0]
+    idx = idx[np.argsort(-s.snr[idx])][:9]
+    noise = max(ext.noise_median, 1e-3)
+    guess = float(np.clip(guess, 0.5, 10.0))
+    for _ in range(2):
+        sig = []
+        for i in idx:
+            fit = fit_streak(
+                ext.subtracted, ext.labels, s.label[i], (s.fx[i], s.fy[i]), ext.star_theta,
+                ext.star_elongation_px, guess, noise,
+            )  # fmt: skip
+            if fit is not None and 0.3 < fit["sigma"] < 3.0 * guess + 1.0:
+                sig.append(fit["sigma"])
+        if len(sig) < 3:
+            return guess
+        found = float(np.median(sig))
+        if abs(found - guess) < 0.3 * guess:
+            return found
+        guess = found
+    return guess
 
 
 def trail_length(ext, psf_sigma: float) -> float:

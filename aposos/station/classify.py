@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from aposos.station.extract import Extraction, SourceTable
 
 __all__ = [
-    "KIND_NAMES", "OTHER", "POINT", "SATURATED", "SHARP", "STAR", "STREAK", "classify", "trail_level",
+    "KIND_NAMES", "OTHER", "POINT", "SATURATED", "SHARP", "STAR", "STREAK", "classify",
+    "short_trail_px", "trail_level",
 ]  # fmt: skip
 
 # source kinds
@@ -130,8 +131,16 @@ def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None
             star_theta = 0.5 * math.atan2(
                 np.median(np.sin(2 * s.theta[near])), np.median(np.cos(2 * s.theta[near]))
             )
-        ext.star_length_px, ext.star_theta = med_len, star_theta
         width_ref = float(np.median(s.width[near])) if near.sum() >= 3 else sigma_k
+        if med_len < short_trail_px(width_ref):
+            # stars elongated by a few PSF widths: no point-on-trail test can tell a
+            # point from a star this short (a step of a PSF width along the trail
+            # already leaves it), so they are stars of an elongated PSF, and a
+            # tracked satellite is a source at no star's place (the round-star path)
+            ext.star_elongation_px, ext.star_theta = med_len, star_theta
+            trailed = False
+    if trailed:
+        ext.star_length_px, ext.star_theta = med_len, star_theta
         # a star trail: matching angle and length (faint trails look shorter)
         len_tol = 0.3 * med_len + 4.0
         star = (
@@ -168,7 +177,7 @@ def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None
         psf_sigma = None
         s.kind[~sat] = STAR
     # adaptive moments for compact sources: PSF size and sharpness
-    compact = (~sat) & (s.length < 3.0 * sigma_k + 3.0)
+    compact = (~sat) & (s.length < 3.0 * sigma_k + 3.0 + ext.star_elongation_px)
     # windowed centroids for every unsaturated source of a frame of round stars (a
     # bright star's segment may have swallowed a neighbour); compact ones otherwise
     idx = np.nonzero(compact if trailed else ~sat)[0]
@@ -194,7 +203,10 @@ def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None
             spread = float(np.nanmedian(np.abs(sh - expected))) * 1.4826
     # too sharp for the PSF: hot pixels, cosmic rays
     limit = expected + max(0.12, 5.0 * spread)
-    if trailed:  # no point stars to learn the PSF from: only the sharpest are artefacts
+    if trailed or ext.star_elongation_px > 0:
+        # no point stars to learn the PSF from (elongated stars are less sharp than a
+        # tracked satellite: a Pakistan rate night lost its target as a hot pixel):
+        # only the sharpest are artefacts
         limit = max(limit, 0.8)
     sharp = (~sat) & compact & (s.sharpness > limit)
     s.kind[sharp] = SHARP
@@ -202,6 +214,13 @@ def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None
         if not _is_plateau(ext.snr_image, s, i):
             s.kind[i] = OTHER  # blended stars, not a uniform trail
     _reject_artefacts(ext)
+
+
+def short_trail_px(psf_sigma: float) -> float:
+    """Star trails shorter than this (px) are elongated stars, not trails: the
+    point-on-trail test looks ``2 sigma + 2`` px along the trail on both sides of a
+    peak, beyond the PSF, so a trail must reach that far and a PSF more."""
+    return 6.0 * max(psf_sigma, 0.5) + 4.0
 
 
 def _peak_is_point(snr, px, py, theta, trail, psf_sigma) -> bool:

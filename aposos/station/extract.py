@@ -277,6 +277,9 @@ class Extraction:
     fwhm_px: float  # of point-like stars; NaN when stars are trails
     star_length_px: float  # trail length of stars (0 when tracked sidereally)
     star_theta: float
+    # stars trailed too little to be treated as trails (then star_length_px is 0):
+    # elongated stars, reduced as round ones (see classify.short_trail_px)
+    star_elongation_px: float = 0.0
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:

@@ -41,6 +41,7 @@ from aposos.station.astrometry import (
 from aposos.station.calibrate import MasterCalibration, find_fits
 from aposos.station.candidates import (
     TransientState,
+    elongated_star_sigma,
     frame_candidates,
     trail_width,
     transient_points,
@@ -242,12 +243,18 @@ class Reducer:
         ext = extractor(data, raw=frame.data)
         src = ext.sources
         trailed = ext.star_length_px > 0
-        psf_sigma = (ext.fwhm_px / 2.3548) if not trailed else trail_width(ext)
+        elongation = ext.star_elongation_px  # stars trailed by a few px: round-star path
+        if trailed:
+            psf_sigma = trail_width(ext)
+        elif elongation > 0:
+            psf_sigma = elongated_star_sigma(ext, self.fwhm_guess_px / 2.3548)
+        else:
+            psf_sigma = ext.fwhm_px / 2.3548
         info["sources"] = src.counts()
         info["background_adu"] = round(ext.background_median, 2)
         info["noise_adu"] = round(ext.noise_median, 3)
         info["fwhm_px"] = _num(2.3548 * psf_sigma, 3)
-        info["star_trail_px"] = round(ext.star_length_px, 2)
+        info["star_trail_px"] = round(ext.star_length_px or elongation, 2)
         report.sources_table = np.column_stack(
             [src.x, src.y, src.flux, src.snr, src.length, src.kind.astype(float)]
         )
@@ -268,7 +275,7 @@ class Reducer:
             info["notes"] = notes
             info["seconds"] = round(time.perf_counter() - t_start, 3)
             return report
-        if np.isfinite(ext.fwhm_px) and not trailed:
+        if np.isfinite(ext.fwhm_px) and not trailed and not elongation:
             self.fwhm_guess_px = 0.5 * self.fwhm_guess_px + 0.5 * ext.fwhm_px
         model = sol.model
         report.status = "solved"
@@ -300,8 +307,9 @@ class Reducer:
         zp = _zero_point(stars.flux[sol.image_index], sol.catalogue_mag)
         info["zero_point_mag"] = _num(zp, 3)
         flux_lim = 5.0 * ext.noise_median * math.sqrt(4 * math.pi) * psf_sigma
-        if trailed:
-            flux_lim *= math.sqrt(1.0 + ext.star_length_px / (2 * math.sqrt(math.pi) * psf_sigma))
+        if trailed or elongation:
+            trail_px = ext.star_length_px or elongation
+            flux_lim *= math.sqrt(1.0 + trail_px / (2 * math.sqrt(math.pi) * psf_sigma))
         info["limiting_mag"] = _num(zp - 2.5 * math.log10(flux_lim), 2) if zp == zp else None
         dets = frame_candidates(ext, psf_sigma, edge_margin=opt.edge_margin_px)
         report.solution = sol
@@ -313,6 +321,7 @@ class Reducer:
             scale=scale,
             trailed=trailed,
             psf_sigma=psf_sigma,
+            elongation=elongation,
         )
         report.detections = dets
         self._place_all(report)
@@ -416,7 +425,10 @@ class Reducer:
         for d in report.detections:
             self._place(d, sol.model, wcs_sigma=wcs_sigma, **p)
 
-    def _place(self, d, model, *, trail, t_open, t_close, zp, scale, wcs_sigma, trailed, psf_sigma):
+    def _place(
+        self, d, model, *, trail, t_open, t_close, zp, scale, wcs_sigma, trailed, psf_sigma,
+        elongation=0.0,
+    ):  # fmt: skip
         d.t_open, d.t_close = t_open, t_close
         d.psf_sigma_px = psf_sigma
         ra, dec = model.pixel_to_world(d.x, d.y)
@@ -432,6 +444,10 @@ class Reducer:
             d.sigma_end_arcsec = math.hypot(
                 math.hypot(d.sigma_end_px * scale, wcs_sigma), rate * timing
             )
+            if elongation > 0:
+                # the frame's mid-exposure solution; at the ends the mount has moved
+                # the sky by half the stars' elongation (one way or the other)
+                d.sigma_end_arcsec = math.hypot(d.sigma_end_arcsec, 0.5 * elongation * scale)
             if d.clipped_a or d.clipped_b:
                 _note(d, "streak runs off the frame: clipped end not reported")
         elif d.kind == "point" and trailed:
