@@ -28,7 +28,9 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
 """
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def center(request, tmp_path_factory):
     options = {}
     if request.param == "postgresql":
