@@ -204,7 +204,7 @@ def test_held_out_pairs_of_the_2026_series(older, newer, tmp_path):
     on (python-sgp4 + astropy, objects within half a day of their newer epoch), against
     the older snapshot: ``benchmarks/bench_identification.py`` in small.
 
-    The issue's goals (>= 99.5 % right at 1 day, >= 98 % at 3 days, <= 0.1 % confidently
+    The goals (>= 99.5 % right at 1 day, >= 98 % at 3 days, <= 0.1 % confidently
     wrong) are NOT met yet; these bounds hold what is measured (1000 tracklets, seed 5:
     97.9 % right / 0.1 % wrong at 1 day, 94.9 % / 1.2 % at 3 days, where whole Starlink
     trains lowered together put a tracklet on a neighbour's predicted slot), so it cannot
