@@ -1,9 +1,11 @@
-"""What the README and docs/ say about the code, checked against the code.
+"""What the README, docs/ and pyproject.toml say about the code, checked against the code.
 
 The README's examples run in tests/test_readme.py; here: the SGP4 error-code table,
-the benchmark list, the paths the docs name, and the test loop the README promises.
+the benchmark list, the paths the docs name, the test loop the README promises, and
+that packages kept for the tests only are never imported by aposos.
 """
 
+import ast
 import re
 import tomllib
 from pathlib import Path
@@ -44,3 +46,19 @@ def test_quick_loop_leaves_out_slow_and_postgres_and_make_test_runs_all():
     test = re.search(r"^test:.*?\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M)[1]
     assert '-m ""' in test  # every test, slow and PostgreSQL ones included
     assert "NUMBA_DISABLE_JIT=1" in test and "-m kernel" in test
+
+
+def test_packages_for_the_tests_only_are_never_imported_by_aposos():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    required = " ".join(project["dependencies"])
+    test_only = {"skyfield", "photutils"}
+    assert not any(name in required for name in test_only)
+    for path in (REPO / "aposos").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            assert not {n.split(".")[0] for n in names} & test_only, (path, names)
