@@ -206,6 +206,7 @@ def test_token_settings_are_named_one_way(tmp_path):
 # ------------------------------------------------------------ output and help
 
 
+@pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_version_and_quiet_pipes():
     done = aposos("--version")
     assert done.returncode == 0 and done.stdout.startswith("aposos ")
