@@ -14,9 +14,14 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# Every test, slow and PostgreSQL ones too (-m "" clears the quick loop's selection),
+# on TEST_WORKERS processes (xdist, a test file per worker); then the kernels uncompiled.
+TEST_WORKERS ?= 3
+
 test: $(STAMP)
-	$(PY) -m pytest -q
-	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider
+	$(PY) tests/system_packages.py
+	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider -n $(TEST_WORKERS)
 
 demo: $(STAMP)
 	$(VENV)/bin/aposos demo --out demo-output

@@ -10,7 +10,7 @@ LEO/MEO/GEO mix of about 60/15/25 %, 5 observations each (LEO over 10-60 s, MEO 
 2-6 min, GEO over 4-12 min), 1.5" noise. Directions come from our own catalogue
 propagation and frames (this is a timing benchmark; correctness is the tests' business).
 
-Brute force (the baseline named in the issue): python-sgp4 ``SatrecArray`` for every
+Brute force (the baseline): python-sgp4 ``SatrecArray`` for every
 object at every observation time, numpy topocentric directions (TEME -> GCRS matrices and
 station positions from erfa), nearest match by mean angular distance. Its cost is linear
 in the number of tracklets, so it is timed on ``--brute`` tracklets and scaled.

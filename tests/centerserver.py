@@ -39,16 +39,13 @@ def free_port() -> int:
 APOSOS = [sys.executable, "-c", "import sys; from aposos.cli import main; sys.exit(main())"]
 
 
-def aposos_cli(*args: str, env: dict | None = None, timeout: float = 120):
-    """Run the real ``aposos`` command line; returns the CompletedProcess."""
-    return subprocess.run(
-        [*APOSOS, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=REPO,
-    )
+def aposos_cli(*args: str, env: dict | None = None):
+    """Run the real ``aposos`` command line (``main(argv)`` in this process, with its
+    own environment and working folder: tests/clirun.py); returns exit status, stdout
+    and stderr. The server itself runs apart (:class:`CenterProcess`)."""
+    import clirun
+
+    return clirun.run(*args, env=env, cwd=REPO)
 
 
 class CenterProcess:

@@ -1,7 +1,8 @@
-"""Debian packages the tests run for real (PostgreSQL, the INDI simulators): one installer.
+"""Debian packages the tests run for real (PostgreSQL, the INDI simulators, Chromium): one
+installer.
 
 CI installs them all in one step before the tests (``python tests/system_packages.py``,
-called by ``.ci/run``); a fixture that still finds its program missing calls
+called by ``make test``); a fixture that still finds its program missing calls
 :func:`apt_install` itself, and skips with the returned reason when that is impossible
 (not root, no apt-get, no network).
 """
@@ -15,7 +16,7 @@ import subprocess
 import sys
 
 APT_TIMEOUT_S = 900
-TEST_PACKAGES = ("postgresql", "indi-bin")
+TEST_PACKAGES = ("postgresql", "indi-bin", "chromium")
 
 
 def installed(package: str) -> bool:

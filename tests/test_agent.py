@@ -303,7 +303,7 @@ def test_configuration_errors_all_listed_before_anything_runs(tmp_path):
         "source": "folder", "heartbeat_s": -1, "folder": {"path": str(tmp_path / "nowhere")},
         "bogus": 1,
     })  # fmt: skip
-    done = aposos_cli("station", "run", "--station", str(station), timeout=60)
+    done = aposos_cli("station", "run", "--station", str(station))
     assert done.returncode == 2
     for needle in ("agent.work_dir is missing", "agent.heartbeat_s", "is not a folder",
                    "agent.bogus is not a known key", "no token file"):  # fmt: skip

@@ -24,21 +24,23 @@ TASK_KEYS = {"task_id", "station", "start", "end", "target", "ra_deg", "dec_deg"
 @pytest.fixture(scope="module")
 def center(tmp_path_factory):
     proc = CenterProcess(tmp_path_factory.mktemp("tasking"), worker=False).start()
-    proc.tokens = {
-        "IRN1": proc.token("IRN1", "station"),
-        "PAK1": proc.token("PAK1", "station"),
-        "analyst": proc.token("alice", "analyst"),
-        "admin": proc.token("root", "admin"),
-    }
-    with proc.client(proc.tokens["admin"]) as c:
-        assert c.put_catalogue(CAT_0930)["new"]
-    done = aposos_cli("center", "plan", "--config", str(proc.config), "--night", NIGHT,
-                      "--out", str(proc.folder / "plan.json"), "--plot-dir",
-                      str(proc.folder / "plots"), timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    proc.plan_output = done.stdout
-    yield proc
-    proc.stop()
+    try:  # a failed set-up must not leave the server running
+        proc.tokens = {
+            "IRN1": proc.token("IRN1", "station"),
+            "PAK1": proc.token("PAK1", "station"),
+            "analyst": proc.token("alice", "analyst"),
+            "admin": proc.token("root", "admin"),
+        }
+        with proc.client(proc.tokens["admin"]) as c:
+            assert c.put_catalogue(CAT_0930)["new"]
+        done = aposos_cli("center", "plan", "--config", str(proc.config), "--night", NIGHT,
+                          "--out", str(proc.folder / "plan.json"), "--plot-dir",
+                          str(proc.folder / "plots"))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        proc.plan_output = done.stdout
+        yield proc
+    finally:
+        proc.stop()
 
 
 def test_plan_command_writes_plan_and_plots(center):
@@ -150,8 +152,7 @@ def test_a_request_re_makes_the_plan_of_a_coming_night(center):
     from aposos.orbit.catalogue import Catalogue
 
     night = str(np.datetime64("now", "D") + np.timedelta64(1, "D"))
-    done = aposos_cli("center", "plan", "--config", str(center.config), "--night", night,
-                      timeout=600)  # fmt: skip
+    done = aposos_cli("center", "plan", "--config", str(center.config), "--night", night)
     assert done.returncode == 0, done.stderr
     cat = Catalogue.from_tle(CAT_0930)
     geo = cat.subset(np.asarray(cat.orbit_class) == "GEO")

@@ -173,6 +173,7 @@ def test_fifty_megabytes_are_refused_before_they_are_read(center):
     assert httpx.get(f"{center.url}/healthz").status_code == 200
 
 
+@pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_upload_received_before_a_crash_is_processed_at_restart(make_center):
     center = make_center(worker=False)
     t = tracklet(7)
@@ -292,6 +293,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_worker_process_correlates_and_ends_with_the_server(make_center):
     """The worker runs in a child process of the server, correlates the queue, and
     does not outlive a ``kill -9`` of the server (its jobs return by lease)."""

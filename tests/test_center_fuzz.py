@@ -124,7 +124,9 @@ FUZZ = settings(
 )
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def center(request, tmp_path_factory):
     options = {}
     if request.param == "postgresql":

@@ -28,7 +28,9 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
 """
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def center(request, tmp_path_factory):
     options = {}
     if request.param == "postgresql":
@@ -135,6 +137,7 @@ def test_probes_that_stopped_the_center_get_4xx_and_change_nothing(center):
     assert httpx.get(f"{center.url}/healthz").status_code == 200
 
 
+@pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_they_do_not_stop_the_next_start(center):
     """The same bodies saved raw just before a crash: the center starts at once,
     files them with their reasons, and nothing else changes."""

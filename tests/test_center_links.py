@@ -225,6 +225,7 @@ def test_raw_copies_of_rejected_uploads_are_dropped_after_the_retention(store):
     assert keeper.purge() == 0
 
 
+@pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_behind_a_reverse_proxy_the_forwarded_address_is_logged(tmp_path):
     proc = CenterProcess(
         tmp_path, worker=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1"

@@ -2,7 +2,8 @@
 
 Every bad input here once printed a traceback, a storage library's message, a silent
 success or a Python warning; each must now give one clear line and an honest exit
-status. The commands run in a subprocess, as a user runs them.
+status. The commands run in this process (tests/clirun.py: ``main(argv)`` with its own
+environment, folder, warnings and logging); the one pipe into ``head`` runs in a shell.
 """
 
 import argparse
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import clirun
 import pytest
 from shared_data import CATALOGUE_NEW
 
@@ -22,11 +24,13 @@ AT = "2020-10-02T23:00:00"
 
 
 def aposos(*args, cwd=None, env=None, shell_tail=None):
-    """Run ``aposos ARGS`` (``| shell_tail`` when given); returns the CompletedProcess."""
+    """Run ``aposos ARGS`` in this process (clirun.run), or in a shell piped into
+    ``shell_tail`` when given; returns exit status, stdout and stderr."""
+    if not shell_tail:
+        return clirun.run(*args, cwd=cwd, env=env)
     base = {k: v for k, v in os.environ.items() if not k.startswith("APOSOS_")}
     command = [sys.executable, "-m", "aposos", *map(str, args)]
-    if shell_tail:
-        command = ["bash", "-c", " ".join(f"'{c}'" for c in command) + " | " + shell_tail]
+    command = ["bash", "-c", " ".join(f"'{c}'" for c in command) + " | " + shell_tail]
     return subprocess.run(
         command, capture_output=True, text=True, timeout=300, cwd=cwd or REPO,
         env={**base, **(env or {})},
@@ -202,6 +206,7 @@ def test_token_settings_are_named_one_way(tmp_path):
 # ------------------------------------------------------------ output and help
 
 
+@pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_version_and_quiet_pipes():
     done = aposos("--version")
     assert done.returncode == 0 and done.stdout.startswith("aposos ")

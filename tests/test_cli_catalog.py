@@ -1,10 +1,9 @@
 """``aposos catalog`` as a user runs it, cross-checked against skyfield (an outside authority)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+import clirun
 import numpy as np
 import pytest
 from shared_data import CATALOGUE_NEW as NEW
@@ -14,9 +13,7 @@ AT = "2020-10-02T17:00:00"
 
 
 def aposos(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "aposos", *args], capture_output=True, text=True, timeout=300
-    )
+    return clirun.run(*args)  # main(argv) in this process
 
 
 def test_help_for_every_command():

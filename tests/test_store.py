@@ -46,7 +46,7 @@ def make_tracklet(station="IRN1", start=T0, n=5, seed=0, **kw) -> Tracklet:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'center.sqlite'}"

@@ -143,6 +143,7 @@ def test_no_object_is_booked_on_two_stations_at_once(plan):
             assert a.end <= b.start, (a.task_id, b.task_id)
 
 
+@pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_network_plan_covers_more_than_stations_planning_alone(plan, stations, catalogue):
     base = plan_night(stations, catalogue, NIGHT, nights=plan.nights, network=False)
     assert plan.coverage() > base.coverage()
@@ -154,6 +155,7 @@ def test_network_plan_covers_more_than_stations_planning_alone(plan, stations, c
     assert len(plan.covered & exclusive) >= len(base.covered & exclusive)
 
 
+@pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_priorities_are_honoured(plan, stations, catalogue):
     """A higher-priority object is observed at the first chance, before upkeep work."""
     geo_rows = [r for r in plan.nights["IRN1"].rows if catalogue.orbit_class[r] == "GEO"]
@@ -176,6 +178,7 @@ def test_priorities_are_honoured(plan, stations, catalogue):
     del stale
 
 
+@pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_simultaneous_request_books_two_stations_together(plan, catalogue):
     iran, pak = plan.nights["IRN1"], plan.nights["PAK1"]
     both = [r for r in iran.rows if pak.row_of[r] >= 0 and catalogue.orbit_class[r] == "GEO"]
@@ -188,6 +191,7 @@ def test_simultaneous_request_books_two_stations_together(plan, catalogue):
     assert len({p.start for p in mine}) == 1
 
 
+@pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_replan_keeps_executed_tasks(tmp_path, stations, catalogue):
     from aposos.center import tasking_store as TS
     from aposos.center.config import CenterConfig

@@ -411,7 +411,7 @@ def _colocated(truth_sats, mid_jd, catalogue_sats) -> np.ndarray:
 
 
 def score_truth(results, truth: list[TruthTracklet]) -> dict:
-    """Counts and rates the issue's goals are stated in.
+    """Counts and rates the goals are stated in (right, wrong, uncorrelated, ambiguous).
 
     Tracklets of co-located objects (another catalogued object within 2 km: docked
     vehicles, tight formations) are counted apart: angles cannot tell such objects apart,
