@@ -181,14 +181,20 @@ def _station_file(source: Path, folder: Path, url: str, start: str, minutes: flo
     return path
 
 
-def _first_task_starts(plan: dict) -> dict[str, str]:
-    """Each station's first task start (UTC, no zone letter), from the plan's JSON."""
-    starts: dict[str, str] = {}
+def _night_starts(plan: dict, tracking: str = "sidereal") -> dict[str, str]:
+    """Where each station's simulated night begins (UTC, no zone letter): its first task
+    with ``tracking`` in the plan's JSON, else its first task. Sidereal fields come
+    first because they give tracklets: the reduction does not yet link the GEO stares
+    and rate-tracked frames the plan puts at dusk."""
+    first: dict[str, str] = {}
+    chosen: dict[str, str] = {}
     for task in plan.get("tasks", []):
-        t = str(task["start"]).rstrip("Z")[:19]
-        if task["station"] not in starts or t < starts[task["station"]]:
-            starts[task["station"]] = t
-    return starts
+        code, t = task["station"], str(task["start"]).rstrip("Z")[:19]
+        if code not in first or t < first[code]:
+            first[code] = t
+        if task.get("tracking") == tracking and (code not in chosen or t < chosen[code]):
+            chosen[code] = t
+    return {code: chosen.get(code, t) for code, t in first.items()}
 
 
 def _read_agent(database: Path) -> dict:
@@ -323,7 +329,7 @@ def run_demo(out: str | os.PathLike, *, minutes: float = 3.0, stations_dir=None,
         plan_path = out / "plan.json"
         for line in center.cli("plan", "--night", NIGHT, "--out", str(plan_path)).splitlines():
             say("   " + line)
-        starts = _first_task_starts(json.loads(plan_path.read_text()))
+        starts = _night_starts(json.loads(plan_path.read_text()))
         stations = []
         for source in sources:
             code = tomllib.loads(source.read_text())["site"]["code"]
@@ -340,7 +346,7 @@ def run_demo(out: str | os.PathLike, *, minutes: float = 3.0, stations_dir=None,
         if not stations:
             raise DemoError(f"no station has tasks on the night of {NIGHT}")
         say(f"== {len(stations)} station agents enrolled, each with its own token; "
-            f"{minutes:g} simulated minutes each from its first task: "
+            f"{minutes:g} simulated minutes each from its first sidereal field: "
             + ", ".join(f"{s.code} {s.start}Z" for s in stations))  # fmt: skip
         _run_agents(stations, minutes, say, timeout_s)
         if not archive:

@@ -93,3 +93,38 @@ def test_demo_night_of_agents_ends_in_a_report_that_agrees_with_the_databases(tm
     assert summary["disk_bytes"] > 0
     assert (out / "report" / "report.html").is_file()
     assert (out / "report" / "correlations.csv").is_file()
+
+
+def test_each_station_starts_at_its_first_sidereal_field_else_its_first_task():
+    from aposos.demo import _night_starts
+
+    def task(station, start, tracking):
+        return {"station": station, "start": start, "tracking": tracking}
+
+    plan = {
+        "tasks": [
+            task("PAK1", "2026-03-18T14:30:00.500000Z", "sidereal"),
+            task("PAK1", "2026-03-18T14:11:25.000000Z", "stare"),
+            task("PAK1", "2026-03-18T14:20:00.000000Z", "sidereal"),
+            task("PER1", "2026-03-18T23:46:00.000000Z", "rate"),
+            task("PER1", "2026-03-18T23:43:16.000000Z", "stare"),
+        ]
+    }
+    assert _night_starts(plan) == {"PAK1": "2026-03-18T14:20:00", "PER1": "2026-03-18T23:43:16"}
+    assert _night_starts({"tasks": []}) == {}
+
+
+def test_station_file_for_the_demo_is_a_valid_agent_configuration(tmp_path):
+    from aposos.demo import REPO, SKY_CATALOGUE, _station_file
+    from aposos.station.agent_config import load_agent_config
+
+    path = _station_file(REPO / "stations" / "peru.toml", tmp_path / "PER1",
+                         "http://127.0.0.1:8600", "2026-03-18T23:49:00", 2.0,
+                         archive=False)  # fmt: skip
+    (path.parent / "station.token").write_text("secret\n")
+    config = load_agent_config(path)
+    assert config.station.code == "PER1" and config.source == "simulator"
+    assert config.simulator.catalogue == SKY_CATALOGUE and config.simulator.minutes == 2.0
+    assert str(config.simulator.start) == "2026-03-18T23:49:00.000000"
+    assert config.work_dir == path.parent / "agent" and config.archive is False
+    assert config.station.center.url == "http://127.0.0.1:8600"
