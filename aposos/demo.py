@@ -222,8 +222,37 @@ def _read_agent(database: Path) -> dict:
     return out
 
 
-def _run_agents(stations: list[_Station], minutes: float, say, timeout_s: float) -> None:
-    """Start every agent, show each one's simulated night as a progress bar, wait."""
+def _delete_done_frames(database: Path) -> tuple[int, int]:
+    """Delete the FITS files of frames whose field the agent has committed (reduced,
+    tracklets in the outbox); returns (files, bytes). Open fields' frames stay: the
+    agent reduces them again after a crash."""
+    if not database.is_file():
+        return 0, 0
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    try:
+        paths = [
+            Path(p) for (p,) in db.execute("SELECT path FROM frames WHERE state != 'captured'")
+        ]
+    except sqlite3.OperationalError:
+        paths = []
+    finally:
+        db.close()
+    files = size = 0
+    for path in paths:
+        try:
+            n = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        files, size = files + 1, size + n
+    return files, size
+
+
+def _run_agents(stations: list[_Station], minutes: float, timeout_s: float, *,
+                archive: bool) -> dict[str, tuple[int, int]]:  # fmt: skip
+    """Start every agent, show each one's simulated night as a progress bar, wait.
+    Without ``archive``, frames are deleted once committed; returns (files, bytes)
+    deleted per station."""
     import numpy as np
     from tqdm import tqdm
 
@@ -247,10 +276,15 @@ def _run_agents(stations: list[_Station], minutes: float, say, timeout_s: float)
         for k, st in enumerate(stations)
     }
     deadline = time.monotonic() + timeout_s
+    deleted = {st.code: (0, 0) for st in stations}
     try:
         while True:
             running = [st for st in stations if st.proc.poll() is None]
             for st in stations:
+                if not archive:
+                    files, size = _delete_done_frames(st.database)
+                    before = deleted[st.code]
+                    deleted[st.code] = (before[0] + files, before[1] + size)
                 state = _read_agent(st.database)
                 if state["sim_clock"]:
                     done = np.datetime64(state["sim_clock"]) - np.datetime64(st.start)
@@ -280,6 +314,7 @@ def _run_agents(stations: list[_Station], minutes: float, say, timeout_s: float)
         st = failed[0]
         raise DemoError(f"the {st.code} agent exited with status {st.proc.returncode}; "
                         f"see {st.log} and {st.folder / 'agent.err'}")  # fmt: skip
+    return deleted
 
 
 # ---------------------------------------------------------------------- the night
@@ -301,12 +336,12 @@ def disk_usage(folder: Path) -> int:
 
 
 def run_demo(out: str | os.PathLike, *, minutes: float = 3.0, stations_dir=None,
-             archive: bool = True, say=print, timeout_s: float = 3600.0) -> dict:  # fmt: skip
+             archive: bool = False, say=print, timeout_s: float = 3600.0) -> dict:  # fmt: skip
     """Run the simulated night; returns the demo's summary (also ``OUT/demo-summary.json``).
 
-    ``archive``: keep every frame's pixels in each agent's compressed zarr archive (the
-    agent then deletes the FITS files); without it the demo deletes the frames once
-    their field is reduced and delivered.
+    ``archive``: keep every frame's pixels in each agent's zarr archive (the agent
+    then deletes the FITS files); without it (the default) the demo deletes each frame
+    once the agent has committed its field, as a station's housekeeping would.
     """
     from aposos.center.client import CenterClient, read_token_file
 
@@ -348,11 +383,11 @@ def run_demo(out: str | os.PathLike, *, minutes: float = 3.0, stations_dir=None,
         say(f"== {len(stations)} station agents enrolled, each with its own token; "
             f"{minutes:g} simulated minutes each from its first sidereal field: "
             + ", ".join(f"{s.code} {s.start}Z" for s in stations))  # fmt: skip
-        _run_agents(stations, minutes, say, timeout_s)
-        if not archive:
-            for st in stations:  # the tracklets are delivered: the frames are not needed
-                for f in (st.folder / "agent" / "incoming").glob("*.fits"):
-                    f.unlink()
+        deleted = _run_agents(stations, minutes, timeout_s, archive=archive)
+        if not archive:  # the last fields are committed and delivered now
+            for st in stations:
+                files, size = _delete_done_frames(st.database)
+                deleted[st.code] = (deleted[st.code][0] + files, deleted[st.code][1] + size)
         say("== data center: finishing the correlations")
         with CenterClient(center.url, read_token_file(admin_token)) as admin:
             _wait_for_correlation(admin, timeout_s=600)
@@ -361,6 +396,7 @@ def run_demo(out: str | os.PathLike, *, minutes: float = 3.0, stations_dir=None,
         _aposos("report", "nightly", "--night", NIGHT, "--config", str(center.config),
                 "--out", str(report_dir), log=out / "center" / "admin.log")  # fmt: skip
     summary = _summary(stations, report_dir, out, time.monotonic() - t0)
+    summary["frames_deleted_bytes"] = sum(b for _, b in deleted.values())
     for line in _table(summary):
         say(line)
     (out / "demo-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -411,7 +447,8 @@ def _table(summary: dict) -> list[str]:
         f"night {summary['night']}: {t.get('tracklets', 0)} tracklets, "
         f"{t.get('objects_identified', 0)} objects identified; "
         f"{summary['wall_s'] / 60:.1f} min",
-        f"disk used: {mb:.0f} MB ({parts})",
+        f"disk used: {mb:.0f} MB ({parts}); frames written and deleted once reduced: "
+        f"{summary.get('frames_deleted_bytes', 0) / 1e6:.0f} MB",
         f"report: {summary['report']}",
     ]
     return lines

@@ -128,3 +128,21 @@ def test_station_file_for_the_demo_is_a_valid_agent_configuration(tmp_path):
     assert str(config.simulator.start) == "2026-03-18T23:49:00.000000"
     assert config.work_dir == path.parent / "agent" and config.archive is False
     assert config.station.center.url == "http://127.0.0.1:8600"
+
+
+def test_only_frames_of_committed_fields_are_deleted(tmp_path):
+    from aposos.demo import _delete_done_frames
+    from aposos.station.outbox import AgentStore
+
+    store = AgentStore(tmp_path / "agent.sqlite")
+    files = {}
+    for key in ("done", "open", "failed"):
+        files[key] = tmp_path / f"{key}.fits"
+        files[key].write_bytes(b"x" * 2880)
+        store.add_frame(key, files[key])
+    store.commit_field([("done", "solved", None, 1), ("failed", "failed", "no stars", 0)], [])
+    store.close()
+    assert _delete_done_frames(tmp_path / "agent.sqlite") == (2, 2 * 2880)
+    assert [p.name for p in tmp_path.glob("*.fits")] == ["open.fits"]  # its field is open
+    assert _delete_done_frames(tmp_path / "agent.sqlite") == (0, 0)
+    assert _delete_done_frames(tmp_path / "none.sqlite") == (0, 0)

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         "--minutes",
         type=float,
         default=3.0,
-        help="simulated minutes of night per station, from its first task (default 3)",
+        help="simulated minutes of night per station, from its first sidereal field (default 3)",
     )
     parser.add_argument(
         "--stations",
@@ -33,11 +33,10 @@ def register(subparsers) -> None:
         help="folder of station TOML files, one agent each (default: the repository's stations/)",
     )
     parser.add_argument(
-        "--no-archive",
-        dest="archive",
-        action="store_false",
-        help="keep no frame archive: frames are deleted once reduced and delivered "
-        "(default: each agent keeps a compressed zarr archive of its frames)",
+        "--archive",
+        action="store_true",
+        help="let each agent keep its frames in its zarr archive (about 30 MB a 4k frame; "
+        "default: a frame is deleted once the agent has reduced and committed its field)",
     )
     parser.set_defaults(func=run)
 
