@@ -182,14 +182,15 @@ def _station_file(source: Path, folder: Path, url: str, start: str, minutes: flo
 
 
 def _night_starts(plan: dict, tracking: str = "sidereal") -> dict[str, str]:
-    """Where each station's simulated night begins (UTC, no zone letter): its first task
+    """Where each station's simulated night begins (UTC, no zone letter; exactly the
+    task's start, or the simulator's clock would open before it): its first task
     with ``tracking`` in the plan's JSON, else its first task. Sidereal fields come
     first because they give tracklets: the reduction does not yet link the GEO stares
     and rate-tracked frames the plan puts at dusk."""
     first: dict[str, str] = {}
     chosen: dict[str, str] = {}
     for task in plan.get("tasks", []):
-        code, t = task["station"], str(task["start"]).rstrip("Z")[:19]
+        code, t = task["station"], str(task["start"]).rstrip("Z")  # to the microsecond
         if code not in first or t < first[code]:
             first[code] = t
         if task.get("tracking") == tracking and (code not in chosen or t < chosen[code]):

@@ -104,13 +104,17 @@ def test_each_station_starts_at_its_first_sidereal_field_else_its_first_task():
     plan = {
         "tasks": [
             task("PAK1", "2026-03-18T14:30:00.500000Z", "sidereal"),
+            task("PAK1", "2026-03-18T14:19:59.500000Z", "rate"),
             task("PAK1", "2026-03-18T14:11:25.000000Z", "stare"),
             task("PAK1", "2026-03-18T14:20:00.000000Z", "sidereal"),
             task("PER1", "2026-03-18T23:46:00.000000Z", "rate"),
             task("PER1", "2026-03-18T23:43:16.000000Z", "stare"),
         ]
     }
-    assert _night_starts(plan) == {"PAK1": "2026-03-18T14:20:00", "PER1": "2026-03-18T23:43:16"}
+    assert _night_starts(plan) == {
+        "PAK1": "2026-03-18T14:20:00.000000",
+        "PER1": "2026-03-18T23:43:16.000000",
+    }
     assert _night_starts({"tasks": []}) == {}
 
 
