@@ -29,7 +29,7 @@ def _rows(path, sql, args=()):
 def test_demo_night_of_agents_ends_in_a_report_that_agrees_with_the_databases(tmp_path):
     out = tmp_path / "demo"
     run = subprocess.run(
-        [sys.executable, "-m", "aposos", "demo", "--out", str(out), "--minutes", "1"],
+        [sys.executable, "-m", "aposos", "demo", "--out", str(out), "--minutes", "2"],
         capture_output=True,
         text=True,
         timeout=1800,
