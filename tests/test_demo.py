@@ -150,3 +150,15 @@ def test_only_frames_of_committed_fields_are_deleted(tmp_path):
     assert [p.name for p in tmp_path.glob("*.fits")] == ["open.fits"]  # its field is open
     assert _delete_done_frames(tmp_path / "agent.sqlite") == (0, 0)
     assert _delete_done_frames(tmp_path / "none.sqlite") == (0, 0)
+
+
+def test_a_night_of_no_minutes_is_refused_in_one_line(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "aposos", "demo", "--out", str(tmp_path), "--minutes", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "--minutes 0" in run.stderr
+    assert not (tmp_path / "center").exists()
