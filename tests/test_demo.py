@@ -55,7 +55,7 @@ def test_demo_night_of_agents_ends_in_a_report_that_agrees_with_the_databases(tm
     assert report["totals"]["tracklets"] == sum(counts.values()) > 0
     for status in STATUSES:
         assert report["totals"][status] == counts[status], status
-    # (how many correlate is the sky's business: a 2-minute night gave 0 of 2 once)
+    # (how many correlate is the sky's business: one 2-minute night correlated none)
     per_station = {s["code"]: s for s in report["stations"]}
     for code, status, n in _rows(
         center_db, "SELECT station, status, COUNT(*) FROM tracklets WHERE duplicate_of IS NULL"
