@@ -237,11 +237,17 @@ def test_exports(center, correlated):
     assert all(line[16:20] == "2401" for line in lines)  # IRN1's IOD station number
 
 
-def test_new_snapshot_and_recorrelation(center, correlated):
+def test_new_snapshot_and_recorrelation(center, correlated, tmp_path):
+    import lzma
+
     hst = correlated["arcs"][20580]
+    packed = tmp_path / "active.3le.xz"
+    packed.write_bytes(lzma.compress(CAT_1002.read_bytes()))
     with center.client(center.tokens["admin"]) as c:
         put = c.put_catalogue(CAT_1002)
         assert c.put_catalogue(CAT_1002)["new"] is False  # same element sets: same snapshot
+        # a compressed file goes as its text: the same snapshot again
+        assert c.put_catalogue(packed)["snapshot"]["id"] == put["snapshot"]["id"]
         queued = c.recorrelate(since=str(hst.utc[0]) + "Z", until=str(hst.utc[-1] + 1) + "Z")
     assert queued["queued"] == 1
     center.wait_for_queue()

@@ -1,33 +1,164 @@
-"""``aposos demo`` end to end: stations simulate and reduce, a real center correlates, report."""
+"""``aposos demo`` end to end on a short night: a real center plans the night, three real
+station agents follow its tasks and deliver through their outboxes, the nightly report.
+
+The demo's own figures are checked against the databases themselves: the report's
+totals against a direct count of the center's SQLite tables, and each station's
+tracklets in the center against what its agent's outbox says it delivered.
+"""
 
 import json
+import sqlite3
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
+STATUSES = ("correlated", "ambiguous", "uncorrelated")
+
+
+def _rows(path, sql, args=()):
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
 
 @pytest.mark.slow
-def test_demo_night_ends_in_a_report(tmp_path):
+def test_demo_night_of_agents_ends_in_a_report_that_agrees_with_the_databases(tmp_path):
     out = tmp_path / "demo"
     run = subprocess.run(
         [sys.executable, "-m", "aposos", "demo", "--out", str(out), "--minutes", "2"],
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=1800,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads((out / "nightly-report.json").read_text())
-    totals = report["totals"]
-    assert totals["tracklets"] >= 3
-    assert totals["pending"] == 0
-    assert totals["correlated"] >= 1
-    assert {s["code"] for s in report["stations"]} == {"IRN1", "PAK1", "PER1"}
-    html = (out / "nightly-report.html").read_text()
-    assert "APOSOS nightly report" in html and f"{totals['tracklets']} tracklets" in html
-    # the report from the center database (aposos report nightly) agrees with the API's
-    nightly = json.loads((out / "report" / "summary.json").read_text())
-    for key in ("tracklets", "correlated", "ambiguous", "uncorrelated"):
-        assert nightly["totals"][key] == totals[key], key
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "report: " in run.stdout and "disk used: " in run.stdout
+
+    center_db = out / "center" / "data" / "center.sqlite"
+    assert center_db.is_file()
+    assert not list((out / "center").rglob("demo*")), "the center's data path is doubled"
+
+    # the report's numbers are the database's
+    report = json.loads((out / "report" / "summary.json").read_text())
+    counts = Counter(
+        dict(
+            _rows(
+                center_db,
+                "SELECT status, COUNT(*) FROM tracklets WHERE duplicate_of IS NULL GROUP BY status",
+            )
+        )  # fmt: skip
+    )
+    assert counts["pending"] == 0
+    assert report["totals"]["tracklets"] == sum(counts.values()) > 0
+    for status in STATUSES:
+        assert report["totals"][status] == counts[status], status
+    # (how many correlate is the sky's business: one 2-minute night correlated none)
+    per_station = {s["code"]: s for s in report["stations"]}
+    for code, status, n in _rows(
+        center_db, "SELECT station, status, COUNT(*) FROM tracklets WHERE duplicate_of IS NULL"
+        " GROUP BY station, status"
+    ):  # fmt: skip
+        assert per_station[code][status] == n, (code, status)
+
+    # every station's tracklets came through its own agent's outbox, with its own token
+    summary = json.loads((out / "demo-summary.json").read_text())
+    assert [r["station"] for r in summary["stations"]] == ["IRN1", "PAK1", "PER1"]
+    for row in summary["stations"]:
+        code = row["station"]
+        agent_db = out / "stations" / code / "agent" / "agent.sqlite"
+        delivered = {u for (u,) in _rows(agent_db, "SELECT uuid FROM outbox WHERE delivered_at "
+                                                   "IS NOT NULL")}  # fmt: skip
+        waiting = _rows(agent_db, "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL")[0][0]
+        stored = {u for (u,) in _rows(center_db, "SELECT uuid FROM tracklets WHERE station = ?",
+                                      (code,))}  # fmt: skip
+        assert waiting == 0, code
+        assert stored == delivered, code
+        assert row["delivered"] == len(delivered)
+        assert row["frames"] >= 5 and row["solved"] >= 1, row
+        # the simulated camera followed the center's tasks, and the agent reported them
+        followed = _rows(agent_db, "SELECT COUNT(*) FROM frames WHERE task_id IS NOT NULL")[0][0]
+        assert followed >= 1, code
+        (token_holder,) = _rows(center_db, "SELECT name FROM principals WHERE name = ? AND "
+                                           "role = 'station'", (code,))  # fmt: skip
+        assert token_holder == (code,)
+    assert sum(r["delivered"] for r in summary["stations"]) == report["totals"]["tracklets"]
+    executed = _rows(center_db, "SELECT COUNT(*) FROM tasks WHERE state = 'executed'")[0][0]
+    assert executed >= 3
+
+    # frames that served their purpose are archived compressed, not left as FITS files
+    assert not list(out.rglob("*.fits"))
+    assert summary["disk_bytes"] > 0
     assert (out / "report" / "report.html").is_file()
     assert (out / "report" / "correlations.csv").is_file()
+
+
+def test_each_station_starts_at_its_first_sidereal_field_else_its_first_task():
+    from aposos.demo import _night_starts
+
+    def task(station, start, tracking):
+        return {"station": station, "start": start, "tracking": tracking}
+
+    plan = {
+        "tasks": [
+            task("PAK1", "2026-03-18T14:30:00.500000Z", "sidereal"),
+            task("PAK1", "2026-03-18T14:19:59.500000Z", "rate"),
+            task("PAK1", "2026-03-18T14:11:25.000000Z", "stare"),
+            task("PAK1", "2026-03-18T14:20:00.000000Z", "sidereal"),
+            task("PER1", "2026-03-18T23:46:00.000000Z", "rate"),
+            task("PER1", "2026-03-18T23:43:16.000000Z", "stare"),
+        ]
+    }
+    assert _night_starts(plan) == {
+        "PAK1": "2026-03-18T14:20:00.000000",
+        "PER1": "2026-03-18T23:43:16.000000",
+    }
+    assert _night_starts({"tasks": []}) == {}
+
+
+def test_station_file_for_the_demo_is_a_valid_agent_configuration(tmp_path):
+    from aposos.demo import REPO, SKY_CATALOGUE, _station_file
+    from aposos.station.agent_config import load_agent_config
+
+    path = _station_file(REPO / "stations" / "peru.toml", tmp_path / "PER1",
+                         "http://127.0.0.1:8600", "2026-03-18T23:49:00", 2.0,
+                         archive=False)  # fmt: skip
+    (path.parent / "station.token").write_text("secret\n")
+    config = load_agent_config(path)
+    assert config.station.code == "PER1" and config.source == "simulator"
+    assert config.simulator.catalogue == SKY_CATALOGUE and config.simulator.minutes == 2.0
+    assert str(config.simulator.start) == "2026-03-18T23:49:00.000000"
+    assert config.work_dir == path.parent / "agent" and config.archive is False
+    assert config.station.center.url == "http://127.0.0.1:8600"
+
+
+def test_only_frames_of_committed_fields_are_deleted(tmp_path):
+    from aposos.demo import _delete_done_frames
+    from aposos.station.outbox import AgentStore
+
+    store = AgentStore(tmp_path / "agent.sqlite")
+    files = {}
+    for key in ("done", "open", "failed"):
+        files[key] = tmp_path / f"{key}.fits"
+        files[key].write_bytes(b"x" * 2880)
+        store.add_frame(key, files[key])
+    store.commit_field([("done", "solved", None, 1), ("failed", "failed", "no stars", 0)], [])
+    store.close()
+    assert _delete_done_frames(tmp_path / "agent.sqlite") == (2, 2 * 2880)
+    assert [p.name for p in tmp_path.glob("*.fits")] == ["open.fits"]  # its field is open
+    assert _delete_done_frames(tmp_path / "agent.sqlite") == (0, 0)
+    assert _delete_done_frames(tmp_path / "none.sqlite") == (0, 0)
+
+
+def test_a_night_of_no_minutes_is_refused_in_one_line(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "aposos", "demo", "--out", str(tmp_path), "--minutes", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "--minutes 0" in run.stderr
+    assert not (tmp_path / "center").exists()

@@ -195,11 +195,15 @@ class CenterClient:
     # -- administration and data sharing
 
     def put_catalogue(self, source: str | os.PathLike | bytes, name: str | None = None) -> dict:
-        """Put a TLE/OMM file (path or bytes) as a new catalogue snapshot (admin)."""
+        """Put a TLE/OMM file (path, plain or xz/gzip/bzip2-compressed, or bytes) as a new
+        catalogue snapshot (admin)."""
         if isinstance(source, bytes):
             data, label = source, name or "upload"
         else:
-            data, label = Path(source).read_bytes(), name or Path(source).name
+            from aposos.orbit.catalogue import read_maybe_compressed
+
+            # a compressed file (.xz, .gz, .bz2) goes as its text: the center reads text
+            data, label = read_maybe_compressed(Path(source)), name or Path(source).name
         return self._request("PUT", f"{API}/catalogue", content=data, params={"name": label}).json()
 
     def snapshots(self) -> list[dict]:

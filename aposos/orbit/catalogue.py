@@ -326,7 +326,7 @@ def _times(jd, fr):
     return as_jd_fr(jd, fr)
 
 
-def _read_maybe_compressed(path: Path) -> bytes:
+def read_maybe_compressed(path: Path) -> bytes:
     """The bytes of a file, decompressed when it is xz, gzip or bzip2 (told by content)."""
     data = path.read_bytes()
     if data[:6] == b"\xfd7zXZ\x00":
@@ -348,7 +348,7 @@ def _lines_of(source) -> tuple[str, list[str]]:
     if isinstance(source, (str, os.PathLike)) and not (isinstance(source, str) and "\n" in source):
         path = Path(source)
         try:
-            text = _read_maybe_compressed(path).decode("ascii", errors="replace")
+            text = read_maybe_compressed(path).decode("ascii", errors="replace")
         except FileNotFoundError:
             raise FileNotFoundError(f"no such catalogue file: {path}") from None
         return str(path), text.splitlines()
