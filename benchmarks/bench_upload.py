@@ -341,6 +341,10 @@ def main(argv=None) -> int:
         help="seconds between the uploads of one station (0: back to back)",
     )
     ap.add_argument("--big-mb", type=float, default=0.0, help="one station sends uploads this big")
+    ap.add_argument(
+        "--worker-nice", type=int, default=None,
+        help="the worker process's [worker] nice (default: the configuration's)",
+    )  # fmt: skip
     ap.add_argument("--no-catalogue", action="store_true", help="worker idle (no snapshot)")
     ap.add_argument(
         "--processes", type=int, default=1, help="server processes (config server_processes)"
@@ -360,7 +364,8 @@ def main(argv=None) -> int:
             lease_s=30.0,
             sqlite_synchronous=args.sync,
             stations_dir=str(station_sites(Path(tmp) / "stations", codes)),
-            worker_options={"process": not args.worker_thread},
+            worker_options={"process": not args.worker_thread}
+            | ({} if args.worker_nice is None else {"nice": args.worker_nice}),
             server_processes=args.processes,
         )
         center.start()
