@@ -191,14 +191,17 @@ def test_the_command(center, tmp_path, capsys):
     toml.write_text(f'[center]\ndata_dir = "{config.data_dir}"\n')
     out = tmp_path / "cmd"
     args = ["report", "nightly", "--night", NIGHT, "--config", str(toml), "--out", str(out)]
+    # re-correlation comes first by default: every tracklet of the night has its result
+    # from the newest suitable snapshot already
     assert main(args) == 0
-    assert "3 tracklets" in capsys.readouterr().out
-    # every tracklet of the night has its result from the newest suitable snapshot already
-    assert main([*args, "--recorrelate"]) == 0
-    assert "0 tracklets re-correlated against snapshot 1" in capsys.readouterr().out
-    assert main([*args, "--workers", "2"]) == 2
-    assert "--workers go with --recorrelate" in capsys.readouterr().err
-    assert main([*args, "--recorrelate", "--workers", "0"]) == 2
+    printed = capsys.readouterr().out
+    assert "3 tracklets" in printed
+    assert "0 tracklets re-correlated against snapshot 1" in printed
+    assert main([*args, "--no-recorrelate"]) == 0
+    assert "re-correlated" not in capsys.readouterr().out
+    assert main([*args, "--no-recorrelate", "--workers", "2"]) == 2
+    assert "not with --no-recorrelate" in capsys.readouterr().err
+    assert main([*args, "--workers", "0"]) == 2
     assert "--workers 0: at least 1" in capsys.readouterr().err
     assert (out / "report.html").is_file() and (out / "correlations.csv").is_file()
     assert main(["report", "nightly", "--night", "2020-13-40", "--config", str(toml)]) == 2

@@ -5,6 +5,7 @@ aposos report nightly --night 2020-10-02 [--config configs/center.toml] [--out D
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def cmd_nightly(args) -> int:
 
     night = _night(args.night)
     if (args.scheduler or args.workers is not None) and not args.recorrelate:
-        raise CommandError("--scheduler and --workers go with --recorrelate")
+        raise CommandError("--scheduler and --workers re-correlate: not with --no-recorrelate")
     if args.workers is not None and args.workers < 1:
         raise CommandError(f"--workers {args.workers}: at least 1")
     config = _config(args)
@@ -134,9 +135,11 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output folder (default report-NIGHT)")
     p.add_argument(
         "--recorrelate",
-        action="store_true",
-        help="first correlate the night's tracklets again against the newest suitable "
-        "catalogue snapshot (on the Dask cluster of [worker] dask_scheduler, if set)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first correlate the night's tracklets whose result came from another snapshot "
+        "again against the newest suitable one (on the Dask cluster of [worker] "
+        "dask_scheduler, if set); default: yes",
     )
     p.add_argument("--scheduler", metavar="ADDRESS", help="with --recorrelate: this Dask cluster")
     p.add_argument(
