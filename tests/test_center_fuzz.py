@@ -67,7 +67,8 @@ def wire_records(draw):
     if isinstance(obs, list) and obs and isinstance(obs[0], dict):
         k = draw(st.integers(0, len(obs) - 1))
         key = draw(st.sampled_from(OBS_FIELDS))
-        obs[k][key] = draw(times if key == "utc" else json_values)
+        if isinstance(obs[k], dict):  # a hostile list may hold anything after the first
+            obs[k][key] = draw(times if key == "utc" else json_values)
         if draw(st.booleans()):
             del obs[draw(st.integers(0, len(obs) - 1)) :]
     return rec
