@@ -13,7 +13,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-PATH = re.compile(r"(?<![\w/.-])(?:aposos|tests|benchmarks|docs|deploy|configs|stations)/[\w./-]+\.\w+\b")
+PATH = re.compile(
+    r"(?<![\w/.-])(?:aposos|tests|benchmarks|docs|deploy|configs|stations)/[\w./-]+\.\w+\b"
+)
 
 
 def test_error_code_table_is_the_kernels():
