@@ -3,6 +3,7 @@
 import pytest
 from indiserver import indi_server  # noqa: F401  (INDI server with its simulator drivers)
 from pgserver import postgres_server  # noqa: F401  (a real PostgreSQL on loopback)
+from stores import store  # noqa: F401  (a center store on SQLite and on PostgreSQL)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by marker

@@ -10,28 +10,17 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from centerserver import CAT_0930, CenterProcess
+from centerserver import CAT_0930, CenterProcess, children
 from sqlalchemy import func, select
 from test_center_faults import tracklet
 
 from aposos.center import schema as S
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 def test_two_server_processes_store_every_upload_once_and_correlate_once(tmp_path):
     center = CenterProcess(tmp_path, worker=True, lease_s=5.0, server_processes=2).start()
     try:
-        kids = _children(center.proc.pid)
+        kids = children(center.proc.pid)
         serving = [
             k for k in kids if b"resource_tracker" not in Path(f"/proc/{k}/cmdline").read_bytes()
         ]

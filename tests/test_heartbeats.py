@@ -11,7 +11,6 @@ from sqlalchemy import inspect, select, text
 
 from aposos.center import schema as S
 from aposos.center.client import CenterError
-from aposos.center.store import Store
 from aposos.station.outbox import AgentStore
 from aposos.station.quality import frame_quality, quality_summary, reason_key, reasons_summary
 
@@ -22,18 +21,6 @@ GOOD = {
     "station_time": "2020-10-02T21:00:00Z", "unsolved_reasons": {"only N stars matched": 9},
     "last_error": "frame 12: no stars",
 }  # fmt: skip
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'center.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_server").new_database()
-    s = Store(url)
-    s.upgrade()
-    yield s
-    s.close()
 
 
 def beats(store) -> list:

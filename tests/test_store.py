@@ -46,18 +46,6 @@ def make_tracklet(station="IRN1", start=T0, n=5, seed=0, **kw) -> Tracklet:
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'center.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_server").new_database()
-    s = Store(url)
-    s.upgrade()
-    yield s
-    s.close()
-
-
 def add_snapshot(store, median: datetime, fp="fp1"):
     sid, new = store.add_snapshot(
         fingerprint=fp,
