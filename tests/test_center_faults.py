@@ -243,7 +243,7 @@ def test_kill_9_during_uploads_loses_nothing_and_stores_nothing_twice(make_cente
     assert not errors
     assert all(n > 0 for n in killed_at.values()), killed_at
     print(f"acknowledged before the kill: {killed_at}; queue at the kill: {left}")
-    counts = center.wait_for_queue(timeout=180)
+    counts = center.wait_for_queue(timeout=900)  # ~2,000 jobs; slow beside other test files
     with center.store.read() as conn:
         K, C, J, O = S.tracklets, S.correlations, S.jobs, S.observations
         rows = conn.execute(select(K.c.uuid, K.c.station, K.c.n_obs)).all()
@@ -302,7 +302,7 @@ def test_worker_process_correlates_and_ends_with_the_server(make_center):
         c.put_catalogue(CAT_0930)
     with center.client(center.token("IRN1")) as c:
         c.upload_tracklets([tracklet(k) for k in range(3)])
-    counts = center.wait_for_queue(timeout=180)
+    counts = center.wait_for_queue(timeout=900)  # ~2,000 jobs; slow beside other test files
     assert counts["done"] == 3, counts
     kids = [k for k in _children(center.proc.pid) if _alive(k)]
     workers = [k for k in kids if b"resource_tracker" not in _cmdline(k)]
