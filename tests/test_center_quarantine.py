@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from test_center_faults import tracklet
 
-from aposos.center import api
+from aposos.center import api, api_uploads
 from aposos.center import schema as S
 from aposos.center.auth import issue_token
 from aposos.center.config import CenterConfig, WorkerConfig
@@ -41,7 +41,7 @@ def test_unforeseen_failures_quarantine_the_upload(app_and_store, monkeypatch, w
         raise RuntimeError("something nobody foresaw")
 
     if where == "parse_upload":
-        monkeypatch.setattr(api, "parse_upload", broken)
+        monkeypatch.setattr(api_uploads, "parse_upload", broken)
     else:
         monkeypatch.setattr(Store, "ingest_upload", broken)
     body = json.dumps([tracklet(1).to_wire()])

@@ -17,9 +17,6 @@ A request or a report makes the planner re-make the plans it touches, in the
 background (:class:`Replanner`), from the present moment on; tasks already reported
 or under way are kept. New uncorrelated tracks are looked for every ``poll_s`` and
 also lead to a re-plan of the current night.
-
-(No ``from __future__ import annotations`` here: FastAPI must see the dependencies of
-the route signatures, which are local to :func:`register_task_routes`, as objects.)
 """
 
 import logging
@@ -28,20 +25,28 @@ import threading
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from aposos.center import tasking_store as TS
+from aposos.center.api_common import (
+    API,
+    SMALL_BODY,
+    ApiError,
+    analyst,
+    caller,
+    json_body,
+    read_body,
+    station,
+)
 from aposos.center.auth import Principal
 from aposos.center.dbtypes import utcnow
 from aposos.model import TaskReport
 
-__all__ = ["Replanner", "register_task_routes", "validate_request"]
+__all__ = ["Replanner", "router", "validate_request"]
 
 log = logging.getLogger(__name__)
-API = "/api/v1"
-SMALL_BODY = 64 * 1024
 REQUEST_KEYS = {"kind", "norad_id", "ra_deg", "dec_deg", "start", "end", "priority",
                 "simultaneous", "reason"}  # fmt: skip
 MAX_REQUEST_DAYS = 14.0
@@ -177,82 +182,88 @@ def _replanner(request: Request) -> Replanner:
 
 
 _LOCK = threading.Lock()
+router = APIRouter()
 
 
-def register_task_routes(app: FastAPI, *, caller, analyst, station, read_body, json_body,
-                         api_error) -> None:  # fmt: skip
-    """Add the tasking routes (dependencies and helpers come from :mod:`aposos.center.api`)."""
+def _time(value, name):
+    from aposos.center.dbtypes import parse_time
 
-    def _time(value, name):
-        from aposos.center.dbtypes import parse_time
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise ApiError(422, f"{name}: {exc}") from None
 
-        if value is None:
-            return None
+
+@router.get(f"{API}/tasks", tags=["tasking"], summary="A station's current tasks")
+def list_tasks(
+    request: Request,
+    who: Annotated[Principal, Depends(caller)],
+    station: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    night: str | None = None,
+):
+    if who.role == "station":
+        if station not in (None, who.name):
+            raise ApiError(403, f"station {who.name} may not read the tasks of {station}")
+        station = who.name
+    if night is not None:
+        from aposos.center.tasking import parse_night
+
         try:
-            return parse_time(value)
+            night = str(parse_night(night))
         except ValueError as exc:
-            raise api_error(422, f"{name}: {exc}") from None
+            raise ApiError(422, str(exc)) from None
+    return TS.list_tasks(
+        request.app.state.store,
+        station=station,
+        since=_time(since, "since"),
+        until=_time(until, "until"),
+        night=night,
+        with_state=who.role != "station",
+    )
 
-    @app.get(f"{API}/tasks", tags=["tasking"], summary="A station's current tasks")
-    def list_tasks(
-        request: Request,
-        who: Annotated[Principal, Depends(caller)],
-        station: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        night: str | None = None,
-    ):
-        if who.role == "station":
-            if station not in (None, who.name):
-                raise api_error(403, f"station {who.name} may not read the tasks of {station}")
-            station = who.name
-        if night is not None:
-            from aposos.center.tasking import parse_night
 
-            try:
-                night = str(parse_night(night))
-            except ValueError as exc:
-                raise api_error(422, str(exc)) from None
-        return TS.list_tasks(request.app.state.store, station=station,
-                             since=_time(since, "since"), until=_time(until, "until"),
-                             night=night, with_state=who.role != "station")  # fmt: skip
+@router.post(
+    f"{API}/tasks/{{task_id}}/report", tags=["tasking"], summary="What a station did with a task"
+)
+async def report(request: Request, task_id: str, who: Annotated[Principal, Depends(station)]):
+    doc = json_body(await read_body(request, SMALL_BODY))
+    try:
+        rep = TaskReport.from_wire(doc)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    store = request.app.state.store
+    found = await run_in_threadpool(TS.task_station, store, task_id)
+    if found is None:
+        raise ApiError(404, f"no task {task_id}")
+    if found["station"] != who.name:
+        raise ApiError(403, f"task {task_id} belongs to station {found['station']}")
+    answer = await run_in_threadpool(TS.report_task, store, task_id, rep)
+    if rep.status != "executed":  # not observed: the plan must find another chance
+        _replanner(request).want([found["night"]], "report")
+    return answer
 
-    @app.post(f"{API}/tasks/{{task_id}}/report", tags=["tasking"],
-              summary="What a station did with a task")  # fmt: skip
-    async def report(request: Request, task_id: str, who: Annotated[Principal, Depends(station)]):
-        doc = json_body(await read_body(request, SMALL_BODY))
-        try:
-            rep = TaskReport.from_wire(doc)
-        except ValueError as exc:
-            raise api_error(422, str(exc)) from None
-        store = request.app.state.store
-        found = await run_in_threadpool(TS.task_station, store, task_id)
-        if found is None:
-            raise api_error(404, f"no task {task_id}")
-        if found["station"] != who.name:
-            raise api_error(403, f"task {task_id} belongs to station {found['station']}")
-        answer = await run_in_threadpool(TS.report_task, store, task_id, rep)
-        if rep.status != "executed":  # not observed: the plan must find another chance
-            _replanner(request).want([found["night"]], "report")
-        return answer
 
-    @app.post(f"{API}/requests", tags=["tasking"], summary="Ask for observations",
-              status_code=201)  # fmt: skip
-    async def add_request(request: Request, who: Annotated[Principal, Depends(analyst)]):
-        doc = json_body(await read_body(request, SMALL_BODY))
-        try:
-            req = validate_request(doc)
-        except ValueError as exc:
-            raise api_error(422, str(exc)) from None
-        store = request.app.state.store
-        rid = await run_in_threadpool(TS.add_request, store, who.name, req)
-        nights = await run_in_threadpool(
-            TS.nights_with_plans, store, req["start"] - timedelta(hours=14), req["end"]
-        )
-        if nights:
-            _replanner(request).want(nights, "request")
-        return JSONResponse({"request_id": rid, "replanning": nights}, status_code=201)
+@router.post(f"{API}/requests", tags=["tasking"], summary="Ask for observations", status_code=201)
+async def add_request(request: Request, who: Annotated[Principal, Depends(analyst)]):
+    doc = json_body(await read_body(request, SMALL_BODY))
+    try:
+        req = validate_request(doc)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    store = request.app.state.store
+    rid = await run_in_threadpool(TS.add_request, store, who.name, req)
+    nights = await run_in_threadpool(
+        TS.nights_with_plans, store, req["start"] - timedelta(hours=14), req["end"]
+    )
+    if nights:
+        _replanner(request).want(nights, "request")
+    return JSONResponse({"request_id": rid, "replanning": nights}, status_code=201)
 
-    @app.get(f"{API}/requests", tags=["tasking"], summary="Analyst requests")
-    def list_requests(request: Request, _who: Annotated[Principal, Depends(analyst)]):
-        return {"items": TS.list_requests(request.app.state.store)}
+
+@router.get(f"{API}/requests", tags=["tasking"], summary="Analyst requests")
+def list_requests(request: Request, _who: Annotated[Principal, Depends(analyst)]):
+    return {"items": TS.list_requests(request.app.state.store)}
