@@ -16,6 +16,7 @@ from aposos.center.api_common import (
     ApiError,
     admin,
     analyst,
+    body_as,
     check,
     config_of,
     json_body,
@@ -24,7 +25,8 @@ from aposos.center.api_common import (
     store_of,
 )
 from aposos.center.auth import Principal
-from aposos.center.checks import int_problem, text_problem
+from aposos.center.bodies import RecorrelateBody
+from aposos.center.checks import text_problem
 from aposos.center.snapshots import SnapshotError, create_snapshot
 
 __all__ = ["router"]
@@ -85,20 +87,12 @@ def list_catalogue(request: Request, _who: Annotated[Principal, Depends(analyst)
     summary="Correlate the tracklets of a time range again (against a snapshot)",
 )
 async def recorrelate(request: Request, _who: Annotated[Principal, Depends(admin)]):
-    doc = json_body(await read_body(request, SMALL_BODY))
-    for key in ("since", "until", "station"):
-        if doc.get(key) is not None and not isinstance(doc[key], str):
-            raise ApiError(422, f"{key} must be a string")
-    snapshot_id = doc.get("snapshot_id")
-    if snapshot_id is not None and (
-        not isinstance(snapshot_id, int) or isinstance(snapshot_id, bool)
-    ):
-        raise ApiError(422, "snapshot_id must be an integer")
-    check(int_problem("snapshot_id", snapshot_id))
+    wanted = body_as(RecorrelateBody, json_body(await read_body(request, SMALL_BODY)))
+    snapshot_id = wanted.snapshot_id
     store = store_of(request)
     if snapshot_id is not None and store.snapshot(snapshot_id) is None:
         raise ApiError(404, f"no catalogue snapshot {snapshot_id}")
-    f = query_filters(doc.get("station"), doc.get("since"), doc.get("until"))
+    f = query_filters(wanted.station, wanted.since, wanted.until)
     n = await run_in_threadpool(
         lambda: queue.enqueue_recorrelation(
             store, since=f.since, until=f.until, station=f.station, snapshot_id=snapshot_id

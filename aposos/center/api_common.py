@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from aposos.center.auth import Principal, authenticate
+from aposos.center.bodies import Body, validated
 from aposos.center.checks import int_problem, text_problem
 from aposos.center.config import CenterConfig
 from aposos.center.dbtypes import TRACKLET_STATUSES, Filters, parse_time
@@ -28,6 +29,7 @@ __all__ = [
     "Offset",
     "admin",
     "analyst",
+    "body_as",
     "caller",
     "check",
     "config_of",
@@ -123,6 +125,14 @@ def json_body(body: bytes) -> dict:
     if not isinstance(doc, dict):
         raise ApiError(422, "the body must be a JSON object")
     return doc
+
+
+def body_as(model: type[Body], doc: dict):
+    """``doc`` as a ``model`` (:mod:`aposos.center.bodies`), else 422 naming the field."""
+    try:
+        return validated(model, doc)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
 
 
 def _time(value: str | None, name: str):

@@ -15,7 +15,7 @@ from aposos.center.api_common import (
     Limit,
     Offset,
     analyst,
-    check,
+    body_as,
     json_body,
     paging,
     read_body,
@@ -23,7 +23,8 @@ from aposos.center.api_common import (
     store_of,
 )
 from aposos.center.auth import Principal, enrol
-from aposos.center.heartbeats import heartbeat_problem
+from aposos.center.bodies import EnrolBody
+from aposos.center.heartbeats import HeartbeatBody
 
 __all__ = ["router"]
 
@@ -50,7 +51,7 @@ async def heartbeat(request: Request, code: str, who: Annotated[Principal, Depen
     if code != who.name:
         raise ApiError(403, f"station {who.name} may not send heartbeats for {code!r}")
     doc = json_body(await read_body(request, SMALL_BODY))
-    check(heartbeat_problem(doc))
+    body_as(HeartbeatBody, doc)  # the raw body is kept: an agent may send more
     backlog, version = doc.get("outbox_backlog"), doc.get("agent_version")
     store = store_of(request)
     when = await run_in_threadpool(
@@ -72,8 +73,6 @@ async def enrol_station(request: Request):
     if wait > 0:
         raise ApiError(429, f"too many enrolment attempts; retry in {wait:.0f} s")
     doc = json_body(await read_body(request, SMALL_BODY))
-    code = doc.get("code")
-    if not isinstance(code, str) or not 0 < len(code) <= 64:
-        raise ApiError(422, "code must be the enrolment code (a string)")
+    code = body_as(EnrolBody, doc).code
     name, token = await run_in_threadpool(enrol, store_of(request), code)
     return {"station": name, "token": token}

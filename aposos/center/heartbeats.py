@@ -12,13 +12,16 @@ places heartbeats in the night by it, else by the time the center received them.
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
+from typing import Annotated
 
+from pydantic import Field
+
+from aposos.center.bodies import Body, checked
 from aposos.center.checks import DB_INT_MAX, text_problem
 from aposos.center.dbtypes import parse_time
 
-__all__ = ["COUNTERS", "QUALITY", "heartbeat_problem", "heartbeat_row"]
+__all__ = ["COUNTERS", "QUALITY", "HeartbeatBody", "heartbeat_row"]
 
 COUNTERS = ("outbox_backlog", "frames_captured", "frames_reduced", "frames_failed",
             "frames_waiting", "quality_frames")  # fmt: skip
@@ -34,56 +37,61 @@ MAX_REASON_LEN = 200
 MAX_ERROR_LEN = 500
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    if not isinstance(v, int | float) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
-def heartbeat_problem(doc: dict) -> str | None:
-    """Why a heartbeat body cannot be kept, in one line; ``None`` when it is fine."""
-    for name in COUNTERS:
-        v = doc.get(name)
-        if v is not None and not (_is_int(v) and 0 <= v <= DB_INT_MAX):
-            return f"{name} must be a non-negative integer (at most {DB_INT_MAX})"
-    period = doc.get("heartbeat_s")
-    if period is not None and not (_is_number(period) and 1.0 <= period <= 3600.0):
-        return "heartbeat_s must be a number of seconds from 1 to 3600"
-    if doc.get("station_time") is not None and _station_time(doc) is None:
-        return "station_time must be an ISO 8601 time between 1957 and 2099"
-    rate = doc.get("solve_rate")
-    if rate is not None and not (_is_number(rate) and 0.0 <= rate <= 1.0):
-        return "solve_rate must be a number from 0 to 1"
-    for name, (lo, hi) in QUALITY.items():
-        v = doc.get(name)
-        if v is not None and not (_is_number(v) and lo <= v <= hi):
-            return f"{name} must be a number from {lo:g} to {hi:g}"
-    for name in ("agent_version", "last_error"):
-        v = doc.get(name)
-        if v is not None and not isinstance(v, str):
-            return f"{name} must be a string"
-    if doc.get("agent_version") is not None:
-        problem = text_problem("agent_version", doc["agent_version"], 64)
-        if problem:
-            return problem
-    reasons = doc.get("unsolved_reasons")
-    if reasons is not None:
-        if not isinstance(reasons, dict) or len(reasons) > MAX_REASONS:
-            return f"unsolved_reasons must be an object of at most {MAX_REASONS} reasons"
-        for why, n in reasons.items():
-            problem = text_problem("an unsolved reason", why, MAX_REASON_LEN)
-            if problem or not why:
-                return problem or "an unsolved reason is empty"
-            if not (_is_int(n) and 0 <= n <= DB_INT_MAX):
-                return f"unsolved_reasons[{why[:40]!r}] must be a non-negative integer"
+def _reasons_problem(reasons: dict) -> str | None:
+    if len(reasons) > MAX_REASONS:
+        return f"unsolved_reasons must be an object of at most {MAX_REASONS} reasons"
+    for why, n in reasons.items():
+        problem = text_problem("an unsolved reason", why, MAX_REASON_LEN)
+        if problem or not why:
+            return problem or "an unsolved reason is empty"
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= DB_INT_MAX:
+            return f"unsolved_reasons[{why[:40]!r}] must be a non-negative integer"
     return None
+
+
+def _time_problem(text: str) -> str | None:
+    if _station_time({"station_time": text}) is None:
+        return "station_time must be an ISO 8601 time between 1957 and 2099"
+    return None
+
+
+Count = Annotated[
+    int | None,
+    Field(ge=0, le=DB_INT_MAX, description=f"a non-negative integer (at most {DB_INT_MAX})"),
+]
+
+
+def _quality(name: str):
+    lo, hi = QUALITY[name]
+    return Field(None, ge=lo, le=hi, description=f"a number from {lo:g} to {hi:g}")
+
+
+class HeartbeatBody(Body):
+    """What a heartbeat may hold; every field optional, checked in this order."""
+
+    outbox_backlog: Count = None
+    frames_captured: Count = None
+    frames_reduced: Count = None
+    frames_failed: Count = None
+    frames_waiting: Count = None
+    quality_frames: Count = None
+    heartbeat_s: float | None = Field(
+        None, ge=1.0, le=3600.0, description="a number of seconds from 1 to 3600"
+    )
+    station_time: Annotated[str | None, checked(_time_problem)] = Field(
+        None, description="an ISO 8601 time between 1957 and 2099"
+    )
+    solve_rate: float | None = Field(None, ge=0.0, le=1.0, description="a number from 0 to 1")
+    fwhm_arcsec: float | None = _quality("fwhm_arcsec")
+    limiting_mag: float | None = _quality("limiting_mag")
+    sky_mag_arcsec2: float | None = _quality("sky_mag_arcsec2")
+    agent_version: Annotated[
+        str | None, checked(lambda v: text_problem("agent_version", v, 64))
+    ] = Field(None, description="a string")
+    last_error: str | None = Field(None, description="a string")
+    unsolved_reasons: Annotated[dict | None, checked(_reasons_problem)] = Field(
+        None, description=f"an object of at most {MAX_REASONS} reasons"
+    )
 
 
 def _station_time(doc: dict) -> datetime | None:
