@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, replace
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
 
 __all__ = ["CenterConfig", "WorkerConfig", "load_config"]
 
 DATABASE_ENV = "APOSOS_CENTER_DATABASE"
 SQLITE_SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+# pydantic checks every field's type when a config is made (a file, a test, replace());
+# strict: "5" is not an integer, true is not a number; unknown keys are refused
+STRICT = ConfigDict(strict=True, extra="forbid")
+# a folder or file: a path, or a string from the TOML file
+PathLike = Annotated[Path, Field(strict=False)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class WorkerConfig:
     """The background correlation worker.
 
@@ -47,7 +56,7 @@ class WorkerConfig:
     dask_scheduler: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class CenterConfig:
     """Settings of the data center.
 
@@ -86,11 +95,11 @@ class CenterConfig:
         ``X-Forwarded-Proto`` headers, from the addresses in ``forwarded_allow_ips``.
     """
 
-    data_dir: Path = Path("center-data")
+    data_dir: PathLike = Path("center-data")
     database: str = ""
     host: str = "127.0.0.1"
     port: int = 8600
-    stations_dir: Path = Path("stations")
+    stations_dir: PathLike = Path("stations")
     max_upload_bytes: int = 10 * 1024 * 1024
     max_catalogue_bytes: int = 200 * 1024 * 1024
     page_size: int = 100
@@ -148,32 +157,44 @@ class CenterConfig:
 
     def with_overrides(self, **changes) -> CenterConfig:
         """A copy with some fields changed (``None`` values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        changes = {k: v for k, v in changes.items() if v is not None}
+        try:
+            return replace(self, **changes)
+        except ValidationError as exc:
+            raise ValueError(_problem(exc, "center")) from None
 
 
-def _section(doc: dict, name: str, known: set[str], path: Path) -> dict:
+def _section(doc: dict, name: str, path: Path) -> dict:
     table = doc.get(name, {})
     if not isinstance(table, dict):
         raise ValueError(f"{path}: [{name}] must be a table")
-    unknown = set(table) - known
-    if unknown:
-        raise ValueError(f"{path}: [{name}] has unknown keys: {', '.join(sorted(unknown))}")
     return table
 
 
-def _check_types(table: dict, defaults, name: str, path: Path) -> None:
-    """Each value of the type of its default (an int where a float goes is fine)."""
-    for key, value in table.items():
-        default = getattr(defaults, key)
-        want = str if isinstance(default, Path) else type(default)
-        ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
-            kind = {int: "an integer", float: "a number", bool: "true or false"}
-            raise ValueError(
-                f"{path}: [{name}] {key} must be {kind.get(want, 'a string')}, got {value!r}"
-            )
+KINDS = {int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _problem(exc: ValidationError, name: str) -> str:
+    """Pydantic's problems as our one line: unknown keys all named, else the first
+    wrong value with what its key expects."""
+    errors = exc.errors(include_url=False)
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "unexpected_keyword_argument")
+    if unknown:
+        return f"[{name}] has unknown keys: {', '.join(unknown)}"
+    first = errors[0]
+    if first["type"] == "value_error":  # __post_init__: the checks across keys
+        return str(first["ctx"]["error"])
+    key = str(first["loc"][0])
+    cls = CenterConfig if name == "center" else WorkerConfig
+    kind = KINDS.get(cls.__pydantic_fields__[key].annotation, "a string")
+    return f"[{name}] {key} must be {kind}, got {first['input']!r}"
+
+
+def _build(cls, table: dict, name: str, path: Path):
+    try:
+        return cls(**table)
+    except ValidationError as exc:
+        raise ValueError(f"{path}: {_problem(exc, name)}") from None
 
 
 def load_config(path: str | os.PathLike | None = None) -> CenterConfig:
@@ -200,27 +221,19 @@ def load_config(path: str | os.PathLike | None = None) -> CenterConfig:
             doc = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    center_keys = {f.name for f in fields(CenterConfig)} - {"worker"}
-    worker_keys = {f.name for f in fields(WorkerConfig)}
-    center = _section(doc, "center", center_keys, path)
-    worker = _section(doc, "worker", worker_keys, path)
-    _check_types(center, CenterConfig(), "center", path)
-    _check_types(worker, WorkerConfig(), "worker", path)
+    center = _section(doc, "center", path)
+    worker = _build(WorkerConfig, _section(doc, "worker", path), "worker", path)
+    config = _build(CenterConfig, {**center, "worker": worker}, "center", path)
     base = path.resolve().parent
-    for key in ("data_dir", "stations_dir", "ssl_certfile", "ssl_keyfile"):
-        if center.get(key):
-            resolved = (base / Path(center[key]).expanduser()).resolve()
-            center[key] = str(resolved) if key.startswith("ssl_") else resolved
-    if "data_dir" not in center:
-        center["data_dir"] = (base / CenterConfig.data_dir).resolve()
-    if "stations_dir" not in center:
-        center["stations_dir"] = (base / CenterConfig.stations_dir).resolve()
-    db = center.get("database", "")
+    changes = {}
+    for key in ("data_dir", "stations_dir"):  # relative to the file's folder
+        changes[key] = (base / getattr(config, key).expanduser()).resolve()
+    for key in ("ssl_certfile", "ssl_keyfile"):
+        if getattr(config, key):
+            changes[key] = str((base / Path(getattr(config, key)).expanduser()).resolve())
+    db = config.database
     if db.startswith("sqlite:///") and not db.startswith("sqlite:////"):
         rel = db[len("sqlite:///") :]
         if rel and rel != ":memory:":
-            center["database"] = f"sqlite:///{base / rel}"
-    try:
-        return CenterConfig(**center, worker=WorkerConfig(**worker))
-    except TypeError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+            changes["database"] = f"sqlite:///{base / rel}"
+    return replace(config, **changes)

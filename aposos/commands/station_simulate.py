@@ -7,7 +7,6 @@ The ``station`` command group (:mod:`aposos.commands.station`) calls :func:`add_
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -120,13 +119,13 @@ def run(args: argparse.Namespace) -> int:
     if args.cadence is not None:
         overrides["cadence_s"] = args.cadence
     if overrides:
-        sim = dataclasses.replace(config.simulator, **overrides)
+        config = config.with_simulator(**overrides)  # checked: one line if out of range
+        sim = config.simulator
         if not 0 < max(sim.exposure_s, sim.rate_exposure_s) <= sim.cadence_s:
             raise CommandError(
                 f"exposure {sim.exposure_s} s must be positive and at most the cadence "
                 f"{sim.cadence_s} s"
             )
-        config = dataclasses.replace(config, simulator=sim)
     satellites = _load_satellites(args.catalog)
     if len(satellites) == 0:
         raise CommandError(f"no usable element sets in {args.catalog}")
