@@ -532,3 +532,20 @@ def test_the_worker_gives_the_engine_the_snapshot_before_as_history(store, tmp_p
     assert worker._previous_snapshot_path(store.snapshot(sids["e"])) == "/snap/c"
     assert worker._previous_snapshot_path(store.snapshot(sids["c"])) == "/snap/b"
     assert worker._previous_snapshot_path(store.snapshot(sids["a"])) is None
+
+
+def test_content_keys_of_an_upload_are_each_tracklets_own():
+    """The upload path digests all its tracklets at once: the same keys as one by one
+    (RA near 0/360 and negative, other stations, lengths and time units)."""
+    from aposos.center.checks import content_key, content_keys
+
+    tracklets = [make_tracklet(seed=s, n=2 + s % 5) for s in range(12)]
+    tracklets[3].ra_deg[:] = [359.99999999, 1e-9, 0.0, 180.0, 360.0 - 1e-12][: len(tracklets[3])]
+    tracklets[4] = make_tracklet(station="ZZ9", seed=4, start=np.datetime64("1999-12-31T23:59:59"))
+    tracklets.append(
+        Tracklet(station="IRN1", utc=[T0, T0 + np.timedelta64(1, "s")], ra_deg=[-10.5, -10.4],
+                 dec_deg=[-89.9, -89.8])
+    )  # fmt: skip
+    assert content_keys(tracklets) == [content_key(t) for t in tracklets]
+    assert content_keys([]) == []
+    assert len(set(content_keys(tracklets))) == len(tracklets)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from aposos.center import ingestsql as Q
 from aposos.center import schema as S
-from aposos.center.checks import content_key, same_content
+from aposos.center.checks import content_keys, same_content
 from aposos.center.dbtypes import (
     ROLES,
     Filters,
@@ -535,7 +535,8 @@ class Store(StoreQueries):
         known = Q.known_uuids(conn, list(first))
         self._check_against_stored(conn, tracklets, known)
         fresh = {u: t for u, t in sorted(first.items()) if u not in known}  # one lock order
-        keys = {u: content_key(t) for u, t in fresh.items()}
+        keys = dict(zip(fresh, content_keys(list(fresh.values())), strict=True))
+        times = _db_times_of(conn, list(fresh.values()))
         earlier = Q.first_with_keys(conn, sorted(set(keys.values())))
         new_ids: dict[str, int] = {}
         linked: dict[str, int] = {}
@@ -559,7 +560,7 @@ class Store(StoreQueries):
                     of[j] = earlier[k] if k in earlier else new_ids.get(seen_key[k])
                     if of[j] is not None:  # None: its original lost a race; stored plainly
                         linked[u] = of[j]
-            rows = _tracklet_rows(conn, [fresh[u] for u in batch], upload_id, now, keys, of)
+            rows = _tracklet_rows([fresh[u] for u in batch], upload_id, now, keys, times, of)
             for tid, u in Q.insert_tracklets(conn, rows):
                 new_ids[u] = tid
         late = [u for u in fresh if u not in new_ids]  # stored meanwhile by another
@@ -569,7 +570,7 @@ class Store(StoreQueries):
         if new_ids:
             stored = [(new_ids[u], fresh[u]) for u in new_ids]
             Q.insert_plain(
-                conn, "observations", _OBSERVATION_COLUMNS, _observation_rows(conn, stored)
+                conn, "observations", _OBSERVATION_COLUMNS, _observation_rows(stored, times)
             )
             queued = [u for u in new_ids if u not in linked]  # copies are not correlated
             if queued:
@@ -713,20 +714,35 @@ def _difference(a: Tracklet, b: Tracklet) -> str:
     return "observed values (positions, sigma or magnitudes) differ"
 
 
+def _db_times_of(conn: Connection, tracklets: list[Tracklet]) -> dict[str, tuple[list, list]]:
+    """Per UUID, the observation times and (start, middle, end) of each tracklet as
+    :func:`ingestsql.db_times` gives them, all converted in one call."""
+    if not tracklets:
+        return {}
+    n = [len(t) for t in tracklets]
+    last = np.cumsum(n) - 1
+    utc = np.concatenate([t.utc for t in tracklets]).astype("datetime64[us]")
+    start, end = utc[last - np.array(n) + 1], utc[last]
+    mid = start + (end - start) // 2  # Tracklet.mid_utc
+    texts = Q.db_times(conn, np.concatenate([utc, start, mid, end]))
+    m, k = utc.size, len(tracklets)
+    out, lo = {}, 0
+    for j, t in enumerate(tracklets):
+        out[t.uuid] = (texts[lo : lo + n[j]], texts[m + j : m + 3 * k + j : k])
+        lo += n[j]
+    return out
+
+
 def _tracklet_rows(
-    conn: Connection,
     tracklets: list[Tracklet],
     upload_id: int | None,
     now,
     keys: dict[str, str],
+    times: dict[str, tuple[list, list]],
     duplicate_of: list[int | None],
 ) -> list[tuple]:
-    """Rows in the order of :data:`ingestsql.TRACKLET_COLUMNS` (``now`` and the
-    times as :func:`ingestsql.db_times` gives them, all converted in one call)."""
-    ends = np.array(
-        [(t.utc[0], t.mid_utc, t.utc[-1]) for t in tracklets], dtype="datetime64[us]"
-    ).ravel()
-    times = Q.db_times(conn, ends)
+    """Rows in the order of :data:`ingestsql.TRACKLET_COLUMNS` (``now`` and ``times``
+    as :func:`ingestsql.db_times` gives them)."""
     return [
         (
             t.uuid,
@@ -734,39 +750,37 @@ def _tracklet_rows(
             t.object,
             upload_id,
             now,
-            *times[3 * j : 3 * j + 3],
+            *times[t.uuid][1],
             len(t),
             "pending" if of is None else "duplicate",
             None,
             keys[t.uuid],
             of,
         )
-        for j, (t, of) in enumerate(zip(tracklets, duplicate_of, strict=True))
+        for t, of in zip(tracklets, duplicate_of, strict=True)
     ]
 
 
 _OBSERVATION_COLUMNS = ("tracklet_id", "seq", "utc", "ra_deg", "dec_deg", "sigma_arcsec", "mag")
 
 
-def _observation_rows(conn: Connection, stored: list[tuple[int, Tracklet]]) -> list[tuple]:
-    """Rows in the order of ``_OBSERVATION_COLUMNS`` for (tracklet id, tracklet) pairs;
-    the times of all of them converted in one call."""
-    times = Q.db_times(conn, np.concatenate([t.utc for _, t in stored]))
-    rows, start = [], 0
+def _observation_rows(stored: list[tuple[int, Tracklet]], times: dict) -> list[tuple]:
+    """Rows in the order of ``_OBSERVATION_COLUMNS`` for (tracklet id, tracklet) pairs
+    (``times``: from :func:`_db_times_of`)."""
+    rows = []
     for tracklet_id, t in stored:
         n = len(t)
         mags = [None if m != m else m for m in t.mag.tolist()]  # NaN: no magnitude
         rows += zip(
             [tracklet_id] * n,
             range(n),
-            times[start : start + n],
+            times[t.uuid][0],
             t.ra_deg.tolist(),
             t.dec_deg.tolist(),
             t.sigma_arcsec.tolist(),
             mags,
             strict=True,
         )
-        start += n
     return rows
 
 
