@@ -295,6 +295,19 @@ def queue_done(center) -> int:
     return counts["done"] + counts["failed"]
 
 
+def wait_for_worker(center, timeout: float) -> None:
+    """Wait until the worker has correlated its first jobs (the baseline's): loading
+    the catalogue and building its correlator take it a while after start-up, more
+    under load, and the load run is meant to meet a worker that correlates."""
+    t0 = time.monotonic()
+    while queue_done(center) == 0 and time.monotonic() - t0 < timeout:
+        print(f"waiting for the worker's first results ({time.monotonic() - t0:.0f} s)", end="\r")
+        time.sleep(1.0)
+    waited = time.monotonic() - t0
+    state = "correlating" if queue_done(center) else f"still not correlating after {timeout:g} s"
+    print(f"worker {state} (waited {waited:.0f} s after the baseline)".ljust(60))
+
+
 def report(name: str, r: dict) -> None:
     print(
         f"{name:<9} {r['clients']:>3} clients {r['seconds']:6.1f} s  "
@@ -334,6 +347,12 @@ def main(argv=None) -> int:
         help="the worker process's [worker] nice (default: the configuration's)",
     )  # fmt: skip
     ap.add_argument("--no-catalogue", action="store_true", help="worker idle (no snapshot)")
+    ap.add_argument(
+        "--warm-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait after the baseline for the worker's first results",
+    )
     ap.add_argument(
         "--processes", type=int, default=1, help="server processes (config server_processes)"
     )
@@ -381,6 +400,8 @@ def main(argv=None) -> int:
             base = run_clients(center, {first: tokens[first]}, args.baseline, args.batch, args.obs)
             report("baseline", base)
             cpu_report(base, meter.spent())
+            if not args.no_catalogue:
+                wait_for_worker(center, args.warm_timeout)
             done_before = queue_done(center)
             meter = CpuMeter(center.proc.pid)
             stop, big = threading.Event(), {}

@@ -57,3 +57,12 @@ def test_two_server_processes_store_every_upload_once_and_correlate_once(tmp_pat
         assert n_corr == len(acked)  # correlated once each
     finally:
         center.stop()
+
+
+def test_the_worker_runs_at_the_lowest_priority_by_default():
+    """Uploads get the CPU first: the correlation worker's default niceness is 19, in
+    the code and in the shipped configuration alike."""
+    from aposos.center.config import WorkerConfig, load_config
+
+    shipped = load_config(Path(__file__).resolve().parents[1] / "configs" / "center.toml")
+    assert WorkerConfig().nice == shipped.worker.nice == 19

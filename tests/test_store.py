@@ -16,7 +16,7 @@ from aposos.center import schema as S
 from aposos.center.auth import AuthError, authenticate, hash_token, issue_token
 from aposos.center.config import CenterConfig, WorkerConfig
 from aposos.center.snapshots import create_snapshot
-from aposos.center.store import Filters, IngestConflict, Store, iso, parse_time
+from aposos.center.store import Filters, IngestConflict, Store, iso, parse_time, utcnow
 from aposos.center.worker import (
     CorrelationWorker,
     claim_jobs,
@@ -462,7 +462,7 @@ def test_driver_level_times_are_what_sqlalchemy_writes(tmp_path):
     from sqlalchemy import DateTime
     from sqlalchemy.dialects import sqlite
 
-    from aposos.center.ingestsql import db_times
+    from aposos.center.ingestsql import db_time, db_times
 
     store = Store(f"sqlite:///{tmp_path / 'c.sqlite'}")
     utc = np.array(
@@ -473,6 +473,48 @@ def test_driver_level_times_are_what_sqlalchemy_writes(tmp_path):
     write = DateTime().dialect_impl(dialect).bind_processor(dialect)
     with store.engine.connect() as conn:
         assert db_times(conn, utc) == [write(t) for t in utc.tolist()]
+    assert [db_time(t) for t in utc.tolist()] == [write(t) for t in utc.tolist()]
+    store.close()
+
+
+def test_driver_level_upload_reads_back_as_sqlalchemy_wrote_it(tmp_path):
+    """The SQLite upload path writes tracklets, uploads and jobs at the driver: read
+    through SQLAlchemy, the times and values are the tracklet's own."""
+    store = Store(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    store.upgrade()
+    t = make_tracklet(seed=5, start=T0)
+    upload_id, results = store.ingest_upload("IRN1", "application/json; x=\u00e9", b"body", [t])
+    K, U, J = S.tracklets, S.uploads, S.jobs
+    with store.read() as conn:
+        row = conn.execute(select(K).where(K.c.id == results[0].id)).one()
+        up = conn.execute(select(U).where(U.c.id == upload_id)).one()
+        job = conn.execute(select(J).where(J.c.tracklet_id == row.id)).one()
+    utc = t.utc.astype("datetime64[us]").tolist()
+    assert (row.uuid, row.station, row.upload_id, row.n_obs) == (t.uuid, "IRN1", upload_id, len(t))
+    assert (row.t_start, row.t_end) == (utc[0], utc[-1])
+    assert row.t_mid == t.mid_utc.astype("datetime64[us]").tolist()
+    assert abs(row.received_at - utcnow()) < timedelta(minutes=1) and job.state == "pending"
+    assert (up.state, up.n_tracklets, up.n_new, bytes(up.payload)) == ("stored", 1, 1, b"body")
+    assert up.content_type == "application/json; x=?" and up.size_bytes == 4
+    assert store.load_tracklets([row.id])[row.id].uuid == t.uuid
+    store.close()
+
+
+def test_driver_level_errors_are_sqlalchemy_errors(tmp_path):
+    """A database fault in the driver-level upload path is SQLAlchemy's
+    ``OperationalError`` (the API answers 503 and the station sends again), and the
+    upload's raw copy is not left behind half-written."""
+    from sqlalchemy.exc import OperationalError
+
+    store = Store(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    store.upgrade()
+    with store.write() as conn:
+        conn.exec_driver_sql("DROP TABLE jobs")
+    with pytest.raises(OperationalError, match="no such table: jobs"):
+        store.ingest_upload("IRN1", "application/json", b"x", [make_tracklet(seed=6)])
+    with store.read() as conn:
+        assert conn.execute(select(func.count()).select_from(S.uploads)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(S.tracklets)).scalar() == 0
     store.close()
 
 
@@ -490,3 +532,20 @@ def test_the_worker_gives_the_engine_the_snapshot_before_as_history(store, tmp_p
     assert worker._previous_snapshot_path(store.snapshot(sids["e"])) == "/snap/c"
     assert worker._previous_snapshot_path(store.snapshot(sids["c"])) == "/snap/b"
     assert worker._previous_snapshot_path(store.snapshot(sids["a"])) is None
+
+
+def test_content_keys_of_an_upload_are_each_tracklets_own():
+    """The upload path digests all its tracklets at once: the same keys as one by one
+    (RA near 0/360 and negative, other stations, lengths and time units)."""
+    from aposos.center.checks import content_key, content_keys
+
+    tracklets = [make_tracklet(seed=s, n=2 + s % 5) for s in range(12)]
+    tracklets[3].ra_deg[:] = [359.99999999, 1e-9, 0.0, 180.0, 360.0 - 1e-12][: len(tracklets[3])]
+    tracklets[4] = make_tracklet(station="ZZ9", seed=4, start=np.datetime64("1999-12-31T23:59:59"))
+    tracklets.append(
+        Tracklet(station="IRN1", utc=[T0, T0 + np.timedelta64(1, "s")], ra_deg=[-10.5, -10.4],
+                 dec_deg=[-89.9, -89.8])
+    )  # fmt: skip
+    assert content_keys(tracklets) == [content_key(t) for t in tracklets]
+    assert content_keys([]) == []
+    assert len(set(content_keys(tracklets))) == len(tracklets)

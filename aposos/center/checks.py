@@ -17,6 +17,7 @@ __all__ = [
     "MIN_OBSERVATIONS",
     "TIME_RANGE",
     "content_key",
+    "content_keys",
     "int_problem",
     "same_content",
     "text_problem",
@@ -92,6 +93,27 @@ def content_key(t: Tracklet) -> str:
     for values in (t.ra_deg % 360.0, t.dec_deg):
         h.update(np.round(values * 1e7).astype(np.int64).tobytes())
     return h.hexdigest()
+
+
+def content_keys(tracklets: list[Tracklet]) -> list[str]:
+    """:func:`content_key` of many tracklets, the same digests with the array work
+    done once for all of them (an upload's tracklets)."""
+    if not tracklets:
+        return []
+    n = [len(t) for t in tracklets]
+    cut = np.cumsum([0, *n]).tolist()
+    utc = np.concatenate([t.utc for t in tracklets]).astype(np.int64)
+    ra = np.round((np.concatenate([t.ra_deg for t in tracklets]) % 360.0) * 1e7)
+    dec = np.round(np.concatenate([t.dec_deg for t in tracklets]) * 1e7)
+    utc, ra, dec = (a.astype(np.int64).tobytes() for a in (utc, ra, dec))
+    keys = []
+    for j, t in enumerate(tracklets):
+        lo, hi = 8 * cut[j], 8 * cut[j + 1]
+        h = hashlib.sha256(t.station.encode("utf-8"))
+        for part in (utc, ra, dec):
+            h.update(part[lo:hi])
+        keys.append(h.hexdigest())
+    return keys
 
 
 def same_content(a: Tracklet, b: Tracklet) -> bool:

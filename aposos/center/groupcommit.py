@@ -4,7 +4,8 @@ disk sync.
 Each write waits for the store's write lock. The thread that gets it (the leader)
 runs every write queued so far, each in a SAVEPOINT of one transaction (a failing
 write is rolled back alone and its caller gets its exception), commits once, and
-hands out the results. The others find their work done when they get the lock.
+hands out the results. The savepoints go straight to the driver: SQLAlchemy's
+nested transactions cost more Python than a small upload's statements. The others find their work done when they get the lock.
 With FULL synchronous mode a commit is a disk sync, which costs more than a small
 upload's whole SQL work, so under load this multiplies throughput.
 """
@@ -68,13 +69,15 @@ class GroupCommit:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(write=True)
                 with conn.begin():
+                    db = conn.connection.driver_connection  # savepoints at the driver
                     for slot in batch:
-                        savepoint = conn.begin_nested()
+                        db.execute("SAVEPOINT upload")
                         try:
                             slot.result = slot.work(conn)
-                            savepoint.commit()
+                            db.execute("RELEASE upload")
                         except Exception as exc:
-                            savepoint.rollback()
+                            db.execute("ROLLBACK TO upload")
+                            db.execute("RELEASE upload")
                             slot.error = exc
         except Exception as exc:  # the commit itself failed: nothing of the batch stands
             for slot in batch:

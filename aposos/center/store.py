@@ -27,12 +27,11 @@ from sqlalchemy.exc import IntegrityError
 
 from aposos.center import ingestsql as Q
 from aposos.center import schema as S
-from aposos.center.checks import content_key, same_content
+from aposos.center.checks import content_keys, same_content
 from aposos.center.dbtypes import (
     ROLES,
     Filters,
     Page,
-    chunks,
     iso,
     num,
     parse_time,
@@ -205,9 +204,15 @@ class Store(StoreQueries):
     def principal_by_token_hash(self, token_hash: str) -> dict | None:
         """The live holder of a token hash (not expired; a rotated-out token within its
         overlap), or ``None``."""
+        now = utcnow()
         with self.engine.connect() as conn:
-            row = conn.execute(_PRINCIPAL_BY_HASH, {"hash": token_hash, "now": utcnow()}).first()
-        return None if row is None else {"name": row.name, "role": row.role}
+            db = Q.sqlite_driver(conn)
+            if db is not None:  # every request asks: at the driver (see ingestsql)
+                now = Q.db_time(now)
+                row = Q.run_driver(db, _SQL_PRINCIPAL_BY_HASH, (token_hash, now, token_hash, now))
+            else:
+                row = conn.execute(_PRINCIPAL_BY_HASH, {"hash": token_hash, "now": now}).first()
+        return None if row is None else {"name": row[0], "role": row[1]}
 
     def rotate_token(
         self, name: str, token_hash: str, *, overlap_until: datetime, expires_at: datetime | None
@@ -505,16 +510,7 @@ class Store(StoreQueries):
 
     @staticmethod
     def _insert_upload(conn: Connection, station: str, content_type: str, payload: bytes) -> int:
-        row = {
-            "station": station,
-            "received_at": utcnow(),
-            "content_type": content_type.encode("ascii", "replace").decode()[:128],
-            "size_bytes": len(payload),
-            "payload": payload,
-            "state": "received",
-            "attempts": 1,
-        }
-        return int(conn.execute(Q.INSERT_UPLOAD, row).scalar_one())
+        return Q.insert_upload(conn, station, content_type, payload)
 
     @staticmethod
     def _close_upload(conn: Connection, upload_id: int, n_tracklets: int, n_new: int) -> None:
@@ -522,7 +518,7 @@ class Store(StoreQueries):
         process stored tracklets from it)."""
         U, K = S.uploads, S.tracklets
         if n_new:
-            conn.execute(Q.CLOSE_UPLOAD, {"upload_id": upload_id, "n": n_tracklets, "n_new": n_new})
+            Q.close_upload(conn, upload_id, n_tracklets, n_new)
         else:
             conn.execute(
                 U.delete().where(
@@ -535,12 +531,13 @@ class Store(StoreQueries):
     def _ingest_in(self, conn, upload_id, tracklets, first) -> tuple[list[IngestResult], int]:
         """Store ``tracklets`` (``first``: the first of each UUID) in the open write
         transaction; returns the results and how many were new."""
-        now = utcnow()
-        known = self._known_uuids(conn, list(first))
+        now = Q.db_times(conn, np.array([utcnow()], dtype="datetime64[us]"))[0]
+        known = Q.known_uuids(conn, list(first))
         self._check_against_stored(conn, tracklets, known)
         fresh = {u: t for u, t in sorted(first.items()) if u not in known}  # one lock order
-        keys = {u: content_key(t) for u, t in fresh.items()}
-        earlier = self._first_with_keys(conn, set(keys.values()))
+        keys = dict(zip(fresh, content_keys(list(fresh.values())), strict=True))
+        times = _db_times_of(conn, list(fresh.values()))
+        earlier = Q.first_with_keys(conn, sorted(set(keys.values())))
         new_ids: dict[str, int] = {}
         linked: dict[str, int] = {}
         # originals first, so that copies within the upload can point to them
@@ -556,35 +553,32 @@ class Store(StoreQueries):
         for batch, is_copy in ((originals, False), (copies, True)):
             if not batch:
                 continue
-            rows = []
-            for u in batch:
-                of = None
-                if is_copy:
+            of = [None] * len(batch)
+            if is_copy:
+                for j, u in enumerate(batch):
                     k = keys[u]
-                    of = earlier[k] if k in earlier else new_ids.get(seen_key[k])
-                    if of is not None:  # None: its original lost a race; stored plainly
-                        linked[u] = of
-                rows.append(_tracklet_row(fresh[u], upload_id, now, keys[u], of))
-            stmt = Q.insert_tracklets("sqlite" if self.is_sqlite else "postgresql")
-            for r in conn.execute(stmt, rows) if rows else ():
-                new_ids[r.uuid] = r.id
+                    of[j] = earlier[k] if k in earlier else new_ids.get(seen_key[k])
+                    if of[j] is not None:  # None: its original lost a race; stored plainly
+                        linked[u] = of[j]
+            rows = _tracklet_rows([fresh[u] for u in batch], upload_id, now, keys, times, of)
+            for tid, u in Q.insert_tracklets(conn, rows):
+                new_ids[u] = tid
         late = [u for u in fresh if u not in new_ids]  # stored meanwhile by another
         if late:
-            known.update(self._known_uuids(conn, late))
+            known.update(Q.known_uuids(conn, late))
             self._check_against_stored(conn, [t for t in tracklets if t.uuid in late], known)
         if new_ids:
             stored = [(new_ids[u], fresh[u]) for u in new_ids]
             Q.insert_plain(
-                conn, "observations", _OBSERVATION_COLUMNS, _observation_rows(conn, stored)
+                conn, "observations", _OBSERVATION_COLUMNS, _observation_rows(stored, times)
             )
             queued = [u for u in new_ids if u not in linked]  # copies are not correlated
             if queued:
-                created = Q.db_times(conn, np.array([now], dtype="datetime64[us]"))[0]
                 Q.insert_plain(
                     conn,
                     "jobs",
                     ("tracklet_id", "state", "attempts", "created_at"),
-                    [(new_ids[u], "pending", 0, created) for u in sorted(queued, key=new_ids.get)],
+                    [(new_ids[u], "pending", 0, now) for u in sorted(queued, key=new_ids.get)],
                 )
         results = []
         seen: set[str] = set()
@@ -594,14 +588,6 @@ class Store(StoreQueries):
             tid = new_ids[t.uuid] if t.uuid in new_ids else known[t.uuid][0]
             results.append(IngestResult(i, t.uuid, tid, new, linked.get(t.uuid)))
         return results, len(new_ids)
-
-    @staticmethod
-    def _known_uuids(conn: Connection, uuids: list[str]) -> dict[str, tuple[int, str]]:
-        known = {}
-        for chunk in chunks(uuids):
-            for r in conn.execute(Q.KNOWN_UUIDS, {"uuids": chunk}):
-                known[r.uuid] = (r.id, r.station)
-        return known
 
     def _check_against_stored(self, conn, tracklets, known) -> None:
         """A UUID already stored must carry the same station and observations."""
@@ -619,15 +605,6 @@ class Store(StoreQueries):
                     f"record {i}: tracklet {t.uuid} is already stored (id {known[t.uuid][0]}) "
                     f"with different content: {_difference(t, theirs)}"
                 )
-
-    @staticmethod
-    def _first_with_keys(conn: Connection, keys: set[str]) -> dict[str, int]:
-        """The first stored (non-copy) tracklet of each content key."""
-        found: dict[str, int] = {}
-        for chunk in chunks(sorted(keys)):
-            for r in conn.execute(Q.FIRST_WITH_KEYS, {"keys": chunk}):
-                found[r[0]] = int(r[1])
-        return found
 
     # ---------------------------------------------------------------- snapshots
 
@@ -672,6 +649,11 @@ _PRINCIPAL_BY_HASH = select(_P.c.name, _P.c.role).where(
     )
     | ((_P.c.previous_hash == bindparam("hash")) & (_P.c.previous_until > bindparam("now"))),
     _P.c.revoked_at.is_(None),
+)
+_SQL_PRINCIPAL_BY_HASH = (
+    "SELECT name, role FROM principals WHERE revoked_at IS NULL AND ("
+    "(token_hash = ? AND (expires_at IS NULL OR expires_at > ?)) "
+    "OR (previous_hash = ? AND previous_until > ?))"
 )
 
 
@@ -732,49 +714,73 @@ def _difference(a: Tracklet, b: Tracklet) -> str:
     return "observed values (positions, sigma or magnitudes) differ"
 
 
-def _tracklet_row(
-    t: Tracklet, upload_id: int | None, now: datetime, key: str, duplicate_of: int | None
-) -> dict:
-    times = t.utc.astype("datetime64[us]").tolist()
-    return {
-        "uuid": t.uuid,
-        "station": t.station,
-        "object": t.object,
-        "upload_id": upload_id,
-        "received_at": now,
-        "t_start": times[0],
-        "t_mid": t.mid_utc.astype("datetime64[us]").tolist(),
-        "t_end": times[-1],
-        "n_obs": len(t),
-        "status": "pending" if duplicate_of is None else "duplicate",
-        "correlation_id": None,
-        "content_key": key,
-        "duplicate_of": duplicate_of,
-    }
+def _db_times_of(conn: Connection, tracklets: list[Tracklet]) -> dict[str, tuple[list, list]]:
+    """Per UUID, the observation times and (start, middle, end) of each tracklet as
+    :func:`ingestsql.db_times` gives them, all converted in one call."""
+    if not tracklets:
+        return {}
+    n = [len(t) for t in tracklets]
+    last = np.cumsum(n) - 1
+    utc = np.concatenate([t.utc for t in tracklets]).astype("datetime64[us]")
+    start, end = utc[last - np.array(n) + 1], utc[last]
+    mid = start + (end - start) // 2  # Tracklet.mid_utc
+    texts = Q.db_times(conn, np.concatenate([utc, start, mid, end]))
+    m, k = utc.size, len(tracklets)
+    out, lo = {}, 0
+    for j, t in enumerate(tracklets):
+        out[t.uuid] = (texts[lo : lo + n[j]], texts[m + j : m + 3 * k + j : k])
+        lo += n[j]
+    return out
+
+
+def _tracklet_rows(
+    tracklets: list[Tracklet],
+    upload_id: int | None,
+    now,
+    keys: dict[str, str],
+    times: dict[str, tuple[list, list]],
+    duplicate_of: list[int | None],
+) -> list[tuple]:
+    """Rows in the order of :data:`ingestsql.TRACKLET_COLUMNS` (``now`` and ``times``
+    as :func:`ingestsql.db_times` gives them)."""
+    return [
+        (
+            t.uuid,
+            t.station,
+            t.object,
+            upload_id,
+            now,
+            *times[t.uuid][1],
+            len(t),
+            "pending" if of is None else "duplicate",
+            None,
+            keys[t.uuid],
+            of,
+        )
+        for t, of in zip(tracklets, duplicate_of, strict=True)
+    ]
 
 
 _OBSERVATION_COLUMNS = ("tracklet_id", "seq", "utc", "ra_deg", "dec_deg", "sigma_arcsec", "mag")
 
 
-def _observation_rows(conn: Connection, stored: list[tuple[int, Tracklet]]) -> list[tuple]:
-    """Rows in the order of ``_OBSERVATION_COLUMNS`` for (tracklet id, tracklet) pairs;
-    the times of all of them converted in one call."""
-    times = Q.db_times(conn, np.concatenate([t.utc for _, t in stored]))
-    rows, start = [], 0
+def _observation_rows(stored: list[tuple[int, Tracklet]], times: dict) -> list[tuple]:
+    """Rows in the order of ``_OBSERVATION_COLUMNS`` for (tracklet id, tracklet) pairs
+    (``times``: from :func:`_db_times_of`)."""
+    rows = []
     for tracklet_id, t in stored:
         n = len(t)
         mags = [None if m != m else m for m in t.mag.tolist()]  # NaN: no magnitude
         rows += zip(
             [tracklet_id] * n,
             range(n),
-            times[start : start + n],
+            times[t.uuid][0],
             t.ra_deg.tolist(),
             t.dec_deg.tolist(),
             t.sigma_arcsec.tolist(),
             mags,
             strict=True,
         )
-        start += n
     return rows
 
 
