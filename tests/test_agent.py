@@ -187,6 +187,38 @@ def test_kill9_restart_and_rereduce_deliver_exactly_once(center, fields, tmp_pat
     store.close()
 
 
+def test_frames_taken_before_a_kill_stay_in_their_field(center, fields, tmp_path):
+    """A kill after two of a field's four frames were taken (recorded, the field not
+    committed), as ``add_frame`` leaves the state database. At the restart those two are
+    reduced again before the folder's other frames have settled; a busy machine makes
+    each reduction longer than ``field_idle_s`` (0.1 s here: any reduction is). The field
+    must still be the whole field, as the batch reduction has it: the idle time neither
+    runs while the agent reduces nor while the source has a frame on its way, so the
+    field is not cut in two (which gave its object a second id, and the center one
+    observation twice once ``aposos station reduce`` delivered the same frames)."""
+    camera = tmp_path / "camera"
+    copy_fields(fields, camera)
+    work = tmp_path / "work"
+    work.mkdir()
+    store = AgentStore(work / "agent.sqlite")
+    for name in ("s00_f00.fits", "s00_f01.fits"):  # as FolderSource records them
+        assert store.add_frame(f"folder:{name}", camera / name)
+    store.close()
+    station = write_station(tmp_path / "st", center.url, _token(center),
+                            agent_settings(work, camera, field_idle_s=0.1))  # fmt: skip
+    agent = AgentProcess(station).start()
+    db = work / "agent.sqlite"
+    try:
+        wait_for(lambda: _count(db, "SELECT COUNT(*) FROM frames WHERE state = 'solved'") == 12
+                 and _backlog(db) == 0, 180, "12 frames reduced and delivered", agent)  # fmt: skip
+        assert "2 frame(s) taken before the restart are reduced again" in agent.text()
+        assert "field of 4 frame(s)" in agent.text()
+        assert "field of 2 frame(s)" not in agent.text()
+        assert center_ids(center) == fields[1]  # the batch reduction's ids, 3 and no more
+    finally:
+        assert agent.terminate() == 0
+
+
 def test_sigterm_during_start_up_ends_cleanly(center, fields, tmp_path):
     """SIGTERM as soon as the agent says it started (it is still loading its star
     catalogue): it stops at once with status 0 and takes no frame."""
