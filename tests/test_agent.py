@@ -79,7 +79,10 @@ def test_night_delivered_exactly_once_with_heartbeat(center, fields, tmp_path):
         copy_fields(fields, camera)
         wait_for(lambda: len(center_ids(center)) == 3, 120, "3 tracklets at the center", agent)
         assert center_ids(center) == fields[1]  # the batch reduction's ids
-        beat = wait_for(lambda: _heartbeat(center), 30, "a heartbeat with no backlog", agent)
+        # the last heartbeat may be one sent before the third field was committed (its
+        # backlog 0 too): wait for one that counts the night's 12 frames
+        beat = wait_for(lambda: _heartbeat(center, frames_reduced=12), 60,
+                        "a heartbeat with no backlog and 12 frames reduced", agent)  # fmt: skip
         assert beat["outbox_backlog"] == 0
         assert beat["frames_captured"] == 12 and beat["frames_reduced"] == 12
         assert beat["frames_failed"] == 0 and beat["solve_rate"] == 1.0
@@ -100,14 +103,19 @@ def test_night_delivered_exactly_once_with_heartbeat(center, fields, tmp_path):
     assert status["frames_total"]["solved"] == 12
 
 
-def _heartbeat(center) -> dict | None:
-    """The last heartbeat body of IRN1 when it reports an empty outbox."""
+def _heartbeat(center, frames_reduced: int | None = None) -> dict | None:
+    """The last heartbeat body of IRN1 when it reports an empty outbox (and, if given,
+    that many frames reduced)."""
     from sqlalchemy import text
 
     with center.store.engine.connect() as conn:
         row = conn.execute(text("SELECT heartbeat FROM stations WHERE code = 'IRN1'")).first()
     beat = json.loads(row[0]) if row and row[0] else None
-    return beat if beat and beat.get("outbox_backlog") == 0 else None
+    if not beat or beat.get("outbox_backlog") != 0:
+        return None
+    if frames_reduced is not None and beat.get("frames_reduced") != frames_reduced:
+        return None
+    return beat
 
 
 @pytest.mark.slow
