@@ -79,7 +79,10 @@ def test_night_delivered_exactly_once_with_heartbeat(center, fields, tmp_path):
         copy_fields(fields, camera)
         wait_for(lambda: len(center_ids(center)) == 3, 120, "3 tracklets at the center", agent)
         assert center_ids(center) == fields[1]  # the batch reduction's ids
-        beat = wait_for(lambda: _heartbeat(center), 30, "a heartbeat with no backlog", agent)
+        # the last heartbeat may be one sent before the third field was committed (its
+        # backlog 0 too): wait for one that counts the night's 12 frames
+        beat = wait_for(lambda: _heartbeat(center, frames_reduced=12), 60,
+                        "a heartbeat with no backlog and 12 frames reduced", agent)  # fmt: skip
         assert beat["outbox_backlog"] == 0
         assert beat["frames_captured"] == 12 and beat["frames_reduced"] == 12
         assert beat["frames_failed"] == 0 and beat["solve_rate"] == 1.0
@@ -100,14 +103,19 @@ def test_night_delivered_exactly_once_with_heartbeat(center, fields, tmp_path):
     assert status["frames_total"]["solved"] == 12
 
 
-def _heartbeat(center) -> dict | None:
-    """The last heartbeat body of IRN1 when it reports an empty outbox."""
+def _heartbeat(center, frames_reduced: int | None = None) -> dict | None:
+    """The last heartbeat body of IRN1 when it reports an empty outbox (and, if given,
+    that many frames reduced)."""
     from sqlalchemy import text
 
     with center.store.engine.connect() as conn:
         row = conn.execute(text("SELECT heartbeat FROM stations WHERE code = 'IRN1'")).first()
     beat = json.loads(row[0]) if row and row[0] else None
-    return beat if beat and beat.get("outbox_backlog") == 0 else None
+    if not beat or beat.get("outbox_backlog") != 0:
+        return None
+    if frames_reduced is not None and beat.get("frames_reduced") != frames_reduced:
+        return None
+    return beat
 
 
 @pytest.mark.slow
@@ -185,6 +193,38 @@ def test_kill9_restart_and_rereduce_deliver_exactly_once(center, fields, tmp_pat
     store = AgentStore(tmp / "work2" / "agent.sqlite")
     assert store.outbox_counts()["delivered"] == 3
     store.close()
+
+
+def test_frames_taken_before_a_kill_stay_in_their_field(center, fields, tmp_path):
+    """A kill after two of a field's four frames were taken (recorded, the field not
+    committed), as ``add_frame`` leaves the state database. At the restart those two are
+    reduced again before the folder's other frames have settled; a busy machine makes
+    each reduction longer than ``field_idle_s`` (0.1 s here: any reduction is). The field
+    must still be the whole field, as the batch reduction has it: the idle time neither
+    runs while the agent reduces nor while the source has a frame on its way, so the
+    field is not cut in two (which gave its object a second id, and the center one
+    observation twice once ``aposos station reduce`` delivered the same frames)."""
+    camera = tmp_path / "camera"
+    copy_fields(fields, camera)
+    work = tmp_path / "work"
+    work.mkdir()
+    store = AgentStore(work / "agent.sqlite")
+    for name in ("s00_f00.fits", "s00_f01.fits"):  # as FolderSource records them
+        assert store.add_frame(f"folder:{name}", camera / name)
+    store.close()
+    station = write_station(tmp_path / "st", center.url, _token(center),
+                            agent_settings(work, camera, field_idle_s=0.1))  # fmt: skip
+    agent = AgentProcess(station).start()
+    db = work / "agent.sqlite"
+    try:
+        wait_for(lambda: _count(db, "SELECT COUNT(*) FROM frames WHERE state = 'solved'") == 12
+                 and _backlog(db) == 0, 180, "12 frames reduced and delivered", agent)  # fmt: skip
+        assert "2 frame(s) taken before the restart are reduced again" in agent.text()
+        assert "field of 4 frame(s)" in agent.text()
+        assert "field of 2 frame(s)" not in agent.text()
+        assert center_ids(center) == fields[1]  # the batch reduction's ids, 3 and no more
+    finally:
+        assert agent.terminate() == 0
 
 
 def test_sigterm_during_start_up_ends_cleanly(center, fields, tmp_path):

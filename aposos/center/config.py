@@ -80,6 +80,9 @@ class CenterConfig:
     upload_time_budget_s : reading one upload may take this long, else it is refused.
     rejected_retention_days : raw copies of rejected and quarantined uploads are kept
         this long (for the record), then dropped.
+    heartbeat_retention_days : the stations' heartbeats (one a minute per station) are
+        kept this long after they arrived, then dropped (0: kept forever); the nightly
+        report's 7-night trends need at least 14 (7 nights, and 7 days before them).
     station_uploads_per_minute, station_upload_burst : per-station rate limit of
         uploads (a token bucket; 0: no limit); over it the answer is 429.
     station_quota_bytes : raw bytes of accepted uploads a station may keep (0: no
@@ -112,6 +115,7 @@ class CenterConfig:
     sqlite_synchronous: str = "FULL"
     upload_time_budget_s: float = 20.0
     rejected_retention_days: float = 7.0
+    heartbeat_retention_days: float = 30.0
     station_uploads_per_minute: float = 0.0
     station_upload_burst: int = 60
     station_quota_bytes: int = 0
@@ -136,6 +140,11 @@ class CenterConfig:
             problems.append("ssl_certfile and ssl_keyfile go together")
         if self.upload_time_budget_s <= 0 or self.rejected_retention_days < 0:
             problems.append("upload_time_budget_s must be positive, rejected_retention_days >= 0")
+        if self.heartbeat_retention_days != 0 and not self.heartbeat_retention_days >= 14:
+            problems.append(
+                "heartbeat_retention_days must be 0 (keep every heartbeat) or at least 14"
+                " (the nightly report's trends look back 7 nights and 7 days before them)"
+            )
         if self.worker.batch_size <= 0 or self.worker.lease_seconds <= 0:
             problems.append("worker batch_size and lease_seconds must be positive")
         if not 1 <= self.server_processes <= 64:

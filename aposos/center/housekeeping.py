@@ -4,7 +4,9 @@ Start-up never waits for user input to be parsed: a :class:`Housekeeper` thread
 processes uploads that were stored raw but not parsed when the server stopped, each
 at most once more (an upload that was being processed when the server died twice is
 quarantined, never retried), and drops the raw copies of rejected and quarantined
-uploads after the retention time.
+uploads after ``rejected_retention_days`` and the stations' heartbeats after
+``heartbeat_retention_days`` (every hour; heartbeats in batches, so uploads waiting
+for the write lock are not held up by a first purge of a long history).
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import logging
 import threading
 from datetime import timedelta
 
+import sqlalchemy as sa
+
+from aposos.center import schema as S
 from aposos.center.config import CenterConfig
 from aposos.center.dbtypes import utcnow
 from aposos.center.ingest import parse_upload
 from aposos.center.store import IngestConflict, Store
 
-__all__ = ["Housekeeper", "process_stored_upload", "recover_uploads"]
+__all__ = ["Housekeeper", "process_stored_upload", "purge_heartbeats", "recover_uploads"]
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 2  # the live attempt and one after a restart
 PURGE_EVERY_S = 3600.0
+HEARTBEAT_BATCH = 5000  # rows deleted per write transaction
 
 
 def process_stored_upload(store: Store, upload: dict, payload: bytes, budget_s: float) -> str:
@@ -63,8 +69,29 @@ def recover_uploads(store: Store, budget_s: float = 20.0, before=None) -> dict[s
     return counts
 
 
+def purge_heartbeats(store: Store, older_than, *, batch: int = HEARTBEAT_BATCH,
+                     stop: threading.Event | None = None) -> int:  # fmt: skip
+    """Delete the heartbeats the center received before ``older_than`` (the stations'
+    last heartbeat, in ``stations``, stays), oldest first, ``batch`` rows a
+    transaction; returns how many."""
+    H = S.heartbeats
+    oldest = (
+        sa.select(H.c.id).where(H.c.received_at < older_than).order_by(H.c.id).limit(batch)
+    )  # ids grow with arrival: the scan finds the old rows first
+    total = 0
+    while stop is None or not stop.is_set():
+        with store.write() as conn:
+            ids = conn.execute(oldest).scalars().all()
+            if ids:
+                conn.execute(H.delete().where(H.c.id.in_(ids)))
+        total += len(ids)
+        if len(ids) < batch:
+            break
+    return total
+
+
 class Housekeeper:
-    """A daemon thread: recovery once at start, then payload retention every hour."""
+    """A daemon thread: recovery once at start, then retention every hour."""
 
     def __init__(self, store: Store, config: CenterConfig):
         self.store = store
@@ -87,6 +114,13 @@ class Housekeeper:
         keep = timedelta(days=self.config.rejected_retention_days)
         return self.store.purge_payloads(utcnow() - keep)
 
+    def purge_heartbeats(self) -> int:
+        """Drop heartbeats older than ``heartbeat_retention_days`` (0: none)."""
+        days = self.config.heartbeat_retention_days
+        if days <= 0:
+            return 0
+        return purge_heartbeats(self.store, utcnow() - timedelta(days=days), stop=self._stop)
+
     def _run(self) -> None:
         try:
             recover_uploads(self.store, self.config.upload_time_budget_s, self.started_at)
@@ -101,4 +135,11 @@ class Housekeeper:
                     log.info("dropped the raw copies of %d old rejected upload(s)", n)
             except Exception:
                 log.exception("retention purge failed")
+            try:
+                n = self.purge_heartbeats()
+                if n:
+                    log.info("dropped %d heartbeat(s) older than %g days", n,
+                             self.config.heartbeat_retention_days)  # fmt: skip
+            except Exception:
+                log.exception("heartbeat retention failed")
             self._stop.wait(PURGE_EVERY_S)

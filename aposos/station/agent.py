@@ -7,7 +7,9 @@
   one it runs its default), record the frame, and gather the frames of one field;
   each frame is reduced as it comes (calibrate, extract, solve, compare with the one
   before) and archived; when the field ends (the pointing moves, a gap,
-  ``field_max_frames`` frames, or nothing new for ``field_idle_s``) its frames are
+  ``field_max_frames`` frames, or no frame for ``field_idle_s`` while the source has
+  none on its way; time spent reducing does not count, so a busy machine does not cut a
+  field in two, which would give its objects other ids than a rerun) its frames are
   linked together (the station reduction's batch, the same result as reducing the
   field's files at once), and the frames' outcomes and the tracklets go to the outbox
   in one SQLite transaction;
@@ -191,6 +193,8 @@ class StationAgent:
                     continue
                 if frame is not None:
                     self._take(frame)
+                elif self._source_pending():
+                    self._last_frame_at = time.monotonic()  # a frame is on its way
                 elif self.field and time.monotonic() - self._last_frame_at > self._idle_s():
                     self.close_field()
                 elif getattr(self.source, "exhausted", False) and not until_exhausted:
@@ -207,6 +211,10 @@ class StationAgent:
     def _idle_s(self) -> float:
         return self.config.field_idle_s
 
+    def _source_pending(self) -> bool:
+        pending = getattr(self.source, "pending", None)
+        return bool(pending()) if pending is not None else False
+
     def _recover(self) -> None:
         """Frames taken before a crash whose field was not committed: gathered again as
         the open field (reduced once it ends), so the field's frames still to come join
@@ -218,6 +226,7 @@ class StationAgent:
         log.info("resuming: %d frame(s) taken before the restart are reduced again", len(rows))
         for row in rows:
             self._take(self._recaptured(row), recorded=True)
+        self._last_frame_at = time.monotonic()
 
     def _recaptured(self, row: FrameRow) -> Captured:
         path = Path(row.path)
@@ -229,7 +238,7 @@ class StationAgent:
         return Captured(row.key, path, utc, pointing, row.task_id, image_type=kind)
 
     def _take(self, frame: Captured, *, recorded: bool = False) -> None:
-        self._last_frame_at = time.monotonic()
+        self._last_frame_at = time.monotonic()  # again once reduced: see the end
         if frame.image_type != "light":
             self.store.add_frame(frame.key, frame.path, state="calibration",
                                  reason=f"{frame.image_type} frame", meta=frame.meta)  # fmt: skip
@@ -251,6 +260,9 @@ class StationAgent:
             self._batch = reducer.batch(archive=self.archive)
         self._batch.add(frame.path)
         self._reduce_s += time.perf_counter() - t0
+        # the field's idle time runs from here: a reduction slowed by a busy machine must
+        # not count as the camera's silence (it would cut the field in two)
+        self._last_frame_at = time.monotonic()
         if len(self.field) >= self.config.field_max_frames or frame.field_ends:
             self.close_field()
 

@@ -9,7 +9,8 @@
     heartbeat_s = 60             # heartbeat period
     field_max_frames = 20        # a field's frames are reduced and linked together ...
     field_idle_s = 30            # ... when it holds this many, or no frame came for this
-                                 #     long (keep it well above the time between frames)
+                                 #     long (keep it well above the time between frames;
+                                 #     time reducing and files being written do not count)
     log_file = ""                # log here instead of stderr (optional)
     archive = true               # keep frames and products in work_dir/archive.zarr
 

@@ -200,6 +200,15 @@ class FolderSource:
             self._ready = self._scan()
         return self._ready.pop(0) if self._ready else None
 
+    def pending(self) -> bool:
+        """Whether a file is on its way: seen but not yet settled (or not yet complete,
+        within ``incomplete_timeout_s``), or taken and not yet handed over. The agent
+        does not close a field for want of frames while one is."""
+        if self._ready:
+            return True
+        now = time.monotonic()
+        return any(now - s.first < self.incomplete_timeout_s for s in self._seen.values())
+
     def _scan(self) -> list[Captured]:
         now = time.monotonic()
         found = []
