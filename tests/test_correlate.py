@@ -214,7 +214,7 @@ def test_held_out_pairs_of_the_2026_series(older, newer, tmp_path):
     sys.path.insert(0, str(HERE.parent / "benchmarks"))
     from bench_identification import evaluate_pair, snapshot
 
-    ts, results, _ = evaluate_pair(
+    ts, _, results, _ = evaluate_pair(
         snapshot(older), snapshot(newer), n_tracklets=500, seed=3,
         model=ErrorModel.default(), cube_dir=tmp_path,
     )  # fmt: skip
