@@ -57,7 +57,7 @@ _NO = 1e9  # cost of a forbidden cell
 def coherent_sigma_s(age_days) -> np.ndarray:
     """Sigma (s) of a member's along-track offset about its train's common offset."""
     age = np.abs(np.asarray(age_days, dtype=np.float64))
-    return 1.0 + 2.0 * age + 0.5 * age**2
+    return 0.5 + 1.5 * age + 0.5 * age**2
 
 
 @dataclass
@@ -73,7 +73,7 @@ class TauPrior:
         """Log density at ``tau``; ``less_s``: of the part left when a member's own
         scatter (sigma ``less_s``) is taken out of every component (the train offset's)."""
         tau = np.asarray(tau, dtype=np.float64)[..., None]
-        sigma = np.sqrt(np.maximum(self.sigma**2 - less_s**2, 1e-6))
+        sigma = np.sqrt(np.maximum(self.sigma**2 - less_s**2, 0.25 * self.sigma**2))
         z = (tau - self.mean) / sigma
         terms = np.log(np.maximum(self.weight, 1e-300)) - 0.5 * z**2
         terms -= np.log(np.sqrt(2.0 * np.pi) * sigma)
@@ -192,7 +192,7 @@ def _decide_group(tracklets, results, index, tau_prior, model) -> list[Correlati
         for c, prior in zip(picked, priors, strict=True):
             col = col_of.setdefault(c.norad_id, len(col_of))
             # a member's own scatter about the train is a part of its own prior's
-            sigma = min(float(coherent_sigma_s(prior.age_days)), 0.5 * float(prior.sigma.min()))
+            sigma = min(float(coherent_sigma_s(prior.age_days)), 0.7 * float(prior.sigma.max()))
             options.append(
                 _Option(
                     r, col, np.log(c.score), float(prior.log_density(c.time_offset_s)),
