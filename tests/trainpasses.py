@@ -103,7 +103,8 @@ def build_train_passes(
             break
         if s in used:
             continue
-        members = sorted(trains[s], key=lambda m: abs(m[1]))[: max_members - 1]
+        members = [m for m in trains[s] if m[0] not in used]
+        members = sorted(members, key=lambda m: abs(m[1]))[: max_members - 1]
         group = [(int(s), 0.0)] + members
         epoch = sats[s].jdsatepoch + sats[s].jdsatepochF
         jd, fr = _jd_split(minutes)

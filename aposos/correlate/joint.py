@@ -69,6 +69,13 @@ class TauPrior:
     sigma: np.ndarray  # (K,)
     age_days: float
 
+    def component(self, tau: float) -> int:
+        """The mixture component most responsible for an offset ``tau``."""
+        z = (tau - self.mean) / self.sigma
+        return int(
+            np.argmax(np.log(np.maximum(self.weight, 1e-300)) - 0.5 * z**2 - np.log(self.sigma))
+        )
+
     def log_density(self, tau, less_s: float = 0.0) -> np.ndarray:
         """Log density at ``tau``; ``less_s``: of the part left when a member's own
         scatter (sigma ``less_s``) is taken out of every component (the train offset's)."""
@@ -141,9 +148,16 @@ def pass_groups(tracklets: Sequence[Tracklet], results: Sequence[Correlation]) -
         groups.setdefault(root(i), []).append(i)
     out = []
     for members in groups.values():
+        members.sort(key=lambda i: _middle_s(tracklets[i]))
+        # one object seen twice (joined through others) cannot be excluded from itself:
+        # the later tracklet keeps its single call
+        kept: list[int] = []
+        for i in members:
+            if not any(_possibly_same(results[j], results[i]) for j in kept):
+                kept.append(i)
+        members = kept
         if len(members) < 2:
             continue
-        members.sort(key=lambda i: _middle_s(tracklets[i]))
         for lo in range(0, len(members), MAX_GROUP):
             part = members[lo : lo + MAX_GROUP]
             if len(part) >= 2:
@@ -191,8 +205,10 @@ def _decide_group(tracklets, results, index, tau_prior, model) -> list[Correlati
         priors = tau_prior(index[r], [c.norad_id for c in picked])
         for c, prior in zip(picked, priors, strict=True):
             col = col_of.setdefault(c.norad_id, len(col_of))
-            # a member's own scatter about the train is a part of its own prior's
-            sigma = min(float(coherent_sigma_s(prior.age_days)), 0.7 * float(prior.sigma.max()))
+            # a member's own scatter about the train is a part of its own prior: of the
+            # component that explains its offset best
+            own = prior.sigma[prior.component(c.time_offset_s)]
+            sigma = min(float(coherent_sigma_s(prior.age_days)), 0.7 * float(own))
             options.append(
                 _Option(
                     r, col, np.log(c.score), float(prior.log_density(c.time_offset_s)),
