@@ -47,9 +47,11 @@ MIN_SCORE = 1e-4
 # a group is cut in time order into parts of at most this many tracklets
 MAX_GROUP = 16
 # share of a train's members whose along-track error is the common one (the rest moved
-# on their own); between neighbouring Starlinks of the 2026 series (pairs 16-17, 18-19,
-# 16-18, 16-20, 19-23) the offsets differ by 4 s (1 day) to 27 s (4 days) at the 68 %
-# level, with a tail beyond 100 s at the 10 % level
+# on their own). Between neighbouring Starlinks (one plane, one height, within 300 s) of
+# the fitting pairs 16-17, 18-19, 16-18, 16-20, 19-23 the offsets differ by 1.5-4 s
+# (1 day), 9 s (2 days), 21-27 s (4 days) at the 68 % level, and 87-97 % of the pairs
+# differ by less than 3 sqrt(2) coherent_sigma_s: 0.75 leaves room for launch batches
+# that raise their orbits member by member
 COHERENT_WEIGHT = 0.75
 _NO = 1e9  # cost of a forbidden cell
 
