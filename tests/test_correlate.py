@@ -214,7 +214,7 @@ def test_held_out_pairs_of_the_2026_series(older, newer, tmp_path):
     sys.path.insert(0, str(HERE.parent / "benchmarks"))
     from bench_identification import evaluate_pair, snapshot
 
-    ts, results, _ = evaluate_pair(
+    ts, _, results, _ = evaluate_pair(
         snapshot(older), snapshot(newer), n_tracklets=500, seed=3,
         model=ErrorModel.default(), cube_dir=tmp_path,
     )  # fmt: skip
@@ -291,8 +291,11 @@ def test_chunking_changes_nothing(truth, catalogue, correlator, results):
         chunk_size=7,
         error_model=_truth_model(),
     )
-    again = small([t.tracklet for t in truth.tracklets[:60]])
-    for a, b in zip(again, results[:60], strict=False):
+    # the same tracklets both ways: the joint stage decides a pass from the tracklets
+    # given together, so a shorter list may give a tracklet fewer companions
+    first = [t.tracklet for t in truth.tracklets[:60]]
+    again = small(first)
+    for a, b in zip(again, correlator(first), strict=True):
         assert (a.status, a.norad_id) == (b.status, b.norad_id)
         assert a.score == pytest.approx(b.score, abs=1e-6, nan_ok=True)
 

@@ -147,8 +147,10 @@ class SGP4Correlator:
 
     # ------------------------------------------------------------------ public API
     def __call__(
-        self, tracklets: Sequence[Tracklet], *, progress: bool = False
+        self, tracklets: Sequence[Tracklet], *, progress: bool = False, joint: bool = True
     ) -> list[Correlation]:
+        """Correlate ``tracklets``; ``joint``: decide the tracklets of one pass that share
+        candidates (a train seen by one station) together (:mod:`aposos.correlate.joint`)."""
         tracklets = list(tracklets)
         results: list[Correlation | None] = [None] * len(tracklets)
         chunks = self._time_ordered_chunks(tracklets, results)
@@ -156,7 +158,40 @@ class SGP4Correlator:
             (chunk, self._correlate_valid([tracklets[i] for i in chunk], sites))
             for chunk, sites in chunks
         )
-        return _collect(results, done, sum(len(chunk) for chunk, _ in chunks), progress)
+        results = _collect(results, done, sum(len(chunk) for chunk, _ in chunks), progress)
+        return self.joint(tracklets, results) if joint else results
+
+    def joint(self, tracklets: Sequence[Tracklet], results: list[Correlation]):
+        """The single-tracklet ``results`` with each pass group decided jointly."""
+        from aposos.correlate.joint import identify_jointly
+
+        return identify_jointly(tracklets, results, self._tau_prior(tracklets), self.error_model)
+
+    def _tau_prior(self, tracklets):
+        """``(tracklet index, norad ids) -> [TauPrior]``: the candidates' own along-track
+        priors at the tracklet's middle time."""
+        from aposos.correlate.joint import TauPrior
+
+        row_of = {int(n): i for i, n in enumerate(np.asarray(self.catalogue.norad_id))}
+        table = self._priors
+
+        def prior(i: int, norad_ids: list[int]) -> list[TauPrior]:
+            if not norad_ids:
+                return []
+            index = np.array([row_of[int(n)] for n in norad_ids], dtype=np.int64)
+            jd, fr = self._reference_times([tracklets[i]])
+            jd, fr = np.full(index.size, jd[0]), np.full(index.size, fr[0])
+            weight, _ = table.weights(jd, fr, index)
+            parts = np.stack([table.priors(jd, fr, index, k) for k in range(table.n_components)])
+            age = table.age_days(jd, fr, index)
+            used = np.maximum(weight, 0.0)
+            return [
+                TauPrior(used[j] / max(used[j].sum(), 1e-300), parts[:, j, 0], parts[:, j, 1],
+                         float(age[j]))
+                for j in range(index.size)
+            ]  # fmt: skip
+
+        return prior
 
     def _time_ordered_chunks(self, tracklets, results) -> list[tuple[list[int], list]]:
         """Validate (the refused get their result in ``results``), then cut the rest into
@@ -439,6 +474,7 @@ class SGP4Correlator:
         client,
         *,
         progress: bool = False,
+        joint: bool = True,
     ) -> list[Correlation]:
         """Correlate on a Dask cluster; the same results as calling the correlator locally.
 
@@ -470,7 +506,8 @@ class SGP4Correlator:
             for chunk in chunks
         }
         done = ((futures[future], future.result()) for future in as_completed(futures))
-        return _collect(results, done, len(good), progress)
+        results = _collect(results, done, len(good), progress)
+        return self.joint(tracklets, results) if joint else results
 
     def _set_cube_dir(self, cube_dir) -> None:
         self.cube_dir = cube_dir
@@ -546,4 +583,4 @@ def _ensure_blocks(correlator: SGP4Correlator, blocks) -> int:
 
 
 def _correlate_chunk(correlator: SGP4Correlator, tracklets) -> list[Correlation]:
-    return correlator(tracklets)
+    return correlator(tracklets, joint=False)

@@ -1,0 +1,120 @@
+"""The joint stage: the tracklets of one pass of a train decided together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aposos.correlate.joint import TauPrior, identify_jointly, pass_groups
+from aposos.correlate.model import ErrorModel
+from aposos.model import Candidate, Correlation, Tracklet
+
+HERE = Path(__file__).resolve().parent
+
+
+def _tracklet(station: str, start_s: float) -> Tracklet:
+    us = (np.array([0.0, 30.0, 60.0]) + start_s) * 1e6 + 1.8e15
+    return Tracklet(
+        station=station, utc=us.astype(np.int64).astype("datetime64[us]"),
+        ra_deg=np.array([10.0, 10.1, 10.2]), dec_deg=np.array([5.0, 5.1, 5.2]), sigma_arcsec=2.0,
+    )  # fmt: skip
+
+
+def _call(*cands: tuple[int, float, float], unlisted: float = 0.001) -> Correlation:
+    """A single-tracklet call from ``(norad, score, time offset s)`` candidates."""
+    candidates = [
+        Candidate(norad_id=n, score=p, rms_arcsec=1.0, time_offset_s=tau, cross_track_km=0.1)
+        for n, p, tau in cands
+    ]
+    status = "correlated" if candidates[0].score >= 0.9 else "ambiguous"
+    return Correlation(
+        status=status, norad_id=candidates[0].norad_id if status == "correlated" else None,
+        score=candidates[0].score, candidates=candidates, p_unlisted=unlisted, reason="alone",
+    )  # fmt: skip
+
+
+def _wide_prior(i, norad_ids):
+    return [TauPrior(np.array([1.0]), np.array([0.0]), np.array([150.0]), 3.0) for _ in norad_ids]
+
+
+def test_pass_groups_need_one_station_one_pass_and_distinct_fits():
+    train = [_call((1, 0.55, 100.0), (2, 0.44, 70.0)), _call((1, 0.5, 130.0), (2, 0.49, 100.0))]
+    assert pass_groups([_tracklet("IRN1", 0), _tracklet("IRN1", 30)], train) == [[0, 1]]
+    # another station, or an hour later: another pass
+    assert pass_groups([_tracklet("IRN1", 0), _tracklet("PAK1", 30)], train) == []
+    assert pass_groups([_tracklet("IRN1", 0), _tracklet("IRN1", 3600)], train) == []
+    # one candidate fits both with the same offset: maybe one object's track cut in two
+    split = [_call((1, 0.55, 100.0), (2, 0.44, 70.0)), _call((1, 0.5, 100.3), (3, 0.49, 10.0))]
+    assert pass_groups([_tracklet("IRN1", 0), _tracklet("IRN1", 90)], split) == []
+    # nothing in common: nothing to decide together
+    apart = [_call((1, 0.99, 1.0)), _call((2, 0.99, 1.0))]
+    assert pass_groups([_tracklet("IRN1", 0), _tracklet("IRN1", 30)], apart) == []
+
+
+def test_one_object_per_tracklet_and_a_common_offset_decide_a_pair():
+    """Alone, each tracklet of two members 30 s apart fits either; together, only
+    "first = 1, second = 2" gives both the same offset (+100 s) and one object each."""
+    tracklets = [_tracklet("IRN1", 0), _tracklet("IRN1", 30), _tracklet("PER1", 0)]
+    single = [
+        _call((1, 0.55, 100.0), (2, 0.44, 70.0)),
+        _call((1, 0.52, 130.0), (2, 0.47, 100.0)),
+        _call((1, 0.55, 100.0), (2, 0.44, 70.0)),  # alone at another station
+    ]
+    joint = identify_jointly(tracklets, single, _wide_prior, ErrorModel.default())
+    assert [(r.status, r.norad_id) for r in joint[:2]] == [("correlated", 1), ("correlated", 2)]
+    assert joint[0].reason.startswith("joint with 1 other tracklet(s) of the same pass")
+    assert "train offset +100 s" in joint[1].reason
+    assert joint[2] is single[2]
+    for r in joint[:2]:
+        assert abs(sum(c.score for c in r.candidates) + r.p_unlisted - 1.0) < 1e-9
+
+
+def test_a_member_that_fits_no_one_stays_honest():
+    """Both tracklets want object 1 and nothing else fits the second: the second cannot
+    be object 1 as well, so it is not called 1 (left for "not in the catalogue")."""
+    tracklets = [_tracklet("IRN1", 0), _tracklet("IRN1", 30)]
+    single = [_call((1, 0.999, 5.0), unlisted=0.001), _call((1, 0.95, 35.0), unlisted=0.05)]
+    joint = identify_jointly(tracklets, single, _wide_prior, ErrorModel.default())
+    assert (joint[0].status, joint[0].norad_id) == ("correlated", 1)
+    assert joint[1].status == "uncorrelated" and joint[1].norad_id is None
+
+
+@pytest.mark.slow
+def test_a_real_train_is_identified_jointly(tmp_path):
+    """Real 2026 elements: the two members of a newly launched Starlink batch flying
+    23 s apart (67631, 67634), seen in one pass from one station, with their element
+    sets two days old (2026-03-16 against tracklets from the 18th's elements). Alone each
+    tracklet fits both members about equally (``ambiguous``); together they are both
+    right, with the common train offset in the record."""
+    import sys
+
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    from bench_identification import night_of, snapshot
+    from trainpasses import build_train_passes
+
+    from aposos.correlate.correlator import SGP4Correlator
+    from aposos.model import Site
+    from aposos.orbit.catalogue import Catalogue
+
+    ts = build_train_passes(
+        snapshot("18"), catalogue_path=snapshot("16"), night_jd=night_of(snapshot("18")),
+        n_passes=1, seed=0, members_of=[67631],
+    )  # fmt: skip
+    correlator = SGP4Correlator(
+        Catalogue.from_tle(ts.catalogue_lines),
+        {code: Site(*where) for code, where in ts.sites.items()}, cube_dir=tmp_path,
+    )  # fmt: skip
+    tracklets = [t.tracklet for t in ts.tracklets]
+    truth = [t.norad_id for t in ts.tracklets]
+    assert {67631, 67634} <= set(truth)
+    single = correlator(tracklets, joint=False)
+    joint = correlator(tracklets)
+    members = [k for k, n in enumerate(truth) if n in (67631, 67634)]
+    assert any(single[k].status != "correlated" for k in members)
+    for k in members:
+        assert (joint[k].status, joint[k].norad_id) == ("correlated", truth[k])
+        assert "of the same pass: train offset" in joint[k].reason
+    for r, n in zip(joint, truth, strict=True):
+        assert r.status != "correlated" or r.norad_id == n
