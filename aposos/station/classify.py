@@ -124,8 +124,10 @@ def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None
         ang = s.theta[bright]
         # axis-angle median via doubled angles
         star_theta = 0.5 * math.atan2(np.median(np.sin(2 * ang)), np.median(np.cos(2 * ang)))
+        aligned = _angle_diff(s.theta, star_theta) < 0.1
+        med_len = _trail_length(s.length[bright & aligned], med_len)
         long = bright & (np.abs(s.length - med_len) < 0.25 * med_len + 3)
-        near = long & (_angle_diff(s.theta, star_theta) < 0.1)
+        near = long & aligned
         if near.sum() >= 3:
             med_len = float(np.median(s.length[near]))
             star_theta = 0.5 * math.atan2(
@@ -150,6 +152,13 @@ def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None
             & (s.length < med_len + len_tol)
         )
         s.kind[star] = STAR
+        # trails the frame's edge cuts short: stars, but their centres are not the
+        # stars' places (no reference star, no candidate)
+        ny, nx = ext.subtracted.shape
+        b = s.bbox
+        cut = (b[:, 0] <= 1) | (b[:, 2] <= 1) | (b[:, 1] >= nx - 2) | (b[:, 3] >= ny - 2)
+        cut &= ~sat & ~star & (_angle_diff(s.theta, star_theta) < 0.12)
+        cut &= s.length < med_len + len_tol
         psf_sigma = max(width_ref, 0.5)
         # a point is round; short pieces along the trails are fragments of faint trails
         round_ = s.length < 2.3548 * psf_sigma * 1.5 + 1.0
@@ -169,8 +178,8 @@ def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None
             level = trail_level(ext.snr_image, s.px[i], s.py[i], star_theta, med_len, psf_sigma)
             if s.snr[i] - level < detect_sigma:
                 s.kind[i] = OTHER
-        s.kind[fragment] = OTHER
-        long_other = ~sat & ~star & ~round_ & ~(merged & along) & ~fragment
+        s.kind[fragment | cut] = OTHER
+        long_other = ~sat & ~star & ~round_ & ~(merged & along) & ~fragment & ~cut
         long_other &= s.length > max(0.5 * med_len, 6.0)
         s.kind[long_other] = STREAK
     else:
@@ -214,6 +223,25 @@ def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None
         if not _is_plateau(ext.snr_image, s, i):
             s.kind[i] = OTHER  # blended stars, not a uniform trail
     _reject_artefacts(ext)
+
+
+def _trail_length(lengths: np.ndarray, fallback: float) -> float:
+    """The stars' common trail length: the largest group of lengths that agree within
+    3 % and 2 px. Whole trails share one length; trails cut short by the frame's edges
+    and pieces of faint ones spread below it, and where trails are long they can be
+    most of the bright sources (their median then falls far short). ``fallback``
+    when fewer than five lengths or no group of three."""
+    lengths = np.sort(np.asarray(lengths, float))
+    if lengths.size < 5:
+        return fallback
+    tol = 0.03 * lengths + 2.0
+    lo = np.searchsorted(lengths, lengths - tol, side="left")
+    hi = np.searchsorted(lengths, lengths + tol, side="right")
+    count = hi - lo
+    if count.max() < 3:
+        return fallback
+    best = np.flatnonzero(count == count.max())[-1]  # of equal groups, the longest
+    return float(np.median(lengths[lo[best] : hi[best]]))
 
 
 def short_trail_px(psf_sigma: float) -> float:

@@ -48,6 +48,10 @@ class Detection:
     mag: float = float("nan")
     sigma_arcsec: float = float("nan")
     sigma_end_arcsec: float = float("nan")
+    # where it is on the sky relative to the commanded pointing (the header's, at shutter
+    # open): standard coordinates in the frame's pixels. A point the mount holds stays
+    # put there even when the mount re-points between frames (a fresh pointing error)
+    mount_xy: tuple[float, float] | None = None
     notes: list[str] = field(default_factory=list)
 
     @property

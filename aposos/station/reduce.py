@@ -37,6 +37,7 @@ from aposos.station.astrometry import (
     estimate_radial_k,
     model_from_wcs,
     refit,
+    tan_project,
 )
 from aposos.station.calibrate import MasterCalibration, find_fits
 from aposos.station.candidates import (
@@ -422,8 +423,14 @@ class Reducer:
     def _place_all(self, report: FrameReport) -> None:
         sol, p = report.solution, report.placement
         wcs_sigma = sol.rms_arcsec * math.sqrt(6.0 / max(sol.n_matched, 6))
+        pointing = report.info.get("pointing_deg")
+        if pointing is not None and _separation(pointing, report.centre_deg) > 5.0:
+            pointing = None  # not this frame's pointing
         for d in report.detections:
             self._place(d, sol.model, wcs_sigma=wcs_sigma, **p)
+            if pointing is not None:
+                xi, eta, _ = tan_project(*d.radec_mid, *pointing)
+                d.mount_xy = (float(xi) * 3600.0 / p["scale"], float(eta) * 3600.0 / p["scale"])
 
     def _place(
         self, d, model, *, trail, t_open, t_close, zp, scale, wcs_sigma, trailed, psf_sigma,

@@ -157,42 +157,53 @@ def link(
 
 
 def _held_points(dets) -> np.ndarray:
-    """Per detection: (x, y, drift bound px/s) of a point in a frame of trailed stars,
-    NaN otherwise. Such a point moved with the mount: no more than its ``drift_px``
-    (about its PSF width) in the exposure, so on the detector it drifts at most that
-    fast from frame to frame (whatever the mount's own changes of rate, which the sky
-    positions must model)."""
-    out = np.full((len(dets), 3), np.nan)
+    """Per detection: (x, y, drift bound px/s, x', y') of a point in a frame of trailed
+    stars, NaN otherwise. Such a point moved with the mount: no more than its
+    ``drift_px`` (about its PSF width) in the exposure, so on the detector it drifts at
+    most that fast from frame to frame (whatever the mount's own changes of rate, which
+    the sky positions must model). ``x', y'`` are its offset on the sky from the
+    commanded pointing, in pixels (NaN when unknown): a mount that re-points between
+    frames moves the point on the detector by its new pointing error, but not there."""
+    out = np.full((len(dets), 5), np.nan)
     for i, d in enumerate(dets):
         if d.kind == "point" and d.radec_a is not None and d.exptime_s > 0:
-            out[i] = d.x, d.y, d.drift_px / d.exptime_s
+            out[i, :3] = d.x, d.y, d.drift_px / d.exptime_s
+            if d.mount_xy is not None:
+                out[i, 3:] = d.mount_xy
     return out
 
 
 def _on_held_pixels(held, a, b, dt) -> np.ndarray:
     """Whether held points ``a`` and ``b`` (indices) ``dt`` seconds apart are near
-    enough on the detector (True where either is not a held point)."""
+    enough on the detector, as they are or relative to the commanded pointing (True
+    where either is not a held point)."""
     ha, hb = held[a], held[b]
-    dist = np.hypot(ha[..., 0] - hb[..., 0], ha[..., 1] - hb[..., 1])
     bound = np.fmax(ha[..., 2], hb[..., 2]) * np.abs(dt) + 3.0
-    return ~(dist > bound)  # NaN (not held) compares False: kept
+    dist = np.hypot(ha[..., 0] - hb[..., 0], ha[..., 1] - hb[..., 1])
+    moved = np.hypot(ha[..., 3] - hb[..., 3], ha[..., 4] - hb[..., 4])
+    return ~(dist > bound) | (moved <= bound)  # NaN (not held) compares False: kept
 
 
 def _steady_on_pixels(held, t, tol_px: float = 2.0) -> bool:
-    """Whether the held points of a track drift steadily across the detector: a
-    straight line at a steady rate (with a slow change of rate from five on) to
-    ``tol_px`` rms, or two of them within their drift bound. Noise points that chance
-    to lie near each other do not."""
+    """Whether the held points of a track drift steadily across the detector (as they
+    are, or relative to the commanded pointing): a straight line at a steady rate (with
+    a slow change of rate from five on) to ``tol_px`` rms, or two of them within their
+    drift bound. Noise points that chance to lie near each other do not."""
     ok = np.isfinite(held[:, 0])
     if ok.sum() == 2:
         i, j = np.nonzero(ok)[0]
         return bool(_on_held_pixels(held, i, j, t[j] - t[i]))
     if ok.sum() < 3:
         return True
-    tt, xy = t[ok] - t[ok].mean(), held[ok, :2]
+    tt = t[ok] - t[ok].mean()
     deg = 1 if ok.sum() < 5 else 2
-    resid = [xy[:, k] - np.polyval(np.polyfit(tt, xy[:, k], deg), tt) for k in (0, 1)]
-    return bool(np.sqrt(np.mean(resid[0] ** 2 + resid[1] ** 2)) <= tol_px)
+    for xy in (held[ok, :2], held[ok, 3:]):
+        if not np.isfinite(xy).all():
+            continue
+        resid = [xy[:, k] - np.polyval(np.polyfit(tt, xy[:, k], deg), tt) for k in (0, 1)]
+        if np.sqrt(np.mean(resid[0] ** 2 + resid[1] ** 2)) <= tol_px:
+            return True
+    return False
 
 
 def eastward(v, *, max_angle_deg: float = 60.0) -> bool | None:
