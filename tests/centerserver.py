@@ -1,4 +1,4 @@
-"""A real ``aposos center serve`` process for the tests, and observations to feed it.
+"""A real ``aposos center serve`` (a process, or in a thread), and observations to feed it.
 
 :class:`CenterProcess` writes a configuration into a temp folder (SQLite file there,
 the repository's ``stations/`` for sites), starts the server as a subprocess on a
@@ -11,6 +11,7 @@ catalogued object, computed by Skyfield (an outside authority) from the TLE.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -175,6 +176,62 @@ class CenterProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"queue not drained after {timeout} s: {counts}")
             time.sleep(0.2)
+
+
+class CenterThread(CenterProcess):
+    """The same center (same configuration file, database, app, worker and housekeeping)
+    served by uvicorn in a thread of the test process: real HTTP on loopback, without a
+    second interpreter's start and imports (2-3 s of CPU, 10 s of wall under load, per
+    server). What only a process shows (``kill -9``, signals, several server processes,
+    the ``serve`` command line) stays with :class:`CenterProcess`."""
+
+    LOGGERS = ("uvicorn", "aposos")
+
+    def start(self, timeout: float = 60.0) -> CenterThread:
+        import threading
+
+        import uvicorn
+
+        from aposos.center.api import create_app
+        from aposos.center.config import load_config
+
+        config = load_config(self.config)
+        self._handler = logging.FileHandler(self.log)
+        self._handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        for name in self.LOGGERS:  # what the server process writes to its log
+            logging.getLogger(name).addHandler(self._handler)
+        uvicorn_log = logging.getLogger("uvicorn")  # its access log at info, as `serve` has it,
+        self._saved = uvicorn_log.level, uvicorn_log.propagate
+        uvicorn_log.setLevel(logging.INFO)
+        uvicorn_log.propagate = False  # and only in the file (not in a command's stderr)
+        options = uvicorn.Config(create_app(config), host="127.0.0.1", port=self.port,
+                                 log_config=None, log_level="info")  # fmt: skip
+        self._server = uvicorn.Server(options)
+        self._thread = threading.Thread(target=self._server.run, name="center", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"center did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        raise NotImplementedError("a center in a thread cannot be killed: use CenterProcess")
+
+    def stop(self) -> None:
+        if getattr(self, "_thread", None) is not None:
+            self._server.should_exit = True
+            self._thread.join(60)
+            assert not self._thread.is_alive(), "the center thread did not stop in 60 s"
+            self._thread = None
+            for name in self.LOGGERS:
+                logging.getLogger(name).removeHandler(self._handler)
+            uvicorn_log = logging.getLogger("uvicorn")
+            uvicorn_log.level, uvicorn_log.propagate = self._saved
+            self._handler.close()
+        super().stop()
 
 
 def _toml(value) -> str:
