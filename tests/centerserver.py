@@ -330,9 +330,32 @@ def passes(code: str, norad_ids, start: np.datetime64, hours: int = 12, step_min
     site = station_site(code)
     found = {}
     for number in norad_ids:
-        for k in range(0, hours * 60, step_min):
-            t = observed_tracklet(site, code, tles[number], start + np.timedelta64(k, "m"))
+        minutes = np.arange(0, hours * 60, step_min)
+        # one Skyfield call for every candidate start, then the exact check of
+        # observed_tracklet from the first that clears 15 degrees less a margin
+        # (the same first arc as trying every minute, at a 40th of the cost)
+        for k in minutes[_lowest_altitudes(site, tles[number], start, minutes) > 14.9]:
+            t = observed_tracklet(site, code, tles[number], start + np.timedelta64(int(k), "m"))
             if t is not None:
                 found[number] = t
                 break
     return found
+
+
+def _lowest_altitudes(site: dict, tle, start: np.datetime64, minutes, n: int = 6, step_s=8.0):
+    """The lowest altitude (degrees) of an arc like observed_tracklet's from each start."""
+    from skyfield.api import EarthSatellite, load, wgs84
+
+    ts = load.timescale(builtin=True)
+    sat = EarthSatellite(tle[1], tle[2], tle[0], ts)
+    where = wgs84.latlon(
+        site["latitude_deg"], site["longitude_deg"], elevation_m=site["altitude_m"]
+    )
+    offsets_us = (minutes[:, None] * 60.0 + np.arange(n)[None, :] * step_s) * 1e6
+    utc = (start + offsets_us.astype("timedelta64[us]")).ravel()
+    days = utc.astype("datetime64[D]")
+    ymd = days.astype(object)
+    seconds = (utc - days).astype(np.int64) / 1e6
+    t = ts.utc([d.year for d in ymd], [d.month for d in ymd], [d.day for d in ymd], 0, 0, seconds)
+    alt, _, _ = (sat - where).at(t).altaz()
+    return alt.degrees.reshape(len(minutes), n).min(axis=1)
