@@ -20,6 +20,7 @@ from centerserver import (
     CAT_0930,
     CAT_1002,
     CenterProcess,
+    CenterThread,
     aposos_cli,
     passes,
 )
@@ -48,7 +49,7 @@ def random_tracklet(station="IRN1", start=LATER, seed=7) -> Tracklet:
 
 @pytest.fixture(scope="module")
 def center(tmp_path_factory):
-    proc = CenterProcess(tmp_path_factory.mktemp("center")).start()
+    proc = CenterThread(tmp_path_factory.mktemp("center")).start()
     proc.tokens = {
         "IRN1": proc.token("IRN1", "station"),
         "PAK1": proc.token("PAK1", "station"),

@@ -10,7 +10,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from centerserver import CAT_0930, STATIONS, CenterProcess, aposos_cli
+from centerserver import CAT_0930, STATIONS, CenterThread, aposos_cli
 
 from aposos.center.client import CenterError
 from aposos.model import Task
@@ -23,7 +23,7 @@ TASK_KEYS = {"task_id", "station", "start", "end", "target", "ra_deg", "dec_deg"
 
 @pytest.fixture(scope="module")
 def center(tmp_path_factory):
-    proc = CenterProcess(tmp_path_factory.mktemp("tasking"), worker=False).start()
+    proc = CenterThread(tmp_path_factory.mktemp("tasking"), worker=False).start()
     try:  # a failed set-up must not leave the server running
         proc.tokens = {
             "IRN1": proc.token("IRN1", "station"),

@@ -10,7 +10,7 @@ import json
 import httpx
 import numpy as np
 import pytest
-from centerserver import CAT_0930, CAT_1002, CenterProcess
+from centerserver import CAT_0930, CAT_1002, CenterThread
 
 from aposos.center.config import CenterConfig
 from aposos.center.snapshots import SnapshotError, create_snapshot
@@ -71,7 +71,7 @@ def test_results_from_a_worse_snapshot_are_queued_again(setup):
 
 
 def test_the_api_refuses_and_requeues(tmp_path):
-    center = CenterProcess(tmp_path, worker=False).start()
+    center = CenterThread(tmp_path, worker=False).start()
     try:
         admin = {"Authorization": f"Bearer {center.token('root', 'admin')}"}
         url = f"{center.url}/api/v1/catalogue"

@@ -13,7 +13,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from centerserver import CAT_0930, CenterProcess
+from centerserver import CAT_0930, CenterProcess, CenterThread
 from sqlalchemy import func, select
 
 from aposos.center import schema as S
@@ -48,7 +48,7 @@ def stored_state(center: CenterProcess) -> dict:
 
 @pytest.fixture(scope="module")
 def center(tmp_path_factory):
-    proc = CenterProcess(tmp_path_factory.mktemp("faults"), worker=False).start()
+    proc = CenterThread(tmp_path_factory.mktemp("faults"), worker=False).start()
     proc.tokens = {"IRN1": proc.token("IRN1"), "PAK1": proc.token("PAK1")}
     with proc.client(proc.tokens["IRN1"]) as c:
         c.upload_tracklets([tracklet(k) for k in range(5)])

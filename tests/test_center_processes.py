@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from centerserver import CAT_0930, CenterProcess, children
 from sqlalchemy import func, select
 from test_center_faults import tracklet
@@ -17,6 +18,7 @@ from test_center_faults import tracklet
 from aposos.center import schema as S
 
 
+@pytest.mark.slow  # four processes, 15 s of CPU: the quick loop leaves it out; make test runs it
 def test_two_server_processes_store_every_upload_once_and_correlate_once(tmp_path):
     center = CenterProcess(tmp_path, worker=True, lease_s=5.0, server_processes=2).start()
     try:

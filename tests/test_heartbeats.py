@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from centerserver import CenterProcess
+from centerserver import CenterThread
 from sqlalchemy import inspect, select, text
 
 from aposos.center import schema as S
@@ -56,7 +56,7 @@ def test_a_version_4_database_gets_the_heartbeat_table(store):
 
 @pytest.fixture(scope="module")
 def center(tmp_path_factory):
-    proc = CenterProcess(tmp_path_factory.mktemp("center")).start()
+    proc = CenterThread(tmp_path_factory.mktemp("center")).start()
     proc.tokens = {"PER1": proc.token("PER1", "station")}
     yield proc
     proc.stop()
