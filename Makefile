@@ -17,13 +17,10 @@ $(STAMP): $(PY) pyproject.toml
 # Every test, slow and PostgreSQL ones too (-m "" clears the quick loop's selection),
 # on TEST_WORKERS processes (xdist, a test file per worker); then the kernels uncompiled.
 TEST_WORKERS ?= 3
-# the agent's kill -9 and power-cut tests time their kills: they run alone, after the rest
-AGENT_TESTS := tests/test_agent.py tests/test_agent_powercut.py
 
 test: $(STAMP)
 	$(PY) tests/system_packages.py
-	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS) $(AGENT_TESTS:%=--ignore=%)
-	$(PY) -m pytest -q -m "" -n 0 $(AGENT_TESTS)
+	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider -n $(TEST_WORKERS)
 
 demo: $(STAMP)
