@@ -83,21 +83,20 @@ def tracklet_problems(t: Tracklet) -> list[str]:
 
 
 def content_key(t: Tracklet) -> str:
-    """A digest of what was observed: station, every time and position.
-
-    Positions are rounded to 1e-7 degree (0.4 mas), far below any optical accuracy,
-    so the same observations give the same key whether they came as JSON or TDM.
-    """
-    h = hashlib.sha256(t.station.encode("utf-8"))
-    h.update(np.ascontiguousarray(t.utc.astype(np.int64)).tobytes())
-    for values in (t.ra_deg % 360.0, t.dec_deg):
-        h.update(np.round(values * 1e7).astype(np.int64).tobytes())
-    return h.hexdigest()
+    """A digest of what was observed: station, every time and position (see
+    :func:`content_keys`)."""
+    return content_keys([t])[0]
 
 
 def content_keys(tracklets: list[Tracklet]) -> list[str]:
-    """:func:`content_key` of many tracklets, the same digests with the array work
-    done once for all of them (an upload's tracklets)."""
+    """:func:`content_key` of many tracklets, the array work done once for all of them
+    (an upload's tracklets).
+
+    Each is the SHA-256 of the station, then every time (int64 in the tracklet's
+    unit), RA (mod 360) and Dec, positions rounded to 1e-7 degree (0.4 mas, far below
+    any optical accuracy) as int64, so the same observations give the same key whether
+    they came as JSON or TDM.
+    """
     if not tracklets:
         return []
     n = [len(t) for t in tracklets]
