@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aposos.center.tasking_fields import TrackCache, exposure_offsets_s, members
-from aposos.center.tasking_visibility import StationNight, _unit
+from aposos.center.tasking_visibility import StationNight, _unit, _unit1
 
 __all__ = ["FieldTarget", "Planned", "RowPriorities", "schedule"]
 
@@ -168,6 +168,13 @@ def _angle_deg(ra0, dec0, ra1, dec1) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(np.sum(u0 * u1, -1), -1.0, 1.0)))
 
 
+def _angle1_deg(ra0: float, dec0: float, ra1: float, dec1: float) -> float:
+    """:func:`_angle_deg` of one pair of directions, in plain floats."""
+    x0, y0, z0 = _unit1(ra0, dec0)
+    x1, y1, z1 = _unit1(ra1, dec1)
+    return math.degrees(math.acos(max(-1.0, min(1.0, x0 * x1 + y0 * y1 + z0 * z1))))
+
+
 class _FieldVisibility:
     """Elevation and Moon test of field targets on each station's grid."""
 
@@ -186,8 +193,9 @@ class _FieldVisibility:
             self.up[code] = np.einsum("tij,i->tj", m, zen)  # zenith in GCRS per sample
 
     def ok(self, night: StationNight, ra, dec, k) -> bool:
-        u = _unit(ra, dec)
-        el = math.degrees(math.asin(max(-1.0, min(1.0, float(u @ self.up[night.station.code][k])))))
+        x, y, z = _unit1(float(ra), float(dec))
+        up = self.up[night.station.code][k]
+        el = math.degrees(math.asin(max(-1.0, min(1.0, x * up[0] + y * up[1] + z * up[2]))))
         if el < night.station.min_elevation_deg:
             return False
         return bool(night.moon_ok(ra, dec, k))
@@ -330,6 +338,9 @@ class _Scheduler:
         st = self.nights[code].station
         if self.pointing[code] is None:
             return np.full(np.shape(ra), st.settle_s + 30.0 / st.slew_deg_per_s)
+        if np.ndim(ra) == 0:  # one target (fields): plain floats, no arrays
+            ang = _angle1_deg(*self.pointing[code], float(ra), float(dec))
+            return np.float64(ang / st.slew_deg_per_s + st.settle_s)
         ang = _angle_deg(self.pointing[code][0], self.pointing[code][1], ra, dec)
         return ang / st.slew_deg_per_s + st.settle_s
 
@@ -417,7 +428,7 @@ class _Scheduler:
         wanted = (pri > BASE_PRIORITY) & in_window & ~self.need_done[g]
         pri = np.where(wanted, pri, BASE_PRIORITY)
         # GEO objects: a stare field centred on each also takes in its neighbours
-        members = {}
+        field_of = np.full(value.size, -1)  # row of ``inside`` for a GEO candidate
         if geo.any():
             gi = np.flatnonzero(geo)
             allgeo = np.flatnonzero(vis0 & self.geo[rows])
@@ -426,10 +437,8 @@ class _Scheduler:
             inside = (u_c @ u_all.T) > math.cos(math.radians(0.45 * night.station.field_deg))
             all_rows = rows[allgeo]
             all_value = self._object_values(code, night, all_rows, k0)
-            for j, c in enumerate(gi):
-                mem = all_rows[inside[j]]
-                members[c] = mem
-                value[c] = all_value[inside[j]].sum()
+            value[gi] = np.where(inside, all_value, 0.0).sum(1)
+            field_of[gi] = np.arange(gi.size)
         score = pri * 1000.0 + value - SLEW_PENALTY_PER_S * slew
         score = np.where((value <= 0) & ~wanted, -np.inf, score)
         j = int(np.argmax(score))
@@ -439,7 +448,8 @@ class _Scheduler:
         tracking = "stare" if geo[j] else "rate"
         start = t + _us(float(start_s[j]))
         end = t + _us(float(end_s[j]))
-        covers = [int(x) for x in members.get(j, [row])]
+        f = int(field_of[j])
+        covers = [int(x) for x in all_rows[inside[f]]] if f >= 0 else [row]
         if row not in covers:
             covers.append(row)
         if wanted[j]:

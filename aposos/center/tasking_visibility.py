@@ -106,6 +106,12 @@ def _unit(ra_deg, dec_deg):
     return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], -1)
 
 
+def _unit1(ra_deg: float, dec_deg: float) -> tuple[float, float, float]:
+    """:func:`_unit` of one direction, in plain floats (the scheduler asks one at a time)."""
+    ra, dec = math.radians(ra_deg), math.radians(dec_deg)
+    return math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)
+
+
 def local_noon_utc(longitude_deg: float, night: np.datetime64) -> np.datetime64:
     """Mean-solar noon at a longitude on the date that starts the night, in UTC."""
     day = np.datetime64(night, "D").astype("datetime64[us]")
@@ -201,6 +207,12 @@ class StationNight:
         """Whether directions are far enough from the Moon at sample(s) ``k``."""
         if self.station.moon_separation_deg <= 0:
             return np.ones(np.shape(ra_deg), dtype=bool)
+        if np.ndim(ra_deg) == 0 and np.ndim(k) == 0:  # one direction: no arrays to build
+            x, y, z = _unit1(float(ra_deg), float(dec_deg))
+            mx, my, mz = _unit1(float(self.moon_ra_deg[k]), float(self.moon_dec_deg[k]))
+            cos_sep = x * mx + y * my + z * mz
+            far = cos_sep < math.cos(math.radians(self.station.moon_separation_deg))
+            return far or bool(self.moon_el_deg[k] < 0.0)
         cos_sep = np.sum(
             _unit(ra_deg, dec_deg) * _unit(self.moon_ra_deg[k], self.moon_dec_deg[k]), -1
         )
