@@ -24,3 +24,45 @@ def test_the_center_in_a_thread_serves_logs_and_stops(tmp_path):
     while (left := set(threading.enumerate()) - before) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not left, left  # server, worker and housekeeping threads all ended
+
+
+def test_the_disk_cache_makes_a_value_once_and_again_when_its_source_changes(tmp_path, monkeypatch):
+    import diskcache
+
+    monkeypatch.setenv("APOSOS_TEST_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "maker.py"
+    source.write_text("x = 1\n")
+    made = []
+
+    def make():
+        made.append(1)
+        return {"value": len(made)}
+
+    def get():
+        return diskcache.cached(diskcache.key("t", sources=[source], args=(3,)), make)
+
+    assert get() == {"value": 1} and get() == {"value": 1} and len(made) == 1
+    source.write_text("x = 2\n")  # the code changed: made again
+    assert get() == {"value": 2} and len(made) == 2
+    assert diskcache.key("t", args=(3,)) != diskcache.key("t", args=(4,))
+    monkeypatch.setenv("APOSOS_TEST_CACHE", "off")
+    assert get() == {"value": 3}
+
+
+def test_a_cached_truth_set_equals_one_made_afresh(tmp_path, monkeypatch):
+    import numpy as np
+    from shared_data import CATALOGUE_NEW
+    from truthset import build_truth_set, make_truth_set
+
+    monkeypatch.setenv("APOSOS_TEST_CACHE", str(tmp_path))
+    path = CATALOGUE_NEW
+    fresh = make_truth_set(path, n_tracklets=12, seed=3)
+    first, again = (build_truth_set(path, n_tracklets=12, seed=3) for _ in range(2))
+    assert len(list(tmp_path.iterdir())) == 1
+    for got in (first, again):
+        assert got.catalogue_lines == fresh.catalogue_lines and got.sites == fresh.sites
+        assert len(got.tracklets) == len(fresh.tracklets) > 0
+        for a, b in zip(got.tracklets, fresh.tracklets):
+            assert (a.norad_id, a.in_catalogue, a.tau_s) == (b.norad_id, b.in_catalogue, b.tau_s)
+            assert np.array_equal(a.tracklet.ra_deg, b.tracklet.ra_deg)
+            assert np.array_equal(a.tracklet.utc, b.tracklet.utc)

@@ -228,7 +228,24 @@ def _configure_astropy_offline():
     data.conf.allow_internet = False
 
 
-def build_truth_set(
+def build_truth_set(tle_path, **options) -> TruthSet:
+    """:func:`make_truth_set`, kept in the on-disk test cache (``tests/diskcache.py``):
+    keyed by this file, ``aposos/model.py``, the 3LE files, the versions of the
+    packages that compute it and the options, so it is made again when any changes."""
+    import diskcache
+
+    inputs = [tle_path] + ([options["catalogue_path"]] if options.get("catalogue_path") else [])
+    digest = diskcache.key(
+        "truthset",
+        sources=[__file__, Path(__file__).parents[1] / "aposos" / "model.py"],
+        inputs=inputs,
+        packages=("sgp4", "astropy", "astropy-iers-data", "pyerfa", "numpy"),
+        args=sorted(options.items()),
+    )
+    return diskcache.cached(digest, lambda: make_truth_set(tle_path, **options))
+
+
+def make_truth_set(
     tle_path,
     *,
     n_tracklets: int = 300,
