@@ -417,3 +417,37 @@ def test_field_membership_kernel_matches_the_plain_rule(stations):
     assert members(one, centre, tidx[:1], st, "sidereal")[0, 0]
     one.mag = np.full((1, secs.size), st.limiting_mag["sidereal"] - 0.1)
     assert not members(one, centre, tidx[:1], st, "sidereal")[0, 0]
+
+
+def test_the_timeline_draws_every_task_where_and_as_long_as_it_is(plan):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from aposos.center.tasking_plot import CLASSES, TIMELINE_ROWS, _class, timeline_bars
+
+    code = max(plan.nights, key=lambda c: sum(t.station == c for t in plan.tasks))
+    tasks = [t for t in plan.tasks if t.station == code]
+    t0 = plan.nights[code].times[0]
+
+    def hours(t):
+        return (np.asarray(t, "datetime64[us]") - t0) / np.timedelta64(3600, "s")
+
+    fig, ax = plt.subplots()
+    try:
+        drawn = timeline_bars(ax, tasks, hours)
+        assert sum(len(c.get_paths()) for c in drawn.values()) == len(tasks) > 100
+        for mode, coll in drawn.items():
+            mine = [t for t in tasks if t.tracking == mode]
+            for t, path, face in zip(mine, coll.get_paths(), coll.get_facecolors()):
+                (x0, y0), (x1, y1) = path.vertices.min(0), path.vertices.max(0)
+                assert x0 == pytest.approx(hours(t.start), abs=1e-9)  # 3.6 us
+                assert x1 == pytest.approx(hours(t.end), abs=1e-9)
+                assert (y0, y1) == pytest.approx(
+                    (TIMELINE_ROWS[mode] - 0.3, TIMELINE_ROWS[mode] + 0.3)
+                )
+                assert tuple(face) == to_rgba(CLASSES[_class(t.priority)][2])
+    finally:
+        plt.close(fig)
