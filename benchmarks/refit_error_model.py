@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from aposos.correlate.calibrate import absent_share, fit_error_model
+from aposos.correlate.calibrate import MAX_ACTIVITY_SLOPE, absent_share, fit_error_model
 from aposos.correlate.errors import ElementSetErrors, element_set_errors
 from aposos.correlate.model import ErrorModel, default_model_path
 from aposos.orbit.catalogue import Catalogue
@@ -45,6 +45,14 @@ def main(argv=None) -> int:
         help="the snapshot before each pair's older one adds to the activity in the fit "
         "(the packaged model is fitted without; the correlator uses history when given)",
     )  # fmt: skip
+    parser.add_argument(
+        "--couple-widest", action="store_true",
+        help="give the widest component a time-radial slope too (as before 2026-12-03)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-activity-slope", type=float, default=MAX_ACTIVITY_SLOPE,
+        help=f"bound on a component's weight slope in the activity (default {MAX_ACTIVITY_SLOPE})",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     history = {previous_day(a) for a, _ in FIT_PAIRS} - {None}
     days = sorted({d for pair in FIT_PAIRS for d in pair} | history)
@@ -66,6 +74,8 @@ def main(argv=None) -> int:
         errors,
         base=ErrorModel(),
         follow_drift=args.per_component_drift,
+        decouple_widest=not args.couple_widest,
+        max_activity_slope=args.max_activity_slope,
         uncatalogued_fraction=share,
         components_by_class=(
             dict(zip(("LEO", "MEO", "GEO", "HEO"), args.components, strict=True))
