@@ -6,7 +6,7 @@ The pairs the model is fitted on and the pairs held out for checks are fixed her
     .venv/bin/python benchmarks/refit_error_model.py [--out aposos/correlate/data/error_model.json]
         [--components LEO MEO GEO HEO] [--only CLASS ...]
 
-The packaged model: LEO, MEO and GEO from ``--components 5 2 4 2 --couple-widest``
+The packaged model: LEO, MEO and GEO from ``--components 5 2 4 2``
 (commit 4a8863e), HEO from ``--components 5 2 4 3 --only HEO`` (a middle component).
 """
 
@@ -57,8 +57,8 @@ def main(argv=None) -> int:
         "(the packaged model is fitted without; the correlator uses history when given)",
     )  # fmt: skip
     parser.add_argument(
-        "--couple-widest", action="store_true",
-        help="give the widest component a time-radial slope too (as before 2026-12-03)",
+        "--decouple-widest", action="store_true",
+        help="no time-radial slope in the widest component of four or more (not measured yet)",
     )  # fmt: skip
     parser.add_argument(
         "--max-activity-slope", type=float, default=MAX_ACTIVITY_SLOPE,
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         errors,
         base=packaged if args.only else ErrorModel(),
         follow_drift=args.per_component_drift,
-        decouple_widest=not args.couple_widest,
+        decouple_widest=args.decouple_widest,
         max_activity_slope=args.max_activity_slope,
         uncatalogued_fraction=share,
         components_by_class=by_class,
