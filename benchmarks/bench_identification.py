@@ -148,12 +148,16 @@ def report(a, b, label, ts, results, seconds, verbose) -> None:
         f"{stats['colocated_ambiguous_or_right']}/{stats['colocated']}; {seconds:.1f} s"
     )
     print("\n".join(class_table(ts, results)))
+    print("\n".join(reliability([(ts, results)])))
     if verbose:
         for r, t in zip(results, ts.tracklets, strict=True):
-            if t.in_catalogue and not (r.status == "correlated" and r.norad_id == t.norad_id):
+            missed = t.in_catalogue and not (r.status == "correlated" and r.norad_id == t.norad_id)
+            named = not t.in_catalogue and r.status != "uncorrelated"
+            if missed or named:
                 top = r.candidates[0] if r.candidates else None
                 print(
-                    f"      miss {t.norad_id} {t.orbit_class} n={len(t.tracklet)} "
+                    f"      {'miss' if missed else 'absent'} {t.norad_id} {t.orbit_class} "
+                    f"n={len(t.tracklet)} "
                     f"{t.tracklet.station} {t.tracklet.utc[0]} "
                     f"{r.status} top={top.norad_id if top else None} "
                     f"score={r.score:.3f} tau={r.time_offset_s:.1f} "
@@ -199,7 +203,7 @@ def main(argv=None) -> int:
             print(f"    joint stage: {grouped} tracklets in pass groups, {changed} calls changed")
             evaluated.append((ts, joint))
             sys.stdout.flush()
-    print("reliability of 'correlated' (all pairs):")
+    print("reliability of 'correlated' (all pairs; each pair's above):")
     print("\n".join(reliability(evaluated)))
     return 0
 

@@ -863,6 +863,61 @@ def test_calibration_learns_how_time_offsets_follow_radial_offsets():
     assert log_likelihood(model, fresh)["LEO"] > log_likelihood(flat, fresh)["LEO"] + 0.1
 
 
+def _three_populations(n, rng):
+    """A quiet core (85 %), objects moved long ago whose time offset follows their
+    radial offset (10 %, -8 s per km per day), and objects moved in the last day whose
+    radial offset (20 km) has not yet become a time offset (5 %)."""
+    from aposos.correlate.errors import ElementSetErrors
+
+    age = rng.uniform(0.5, 3.0, n)
+    kind = rng.choice(3, n, p=[0.85, 0.1, 0.05])
+    quiet, moved = kind == 0, kind == 1
+    radial = np.select(
+        [quiet, moved], [rng.normal(0, 0.1, n), rng.normal(0, 5.0, n)], rng.normal(0, 20.0, n)
+    )
+    tau = np.select(
+        [quiet, moved],
+        [rng.normal(0, 0.5, n), -8.0 * age * radial + rng.normal(0, 2.0, n)],
+        rng.normal(0, 5.0, n),
+    )
+    return ElementSetErrors(
+        norad_id=np.arange(n), orbit_class=np.full(n, "LEO"), age_days=age,
+        drift_s=np.zeros(n), train_drift_s=np.zeros(n), tau_s=tau,
+        normal_km=rng.normal(0, 0.2, n), radial_km=radial, rev_per_day=np.full(n, 15.0),
+        pair=np.zeros(n, dtype=np.int64),
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_widest_component_is_free_of_the_time_radial_slope():
+    """With four or more components the widest has no time-radial slope (an object
+    moved in the last day has the radial offset without the time offset), while the
+    coupled one still finds the drawn slope; on fresh draws the fit is as likely as one
+    whose widest component may take a slope (the fitter's own check: on real pairs see
+    ``benchmarks/bench_identification.py``)."""
+    from aposos.correlate.calibrate import _coupled, fit_error_model, log_likelihood
+
+    assert [_coupled(k, 5, True) for k in range(5)] == [False, False, True, True, False]
+    assert [_coupled(k, 3, True) for k in range(3)] == [False, False, True]
+    assert [_coupled(k, 5, False) for k in range(5)] == [False, False, True, True, True]
+    rng = np.random.default_rng(11)
+    drawn, fresh = _three_populations(4000, rng), _three_populations(3000, rng)
+    fits = {
+        free: fit_error_model(
+            drawn, components_by_class={"LEO": 4}, iterations=25, decouple_widest=free
+        )
+        for free in (True, False)
+    }
+    comps = fits[True].components["LEO"]
+    widest = max(comps, key=lambda c: c.radial_km[0])
+    assert widest.tau_per_radial == 0.0
+    assert 15.0 <= widest.radial_km[0] <= 21.0 and 0.03 <= widest.weight <= 0.07
+    moved = min(comps, key=lambda c: c.tau_per_radial)
+    assert -8.5 <= moved.tau_per_radial <= -7.5
+    likely = {free: log_likelihood(m, fresh)["LEO"] for free, m in fits.items()}
+    assert likely[True] >= likely[False] - 0.01
+
+
 @pytest.mark.slow
 def test_calibrate_command_writes_a_model_the_correlator_loads(tmp_path, capsys):
     """``aposos correlate calibrate OLDER NEWER --out`` on the real 2020 pair."""

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 # errors beyond these are not element-set errors a component should describe
 LOST_ALONG_S = 1200.0
 LOST_CROSS_KM = 1000.0
-COMPONENTS_BY_CLASS = {"LEO": 3, "GEO": 3, "MEO": 2, "HEO": 2}
+COMPONENTS_BY_CLASS = {"LEO": 3, "GEO": 3, "MEO": 2, "HEO": 3}
+ROWS_PER_COMPONENT = 50  # a class gets at most one component per this many errors
 FLOOR_S = 0.01
 FLOOR_KM = 0.01
 MAX_ROWS_PER_CLASS = 60_000
@@ -197,7 +198,7 @@ def _weight_params(p, k_count):
     return base, slope, drift_slope
 
 
-def _fit_weights(start, resp, age, drift):
+def _fit_weights(start, resp, age, drift, max_activity_slope=MAX_ACTIVITY_SLOPE):
     """Component weights at one day and their slopes in log age and in activity
     (multinomial logistic regression on the responsibilities)."""
     from scipy.optimize import minimize
@@ -210,9 +211,10 @@ def _fit_weights(start, resp, age, drift):
         return -float(np.sum(resp * np.log(np.maximum(w, 1e-300))))
 
     # wider components never lose weight to the core as age or activity grow, and the
-    # activity may at most multiply a share's odds by its drift to the power MAX_ACTIVITY_SLOPE
+    # activity may at most multiply a share's odds by its drift to the power
+    # max_activity_slope
     m = k_count - 1
-    bounds = [(None, None)] * m + [(0.0, None)] * m + [(0.0, MAX_ACTIVITY_SLOPE)] * m
+    bounds = [(None, None)] * m + [(0.0, None)] * m + [(0.0, max_activity_slope)] * m
     start = np.clip(start, [b[0] if b[0] is not None else -np.inf for b in bounds],
                     [b[1] if b[1] is not None else np.inf for b in bounds])  # fmt: skip
     result = minimize(nll, start, method="L-BFGS-B", bounds=bounds, options={"maxiter": 80})
@@ -240,7 +242,21 @@ def _fit_lost(far, age, drift):
     return tuple(round(float(x), 6) for x in result.x)
 
 
-def _fit_class(z, age, drift, drift_var, k_count, iterations, tol, own, follow_drift=True):
+def _coupled(k: int, k_count: int, decouple_widest: bool) -> bool:
+    """Whether component ``k`` (by its starting width) gets a time-radial slope: the
+    third and wider, except (``decouple_widest``) the widest of four or more. A slope
+    says *when* an orbit changed (long ago: the time offset has grown with the radial
+    one); an object that manoeuvred in the last day has the radial offset without the
+    time offset, which a coupled component (correlation -0.6 to -0.97) finds improbable."""
+    if k < 2:
+        return False
+    return not (decouple_widest and k_count >= 4 and k == k_count - 1)
+
+
+def _fit_class(
+    z, age, drift, drift_var, k_count, iterations, tol, own, follow_drift=True,
+    decouple_widest=True, max_activity_slope=MAX_ACTIVITY_SLOPE,
+):  # fmt: skip
     """EM for one orbit class; returns weights at one day, weight slopes, per-axis
     log parameters, the time-per-radial slope and the drift gain of each component.
     ``drift``: the train's (unsigned, for the weights); ``own``: the element set's own
@@ -263,7 +279,10 @@ def _fit_class(z, age, drift, drift_var, k_count, iterations, tol, own, follow_d
     # other wide component starts following the drift
     gain0, beta0 = _initial_slopes(z, age, own, follow_drift)
     tail = max(k_count - 2, 1)
-    beta = [0.0 if k < 2 else beta0 * 2.0 ** (k - 2 - (tail - 1) / 2) for k in range(k_count)]
+    beta = [
+        beta0 * 2.0 ** (k - 2 - (tail - 1) / 2) if _coupled(k, k_count, decouple_widest) else 0.0
+        for k in range(k_count)
+    ]
     gain = [gain0 if k % 2 == 1 and follow_drift else 0.0 for k in range(k_count)]
     drift2 = own**2 if follow_drift else np.zeros(n)  # without: no drift scatter either
     wparams = np.zeros(3 * (k_count - 1))
@@ -283,7 +302,7 @@ def _fit_class(z, age, drift, drift_var, k_count, iterations, tol, own, follow_d
         resp = np.exp(logp - total[:, None])
         ll = float(total.sum())
         if k_count > 1:
-            wparams = _fit_weights(wparams, resp, age, drift)
+            wparams = _fit_weights(wparams, resp, age, drift, max_activity_slope)
         for k in range(k_count):
             for axis, (degree, floor) in enumerate(((2, FLOOR_S), (1, FLOOR_KM), (1, FLOOR_KM))):
                 extra = drift_var if axis == 0 else np.zeros(n)
@@ -296,9 +315,8 @@ def _fit_class(z, age, drift, drift_var, k_count, iterations, tol, own, follow_d
                 )  # fmt: skip
             if k >= 1:
                 weight = resp[:, k] / _rest_variance(theta[k][0], age, drift_var, drift2)
-                gain[k], beta[k] = _fit_slopes(
-                    z, age, own, weight, radial=k >= 2, follow=follow_drift
-                )
+                radial = _coupled(k, k_count, decouple_widest)
+                gain[k], beta[k] = _fit_slopes(z, age, own, weight, radial, follow_drift)
         if abs(ll - previous) <= tol * abs(ll):
             break
         previous = ll
@@ -326,6 +344,8 @@ def fit_error_model(
     uncatalogued_fraction: float | None = None,
     components_by_class: dict[str, int] | None = None,
     follow_drift: bool = False,
+    decouple_widest: bool = False,
+    max_activity_slope: float = MAX_ACTIVITY_SLOPE,
 ) -> ErrorModel:
     """An :class:`ErrorModel` whose components are fitted on real element-set errors.
 
@@ -336,6 +356,10 @@ def fit_error_model(
     model-wide one is dropped); otherwise (the packaged model) the base's model-wide
     drift prior stays. Measured on held-out pairs it gained nothing clear (one-day pairs
     up 0.3 points, seven-day confident errors up), so it is an option.
+    ``decouple_widest``: the widest component of a class with four or more has no
+    time-radial slope (recent manoeuvres, see :func:`_coupled`); off by default until a
+    full refit with it is measured on held-out pairs (not done yet).
+    ``max_activity_slope``: bound on each component's weight slope in the activity.
     """
     base = base or ErrorModel()
     if follow_drift:
@@ -355,10 +379,11 @@ def fit_error_model(
         rows = rows[~far]
         if rows.size > MAX_ROWS_PER_CLASS:
             rows = np.sort(rng.choice(rows, MAX_ROWS_PER_CLASS, replace=False))
-        k_count = min(k_count, max(1, rows.size // 60))
+        k_count = min(k_count, max(1, rows.size // ROWS_PER_COMPONENT))
         weights, slopes, drift_slopes, theta, beta, gains = _fit_class(
             z_all[rows], errors.age_days[rows], errors.train_drift_s[rows], drift_var_all[rows],
-            k_count, iterations, tol, own_all[rows], follow_drift,
+            k_count, iterations, tol, own_all[rows], follow_drift, decouple_widest,
+            max_activity_slope,
         )  # fmt: skip
         components[name] = [
             ErrorComponent(
