@@ -148,6 +148,8 @@ class Store(StoreQueries):
         return S.upgrade_schema(self.engine, migrations)
 
     def close(self) -> None:
+        if self.is_sqlite:
+            self._group.close()
         self.engine.dispose()
         if isinstance(self._write_lock, WriteLock):
             self._write_lock.close()
