@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +45,7 @@ PHASES = (
 
 def load(prefix: str) -> tuple[dict, list[dict]]:
     """(the API server's trace, the other processes' traces)."""
-    docs = [json.load(open(p)) for p in sorted(glob.glob(f"{prefix}.*.json"))]
+    docs = [json.loads(Path(p).read_text()) for p in sorted(glob.glob(f"{prefix}.*.json"))]
     server = max(docs, key=lambda d: len(d["uploads"]))
     return server, [d for d in docs if d is not server]
 
