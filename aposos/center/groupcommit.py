@@ -9,8 +9,8 @@ the results. The others wait for their own batch's commit, not for the write loc
 a lock lets any waiter in next, and a follower that lost that race used to wait
 behind the whole next batch (up to 0.3 s under load). The savepoints go straight to
 the driver: SQLAlchemy's nested transactions cost more Python than a small upload's
-statements. With FULL synchronous mode a commit is a disk sync, which costs more than a small
-upload's whole SQL work, so under load this multiplies throughput.
+statements. With FULL synchronous mode a commit is a disk sync, which costs more
+than a small upload's whole SQL work, so under load this multiplies throughput.
 """
 
 from __future__ import annotations
