@@ -52,7 +52,10 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import upload_timeline  # noqa: E402
 from centerserver import CAT_0930, STATIONS, CenterProcess, children  # noqa: E402
+
+from aposos.center import uploadtrace  # noqa: E402
 
 
 class Bodies:
@@ -162,6 +165,7 @@ def run_clients(
     (``interval`` 0: the most the server takes), or one upload every ``interval``
     seconds per station (an offered load, as stations send when they have data)."""
     latencies: list[float] = []
+    timeline: list[tuple[float, float, str]] = []  # (sent, answered, first uuid): --trace
     acked: list[str] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -170,7 +174,7 @@ def run_clients(
     def client(code: str, token: str, seed: int):
         rng = np.random.default_rng(seed)
         bodies = Bodies(code, batch, n_obs, rng)
-        mine_lat, mine_ack = [], []
+        mine_lat, mine_ack, mine_times = [], [], []
         due = time.monotonic() + rng.uniform(0, interval)  # stations out of step
         station = RawClient(center.url, token)
         try:
@@ -179,7 +183,7 @@ def run_clients(
                     time.sleep(max(0.0, due - time.monotonic()))
                     due += interval
                 body, ids = bodies.next()
-                t0 = time.perf_counter()
+                t0 = time.monotonic()
                 try:
                     status, answer = station.post("/api/v1/tracklets", body.encode())
                 except OSError as exc:
@@ -187,7 +191,9 @@ def run_clients(
                         errors.append(repr(exc))
                     station.reconnect()
                     continue
-                mine_lat.append(time.perf_counter() - t0)
+                t1 = time.monotonic()
+                mine_lat.append(t1 - t0)
+                mine_times.append((t0, t1, ids[0]))
                 if status == 201 and json.loads(answer)["stored"] == len(ids):
                     mine_ack.extend(ids)
                 else:
@@ -197,6 +203,7 @@ def run_clients(
             station.close()
         with lock:
             latencies.extend(mine_lat)
+            timeline.extend(mine_times)
             acked.extend(mine_ack)
 
     threads = [
@@ -217,6 +224,7 @@ def run_clients(
         "tracklets": len(acked),
         "errors": errors,
         "acked": acked,
+        "timeline": timeline,
         "tracklets_per_s": len(acked) / elapsed,
         "requests_per_s": len(latencies) / elapsed,
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
@@ -361,9 +369,18 @@ def main(argv=None) -> int:
         action="store_true",
         help="run the correlation worker as a thread of the server (the old way)",
     )
+    ap.add_argument(
+        "--trace",
+        metavar="PREFIX",
+        help="time every upload's phases in the server and show the slowest 1 %% beside "
+        "what happened meanwhile (benchmarks/upload_timeline.py); the traces are kept "
+        "in PREFIX.*.json, the client's times in PREFIX.client",
+    )
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="aposos-bench-") as tmp:
+        if args.trace:
+            os.environ[uploadtrace.ENV] = str(Path(args.trace).resolve())
         codes = [f"ST{k:02d}" for k in range(1, args.clients + 1)] + ["BIG0"]
         center = CenterProcess(
             Path(tmp),
@@ -446,6 +463,9 @@ def main(argv=None) -> int:
             ok = missing == 0 and doubled == 0 and stored == acked
         finally:
             center.stop()
+        if args.trace:
+            Path(f"{args.trace}.client").write_text(json.dumps(load["timeline"]))
+            upload_timeline.report(load["timeline"], os.environ.pop(uploadtrace.ENV))
     return 0 if ok else 1
 
 

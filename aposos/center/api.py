@@ -15,6 +15,7 @@ The routes live in rooms, one ``APIRouter`` each (:data:`ROOMS`): ``api_health``
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -35,6 +36,7 @@ from aposos.center import (
     api_stations,
     api_tasks,
     api_uploads,
+    uploadtrace,
 )
 from aposos.center import worker as queue
 from aposos.center.api_common import ApiError
@@ -116,11 +118,16 @@ def create_app(
         app.state.housekeeper = running[0]
         if freeze_heap:
             settle_heap()  # no 0.2-0.8 s collector pauses of every request in flight
+        trace = uploadtrace.recorder()  # None unless $APOSOS_UPLOAD_TRACE (debugging)
+        ticker = asyncio.create_task(trace.tick()) if trace else None
         try:
             yield
         finally:
+            if ticker is not None:
+                ticker.cancel()
             await run_in_threadpool(_stop_background, *running)
             store.close()
+            uploadtrace.dump()
 
     app = FastAPI(
         title="APOSOS data center",
@@ -132,6 +139,8 @@ def create_app(
     )
     add_offline_docs(app)
     app.add_middleware(TokenInUrlGuard)
+    if uploadtrace.recorder() is not None:
+        app.add_middleware(uploadtrace.TracingMiddleware)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):

@@ -18,6 +18,7 @@ from aposos.center.auth import Principal
 from aposos.center.config import CenterConfig
 from aposos.center.ingest import parse_upload
 from aposos.center.store import IngestConflict, Store
+from aposos.center.uploadtrace import mark
 
 __all__ = ["router"]
 
@@ -32,6 +33,7 @@ router = APIRouter()
     responses={200: {"description": "all were stored before"}, 201: {"description": ""}},
 )
 async def upload(request: Request, who: Annotated[Principal, Depends(station)]):
+    mark("handler")
     cfg = _config(request)
     wait = request.app.state.limiter.wait_time(who.name)
     if wait > 0:
@@ -42,10 +44,12 @@ async def upload(request: Request, who: Annotated[Principal, Depends(station)]):
         )
     body = await read_body(request, cfg.max_upload_bytes)
     ctype = request.headers.get("content-type", "")
+    mark("body")
     # one trip to the thread pool: quota, parsing (bounded in time) and storing
     upload_id, results = await run_in_threadpool(
         _take_upload, _store(request), cfg, who.name, ctype, body
     )
+    mark("back")
     n_new = sum(r.new for r in results)
     return JSONResponse(
         {
@@ -73,6 +77,7 @@ def _take_upload(store: Store, cfg: CenterConfig, station: str, ctype: str, body
     its reason (``rejected``: bad input; ``quarantined``: could not be processed) and
     :class:`ApiError` raised. The raw copy is stored with the tracklets in one
     transaction."""
+    mark("thread")
 
     def refuse(status: int, message: str, state: str = "rejected", **extra):
         store.save_refused_upload(station, ctype, body, message, state)
@@ -90,6 +95,8 @@ def _take_upload(store: Store, cfg: CenterConfig, station: str, ctype: str, body
         parsed = parse_upload(body, time_budget_s=cfg.upload_time_budget_s)
     except Exception as exc:
         refuse(422, _could_not(exc), "quarantined")
+    mark("parsed")
+    mark("uuid", parsed.tracklets[0].uuid if parsed.tracklets else None)
     if parsed.errors:
         refuse(422, parsed.errors[0], errors=parsed.errors)
     for i, t in enumerate(parsed.tracklets):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from aposos.center import ingestsql as Q
 from aposos.center import schema as S
+from aposos.center import uploadtrace
 from aposos.center.checks import content_keys, same_content
 from aposos.center.dbtypes import (
     ROLES,
@@ -146,6 +148,8 @@ class Store(StoreQueries):
         return S.upgrade_schema(self.engine, migrations)
 
     def close(self) -> None:
+        if self.is_sqlite:
+            self._group.close()
         self.engine.dispose()
         if isinstance(self._write_lock, WriteLock):
             self._write_lock.close()
@@ -158,10 +162,16 @@ class Store(StoreQueries):
         own busy wait sleeps in steps and lets late comers overtake, which gives long
         tails.
         """
+        trace = uploadtrace.recorder()
+        called = time.monotonic() if trace else 0.0
         with self._write_lock, self.engine.connect() as conn:
+            locked = time.monotonic() if trace else 0.0
             conn = conn.execution_options(write=True)
             with conn.begin():
                 yield conn
+            if trace:
+                wal = trace.wal_state(self.url.database) if self.is_sqlite else None
+                trace.writes.append((called, locked, time.monotonic(), wal))
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -204,6 +214,7 @@ class Store(StoreQueries):
     def principal_by_token_hash(self, token_hash: str) -> dict | None:
         """The live holder of a token hash (not expired; a rotated-out token within its
         overlap), or ``None``."""
+        uploadtrace.mark("auth")
         now = utcnow()
         with self.engine.connect() as conn:
             db = Q.sqlite_driver(conn)

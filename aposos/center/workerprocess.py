@@ -74,6 +74,7 @@ class WorkerProcess:
 
 def run_worker(config: CenterConfig, parent_pid: int, stop) -> None:
     """The child's main: correlate until ``stop`` is set, SIGTERM, or the parent dies."""
+    from aposos.center import uploadtrace
     from aposos.center.heap import settle_heap
     from aposos.center.store import Store
     from aposos.center.worker import CorrelationWorker
@@ -86,6 +87,7 @@ def run_worker(config: CenterConfig, parent_pid: int, stop) -> None:
             os.nice(config.worker.nice)
         except OSError:
             pass  # not allowed here: run at the server's priority
+    uploadtrace.recorder()  # its garbage collections from the start, when traced
     store = Store(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
     worker = CorrelationWorker(store, config, freeze_heap=True)
     settle_heap()  # no long collector pauses inside the worker's write transactions
@@ -98,3 +100,4 @@ def run_worker(config: CenterConfig, parent_pid: int, stop) -> None:
     finally:
         worker.stop()
         store.close()
+        uploadtrace.dump()
