@@ -205,6 +205,9 @@ class PlateSolver:
     radial_min_stars : matched stars needed to fit the radial term per frame; with
         fewer (or when ``radial_k`` is set) the radial term is held at ``radial_k``.
     radial_k : a radial distortion coefficient known for this camera (px^-2).
+    stars_per_field : depth by field size: of the cone searched, only the brightest
+        stars are kept, as many as ``stars_per_field`` per field area (a deep catalogue
+        gives a small field enough stars and a wide one not millions).
     """
 
     def __init__(
@@ -218,8 +221,10 @@ class PlateSolver:
         sip_min_stars: int = 60,
         radial_min_stars: int = 25,
         radial_k: float | None = None,
+        stars_per_field: int = 300,
     ):
         self.catalogue = catalogue
+        self.stars_per_field = int(stars_per_field)
         self.pointing_tolerance_deg = float(pointing_tolerance_deg)
         self.scale_tolerance = float(scale_tolerance)
         self.match_radius_px = float(match_radius_px)
@@ -274,6 +279,8 @@ class PlateSolver:
             pointing_deg[0], pointing_deg[1], min(radius, 90.0), epoch_jyear=epoch_jyear
         )
         ra_c, dec_c, mag_c = (np.asarray(a, float) for a in (ra_c, dec_c, mag_c))
+        n_max = int(self.stars_per_field * max(1.0, (radius / half_diag_deg) ** 2 * math.pi / 2))
+        ra_c, dec_c, mag_c = ra_c[:n_max], dec_c[:n_max], mag_c[:n_max]  # brightest first
         if ra_c.size < self.min_matches:
             return PlateSolution(False, f"only {ra_c.size} catalogue stars within {radius:.2f} deg")
         sat = np.zeros(x.size, bool) if saturated is None else np.asarray(saturated, bool)

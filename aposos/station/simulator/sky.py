@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aposos.station.stars import StarCatalogue
+from aposos.station.stars import StarCatalogue, is_store_star
 
 __all__ = [
     "TanProjection",
@@ -30,6 +30,7 @@ __all__ = [
     "offset_pointing",
     "standard_magnitude",
     "FaintStars",
+    "sky_catalogue",
 ]
 
 # photons s^-1 cm^-2 from a magnitude-0 star across a broad unfiltered band; from the
@@ -190,6 +191,14 @@ def standard_magnitude(norad_id, orbit_class) -> np.ndarray:
     return lo + (hi - lo) * u
 
 
+def sky_catalogue(stars: StarCatalogue) -> StarCatalogue:
+    """The stars a simulated sky shows: the packaged ``both`` grows into ``deep`` when the
+    deep star store is installed, so a frame never lacks a star the solver looks for."""
+    if stars.name != "both":
+        return stars
+    return StarCatalogue.load("auto")
+
+
 class FaintStars:
     """Stars fainter than the catalogue, fixed on the sky, as a real frame shows them.
 
@@ -199,6 +208,12 @@ class FaintStars:
     own count of complete stars within 3 degrees of the tile (so it follows galactic
     latitude), extended to fainter magnitudes with a broken power law (slope 0.33 to
     magnitude 14, 0.22 beyond).
+
+    With a ``deep`` catalogue (the deep star store's real stars are in it) each tile
+    keeps its drawn count but gives up one synthetic star brighter than the store's
+    faintest star there for each real store star fainter than ``bright_mag``: real
+    stars take the place of drawn ones, and the counts (crowding) stay as drawn where
+    the store is sparser than the model.
     """
 
     COUNT_RADIUS_DEG = 3.0
@@ -256,16 +271,44 @@ class FaintStars:
         cap = (
             2 * math.pi * (1 - math.cos(math.radians(self.COUNT_RADIUS_DEG))) * (180 / math.pi) ** 2
         )
-        density = max(idx.size, 1) / cap  # stars per deg^2 brighter than bright_mag
+        store = is_store_star(self.catalogue.source_id[idx])
+        n_bright = int(np.sum(~store))  # the packaged stars set the density
+        density = max(n_bright, 1) / cap  # stars per deg^2 brighter than bright_mag
         grow = self.relative_counts(self.faint_limit_mag) - 1.0
         rng = np.random.default_rng([self.seed, 7919, band, i])
         n = rng.poisson(density * area * grow)
         mag = self.magnitude_of_counts(1.0 + rng.random(n) * grow)
         ra = rng.uniform(ra_lo, ra_hi, n)
         sin_dec = rng.uniform(math.sin(math.radians(dec_lo)), math.sin(math.radians(dec_hi)), n)
-        tile = (ra, np.degrees(np.arcsin(sin_dec)), mag)
+        dec = np.degrees(np.arcsin(sin_dec))
+        if self.catalogue.name == "deep":
+            keep = self._make_room(rng, mag, ra_lo, ra_hi, dec_lo, dec_hi)
+            ra, dec, mag = ra[keep], dec[keep], mag[keep]
+        tile = (ra, dec, mag)
         self._tiles[key] = tile
         return tile
+
+    def _make_room(self, rng, mag, ra_lo, ra_hi, dec_lo, dec_hi) -> np.ndarray:
+        """Synthetic stars to keep in a tile once its real store stars are in place."""
+        widest = math.cos(math.radians(min(abs(dec_lo), abs(dec_hi))))
+        reach = 0.5 * math.hypot(dec_hi - dec_lo, (ra_hi - ra_lo) * widest) + 0.5
+        idx, _ = self.catalogue.cone_index(
+            (ra_lo + ra_hi) / 2, (dec_lo + dec_hi) / 2, min(reach, 180.0), epoch_jyear=2016.0
+        )
+        cat = self.catalogue
+        ra, dec, m = cat.ra_deg[idx], cat.dec_deg[idx], cat.mag[idx]
+        real = (
+            is_store_star(cat.source_id[idx])
+            & (m > self.bright_mag)
+            & (ra >= ra_lo) & (ra < ra_hi) & (dec >= dec_lo) & (dec < dec_hi)
+        )  # fmt: skip
+        keep = np.ones(mag.size, bool)
+        if not real.any():
+            return keep
+        covered = np.flatnonzero(mag <= float(m[real].max()))
+        k = min(int(real.sum()), covered.size)
+        keep[rng.choice(covered, size=k, replace=False)] = False
+        return keep
 
     def cone(self, ra_deg: float, dec_deg: float, radius_deg: float, mag_limit: float):
         """Synthetic stars (ra_deg, dec_deg, mag) within the cone, brighter than ``mag_limit``."""
