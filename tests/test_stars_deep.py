@@ -142,6 +142,23 @@ def test_sky_shows_the_store_stars(deep_store):
     deep = sky_catalogue(both)
     assert deep.name == "deep"
     assert sky_catalogue(StarCatalogue.load("hipparcos")).name == "hipparcos"
+    # the sky's Tycho-2 stars have moved since J2000.0; the solver's catalogue has not
+    solver_cat = StarCatalogue.load("deep")
+    idx, _ = solver_cat.cone_index(120.0, 30.0, 1.0)
+    moved = np.degrees(
+        np.arccos(
+            np.clip(
+                np.sum(
+                    deep.positions_at(2026.9, idx) * solver_cat.positions_at(2026.9, idx), axis=1
+                ),
+                -1,
+                1,
+            )
+        )
+    )
+    store = is_store_star(solver_cat.source_id[idx])
+    assert 0.2 < np.median(moved[store]) / one_arcsec < 0.7
+    assert np.all(moved[~store] < 0.01 * one_arcsec)  # arccos round-off only
     plain = FaintStars(both, 16.0, seed=3)
     grown = FaintStars(deep, 16.0, seed=3)
     for band, i in ((120, 120), (90, 10), (60, 200)):

@@ -191,12 +191,39 @@ def standard_magnitude(norad_id, orbit_class) -> np.ndarray:
     return lo + (hi - lo) * u
 
 
+# per-axis proper motion given to store stars that have none (Tycho-2 from the index):
+# typical of Tycho-2 stars of V 10-12 (median total motion about 14 mas/yr)
+STORE_PM_SIGMA_MASYR = 12.0
+_sky_cache: dict = {}
+
+
 def sky_catalogue(stars: StarCatalogue) -> StarCatalogue:
-    """The stars a simulated sky shows: the packaged ``both`` grows into ``deep`` when the
-    deep star store is installed, so a frame never lacks a star the solver looks for."""
-    if stars.name != "both":
+    """The stars a simulated sky shows.
+
+    The packaged ``both`` grows into ``deep`` when the deep star store is installed, so
+    a frame never lacks a star the solver looks for. The store's stars without proper
+    motion (Tycho-2's J2000.0 places) get one drawn for each star (seeded by its row,
+    ``STORE_PM_SIGMA_MASYR`` per axis): the real sky has moved by 2026 while the
+    catalogue the solver reads has not.
+    """
+    if stars.name == "both":
+        stars = StarCatalogue.load("auto")
+    if stars.name != "deep":
         return stars
-    return StarCatalogue.load("auto")
+    key = id(stars)
+    if key not in _sky_cache:
+        _sky_cache.clear()
+        still = is_store_star(stars.source_id) & (stars.pmra_masyr == 0) & (stars.pmdec_masyr == 0)
+        rng = np.random.default_rng(20260)
+        pm = rng.normal(0.0, STORE_PM_SIGMA_MASYR, (stars.source_id.size, 2))
+        moved = StarCatalogue(
+            "deep", stars.source_id, stars.ra_deg, stars.dec_deg,
+            np.where(still, pm[:, 0], stars.pmra_masyr), np.where(still, pm[:, 1], stars.pmdec_masyr),
+            stars.epoch_jyear, stars.mag, stars.complete_mag,
+        )  # fmt: skip
+        moved.store_description = getattr(stars, "store_description", "")
+        _sky_cache[key] = (stars, moved)  # the source kept alive: its id stays its own
+    return _sky_cache[key][1]
 
 
 class FaintStars:
