@@ -89,6 +89,12 @@ def test_store_is_deeper_and_consistent(deep_store):
     cone = deep.cone(120.0, 30.0, 0.2, epoch_jyear=2026.9)
     assert len(cone.mag) >= 3 * len(both.cone(120.0, 30.0, 0.2).mag) >= 3
     assert cone.mag.max() > 11.0
+    # fill_to: every packaged star stays, store stars only fill up to the count
+    n_packaged = len(both.cone(120.0, 30.0, 2.0, epoch_jyear=2026.9).mag)
+    filled = deep.cone(120.0, 30.0, 2.0, epoch_jyear=2026.9, fill_to=n_packaged + 10)
+    assert len(filled.mag) == n_packaged + 10
+    rich = deep.cone(120.0, 30.0, 2.0, epoch_jyear=2026.9, fill_to=5)
+    assert len(rich.mag) == n_packaged
     # the store's stars carry the G-like band: VT minus the median offset
     idx, _ = deep.cone_index(120.0, 30.0, 2.0)
     assert is_store_star(deep.source_id[idx]).any()

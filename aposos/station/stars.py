@@ -228,10 +228,13 @@ class StarCatalogue:
         *,
         epoch_jyear: float = 2026.9,
         mag_limit: float | None = None,
+        fill_to: int | None = None,
     ) -> ConeStars:
         """Stars within ``radius_deg`` of (``ra_deg``, ``dec_deg``) at ``epoch_jyear``.
 
-        Proper motion is applied to the epoch before the radius test.
+        Proper motion is applied to the epoch before the radius test. With ``fill_to``,
+        the deep store's stars (no proper motion for Tycho-2) only fill the cone up to
+        that many stars, brightest first; every packaged star is kept.
 
         Returns
         -------
@@ -247,6 +250,13 @@ class StarCatalogue:
         index, q = self.cone_index(
             ra_deg, dec_deg, radius_deg, epoch_jyear=epoch_jyear, mag_limit=mag_limit
         )
+        if fill_to is not None:
+            store = is_store_star(self.source_id[index])
+            room = max(0, int(fill_to) - int(np.sum(~store)))
+            rows = np.flatnonzero(store)
+            extra = rows[np.argsort(self.mag[index[rows]], kind="stable")[:room]]
+            keep = np.sort(np.concatenate([np.flatnonzero(~store), extra]))
+            index, q = index[keep], q[keep]
         order = np.argsort(self.mag[index], kind="stable")
         q = q[order]
         ra = np.degrees(np.arctan2(q[:, 1], q[:, 0])) % 360.0
