@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean
+.PHONY: test demo bench lint clean stars
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -22,6 +22,16 @@ test: $(STAMP)
 	$(PY) tests/system_packages.py
 	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider -n $(TEST_WORKERS)
+
+# The deep reference-star store (Tycho-2 to VT 12-13, 1.4 million stars beyond the packaged
+# G <= 10 catalogues) from Debian's astrometry.net index: the installed package, or else
+# `apt-get download` (no root needed). Where that cannot work the solver keeps the packaged
+# catalogues; `aposos station stars install --index FILE` or `... import FILE` fill it by hand.
+stars: $(STAMP)
+	$(VENV)/bin/aposos station stars install || { \
+	  echo "no deep star store: plate solving uses the packaged catalogues (G <= 10)."; \
+	  echo "On a Debian machine: apt-get install astrometry-data-tycho2-07-littleendian, then make stars;"; \
+	  echo "elsewhere: aposos station stars import FILE (a Gaia or UCAC4 extract)."; }
 
 demo: $(STAMP)
 	$(VENV)/bin/aposos demo --out demo-output

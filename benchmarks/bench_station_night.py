@@ -97,9 +97,10 @@ MODES = ("sidereal", "rate", "stare")
 def run_one(
     station: str, start: str, seed: int, minutes: float, folder: Path, cat, stars,
     *, mode: str = "mixed", reuse: bool = False, simulate_only: bool = False,
+    star_catalogue: str = "auto",
 ):  # fmt: skip
     from aposos.station.config import StationConfig
-    from aposos.station.reduce import reduce_frames
+    from aposos.station.reduce import ReduceOptions, reduce_frames
     from aposos.station.simulator.night import write_night
 
     cfg = StationConfig.load(ROOT / "stations" / f"{station}.toml")
@@ -109,7 +110,8 @@ def run_one(
     t1 = time.perf_counter()
     if simulate_only:
         return None, t1 - t0, 0.0
-    result = reduce_frames(folder / "lights", cfg, calib=folder / "calib")
+    options = ReduceOptions(catalogue=star_catalogue)
+    result = reduce_frames(folder / "lights", cfg, calib=folder / "calib", options=options)
     t2 = time.perf_counter()
     return result, t1 - t0, t2 - t1
 
@@ -158,6 +160,10 @@ def main(argv=None) -> int:
         "--simulate-only", action="store_true", help="write the nights into --keep, no reduction"
     )
     ap.add_argument("--json", type=Path, help="write the table as JSON here")
+    ap.add_argument(
+        "--star-catalogue", default="auto", choices=("auto", "deep", "both"),
+        help="reference stars of the reduction (the sky shows the deep store when installed)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
 
     from aposos.orbit.catalogue import Catalogue
@@ -179,7 +185,7 @@ def main(argv=None) -> int:
             result, t_sim, t_red = run_one(
                 station, start, seed, args.minutes, folder, cat, stars,
                 mode=args.mode, reuse=args.reuse and args.keep is not None,
-                simulate_only=args.simulate_only,
+                simulate_only=args.simulate_only, star_catalogue=args.star_catalogue,
             )  # fmt: skip
             if result is None:
                 print(f"{station} seed {seed}: simulated in {t_sim:.0f} s", file=sys.stderr)

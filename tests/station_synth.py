@@ -95,7 +95,7 @@ def make_frame(
     mag_limit=12.5,
     seed=1,
     extra_header=None,
-    catalogue="both",
+    catalogue="auto",  # the deep star store too when installed, as the solver reads
     saturation=60000.0,
     hot_pixels=0,
     cosmic_rays=0,

@@ -1,5 +1,5 @@
-"""Debian packages the tests run for real (PostgreSQL, the INDI simulators, Chromium): one
-installer.
+"""Debian packages the tests run for real (PostgreSQL, the INDI simulators, Chromium, the
+Tycho-2 stars of astrometry.net's index): one installer.
 
 CI installs them all in one step before the tests (``python tests/system_packages.py``,
 called by ``make test``); a fixture that still finds its program missing calls
@@ -16,7 +16,8 @@ import subprocess
 import sys
 
 APT_TIMEOUT_S = 900
-TEST_PACKAGES = ("postgresql", "indi-bin", "chromium")
+STAR_PACKAGE = "astrometry-data-tycho2-07-littleendian"  # tests/test_stars_deep.py
+TEST_PACKAGES = ("postgresql", "indi-bin", "chromium", STAR_PACKAGE)
 
 
 def installed(package: str) -> bool:

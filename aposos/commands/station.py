@@ -6,6 +6,7 @@ aposos station run --station stations/X.toml      (the station agent, all night)
 aposos station status --station stations/X.toml
 aposos station upload DIR_OR_TDM --station stations/X.toml
 aposos station enrol --station stations/X.toml CODE   # one-time code -> token file
+aposos station stars install|import FILE|info   (the deep reference-star store)
 aposos station simulate ...      (when the simulator is installed)
 """
 
@@ -71,7 +72,8 @@ def cmd_reduce(args) -> int:
     print(
         f"{summary['light_frames']} light frames, {summary['solved']} solved, "
         f"{summary['errors']} unreadable; {summary['tracklets']} tracklets "
-        f"({summary['observations']} observations) -> {args.out}",
+        f"({summary['observations']} observations) -> {args.out}; "
+        f"reference stars: {summary['star_catalogue']}",
         file=sys.stderr,
     )
     return 0
@@ -120,9 +122,10 @@ def register(subparsers) -> None:
     reduce.add_argument("--archive", help="zarr archive to store frames and products in")
     reduce.add_argument(
         "--catalog",
-        default="both",
-        choices=("both", "gaia", "hipparcos"),
-        help="star catalogue for plate solving (default: both)",
+        default="auto",
+        choices=("auto", "deep", "both", "gaia", "hipparcos"),
+        help="star catalogue for plate solving (default auto: the deep store of "
+        "`aposos station stars` when installed, else both)",
     )
     reduce.add_argument(
         "--pointing-tolerance",
@@ -145,6 +148,9 @@ def register(subparsers) -> None:
     from aposos.commands import station_agent
 
     station_agent.register(sub)
+    from aposos.commands import station_stars
+
+    station_stars.register(sub)
     enrol = sub.add_parser(
         "enrol",
         help="trade a one-time enrolment code for the station's token",

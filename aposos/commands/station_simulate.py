@@ -62,8 +62,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         "or a data-center plan (aposos center plan --out, or GET /api/v1/tasks)",
     )
     p.add_argument(
-        "--stars", choices=CATALOGUES, default="both", help="star catalogue (default both)"
-    )
+        "--stars", choices=CATALOGUES, default="both",
+        help="star catalogue (default both, which the sky extends with the deep star store "
+        "of `aposos station stars` when installed)",
+    )  # fmt: skip
     p.add_argument(
         "--exposure", type=float, help="exposure in seconds, all modes (default: station file)"
     )

@@ -94,7 +94,7 @@ class StationAgent:
         if self._stars is None:
             from aposos.station.stars import StarCatalogue
 
-            self._stars = StarCatalogue.load("both")
+            self._stars = StarCatalogue.load("auto")  # the deep store when installed
         return self._stars
 
     def _make_source(self):

@@ -205,6 +205,13 @@ class PlateSolver:
     radial_min_stars : matched stars needed to fit the radial term per frame; with
         fewer (or when ``radial_k`` is set) the radial term is held at ``radial_k``.
     radial_k : a radial distortion coefficient known for this camera (px^-2).
+    stars_per_field : depth by field size: of the cone searched, only the brightest
+        stars are kept, as many as ``stars_per_field`` per field area (a deep catalogue
+        gives a small field enough stars and a wide one not millions).
+    deep_stars_per_field : with the ``deep`` catalogue, the deep store's stars (Tycho-2:
+        J2000.0 places without motion, 0.3-0.8 arcsec off by 2026) fill the cone only up
+        to this many stars per field area; a field rich in packaged stars (Gaia, with
+        motion) is solved on those alone.
     """
 
     def __init__(
@@ -218,8 +225,12 @@ class PlateSolver:
         sip_min_stars: int = 60,
         radial_min_stars: int = 25,
         radial_k: float | None = None,
+        stars_per_field: int = 300,
+        deep_stars_per_field: int = 60,
     ):
         self.catalogue = catalogue
+        self.stars_per_field = int(stars_per_field)
+        self.deep_stars_per_field = int(deep_stars_per_field)
         self.pointing_tolerance_deg = float(pointing_tolerance_deg)
         self.scale_tolerance = float(scale_tolerance)
         self.match_radius_px = float(match_radius_px)
@@ -270,10 +281,16 @@ class PlateSolver:
         scale_deg = scale_arcsec / 3600.0
         half_diag_deg = 0.5 * math.hypot(nx, ny) * scale_deg
         radius = half_diag_deg + (self.pointing_tolerance_deg if vote else 0.1)
+        fields = max(1.0, (radius / half_diag_deg) ** 2 * math.pi / 2)  # cone / field area
+        extra = {}
+        if getattr(self.catalogue, "name", "") == "deep":  # store stars only where needed
+            extra["fill_to"] = int(self.deep_stars_per_field * fields)
         ra_c, dec_c, mag_c = self.catalogue.cone(
-            pointing_deg[0], pointing_deg[1], min(radius, 90.0), epoch_jyear=epoch_jyear
+            pointing_deg[0], pointing_deg[1], min(radius, 90.0), epoch_jyear=epoch_jyear, **extra
         )
         ra_c, dec_c, mag_c = (np.asarray(a, float) for a in (ra_c, dec_c, mag_c))
+        n_max = int(self.stars_per_field * fields)
+        ra_c, dec_c, mag_c = ra_c[:n_max], dec_c[:n_max], mag_c[:n_max]  # brightest first
         if ra_c.size < self.min_matches:
             return PlateSolution(False, f"only {ra_c.size} catalogue stars within {radius:.2f} deg")
         sat = np.zeros(x.size, bool) if saturated is None else np.asarray(saturated, bool)

@@ -65,7 +65,7 @@ SIDEREAL_DEG_PER_S = 360.98564736629 / 86400.0
 class ReduceOptions:
     """Knobs of the reduction (defaults suit the APOSOS stations)."""
 
-    catalogue: str = "both"
+    catalogue: str = "auto"  # the deep star store when installed, else both (stars.py)
     pointing_tolerance_deg: float = 1.5
     detect_sigma: float = 5.0
     timing_sigma_s: float = 0.002  # shutter timing uncertainty after latency correction
@@ -133,6 +133,7 @@ class Reduction:
     calibration: dict
     tracklet_members: list[list[Detection]] = field(default_factory=list)
     false_alarm: list[float] = field(default_factory=list)  # per tracklet
+    star_catalogue: str = ""  # the reference stars solved against (stars.py's name)
 
     def to_json(self) -> dict:
         tracklet_of = {}
@@ -149,6 +150,7 @@ class Reduction:
                 "errors": sum(r.status == "error" for r in self.reports),
                 "tracklets": len(self.tracklets),
                 "observations": int(sum(len(t) for t in self.tracklets)),
+                "star_catalogue": self.star_catalogue,
             },
             "calibration": self.calibration,
             "tracklets": [
@@ -186,6 +188,7 @@ class Reducer:
             from aposos.station.stars import StarCatalogue
 
             catalogue = StarCatalogue.load(self.options.catalogue)
+        log.info("reference stars: %s", star_catalogue_label(catalogue))
         self.solver = PlateSolver(
             catalogue, pointing_tolerance_deg=self.options.pointing_tolerance_deg
         )
@@ -579,7 +582,10 @@ class ReductionBatch:
             self.reports, red.station.code, max_gap_s=red.options.max_gap_s,
             min_points=red.options.min_points,
         )  # fmt: skip
-        result = Reduction(tracklets, self.reports, red.calibration.summary(), members, faps)
+        result = Reduction(
+            tracklets, self.reports, red.calibration.summary(), members, faps,
+            star_catalogue=star_catalogue_label(red.solver.catalogue),
+        )  # fmt: skip
         if self.archive is not None:
             entries = result.to_json()["frames"]
             for key, entry in zip(self.keys, entries, strict=True):
@@ -675,6 +681,13 @@ def _header_wcs_offset(wcs, model: TanSipModel, shape) -> float:
     except Exception:  # astropy raises several kinds for bad WCS
         return float("inf")
     return round(float(np.median(np.hypot(hx - gx.ravel(), hy - gy.ravel()))), 3)
+
+
+def star_catalogue_label(catalogue) -> str:
+    """Which reference stars: the catalogue's name and, for the deep store, what it holds."""
+    name = getattr(catalogue, "name", type(catalogue).__name__)
+    store = getattr(catalogue, "store_description", "")
+    return f"{name} ({len(catalogue):,} stars{'; ' + store if store else ''})"
 
 
 def reduce_frames(

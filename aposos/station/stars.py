@@ -14,6 +14,11 @@ Two catalogues ship as packages and are read offline:
   (negative ids, no motion); those take their astrometry from Hipparcos 2.
 * ``both`` - Gaia, plus the Hipparcos stars that have no Gaia counterpart within
   3 arcsec (mostly Hipparcos stars fainter than G 10).
+* ``deep`` - ``both`` plus the deep star store (:mod:`aposos.station.stars_store`:
+  Tycho-2 stars to VT 12-13 from Debian's astrometry.net index, and any catalogue a
+  station imported); an error when there is no store.
+* ``auto`` - ``deep`` when the store exists, else ``both`` (the catalogue's ``name``
+  says which was loaded).
 
 Magnitude band: ``mag`` is a broad visual-to-near-infrared magnitude, close to an
 unfiltered CCD/CMOS response: Gaia G for Gaia stars, Hipparcos Hp for Hipparcos
@@ -36,9 +41,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["CATALOGUES", "ConeStars", "StarCatalogue", "jyear_from_jd"]
+__all__ = ["CATALOGUES", "ConeStars", "StarCatalogue", "is_store_star", "jyear_from_jd"]
 
-CATALOGUES = ("hipparcos", "gaia", "both")
+CATALOGUES = ("hipparcos", "gaia", "both", "deep", "auto")
+BAND_INDEX_MIN_STARS = 200_000  # larger catalogues find a cone through a Dec-sorted index
 MAS_TO_RAD = math.pi / (180.0 * 3600.0 * 1000.0)
 HIPPARCOS_EPOCH_JYEAR = 1991.25
 GAIA_EPOCH_JYEAR = 2016.0
@@ -58,7 +64,7 @@ _GAIA_RECORD = np.dtype(
 )
 _GAIA_HEADER_BYTES = 16  # b'GDR3' + u32 version + u64 count
 
-_cache: dict[str, StarCatalogue] = {}
+_cache: dict = {}
 _cache_lock = threading.Lock()
 
 
@@ -119,6 +125,11 @@ class StarCatalogue:
         self._hipparcos_matched: np.ndarray | None = None
         pm = np.hypot(self.pmra_masyr, self.pmdec_masyr)
         self._max_pm_masyr = float(pm.max()) if pm.size else 0.0
+        self._epoch_range = (
+            (float(self.epoch_jyear.min()), float(self.epoch_jyear.max())) if pm.size else (0, 0)
+        )
+        self._dec_order: np.ndarray | None = None
+        self._dec_sorted: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ra_deg.size)
@@ -137,10 +148,14 @@ class StarCatalogue:
 
         Parameters
         ----------
-        name : ``"hipparcos"``, ``"gaia"`` or ``"both"``.
+        name : ``"hipparcos"``, ``"gaia"``, ``"both"``, ``"deep"`` or ``"auto"`` (see
+            the module notes; the deep store is found by
+            :func:`aposos.station.stars_store.default_store_dir`).
         """
         if name not in CATALOGUES:
             raise ValueError(f"unknown star catalogue {name!r}; choose {', '.join(CATALOGUES)}")
+        if name in ("deep", "auto"):
+            return _load_deep(required=name == "deep")
         with _cache_lock:
             if name not in _cache:
                 if name == "hipparcos":
@@ -180,16 +195,30 @@ class StarCatalogue:
         if not (0.0 < radius_deg <= 180.0):
             raise ValueError(f"cone radius {radius_deg} deg is outside (0, 180]")
         centre = _unit_vectors(np.array([ra_deg]), np.array([dec_deg]))[0]
-        span = np.abs(epoch_jyear - self.epoch_jyear).max() if len(self) else 0.0
+        lo, hi = self._epoch_range
+        span = max(abs(epoch_jyear - lo), abs(epoch_jyear - hi)) if len(self) else 0.0
         margin = math.radians(self._max_pm_masyr * span / 3.6e6) + 1e-9
-        loose = math.cos(min(math.pi, math.radians(radius_deg) + margin))
-        keep = self._unit @ centre >= loose
+        reach = min(math.pi, math.radians(radius_deg) + margin)
+        loose = math.cos(reach)
+        rows = self._band(dec_deg, math.degrees(reach))
+        keep = self._unit[rows] @ centre >= loose
         if mag_limit is not None:
-            keep &= self.mag <= mag_limit
-        index = np.flatnonzero(keep)
+            keep &= self.mag[rows] <= mag_limit
+        index = rows[keep] if isinstance(rows, np.ndarray) else np.flatnonzero(keep)
         q = self.positions_at(epoch_jyear, index)
         inside = q @ centre >= math.cos(math.radians(radius_deg))
         return index[inside], q[inside]
+
+    def _band(self, dec_deg: float, reach_deg: float):
+        """Rows whose Dec is within ``reach_deg`` of ``dec_deg`` (all rows: a slice)."""
+        if len(self) < BAND_INDEX_MIN_STARS:
+            return slice(None)
+        if self._dec_order is None:
+            order = np.argsort(self.dec_deg, kind="stable")
+            self._dec_sorted = self.dec_deg[order]
+            self._dec_order = order
+        a, b = np.searchsorted(self._dec_sorted, [dec_deg - reach_deg, dec_deg + reach_deg])
+        return np.sort(self._dec_order[a:b])
 
     def cone(
         self,
@@ -199,10 +228,13 @@ class StarCatalogue:
         *,
         epoch_jyear: float = 2026.9,
         mag_limit: float | None = None,
+        fill_to: int | None = None,
     ) -> ConeStars:
         """Stars within ``radius_deg`` of (``ra_deg``, ``dec_deg``) at ``epoch_jyear``.
 
-        Proper motion is applied to the epoch before the radius test.
+        Proper motion is applied to the epoch before the radius test. With ``fill_to``,
+        the deep store's stars (no proper motion for Tycho-2) only fill the cone up to
+        that many stars, brightest first; every packaged star is kept.
 
         Returns
         -------
@@ -218,6 +250,13 @@ class StarCatalogue:
         index, q = self.cone_index(
             ra_deg, dec_deg, radius_deg, epoch_jyear=epoch_jyear, mag_limit=mag_limit
         )
+        if fill_to is not None:
+            store = is_store_star(self.source_id[index])
+            room = max(0, int(fill_to) - int(np.sum(~store)))
+            rows = np.flatnonzero(store)
+            extra = rows[np.argsort(self.mag[index[rows]], kind="stable")[:room]]
+            keep = np.sort(np.concatenate([np.flatnonzero(~store), extra]))
+            index, q = index[keep], q[keep]
         order = np.argsort(self.mag[index], kind="stable")
         q = q[order]
         ra = np.degrees(np.arctan2(q[:, 1], q[:, 0])) % 360.0
@@ -349,6 +388,53 @@ def _rows_of(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     pos = np.clip(np.searchsorted(ids[order], wanted), 0, ids.size - 1)
     found = ids[order][pos] == wanted
     return np.where(found, order[pos], -1)
+
+
+def _load_deep(required: bool) -> StarCatalogue:
+    """``both`` with the deep store's stars; ``both`` itself when there is no store
+    (unless ``required``)."""
+    from aposos.station.stars_store import STORE_ID_BASE, StarStore, default_store_dir
+
+    folder = default_store_dir()
+    store = StarStore.open(folder)
+    if store is None:
+        if required:
+            raise ValueError(
+                f"no deep star store in {folder}: build it with `aposos station stars install` "
+                f"(or import a catalogue with `aposos station stars import FILE`)"
+            )
+        return StarCatalogue.load("both")
+    stamp = (folder / "stars.npy").stat().st_mtime_ns
+    key = ("deep", str(folder.resolve()), stamp)
+    with _cache_lock:
+        if key not in _cache:
+            for old in [k for k in _cache if isinstance(k, tuple)]:
+                del _cache[old]
+            base = _merge(_gaia(), _hip()) if "both" not in _cache else _cache["both"]
+            _cache["both"] = base
+            rows = store.rows
+            ids = -(STORE_ID_BASE + np.arange(rows.size, dtype=np.int64))
+            cat = StarCatalogue(
+                "deep",
+                np.concatenate([base.source_id, ids]),
+                np.concatenate([base.ra_deg, rows["ra"]]),
+                np.concatenate([base.dec_deg, rows["dec"]]),
+                np.concatenate([base.pmra_masyr, rows["pmra"]]),
+                np.concatenate([base.pmdec_masyr, rows["pmdec"]]),
+                np.concatenate([base.epoch_jyear, rows["epoch"]]),
+                np.concatenate([base.mag, rows["mag"]]),
+                complete_mag=base.complete_mag,
+            )
+            cat.store_description = store.describe()
+            _cache[key] = cat
+        return _cache[key]
+
+
+def is_store_star(source_id: np.ndarray) -> np.ndarray:
+    """Whether each row of a ``deep`` catalogue comes from the deep store."""
+    from aposos.station.stars_store import STORE_ID_BASE
+
+    return np.asarray(source_id) <= -STORE_ID_BASE
 
 
 def _merge(gaia: StarCatalogue, hip: StarCatalogue) -> StarCatalogue:

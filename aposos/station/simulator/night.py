@@ -86,6 +86,7 @@ from aposos.station.simulator.sky import (
     airmass,
     cd_matrix,
     offset_pointing,
+    sky_catalogue,
     standard_magnitude,
 )
 from aposos.station.stars import StarCatalogue, jyear_from_jd
@@ -124,7 +125,7 @@ class SkySimulator:
     def __init__(self, config: StationConfig, stars: StarCatalogue, satellites=None, *,
                  seed: int = 0, faint_stars: bool = True):  # fmt: skip
         self.config = config
-        self.stars = stars
+        self.stars = sky_catalogue(stars)  # the deep store's stars too, when installed
         self.satellites = satellites
         self.seed = int(seed)
         self.camera = CameraModel(config)
@@ -143,7 +144,7 @@ class SkySimulator:
             min(config.simulator.seeing_fwhm_arcsec), max(config.simulator.sky_mag_arcsec2),
             config.simulator.exposure_s, 1.0,
         )  # fmt: skip
-        self.faint = FaintStars(stars, deepest + 0.5, self.seed) if faint_stars else None
+        self.faint = FaintStars(self.stars, deepest + 0.5, self.seed) if faint_stars else None
 
     # ------------------------------------------------------------------ photometry
     def sky_e_per_s(self, sky_mag_arcsec2: float, airmass_: float) -> float:
@@ -501,7 +502,7 @@ def write_night(
         "station_file": str(config.path) if config.path else None,
         "seed": seed,
         "mode": mode,
-        "star_catalogue": stars.name,
+        "star_catalogue": sim.stars.name,
         **(sources or {}),
         "conventions": {
             "pixel": "0-based numpy: x column, y row; pixel [0, 0] centred at (0, 0)",

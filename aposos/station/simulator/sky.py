@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aposos.station.stars import StarCatalogue
+from aposos.station.stars import StarCatalogue, is_store_star
 
 __all__ = [
     "TanProjection",
@@ -30,6 +30,7 @@ __all__ = [
     "offset_pointing",
     "standard_magnitude",
     "FaintStars",
+    "sky_catalogue",
 ]
 
 # photons s^-1 cm^-2 from a magnitude-0 star across a broad unfiltered band; from the
@@ -190,6 +191,41 @@ def standard_magnitude(norad_id, orbit_class) -> np.ndarray:
     return lo + (hi - lo) * u
 
 
+# per-axis proper motion given to store stars that have none (Tycho-2 from the index):
+# typical of Tycho-2 stars of V 10-12 (median total motion about 14 mas/yr)
+STORE_PM_SIGMA_MASYR = 12.0
+_sky_cache: dict = {}
+
+
+def sky_catalogue(stars: StarCatalogue) -> StarCatalogue:
+    """The stars a simulated sky shows.
+
+    The packaged ``both`` grows into ``deep`` when the deep star store is installed, so
+    a frame never lacks a star the solver looks for. The store's stars without proper
+    motion (Tycho-2's J2000.0 places) get one drawn for each star (seeded by its row,
+    ``STORE_PM_SIGMA_MASYR`` per axis): the real sky has moved by 2026 while the
+    catalogue the solver reads has not.
+    """
+    if stars.name == "both":
+        stars = StarCatalogue.load("auto")
+    if stars.name != "deep":
+        return stars
+    key = id(stars)
+    if key not in _sky_cache:
+        _sky_cache.clear()
+        still = is_store_star(stars.source_id) & (stars.pmra_masyr == 0) & (stars.pmdec_masyr == 0)
+        rng = np.random.default_rng(20260)
+        pm = rng.normal(0.0, STORE_PM_SIGMA_MASYR, (stars.source_id.size, 2))
+        moved = StarCatalogue(
+            "deep", stars.source_id, stars.ra_deg, stars.dec_deg,
+            np.where(still, pm[:, 0], stars.pmra_masyr), np.where(still, pm[:, 1], stars.pmdec_masyr),
+            stars.epoch_jyear, stars.mag, stars.complete_mag,
+        )  # fmt: skip
+        moved.store_description = getattr(stars, "store_description", "")
+        _sky_cache[key] = (stars, moved)  # the source kept alive: its id stays its own
+    return _sky_cache[key][1]
+
+
 class FaintStars:
     """Stars fainter than the catalogue, fixed on the sky, as a real frame shows them.
 
@@ -199,6 +235,12 @@ class FaintStars:
     own count of complete stars within 3 degrees of the tile (so it follows galactic
     latitude), extended to fainter magnitudes with a broken power law (slope 0.33 to
     magnitude 14, 0.22 beyond).
+
+    With a ``deep`` catalogue (the deep star store's real stars are in it) each tile
+    keeps its drawn count but gives up one synthetic star brighter than the store's
+    faintest star there for each real store star fainter than ``bright_mag``: real
+    stars take the place of drawn ones, and the counts (crowding) stay as drawn where
+    the store is sparser than the model.
     """
 
     COUNT_RADIUS_DEG = 3.0
@@ -256,16 +298,44 @@ class FaintStars:
         cap = (
             2 * math.pi * (1 - math.cos(math.radians(self.COUNT_RADIUS_DEG))) * (180 / math.pi) ** 2
         )
-        density = max(idx.size, 1) / cap  # stars per deg^2 brighter than bright_mag
+        store = is_store_star(self.catalogue.source_id[idx])
+        n_bright = int(np.sum(~store))  # the packaged stars set the density
+        density = max(n_bright, 1) / cap  # stars per deg^2 brighter than bright_mag
         grow = self.relative_counts(self.faint_limit_mag) - 1.0
         rng = np.random.default_rng([self.seed, 7919, band, i])
         n = rng.poisson(density * area * grow)
         mag = self.magnitude_of_counts(1.0 + rng.random(n) * grow)
         ra = rng.uniform(ra_lo, ra_hi, n)
         sin_dec = rng.uniform(math.sin(math.radians(dec_lo)), math.sin(math.radians(dec_hi)), n)
-        tile = (ra, np.degrees(np.arcsin(sin_dec)), mag)
+        dec = np.degrees(np.arcsin(sin_dec))
+        if self.catalogue.name == "deep":
+            keep = self._make_room(rng, mag, ra_lo, ra_hi, dec_lo, dec_hi)
+            ra, dec, mag = ra[keep], dec[keep], mag[keep]
+        tile = (ra, dec, mag)
         self._tiles[key] = tile
         return tile
+
+    def _make_room(self, rng, mag, ra_lo, ra_hi, dec_lo, dec_hi) -> np.ndarray:
+        """Synthetic stars to keep in a tile once its real store stars are in place."""
+        widest = math.cos(math.radians(min(abs(dec_lo), abs(dec_hi))))
+        reach = 0.5 * math.hypot(dec_hi - dec_lo, (ra_hi - ra_lo) * widest) + 0.5
+        idx, _ = self.catalogue.cone_index(
+            (ra_lo + ra_hi) / 2, (dec_lo + dec_hi) / 2, min(reach, 180.0), epoch_jyear=2016.0
+        )
+        cat = self.catalogue
+        ra, dec, m = cat.ra_deg[idx], cat.dec_deg[idx], cat.mag[idx]
+        real = (
+            is_store_star(cat.source_id[idx])
+            & (m > self.bright_mag)
+            & (ra >= ra_lo) & (ra < ra_hi) & (dec >= dec_lo) & (dec < dec_hi)
+        )  # fmt: skip
+        keep = np.ones(mag.size, bool)
+        if not real.any():
+            return keep
+        covered = np.flatnonzero(mag <= float(m[real].max()))
+        k = min(int(real.sum()), covered.size)
+        keep[rng.choice(covered, size=k, replace=False)] = False
+        return keep
 
     def cone(self, ra_deg: float, dec_deg: float, radius_deg: float, mag_limit: float):
         """Synthetic stars (ra_deg, dec_deg, mag) within the cone, brighter than ``mag_limit``."""
