@@ -20,6 +20,7 @@ __all__ = ["Detection", "LinkedTrack", "Motion", "eastward", "link"]
 SEED_FRAMES = 2  # a track's first two members are at most this many frames apart
 LOCAL = 8  # members a motion is fitted to when predicting (see _local_motion)
 SEED_MAG = 2.5  # largest brightness difference (mag) of a seed's two members
+LONE_SNR = 10.0  # S/N a streak needs to stand alone
 LONE_WIDTH = 1.5  # widest a lone streak may be across, in units of the frame's PSF
 
 
@@ -141,7 +142,7 @@ def link(
         if used[i] or d.kind != "streak" or d.radec_a is None or (d.clipped_a and d.clipped_b):
             continue
         length = np.hypot(d.xb - d.xa, d.yb - d.ya)
-        if not (d.snr >= 10.0 and length > max(15.0, 10.0 * d.width_px)):
+        if not (d.snr >= LONE_SNR and length > max(15.0, 10.0 * d.width_px)):
             continue
         if d.width_px > LONE_WIDTH * d.psf_sigma_px:
             continue  # wider than the PSF across: faint stars in a row, not one object
