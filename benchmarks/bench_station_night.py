@@ -36,7 +36,10 @@ Seed sets (say which when quoting figures):
 * ``feb``: seeds 97, 101 with start times between the earlier sets': held out from the
   fifth pass (short bright streaks, streak pairs; Peru seed 47 looked at one by one at
   the ``jan`` start, seed 53 by category), run once with its final code (nights
-  simulated first with ``--simulate-only``, not looked at, then reduced with ``--reuse``).
+  simulated first with ``--simulate-only``, not looked at, then reduced with ``--reuse``;
+  81ade06): recall 637/662 (96 %; sidereal 154/162, rate 79/94 with Peru rate 50/62
+  and Pakistan rate 9/12, stare 404/406), false 1/60 (a Pakistan sidereal tracklet),
+  solved 8+ 155/167 (Pakistan rate 2/14), median 0.03-0.06 px.
 
 Run: ``python benchmarks/bench_station_night.py --set heldout [--minutes 3]``.
 Goals (issue 10): recall >= 95 %, false tracklets <= 2 % of those reported, >= 98 %
