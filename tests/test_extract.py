@@ -191,3 +191,26 @@ def test_empty_and_flat_frames():
     assert len(ext.sources) < 3
     ext = SourceExtractor()(np.full((64, 64), np.nan, np.float32))
     assert len(ext.sources) == 0
+
+
+def test_short_bright_streaks_among_bright_stars(tmp_path):
+    """Short streaks (14-32 px) with an undersampled PSF (1.45 px FWHM, as Peru's
+    camera) among bright stars: the light's own second moments give the streak's
+    length, and a star's is about nil (no bright star becomes a streak). The case the
+    footprint threshold missed is in test_short_streaks.py (the simulator's stars)."""
+    path = tmp_path / "geo.fits"
+    streaks = [(300.0, 300.0, 314.0, 300.0), (700.0, 520.0, 732.0, 520.5),
+               (520.0, 820.0, 534.0, 820.2), (150.0, 700.0, 165.0, 701.0)]  # fmt: skip
+    make_frame(path, zero_point=21.5, fwhm_px=1.45, mag_limit=13.5, faint_stars=400,
+               streaks=[(*s, 2.0e4) for s in streaks], seed=7)  # fmt: skip
+    ext = SourceExtractor(fwhm_px=1.45, saturation=59000)(read_frame(path).data)
+    s = ext.sources
+    for x0, y0, x1, y1 in streaks:
+        i = int(np.argmin(np.hypot(s.fx - (x0 + x1) / 2, s.fy - (y0 + y1) / 2)))
+        assert s.kind[i] == STREAK, (x0, y0)
+        assert s.flux_length[i] == pytest.approx(np.hypot(x1 - x0, y1 - y0), abs=2.0)
+    # bright stars' own light is round: none of them is a streak
+    assert int(np.sum(s.kind == STREAK)) == len(streaks)
+    bright = (s.kind == STAR) & (s.snr > 100)
+    assert bright.sum() >= 10
+    assert np.median(s.flux_length[bright]) < 3.0

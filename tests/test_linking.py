@@ -206,3 +206,21 @@ def test_a_lone_streak_must_be_as_sharp_as_the_psf():
 
     assert len(link([streak(0.8)])) == 1
     assert link([streak(1.2)]) == []
+
+
+def _streak(frame, snr):
+    d = _det(frame, snr, radec_a=(10.0, 0.0), vsig=1e-4)
+    d.kind = "streak"
+    return d
+
+
+def test_two_streaks_are_no_likelier_false_than_one():
+    """Two streaks of one object in two frames: the chain estimate alone never goes
+    below one over the number of frames (a Peru sidereal pair at S/N 1,100 was
+    dropped at 0.1); a track is false only if its strongest streak is."""
+    area = (2048 * 1.3) ** 2
+    snr = np.sort(np.concatenate([np.full(2000, 6.0), [1100.0, 1200.0]]))
+    pair = LinkedTrack([_streak(0, 1200.0), _streak(1, 1100.0)], [True] * 2, 0.005, 1.0)
+    assert false_alarm_probability(pair, snr, 10, area, 2048**2) < 1e-20
+    faint = LinkedTrack([_streak(0, 6.0), _streak(1, 6.0)], [True] * 2, 0.005, 1.0)
+    assert false_alarm_probability(faint, snr, 10, area, 2048**2) > 0.01

@@ -112,8 +112,34 @@ def test_no_pointing_known_compares_detector_pixels():
         d.t_open = t0 + np.timedelta64(6 * k, "s")
         d.t_close = d.t_open + np.timedelta64(2, "s")
         d.radec_a, d.mount_xy = (1.0, 1.0), mount
+        d.pointing_error_xy = None if mount is None else (0.0, 0.0)
         dets.append(d)
     held = _held_points(dets)
     assert not _on_held_pixels(held, 0, 1, 6.0)  # 300 px apart, pointing unknown
     assert _on_held_pixels(held, 0, 2, 12.0)  # same pixels
     assert math.isnan(held[0, 3]) and held[2, 3] == 5.0
+
+
+def test_the_pointing_relative_check_only_when_the_mount_re_pointed():
+    """Two points 300 px apart on the detector at the same place relative to the
+    commanded pointing: one held object when the frames' pointing errors differ by
+    those 300 px (the mount re-pointed), two things when they do not (a Pakistan
+    stare night made a false tracklet of such a pair)."""
+    from aposos.station.detection import Detection
+    from aposos.station.tracklets import _held_points, _on_held_pixels
+
+    t0 = np.datetime64("2020-10-02T17:00:00", "us")
+
+    def pair(error_b):
+        dets = []
+        for k, (x, err) in enumerate([(100.0, (0.0, 0.0)), (400.0, error_b)]):
+            d = Detection(frame=k, kind="point", x=x, y=50.0, sigma_px=0.1, flux=1.0,
+                          snr=50.0, width_px=0.8)  # fmt: skip
+            d.t_open = t0 + np.timedelta64(6 * k, "s")
+            d.t_close = d.t_open + np.timedelta64(2, "s")
+            d.radec_a, d.mount_xy, d.pointing_error_xy = (1.0, 1.0), (7.0, 3.0), err
+            dets.append(d)
+        return _held_points(dets)
+
+    assert _on_held_pixels(pair((300.0, 0.0)), 0, 1, 6.0)
+    assert not _on_held_pixels(pair((0.5, 0.0)), 0, 1, 6.0)

@@ -205,6 +205,10 @@ def classify(ext: Extraction, sigma_k: float, detect_sigma: float = 5.0) -> None
         psf_sigma = _fit_psf_sigma(ext.subtracted, s, ref, sigma_k)
         ext.fwhm_px = 2.3548 * psf_sigma
         long = ~sat & (s.length > _length_threshold(s, sat, ext.fwhm_px))
+        # bright ones by their light's own length: a bright star's footprint reaches
+        # far and ragged (the bright bins' percentiles, a few streaks among them, set
+        # the threshold above a short streak's footprint: Peru lost its GEOs this way)
+        long |= ~sat & (s.snr >= BRIGHT_SNR) & (s.flux_length > max(6.0 * ext.fwhm_px, 12.0))
         s.kind[long] = STREAK
         if ref.sum() >= 5:  # the stars' own sharpness, whatever the sampling
             sh = s.sharpness[ref]
@@ -299,7 +303,10 @@ def _is_plateau(snr, s: SourceTable, i: int) -> bool:
     does not.
     """
     ny, nx = snr.shape
-    half = 0.4 * s.length[i]
+    length = s.length[i]
+    if s.snr[i] >= BRIGHT_SNR and s.flux_length[i] > 0:  # the wings lengthen a footprint
+        length = min(length, s.flux_length[i])
+    half = 0.4 * length
     n = max(int(2 * half), 5)
     t = np.linspace(-half, half, n)
     c, sn = math.cos(s.theta[i]), math.sin(s.theta[i])
@@ -321,6 +328,7 @@ def _is_plateau(snr, s: SourceTable, i: int) -> bool:
     )
 
 
+BRIGHT_SNR = 30.0  # filtered S/N above which a source's flux-weighted moments are clean
 _SNR_BINS = np.array([0.0, 8.0, 12.0, 20.0, 35.0, 60.0, 100.0, 200.0, 500.0, np.inf])
 
 

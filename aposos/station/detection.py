@@ -52,6 +52,9 @@ class Detection:
     # open): standard coordinates in the frame's pixels. A point the mount holds stays
     # put there even when the mount re-points between frames (a fresh pointing error)
     mount_xy: tuple[float, float] | None = None
+    # the frame's solved centre relative to the commanded pointing, in the same units:
+    # where two frames' differ, the mount re-pointed with a new pointing error
+    pointing_error_xy: tuple[float, float] | None = None
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -185,10 +185,11 @@ def _segment_moments(labels, sub, snr, raw, saturation, nlab):  # pragma: no cov
     Columns: 0 npix, 1 flux (sub), 2-3 sum x, y (footprint, unweighted),
     4 sum w, 5-7 w*xx, w*yy, w*xy, 8 peak S/N, 9 peak x, 10 peak y,
     11 x min, 12 x max, 13 y min, 14 y max, 15 saturated pixels,
-    16-17 flux-weighted x, y sums (sub clipped >= 0), 18 their weight.
+    16-17 flux-weighted x, y sums (sub clipped >= 0), 18 their weight,
+    19-21 flux-weighted xx, yy, xy sums.
     """
     ny, nx = labels.shape
-    out = np.zeros((nlab + 1, 19))
+    out = np.zeros((nlab + 1, 22))
     for n in range(nlab + 1):
         out[n, 11] = 1e9
         out[n, 13] = 1e9
@@ -224,6 +225,9 @@ def _segment_moments(labels, sub, snr, raw, saturation, nlab):  # pragma: no cov
             o[16] += sp * j
             o[17] += sp * i
             o[18] += sp
+            o[19] += sp * j * j
+            o[20] += sp * i * i
+            o[21] += sp * i * j
     return out
 
 
@@ -244,6 +248,9 @@ class SourceTable:
     snr: np.ndarray  # peak of the matched-filter S/N
     npix: np.ndarray
     length: np.ndarray  # along the major axis, deconvolved (px); ~0 for points
+    # the same from the light's own second moments (the footprint's wings do not
+    # lengthen it): a bright star's is ~0 however far its footprint reaches
+    flux_length: np.ndarray
     width: np.ndarray  # minor-axis sigma, deconvolved (px)
     theta: np.ndarray  # major-axis angle from +x towards +y (rad)
     sigma: np.ndarray  # adaptive-moment PSF sigma (px), NaN for non-point sources
@@ -388,6 +395,12 @@ class SourceExtractor:
         good = fw > 0
         xc = np.where(good, m[:, 16] / np.where(good, fw, 1), x)
         yc = np.where(good, m[:, 17] / np.where(good, fw, 1), y)
+        fws = np.where(good, fw, 1.0)
+        wxx = np.maximum(m[:, 19] / fws - xc**2, 0.0)
+        wyy = np.maximum(m[:, 20] / fws - yc**2, 0.0)
+        wxy = m[:, 21] / fws - xc * yc
+        wdisc = np.sqrt(np.maximum((wxx - wyy) ** 2 / 4 + wxy**2, 0.0))
+        flux_length = np.where(good, np.sqrt(12.0 * 2.0 * wdisc), 0.0)
         n = idx.size
         return SourceTable(
             x=xc,
@@ -400,6 +413,7 @@ class SourceExtractor:
             snr=m[:, 8],
             npix=m[:, 0].astype(np.int64),
             length=length,
+            flux_length=flux_length,
             width=width,
             theta=theta,
             sigma=np.full(n, np.nan),

@@ -16,7 +16,7 @@ import numpy as np
 from aposos.model import Tracklet
 from aposos.station.identity import assign_uuids
 from aposos.station.pixelfixed import flag_pixel_fixed
-from aposos.station.tracklets import link
+from aposos.station.tracklets import LONE_SNR, link
 
 __all__ = ["FAP_MAX", "false_alarm_probability", "link_frames"]
 
@@ -93,7 +93,8 @@ def false_alarm_probability(
     the fitted motion (probability ``m * pi * g**2 / area``, ``g`` the gate that the
     track's own residuals justify), and a member with its own measured velocity must
     also agree in velocity (one chance in five, conservatively). A lone streak is a
-    false alarm when noise makes one: a Gaussian tail at its S/N over the frame's pixels.
+    false alarm when noise makes one: a Gaussian tail at its S/N over the frame's pixels;
+    a track with streaks is no likelier to be false than its strongest streak alone.
     """
     from scipy.special import log_ndtr
 
@@ -111,6 +112,12 @@ def false_alarm_probability(
     )  # fmt: skip
     log_fap = math.log(n_frames * m * m) + (n - 2) * math.log(max(p, 1e-300))
     log_fap += with_velocity * math.log(0.2)
+    # a track is false only if all its members are: no likelier than its strongest
+    # streak (two streaks in two frames would otherwise never pass, m >= 1 / n_frames)
+    # (at the S/N a lone streak needs: fainter ones may be artefacts, not noise)
+    streak_snr = [d.snr for d in members if d.kind == "streak" and d.radec_a is not None]
+    if streak_snr and max(streak_snr) >= LONE_SNR:
+        log_fap = min(log_fap, math.log(pixels) + float(log_ndtr(-max(streak_snr))))
     return float(min(1.0, math.exp(min(log_fap, 0.0))))
 
 

@@ -429,11 +429,16 @@ class Reducer:
         pointing = report.info.get("pointing_deg")
         if pointing is not None and _separation(pointing, report.centre_deg) > 5.0:
             pointing = None  # not this frame's pointing
+        error_xy = None
+        if pointing is not None:
+            xi, eta, _ = tan_project(*report.centre_deg, *pointing)
+            error_xy = (float(xi) * 3600.0 / p["scale"], float(eta) * 3600.0 / p["scale"])
         for d in report.detections:
             self._place(d, sol.model, wcs_sigma=wcs_sigma, **p)
             if pointing is not None:
                 xi, eta, _ = tan_project(*d.radec_mid, *pointing)
                 d.mount_xy = (float(xi) * 3600.0 / p["scale"], float(eta) * 3600.0 / p["scale"])
+                d.pointing_error_xy = error_xy
 
     def _place(
         self, d, model, *, trail, t_open, t_close, zp, scale, wcs_sigma, trailed, psf_sigma,

@@ -20,6 +20,7 @@ __all__ = ["Detection", "LinkedTrack", "Motion", "eastward", "link"]
 SEED_FRAMES = 2  # a track's first two members are at most this many frames apart
 LOCAL = 8  # members a motion is fitted to when predicting (see _local_motion)
 SEED_MAG = 2.5  # largest brightness difference (mag) of a seed's two members
+LONE_SNR = 10.0  # S/N a streak needs to stand alone
 LONE_WIDTH = 1.5  # widest a lone streak may be across, in units of the frame's PSF
 
 
@@ -141,7 +142,7 @@ def link(
         if used[i] or d.kind != "streak" or d.radec_a is None or (d.clipped_a and d.clipped_b):
             continue
         length = np.hypot(d.xb - d.xa, d.yb - d.ya)
-        if not (d.snr >= 10.0 and length > max(15.0, 10.0 * d.width_px)):
+        if not (d.snr >= LONE_SNR and length > max(15.0, 10.0 * d.width_px)):
             continue
         if d.width_px > LONE_WIDTH * d.psf_sigma_px:
             continue  # wider than the PSF across: faint stars in a row, not one object
@@ -157,31 +158,36 @@ def link(
 
 
 def _held_points(dets) -> np.ndarray:
-    """Per detection: (x, y, drift bound px/s, x', y') of a point in a frame of trailed
-    stars, NaN otherwise. Such a point moved with the mount: no more than its
+    """Per detection: (x, y, drift bound px/s, x', y', ex, ey) of a point in a frame of
+    trailed stars, NaN otherwise. Such a point moved with the mount: no more than its
     ``drift_px`` (about its PSF width) in the exposure, so on the detector it drifts at
     most that fast from frame to frame (whatever the mount's own changes of rate, which
     the sky positions must model). ``x', y'`` are its offset on the sky from the
     commanded pointing, in pixels (NaN when unknown): a mount that re-points between
-    frames moves the point on the detector by its new pointing error, but not there."""
-    out = np.full((len(dets), 5), np.nan)
+    frames moves the point on the detector by its new pointing error (``ex, ey``, the
+    frame's solved centre from the commanded pointing), but not there."""
+    out = np.full((len(dets), 7), np.nan)
     for i, d in enumerate(dets):
         if d.kind == "point" and d.radec_a is not None and d.exptime_s > 0:
             out[i, :3] = d.x, d.y, d.drift_px / d.exptime_s
-            if d.mount_xy is not None:
-                out[i, 3:] = d.mount_xy
+            if d.mount_xy is not None and d.pointing_error_xy is not None:
+                out[i, 3:5] = d.mount_xy
+                out[i, 5:] = d.pointing_error_xy
     return out
 
 
 def _on_held_pixels(held, a, b, dt) -> np.ndarray:
     """Whether held points ``a`` and ``b`` (indices) ``dt`` seconds apart are near
-    enough on the detector, as they are or relative to the commanded pointing (True
-    where either is not a held point)."""
+    enough on the detector, or, when the frames' pointing errors differ (the mount
+    re-pointed), relative to the commanded pointing (True where either is not a held
+    point)."""
     ha, hb = held[a], held[b]
     bound = np.fmax(ha[..., 2], hb[..., 2]) * np.abs(dt) + 3.0
     dist = np.hypot(ha[..., 0] - hb[..., 0], ha[..., 1] - hb[..., 1])
     moved = np.hypot(ha[..., 3] - hb[..., 3], ha[..., 4] - hb[..., 4])
-    return ~(dist > bound) | (moved <= bound)  # NaN (not held) compares False: kept
+    repointed = np.hypot(ha[..., 5] - hb[..., 5], ha[..., 6] - hb[..., 6]) > 3.0
+    # NaN (not held, or no pointing) compares False: kept, or not re-pointed
+    return ~(dist > bound) | (repointed & (moved <= bound))
 
 
 def _steady_on_pixels(held, t, tol_px: float = 2.0) -> bool:
@@ -197,7 +203,11 @@ def _steady_on_pixels(held, t, tol_px: float = 2.0) -> bool:
         return True
     tt = t[ok] - t[ok].mean()
     deg = 1 if ok.sum() < 5 else 2
-    for xy in (held[ok, :2], held[ok, 3:]):
+    frames = [held[ok, :2]]
+    err = held[ok, 5:]
+    if np.isfinite(err).all() and np.hypot(*(err - err[0]).T).max() > 3.0:
+        frames.append(held[ok, 3:5])  # the mount re-pointed within the track
+    for xy in frames:
         if not np.isfinite(xy).all():
             continue
         resid = [xy[:, k] - np.polyval(np.polyfit(tt, xy[:, k], deg), tt) for k in (0, 1)]
