@@ -348,10 +348,11 @@ class SGP4Correlator:
         before = eph.block(b - 1) if (t0 + tau).min() - reach < 0 else stand_in
         after = eph.block(b + 1) if (t0 + tau).max() + reach >= n * eph.step_s else stand_in
         blocks = (before, eph.block(b), after)
-        return rank_scores(
+        tau, _, score = rank_scores(
             blocks, eph.step_s, obj, t0, tau, site[trk], u[trk], sigma[trk],
             self._rank_priors(g, b),
         )  # fmt: skip
+        return tau, score
 
     def _rank_priors(self, g: int, b: int) -> np.ndarray:
         """:func:`aposos.correlate.rank.block_priors` of a group's objects at the middle

@@ -88,7 +88,7 @@ def _state(blocks, j, t_s, h, n):
 
 
 @parallel_kernel
-def _rank_kernel(blocks, h, n, obj, t0, tau, site, u, sigma, priors, tau_out, score_out):
+def _rank_kernel(blocks, h, n, obj, t0, tau, site, u, sigma, priors, tau_out, miss_out, score_out):
     for i in prange(obj.size):
         j = obj[i]
         ux, uy, uz = u[i, 0], u[i, 1], u[i, 2]
@@ -110,6 +110,7 @@ def _rank_kernel(blocks, h, n, obj, t0, tau, site, u, sigma, priors, tau_out, sc
                 break
             ta += min(max(step, -MAX_STEP_S), MAX_STEP_S)
         tau_out[i] = ta
+        miss_out[i] = miss
         sigma_meas = sigma[i] * max(rho, 0.0)
         best = np.inf
         if math.isfinite(miss):
@@ -142,17 +143,19 @@ def rank_scores(blocks, step_s, obj, t0_s, tau_s, site_km, u, sigma_rad, priors)
 
     Returns
     -------
-    tau : ``(n_pairs,)`` refined offsets (s); score : ``(n_pairs,)`` ``-2 ln`` likelihood
-    up to a constant, lower is likelier (``inf``: no valid look).
+    tau : ``(n_pairs,)`` refined offsets (s); miss : ``(n_pairs,)`` distance of the
+    object's track from the line of sight there (km); score : ``(n_pairs,)`` ``-2 ln``
+    likelihood up to a constant, lower is likelier (``inf``: no valid look).
     """
     n = blocks[1].shape[0] - 1
     tau = np.empty(obj.size)
+    miss = np.empty(obj.size)
     score = np.empty(obj.size)
     _rank_kernel(
         tuple(np.ascontiguousarray(b, dtype=np.float32) for b in blocks), float(step_s), n,
         np.ascontiguousarray(obj, dtype=np.int64), np.ascontiguousarray(t0_s, dtype=np.float64),
         np.ascontiguousarray(tau_s, dtype=np.float64), np.ascontiguousarray(site_km, np.float64),
         np.ascontiguousarray(u, dtype=np.float64), np.ascontiguousarray(sigma_rad, np.float64),
-        np.ascontiguousarray(priors, dtype=np.float64), tau, score,
+        np.ascontiguousarray(priors, dtype=np.float64), tau, miss, score,
     )  # fmt: skip
-    return tau, score
+    return tau, miss, score
