@@ -14,6 +14,10 @@ Steps (see ``shared/ARCHITECTURE.md``):
 2. Coarse gate (:mod:`aposos.correlate.gate`) at each tracklet's middle
    observation: every object, sliding along its track by the time its element set may
    be off.
+   Rank (:mod:`aposos.correlate.rank`): far along the track the straight line lets many
+   objects pass; each passing object is looked at on its curved track (the cube, two
+   Newton steps on the offset) and scored under the error mixture; the ``N_FIT`` likeliest
+   of each tracklet go on.
 3. Fine fit (:mod:`aposos.correlate.fit`): exact SGP4 at every observation time,
    a fitted time offset (along track) and small position offsets (a tilt of the orbit
    plane, a radial shift), residuals, marginal chi-square.
