@@ -20,6 +20,8 @@ from aposos.correlate.rank import MAX_STEP_S, SIGMA_FLOOR_KM, block_priors, rank
 from aposos.orbit.catalogue import Catalogue
 from aposos.orbit.ephemeris import HermiteEphemeris
 
+pytestmark = pytest.mark.kernel  # also run with NUMBA_DISABLE_JIT=1 by make test
+
 SNAPSHOT = Path(__file__).parent / "data" / "shared" / "catalogues"
 SNAPSHOT = SNAPSHOT / "celestrak-active-2020-10-02.3le"
 one_km = 1.0
