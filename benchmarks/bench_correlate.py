@@ -15,11 +15,18 @@ object at every observation time, numpy topocentric directions (TEME -> GCRS mat
 station positions from erfa), nearest match by mean angular distance. Its cost is linear
 in the number of tracklets, so it is timed on ``--brute`` tracklets and scaled.
 
+With ``--catalogue FILE`` a real snapshot replaces the replicated one (TLE or 3LE, read
+xz/gzip-compressed as it is, e.g. the 2026 CelesTrak series in ``shared/data/catalogues``:
+about 15,000 objects, Starlink and OneWeb trains, GEO clusters), and the night is the UTC
+day of its median element-set epoch.
+
 Ours: :class:`aposos.correlate.correlator.SGP4Correlator` on all tracklets, cold (empty cube
 folder: the cube is built and written to zarr) and warm (blocks already in zarr, new
 correlator), and ``correlate_one`` latency with the cube in memory.
 
     .venv/bin/python benchmarks/bench_correlate.py [--tracklets N] [--objects M] [--brute K]
+    .venv/bin/python benchmarks/bench_correlate.py \\
+        --catalogue tests/data/shared/catalogues/celestrak-active-2026-03-18.3le.xz
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from sgp4.api import Satrec, SatrecArray
@@ -43,7 +51,7 @@ from aposos.model import (  # noqa: E402
     jd_fr_to_datetime64,
 )
 from aposos.orbit import frames  # noqa: E402
-from aposos.orbit.catalogue import Catalogue  # noqa: E402
+from aposos.orbit.catalogue import Catalogue, read_maybe_compressed  # noqa: E402
 
 NIGHT_JD = 2459125.5  # 2020-10-03 00:00 UTC
 STATIONS = {
@@ -56,20 +64,21 @@ SPAN_S = {"LEO": (10.0, 60.0), "MEO": (120.0, 360.0), "GEO": (240.0, 720.0)}
 ARCSEC_DEG = 1.0 / 3600.0
 
 
-def make_tracklets(cat: Catalogue, n_tracklets: int, seed: int = 7):
-    """Tracklets of visible objects over the night, and the true NORAD ids."""
+def make_tracklets(cat: Catalogue, n_tracklets: int, seed: int = 7, night_jd: float = NIGHT_JD):
+    """Tracklets of visible objects over the night starting at UTC ``night_jd`` (0 h), and
+    the true NORAD ids."""
     rng = np.random.default_rng(seed)
     per_station = -(-n_tracklets // len(STATIONS))
     epochs_per_station = max(1, per_station // 12)
     tracklets, truth = [], []
     for code, site in STATIONS.items():
-        minutes = NIGHT_JD + np.arange(0, 1440, 5) / 1440.0
-        jd_m = np.full(minutes.size, NIGHT_JD)
-        fr_m = minutes - NIGHT_JD
+        minutes = night_jd + np.arange(0, 1440, 5) / 1440.0
+        jd_m = np.full(minutes.size, night_jd)
+        fr_m = minutes - night_jd
         dark = frames.station_dark(site, jd_m, fr_m, sun_altitude_deg=-12.0)
         starts = np.sort(rng.choice(fr_m[dark], epochs_per_station, replace=True))
         starts = starts + rng.uniform(0, 300, starts.size) / 86400.0
-        jd0 = np.full(starts.size, NIGHT_JD)
+        jd0 = np.full(starts.size, night_jd)
         _, r, _ = cat.propagate(jd0, starts)
         _, el, _ = frames.azel_from_teme(r, jd0, starts, site)
         quota = per_station // epochs_per_station + 1
@@ -83,7 +92,7 @@ def make_tracklets(cat: Catalogue, n_tracklets: int, seed: int = 7):
                 objs = rng.choice(pool, take, replace=False)
                 span = rng.uniform(*SPAN_S[cls])
                 fr = fr0 + np.linspace(0.0, span, 5) / 86400.0
-                jd = np.full(5, NIGHT_JD)
+                jd = np.full(5, night_jd)
                 ra, dec, _ = cat.subset(objs).radec(site, jd, fr)
                 utc = jd_fr_to_datetime64(jd, fr)
                 for k, obj in enumerate(objs):
@@ -95,6 +104,20 @@ def make_tracklets(cat: Catalogue, n_tracklets: int, seed: int = 7):
                     truth.append(int(cat.norad_id[obj]))
     order = rng.permutation(len(tracklets))[:n_tracklets]
     return [tracklets[i] for i in order], [truth[i] for i in order]
+
+
+def real_snapshot(path: str):
+    """3-line records of a real snapshot (those the catalogue reads, in its order), the
+    catalogue, and the UTC day (JD at 0 h) of its median epoch."""
+    text = read_maybe_compressed(Path(path)).decode("ascii", errors="replace")
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    cat = Catalogue.from_tle(lines)
+    by_id = {}
+    for name, l1, l2 in zip(lines[0::3], lines[1::3], lines[2::3], strict=True):
+        by_id[Satrec.twoline2rv(l1, l2).satnum] = [name, l1, l2]
+    kept = [line for n in cat.norad_id for line in by_id[int(n)]]
+    epoch = np.median(np.asarray(cat.epoch_jd) + np.asarray(cat.epoch_fr))
+    return kept, cat, float(np.floor(epoch - 0.5) + 0.5)
 
 
 class BruteForce:
@@ -126,14 +149,19 @@ def main(argv=None):
     ap.add_argument("--objects", type=int, default=25_000)
     ap.add_argument("--brute", type=int, default=60, help="tracklets timed with brute force")
     ap.add_argument("--latency", type=int, default=300, help="tracklets timed one by one")
+    ap.add_argument("--catalogue", help="a real TLE/3LE snapshot (may be xz-compressed)")
     args = ap.parse_args(argv)
 
-    lines = realistic_tle_lines(args.objects)
-    cat = Catalogue.from_tle(lines)
+    if args.catalogue:
+        lines, cat, night_jd = real_snapshot(args.catalogue)
+        source = os.path.basename(args.catalogue)
+    else:
+        lines = realistic_tle_lines(args.objects)
+        cat, night_jd, source = Catalogue.from_tle(lines), NIGHT_JD, "replicated 2020-10-02"
     classes = {c: int((cat.orbit_class == c).sum()) for c in ("LEO", "MEO", "GEO", "HEO")}
-    print(f"catalogue: {len(cat)} objects {classes}")
+    print(f"catalogue ({source}): {len(cat)} objects {classes}")
     t0 = time.perf_counter()
-    tracklets, truth = make_tracklets(cat, args.tracklets)
+    tracklets, truth = make_tracklets(cat, args.tracklets, night_jd=night_jd)
     mix = {c: sum(cat.orbit_class[cat.index_of(n)] == c for n in truth) for c in CLASS_MIX}
     print(f"tracklets: {len(tracklets)} {mix} made in {time.perf_counter() - t0:.1f} s")
 

@@ -14,6 +14,10 @@ Steps (see ``shared/ARCHITECTURE.md``):
 2. Coarse gate (:mod:`aposos.correlate.gate`) at each tracklet's middle
    observation: every object, sliding along its track by the time its element set may
    be off.
+   Rank (:mod:`aposos.correlate.rank`): far along the track the straight line lets many
+   objects pass; each passing object is looked at on its curved track (the cube, two
+   Newton steps on the offset) and scored under the error mixture; the ``N_FIT`` likeliest
+   of each tracklet go on.
 3. Fine fit (:mod:`aposos.correlate.fit`): exact SGP4 at every observation time,
    a fitted time offset (along track) and small position offsets (a tilt of the orbit
    plane, a radial shift), residuals, marginal chi-square.
@@ -44,6 +48,7 @@ from aposos.correlate.decide import chi2_sf_even, decide, score_pairs
 from aposos.correlate.fit import ObservationBatch, evaluate_priors, fit_pairs
 from aposos.correlate.gate import gate_block
 from aposos.correlate.model import ARCSEC, ErrorModel
+from aposos.correlate.rank import MAX_STEP_S, block_priors, rank_scores
 from aposos.correlate.sites import resolve_site
 from aposos.model import Candidate, Correlation, Tracklet
 from aposos.orbit.ephemeris import HermiteEphemeris, hermite_weights
@@ -54,8 +59,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STEPS_S = {"LEO": 180, "HEO": 120, "MEO": 300, "GEO": 600}
 N_CANDIDATES = 5
-# the gate passes at most GATE_PASS_CAP objects per tracklet and orbit-class group; an
-# exact SGP4 look at each ranks them and the best N_FIT go on to the fine fit
+# the gate passes at most GATE_PASS_CAP objects per tracklet and orbit-class group; a
+# look along each one's track on the cube ranks them and the best N_FIT go on to the fit
 GATE_PASS_CAP = 1024
 N_FIT = 64
 GATE_MARGIN_S = 0.2  # light time (GEO 0.13 s) and interpolation
@@ -130,6 +135,7 @@ class SGP4Correlator:
             by_step.setdefault(step, []).append(np.flatnonzero(classes == name))
         self._priors = self.error_model.table(catalogue, previous_catalogue)
         self._allowance_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+        self._rank_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._groups: list[tuple[np.ndarray, HermiteEphemeris]] = []
         for step in sorted(by_step):
             index = np.sort(np.concatenate(by_step[step]))
@@ -292,12 +298,14 @@ class SGP4Correlator:
         return self._allowance_cache[key]
 
     def _gate(self, batch: ObservationBatch):
-        """Candidates of every tracklet: (tracklet, catalogue index, tau0) arrays."""
+        """Candidates of every tracklet: (tracklet, catalogue index, tau0) arrays, the
+        ``N_FIT`` likeliest of each (:mod:`aposos.correlate.rank`)."""
         rows = batch.reference_rows()
         jd, fr = batch.jd[rows], batch.fr[rows]
         site_teme, u_teme = batch.reference_teme()
-        theta = self.error_model.gate_sigma * batch.sigma_rad[rows] + GATE_MARGIN_ARCSEC * ARCSEC
-        pair_trk, pair_obj, pair_tau = [], [], []
+        sigma = batch.sigma_rad[rows]
+        theta = self.error_model.gate_sigma * sigma + GATE_MARGIN_ARCSEC * ARCSEC
+        pair_trk, pair_obj, pair_tau, pair_score = [], [], [], []
         for g, (index, eph) in enumerate(self._groups):
             block, k, s = eph.locate(jd, fr)
             w = hermite_weights(s)
@@ -309,64 +317,58 @@ class SGP4Correlator:
                     u_teme[members], tau_mid, tau_max, cross, theta[members],
                     cap=GATE_PASS_CAP,
                 )  # fmt: skip
-                for t, (obj, tau) in zip(members, found, strict=True):
-                    pair_trk.append(np.full(obj.size, t, dtype=np.int64))
-                    pair_obj.append(index[obj])
-                    pair_tau.append(tau)
+                counts = np.array([obj.size for obj, _ in found], dtype=np.int64)
+                if counts.sum() == 0:
+                    continue
+                trk = np.repeat(members, counts)
+                obj = np.concatenate([obj for obj, _ in found])
+                tau, score = self._rank_block(g, int(b), batch, trk, obj, jd, fr, site_teme,
+                                              u_teme, sigma, found)  # fmt: skip
+                pair_trk.append(trk)
+                pair_obj.append(index[obj])
+                pair_tau.append(tau)
+                pair_score.append(score)
         if not pair_trk:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        return self._rank(
-            batch, np.concatenate(pair_trk), np.concatenate(pair_obj), np.concatenate(pair_tau)
-        )
-
-    def _rank(self, batch, pair_trk, pair_obj, tau):
-        """Keep the ``N_FIT`` likeliest gate candidates of each tracklet.
-
-        The gate's straight-line track needs a bend allowance that grows with the
-        along-track offset squared, so far along the track every object passes. Here
-        each candidate is put by SGP4 at the reference time plus its offset (one Newton
-        step on the offset, then again), and scored by its negative log-likelihood under
-        the best mixture component: offset along track against the component's time
-        sigma, miss distance across the line of sight against its cross-track sigma
-        plus the measurement's.
-        """
-        from aposos.orbit.propagation import propagate_packed
-
-        rows = batch.reference_rows()[pair_trk]
-        jd, fr = batch.jd[rows], batch.fr[rows]
-        site, u = batch.reference_teme()
-        site, u = site[pair_trk], u[pair_trk]
-        params = self.catalogue.params[pair_obj]
-        tau = tau.astype(np.float64).copy()
-        miss = np.full(tau.size, np.inf)
-        for _ in range(2):
-            e, r, v = propagate_packed(params, jd[:, None], (fr + tau / 86400.0)[:, None])
-            r, v = r[:, 0], v[:, 0]
-            d = r - site
-            pd = d - np.einsum("ij,ij->i", d, u)[:, None] * u
-            pv = v - np.einsum("ij,ij->i", v, u)[:, None] * u
-            step = -np.einsum("ij,ij->i", pd, pv) / np.maximum(np.einsum("ij,ij->i", pv, pv), 1e-12)
-            miss = np.linalg.norm(pd + step[:, None] * pv, axis=1)
-            rho = np.einsum("ij,ij->i", d, u)
-            tau = tau + np.clip(step, -120.0, 120.0)
-            bad = (e[:, 0] != 0) | ~np.isfinite(miss)
-            miss[bad] = np.inf
-        table = self._priors
-        weights, _ = table.weights(jd, fr, pair_obj)
-        sigma_meas = batch.sigma_rad[rows] * np.maximum(rho, 0.0)
-        score = np.full(tau.size, np.inf)
-        for k in range(table.n_components):
-            p = table.priors(jd, fr, pair_obj, k)
-            sx = np.hypot(np.hypot(p[:, 2], p[:, 3]), sigma_meas) + 0.05
-            nll = ((tau - p[:, 0]) / p[:, 1]) ** 2 + (miss / sx) ** 2
-            nll += 2.0 * np.log(p[:, 1] * sx) - 2.0 * np.log(np.maximum(weights[:, k], 1e-300))
-            score = np.minimum(score, np.where(weights[:, k] > 0, nll, np.inf))
+        pair_trk, pair_obj = np.concatenate(pair_trk), np.concatenate(pair_obj)
+        tau, score = np.concatenate(pair_tau), np.concatenate(pair_score)
         order = np.lexsort((score, pair_trk))
         pair_trk, pair_obj, tau, score = pair_trk[order], pair_obj[order], tau[order], score[order]
         starts = np.searchsorted(pair_trk, np.arange(batch.n_tracklets))
         rank = np.arange(pair_trk.size) - starts[pair_trk]
         keep = (rank < N_FIT) & np.isfinite(score)
         return pair_trk[keep], pair_obj[keep], tau[keep]
+
+    def _rank_block(self, g, b, batch, trk, obj, jd, fr, site, u, sigma, found):
+        """Refined offsets and likelihood scores of one block's gate pairs
+        (:func:`aposos.correlate.rank.rank_scores`), on the cube around the block."""
+        _, eph = self._groups[g]
+        tau = np.concatenate([t for _, t in found])
+        start_jd, start_fr = eph.sample_times(b * eph.samples_per_block, 1)
+        t0 = ((jd[trk] - start_jd[0]) + (fr[trk] - start_fr[0])) * 86400.0
+        reach = 2 * MAX_STEP_S + 1.0
+        n = eph.samples_per_block
+        stand_in = np.zeros((1, 6, 0), dtype=np.float32)
+        before = eph.block(b - 1) if (t0 + tau).min() - reach < 0 else stand_in
+        after = eph.block(b + 1) if (t0 + tau).max() + reach >= n * eph.step_s else stand_in
+        blocks = (before, eph.block(b), after)
+        tau, _, score = rank_scores(
+            blocks, eph.step_s, obj, t0, tau, site[trk], u[trk], sigma[trk],
+            self._rank_priors(g, b),
+        )  # fmt: skip
+        return tau, score
+
+    def _rank_priors(self, g: int, b: int) -> np.ndarray:
+        """:func:`aposos.correlate.rank.block_priors` of a group's objects at the middle
+        of cube block ``b`` (cached like the allowances)."""
+        key = (g, b)
+        if key not in self._rank_prior_cache:
+            index, eph = self._groups[g]
+            jd, fr = eph.sample_times(b * eph.samples_per_block + eph.samples_per_block // 2, 1)
+            if len(self._rank_prior_cache) > 256:
+                self._rank_prior_cache.clear()
+            self._rank_prior_cache[key] = block_priors(self._priors, jd[0], fr[0], index)
+        return self._rank_prior_cache[key]
 
     def _correlate_valid(self, tracklets, sites) -> list[Correlation]:
         with _numba_threads(1 if len(tracklets) < SMALL_BATCH else None):
