@@ -179,3 +179,13 @@ def make_frame(
             h[k] = v
     fits.PrimaryHDU(adu, h).writeto(path, overwrite=True)
     return SynthTruth(w, np.stack([sx, sy], 1), smag, list(streaks), list(points))
+
+
+def frame_stars(path):
+    """A synthetic frame read back and its star-like sources (stars and saturated stars)."""
+    from aposos.station.extract import SATURATED, STAR, SourceExtractor
+    from aposos.station.fitsframe import read_frame
+
+    frame = read_frame(path)
+    s = SourceExtractor(fwhm_px=2.8, saturation=59000)(frame.data).sources
+    return frame, s.subset((s.kind == STAR) | (s.kind == SATURATED))

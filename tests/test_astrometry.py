@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.wcs import WCS
-from station_synth import make_frame, truth_wcs
+from station_synth import frame_stars, make_frame, truth_wcs
 
 from aposos.station.astrometry import (
     PlateSolver,
@@ -15,8 +15,6 @@ from aposos.station.astrometry import (
     tan_deproject,
     tan_project,
 )
-from aposos.station.extract import SATURATED, STAR, SourceExtractor
-from aposos.station.fitsframe import read_frame
 from aposos.station.stars import StarCatalogue
 
 one_arcsec = 1 / 3600
@@ -59,14 +57,6 @@ def test_model_equals_its_astropy_wcs():
     np.testing.assert_allclose(y, gy.ravel(), atol=1e-6)
 
 
-def _stars(path):
-    frame = read_frame(path)
-    ext = SourceExtractor(fwhm_px=2.8, saturation=59000)(frame.data)
-    s = ext.sources
-    keep = (s.kind == STAR) | (s.kind == SATURATED)
-    return frame, s.subset(keep)
-
-
 def _solve(solver, frame, s, **kw):
     return solver(
         s.x, s.y, s.flux, shape=frame.shape, scale_arcsec=frame.pixel_scale_arcsec(),
@@ -95,7 +85,7 @@ def test_solve_against_truth(tmp_path, catalogue, rotation, parity, error):
         faint_stars=200,
         seed=3,
     )
-    frame, s = _stars(path)
+    frame, s = frame_stars(path)
     sol = _solve(PlateSolver(catalogue), frame, s, pointing_deg=frame.pointing_deg)
     assert sol.solved, sol.reason
     assert sol.n_matched >= 15
@@ -110,7 +100,7 @@ def test_solve_against_truth(tmp_path, catalogue, rotation, parity, error):
 def test_prior_and_failures(tmp_path, catalogue):
     path = tmp_path / "f.fits"
     make_frame(path, zero_point=19.5, faint_stars=100, seed=4)
-    frame, s = _stars(path)
+    frame, s = frame_stars(path)
     solver = PlateSolver(catalogue)
     args = dict(shape=frame.shape, scale_arcsec=frame.pixel_scale_arcsec(), epoch_jyear=2026.9)
     first = solver(s.x, s.y, s.flux, pointing_deg=frame.pointing_deg, **args)
@@ -137,7 +127,7 @@ def test_shared_radial_distortion(tmp_path, catalogue):
     for i, (ra, dec) in enumerate([(83.8, -5.4), (84.6, -4.9), (83.2, -6.0)]):
         path = tmp_path / f"k{i}.fits"
         make_frame(path, ra=ra, dec=dec, zero_point=19.5, k_radial=k_true, seed=10 + i)
-        frame, s = _stars(path)
+        frame, s = frame_stars(path)
         sol = PlateSolver(catalogue, radial_min_stars=1000)(  # never fit k per frame
             s.x, s.y, s.flux, shape=frame.shape, pointing_deg=frame.pointing_deg,
             scale_arcsec=frame.pixel_scale_arcsec(), epoch_jyear=2026.9,

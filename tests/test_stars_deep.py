@@ -9,11 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-from station_synth import make_frame
+from station_synth import frame_stars, make_frame
 
 from aposos.station.astrometry import PlateSolver
-from aposos.station.extract import SATURATED, STAR, SourceExtractor
-from aposos.station.fitsframe import read_frame
 from aposos.station.stars import StarCatalogue, is_store_star
 from aposos.station.stars_store import STORE_ENV, VT_MINUS_G, StarStore, build_tycho2
 from aposos.station.stars_tycho2 import DEBIAN_PACKAGE, find_index, read_index
@@ -109,14 +107,6 @@ def test_store_is_deeper_and_consistent(deep_store):
     assert set(band_idx) <= set(full_idx) and len(band_idx) >= len(full_idx) - 5  # pm margin
 
 
-def _stars(path):
-    frame = read_frame(path)
-    ext = SourceExtractor(fwhm_px=2.8, saturation=59000)(frame.data)
-    s = ext.sources
-    keep = (s.kind == STAR) | (s.kind == SATURATED)
-    return frame, s.subset(keep)
-
-
 def test_small_field_solves_only_with_the_deep_store(tmp_path, deep_store):
     """A 0.4-degree frame (480 px of 3 arcsec) whose sky holds the Tycho-2 stars: the
     packaged catalogue has too few stars there, the deep store solves it."""
@@ -126,7 +116,7 @@ def test_small_field_solves_only_with_the_deep_store(tmp_path, deep_store):
         pointing_error=(0.15, -0.1), zero_point=20.5, mag_limit=14.0, catalogue="deep",
         faint_stars=60, seed=5,
     )  # fmt: skip
-    frame, s = _stars(path)
+    frame, s = frame_stars(path)
     args = dict(
         shape=frame.shape, scale_arcsec=frame.pixel_scale_arcsec(), epoch_jyear=2026.9,
         pointing_deg=frame.pointing_deg, saturated=s.nsat > 0,

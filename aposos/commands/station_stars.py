@@ -10,6 +10,7 @@ The store lives in $APOSOS_STAR_STORE (default ~/.local/share/aposos/stars, or
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -135,7 +136,7 @@ def register(sub) -> None:
         "stars",
         help="the deep reference-star store (install Tycho-2, import a catalogue)",
         description=__doc__,
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verbs = parser.add_subparsers(dest="stars_command", metavar="ACTION")
 
@@ -187,7 +188,11 @@ def register(sub) -> None:
     imp.set_defaults(func=cmd_import)
 
     info = verbs.add_parser(
-        "info", help="what the store holds", description="What the store holds."
+        "info",
+        help="what the store holds",
+        description="What the store holds: its stars by source, magnitude range and epoch.",
+        epilog="example:\n  aposos station stars info --store /data/stars\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(info)
     info.set_defaults(func=cmd_info)
