@@ -121,7 +121,7 @@ class StarCatalogue:
         ).copy()
         self.mag = np.asarray(mag, dtype=np.float32)
         self.complete_mag = float(complete_mag)
-        self._unit = _unit_vectors(self.ra_deg, self.dec_deg)
+        self._unit = unit_vectors(self.ra_deg, self.dec_deg)
         self._hipparcos_matched: np.ndarray | None = None
         pm = np.hypot(self.pmra_masyr, self.pmdec_masyr)
         self._max_pm_masyr = float(pm.max()) if pm.size else 0.0
@@ -194,7 +194,7 @@ class StarCatalogue:
         """Row numbers of the stars within ``radius_deg`` at the epoch, and their unit vectors."""
         if not (0.0 < radius_deg <= 180.0):
             raise ValueError(f"cone radius {radius_deg} deg is outside (0, 180]")
-        centre = _unit_vectors(np.array([ra_deg]), np.array([dec_deg]))[0]
+        centre = unit_vectors(np.array([ra_deg]), np.array([dec_deg]))[0]
         lo, hi = self._epoch_range
         span = max(abs(epoch_jyear - lo), abs(epoch_jyear - hi)) if len(self) else 0.0
         margin = math.radians(self._max_pm_masyr * span / 3.6e6) + 1e-9
@@ -264,7 +264,8 @@ class StarCatalogue:
         return ConeStars(ra, dec, self.mag[index][order].astype(np.float64))
 
 
-def _unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` unit vectors of RA/Dec in degrees."""
     ra = np.radians(ra_deg)
     dec = np.radians(dec_deg)
     cd = np.cos(dec)
@@ -331,7 +332,7 @@ def _load_gaia(hip: StarCatalogue) -> StarCatalogue:
         pmra[:] = 0.0
         pmdec[:] = 0.0
     # stars matched to Hipparcos take its proper motion (Gaia position and epoch kept)
-    g = _unit_vectors(ra, dec)
+    g = unit_vectors(ra, dec)
     sep_arcsec, nearest = _nearest_hipparcos(hip, g)
     moving = sep_arcsec < PM_TRANSFER_ARCSEC
     pmra[moving] = hip.pmra_masyr[nearest[moving]]

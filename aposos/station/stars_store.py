@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aposos.station.stars import unit_vectors
+
 __all__ = [
     "STORE_ENV",
     "StarStore",
@@ -149,7 +151,9 @@ class StarStore:
         replaced = 0
         if old.size and rows.size and replace_arcsec > 0:
             near = _within(  # for each old row
-                _unit(old["ra"], old["dec"]), _unit(rows["ra"], rows["dec"]), replace_arcsec
+                unit_vectors(old["ra"], old["dec"]),
+                unit_vectors(rows["ra"], rows["dec"]),
+                replace_arcsec,
             )
             replaced = int(near.sum())
             old = old[~near]
@@ -169,7 +173,7 @@ def build_tycho2(store: StarStore, index_path, packaged, *, progress=None) -> di
     t0 = time.perf_counter()
     ra, dec, vt = read_index(index_path)
     say(f"read {ra.size:,} Tycho-2 stars from {index_path} in {time.perf_counter() - t0:.1f} s")
-    unit = _unit(ra, dec)
+    unit = unit_vectors(ra, dec)
     packaged = packaged() if callable(packaged) else packaged
     matched = _within(unit, packaged.positions_at(TYCHO2_EPOCH_JYEAR), PACKAGED_MATCH_ARCSEC)
     say(f"{int(matched.sum()):,} are packaged stars (Gaia/Hipparcos, with motion where known)")
@@ -339,12 +343,6 @@ def _float_column(col, path: Path, name: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise ValueError(f"{path}: column {name} is not numeric") from None
     return np.asarray(data, dtype=np.float64).ravel()
-
-
-def _unit(ra_deg, dec_deg) -> np.ndarray:
-    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
-    cd = np.cos(dec)
-    return np.stack([cd * np.cos(ra), cd * np.sin(ra), np.sin(dec)], axis=-1)
 
 
 def _within(points: np.ndarray, others: np.ndarray, arcsec: float) -> np.ndarray:
