@@ -225,6 +225,7 @@ def run_clients(
         "errors": errors,
         "acked": acked,
         "timeline": timeline,
+        "start": t_start,
         "tracklets_per_s": len(acked) / elapsed,
         "requests_per_s": len(latencies) / elapsed,
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
@@ -335,52 +336,63 @@ def cpu_report(r: dict, spent: tuple[float, float]) -> None:
     )
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
-    ap.add_argument("--baseline", type=float, default=10.0, help="seconds of the 1-client run")
-    ap.add_argument("--batch", type=int, default=10, help="tracklets per upload")
-    ap.add_argument("--obs", type=int, default=6, help="observations per tracklet")
-    ap.add_argument("--sync", default="FULL", help="SQLite synchronous mode of the server")
-    ap.add_argument(
-        "--interval",
-        type=float,
-        default=0.0,
-        help="seconds between the uploads of one station (0: back to back)",
-    )
-    ap.add_argument("--big-mb", type=float, default=0.0, help="one station sends uploads this big")
-    ap.add_argument(
-        "--worker-nice", type=int, default=None,
-        help="the worker process's [worker] nice (default: the configuration's)",
-    )  # fmt: skip
-    ap.add_argument("--no-catalogue", action="store_true", help="worker idle (no snapshot)")
-    ap.add_argument(
-        "--warm-timeout",
-        type=float,
-        default=300.0,
-        help="seconds to wait after the baseline for the worker's first results",
-    )
-    ap.add_argument(
-        "--processes", type=int, default=1, help="server processes (config server_processes)"
-    )
-    ap.add_argument(
-        "--worker-thread",
-        action="store_true",
-        help="run the correlation worker as a thread of the server (the old way)",
-    )
-    ap.add_argument(
-        "--trace",
-        metavar="PREFIX",
-        help="time every upload's phases in the server and show the slowest 1 %% beside "
-        "what happened meanwhile (benchmarks/upload_timeline.py); the traces are kept "
-        "in PREFIX.*.json, the client's times in PREFIX.client",
-    )
-    args = ap.parse_args(argv)
+def when_slow(r: dict, window_s: float = 5.0, slow_ms: float = 200.0) -> str:
+    """When in the run the slow answers came: per ``window_s`` of the run (by the time
+    the upload was sent), the uploads, their p99 and how many took over ``slow_ms``."""
+    sent, lat = _sent_and_latency(r)
+    cells = []
+    for k in range(int(np.ceil(r["seconds"] / window_s))):
+        inside = lat[(sent >= k * window_s) & (sent < (k + 1) * window_s)]
+        if inside.size:
+            cells.append(
+                f"{k * window_s:>3.0f}s {np.percentile(inside, 99):4.0f}"
+                + (
+                    f" ({int((inside > slow_ms).sum())}>{slow_ms:.0f})"
+                    if (inside > slow_ms).any()
+                    else ""
+                )
+            )
+    return "p99 ms by window of the run: " + ", ".join(cells)
 
+
+def _sent_and_latency(r: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds from the run's start when each upload was sent, its latency in ms)."""
+    t = np.array([(t0, t1) for t0, t1, _ in r["timeline"]]).reshape(-1, 2)
+    return t[:, 0] - r["start"], 1000.0 * (t[:, 1] - t[:, 0])
+
+
+def pooled(runs: list[dict]) -> str:
+    """Percentiles of every latency of every run together."""
+    lat = np.concatenate([_sent_and_latency(r)[1] for r in runs])
+    p = np.percentile(lat, [50, 99, 99.9])
+    return (
+        f"pooled over {len(runs)} run(s), {lat.size} uploads: p50 {p[0]:.1f} ms, "
+        f"p99 {p[1]:.1f} ms, p99.9 {p[2]:.1f} ms, max {lat.max():.1f} ms; per run p99: "
+        + ", ".join(f"{r['p99_ms']:.0f}" for r in runs)
+        + f" ms; over 200 ms: {int((lat > 200).sum())}"
+    )
+
+
+def save(path: str, args, runs: list[dict]) -> None:
+    """Every latency of every run (ms, with the second of the run it was sent in)."""
+    doc = {"args": vars(args), "runs": []}
+    for r in runs:
+        sent, lat = _sent_and_latency(r)
+        keep = {k: v for k, v in r.items() if k not in ("acked", "timeline", "errors")}
+        doc["runs"].append(
+            keep | {"errors": r["errors"][:20], "sent_s": sent.round(4).tolist(),
+                    "latency_ms": lat.round(3).tolist()}
+        )  # fmt: skip
+    Path(path).write_text(json.dumps(doc))
+    print(f"latencies saved in {path}")
+
+
+def one_run(args, trace: str | None) -> dict | None:
+    """A fresh center (new database, new worker), the 1-client baseline, then the load:
+    the load's result with ``ok`` (nothing lost or doubled), or ``None`` on failure."""
     with tempfile.TemporaryDirectory(prefix="aposos-bench-") as tmp:
-        if args.trace:
-            os.environ[uploadtrace.ENV] = str(Path(args.trace).resolve())
+        if trace:
+            os.environ[uploadtrace.ENV] = str(Path(trace).resolve())
         codes = [f"ST{k:02d}" for k in range(1, args.clients + 1)] + ["BIG0"]
         center = CenterProcess(
             Path(tmp),
@@ -393,6 +405,7 @@ def main(argv=None) -> int:
             server_processes=args.processes,
         )
         center.start()
+        load = None
         try:
             tokens = {code: center.token(code) for code in codes[:-1]}
             if not args.no_catalogue:
@@ -442,10 +455,11 @@ def main(argv=None) -> int:
                 load["errors"] += big.get("errors", [])
             report("load", load)
             cpu_report(load, meter.spent())
+            print(when_slow(load))
             print(f"worker: {queue_done(center) - done_before} jobs correlated during the load")
             if not (base["tracklets"] and load["tracklets"]):
                 print("errors:", (base["errors"] + load["errors"])[:3])
-                return 1
+                return None
             print(
                 f"ratio load/baseline: throughput {load['tracklets_per_s'] / base['tracklets_per_s']:.2f}x, "
                 f"p99 latency {load['p99_ms'] / base['p99_ms']:.2f}x"
@@ -460,12 +474,87 @@ def main(argv=None) -> int:
             )
             for e in (base["errors"] + load["errors"])[:5]:
                 print("error:", e)
-            ok = missing == 0 and doubled == 0 and stored == acked
+            load["ok"] = missing == 0 and doubled == 0 and stored == acked
+            load["missing"], load["doubled"] = missing, doubled
         finally:
             center.stop()
-        if args.trace:
-            Path(f"{args.trace}.client").write_text(json.dumps(load["timeline"]))
+        if trace and load is not None:
+            Path(f"{trace}.client").write_text(json.dumps(load["timeline"]))
             upload_timeline.report(load["timeline"], os.environ.pop(uploadtrace.ENV))
+    return load
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    ap.add_argument("--baseline", type=float, default=10.0, help="seconds of the 1-client run")
+    ap.add_argument("--batch", type=int, default=10, help="tracklets per upload")
+    ap.add_argument("--obs", type=int, default=6, help="observations per tracklet")
+    ap.add_argument("--sync", default="FULL", help="SQLite synchronous mode of the server")
+    ap.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds between the uploads of one station (0: back to back)",
+    )
+    ap.add_argument("--big-mb", type=float, default=0.0, help="one station sends uploads this big")
+    ap.add_argument(
+        "--worker-nice", type=int, default=None,
+        help="the worker process's [worker] nice (default: the configuration's)",
+    )  # fmt: skip
+    ap.add_argument("--no-catalogue", action="store_true", help="worker idle (no snapshot)")
+    ap.add_argument(
+        "--warm-timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait after the baseline for the worker's first results",
+    )
+    ap.add_argument(
+        "--processes", type=int, default=1, help="server processes (config server_processes)"
+    )
+    ap.add_argument(
+        "--worker-thread",
+        action="store_true",
+        help="run the correlation worker as a thread of the server (the old way)",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs back to back, each on a fresh center (new database and worker); "
+        "prints each run's p99 and the pooled percentiles",
+    )
+    ap.add_argument(
+        "--save", metavar="FILE", help="write every latency of every run (JSON) to FILE"
+    )
+    ap.add_argument(
+        "--trace",
+        metavar="PREFIX",
+        help="time every upload's phases in the server and show the slowest 1 %% beside "
+        "what happened meanwhile (benchmarks/upload_timeline.py); the traces are kept "
+        "in PREFIX.*.json, the client's times in PREFIX.client (PREFIX.rK with --repeat)",
+    )
+    args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be 1 or more")
+    runs, ok = [], True
+    for k in range(args.repeat):
+        if args.repeat > 1:
+            print(f"--- run {k + 1} of {args.repeat} ---")
+        trace = args.trace and (args.trace if args.repeat == 1 else f"{args.trace}.r{k + 1}")
+        load = one_run(args, trace)
+        if load is None:
+            ok = False
+            continue
+        runs.append(load)
+        ok = ok and load["ok"]
+    if runs:
+        print(pooled(runs))
+        lost = sum(r["missing"] for r in runs)
+        print(f"missing {lost}, stored twice {sum(r['doubled'] for r in runs)} over all runs")
+    if args.save and runs:
+        save(args.save, args, runs)
     return 0 if ok else 1
 
 
