@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from aposos.center import uploadtrace
+from aposos.center.walcheckpoint import WalCheckpointer
 
 __all__ = ["GroupCommit"]
 
@@ -50,12 +51,21 @@ class GroupCommit:
         given the ``write`` execution option).
     lock : the store's write lock (:class:`aposos.center.writelock.WriteLock`).
     max_batch : writes per transaction at most.
+    checkpointer : takes the WAL's checkpoints beside the batches (their connection
+        then commits with SQLite's automatic checkpoint off); ``None``: SQLite's.
     """
 
-    def __init__(self, engine, lock: AbstractContextManager, max_batch: int = 64):
+    def __init__(
+        self,
+        engine,
+        lock: AbstractContextManager,
+        max_batch: int = 64,
+        checkpointer: WalCheckpointer | None = None,
+    ):
         self.engine = engine
         self.lock = lock
         self.max_batch = max_batch
+        self.checkpointer = checkpointer
         self._queue: list[_Slot] = []
         self._turn = threading.Condition()  # guards _queue and _leading
         self._leading = False
@@ -88,6 +98,8 @@ class GroupCommit:
                         other.done = True
                     self._leading = False
                     self._turn.notify_all()
+            if self.checkpointer is not None:
+                self.checkpointer.after_commit()  # answers first, then a look at the WAL
         uploadtrace.mark("locked")
         if slot.error is not None:
             raise slot.error
@@ -131,7 +143,10 @@ class GroupCommit:
         read the indexes it updates from the disk cache again)."""
         if self._conn is None or self._conn.closed or self._conn.invalidated:
             self._conn = self.engine.connect().execution_options(write=True)
-            self._conn.connection.driver_connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            db = self._conn.connection.driver_connection
+            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            if self.checkpointer is not None:  # no checkpoint inside a batch's commit
+                db.execute("PRAGMA wal_autocheckpoint=0")
         return self._conn
 
     def close(self) -> None:

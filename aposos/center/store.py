@@ -42,6 +42,7 @@ from aposos.center.dbtypes import (
 from aposos.center.groupcommit import GroupCommit
 from aposos.center.heartbeats import heartbeat_row
 from aposos.center.queries import StoreQueries
+from aposos.center.walcheckpoint import WalCheckpointer
 from aposos.center.writelock import WriteLock
 from aposos.model import Candidate, Correlation, Tracklet
 
@@ -98,7 +99,12 @@ class Store(StoreQueries):
             self._write_lock = WriteLock(None if db in (None, "", ":memory:") else db)
         if self.is_sqlite:
             self.engine = self._sqlite_engine(sqlite_synchronous)
-            self._group = GroupCommit(self.engine, self._write_lock)
+            db = self.url.database
+            on_disk = db not in (None, "", ":memory:")
+            self._checkpointer = WalCheckpointer(db, self._write_lock) if on_disk else None
+            self._group = GroupCommit(
+                self.engine, self._write_lock, checkpointer=self._checkpointer
+            )
         elif self.url.get_backend_name() == "postgresql":
             self.engine = create_engine(self.url, pool_size=10, max_overflow=30, pool_pre_ping=True)
         else:
@@ -150,6 +156,8 @@ class Store(StoreQueries):
     def close(self) -> None:
         if self.is_sqlite:
             self._group.close()
+            if self._checkpointer is not None:
+                self._checkpointer.close()
         self.engine.dispose()
         if isinstance(self._write_lock, WriteLock):
             self._write_lock.close()
