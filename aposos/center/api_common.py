@@ -12,8 +12,9 @@ import json
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
-from aposos.center.auth import Principal, authenticate
+from aposos.center.auth import Principal, TokenCache
 from aposos.center.bodies import Body, validated
 from aposos.center.checks import int_problem, text_problem
 from aposos.center.config import CenterConfig
@@ -68,10 +69,16 @@ def config_of(request: Request) -> CenterConfig:
     return request.app.state.config
 
 
-def caller(request: Request) -> Principal:
-    """The authenticated caller (401 otherwise). The role checks below are async:
-    no work for the thread pool."""
-    return authenticate(store_of(request), request.headers.get("authorization"))
+async def caller(request: Request) -> Principal:
+    """The authenticated caller (401 otherwise). A token this process has verified
+    is checked on the event loop (:class:`TokenCache`); only a new one goes to the
+    database in the thread pool. The role checks below are async too."""
+    state = request.app.state
+    tokens = getattr(state, "tokens", None)
+    if tokens is None or tokens.store is not state.store:
+        tokens = state.tokens = TokenCache(state.store)
+    header = request.headers.get("authorization")
+    return tokens.lookup(header) or await run_in_threadpool(tokens.verify, header)
 
 
 async def analyst(who: Annotated[Principal, Depends(caller)]) -> Principal:

@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from aposos.center.dbtypes import ROLES, utcnow
+from aposos.center.ingestsql import db_time
 from aposos.center.store import Store
 
 __all__ = [
     "ROLES",
     "AuthError",
     "Principal",
+    "TokenCache",
     "authenticate",
     "enrol",
     "hash_token",
@@ -159,13 +161,78 @@ def enrol(store: Store, code: str, *, valid_days: float | None = None) -> tuple[
 
 def authenticate(store: Store, authorization: str | None) -> Principal:
     """The caller named by an ``Authorization`` header value; raises :class:`AuthError`."""
+    token = _bearer(authorization)
+    found = store.principal_by_token_hash(hash_token(token))
+    if found is None:
+        raise AuthError(401, "unknown or revoked token, or expired")
+    return Principal(name=found["name"], role=found["role"])
+
+
+def _bearer(authorization: str | None) -> str:
+    """The token of an ``Authorization`` header value; raises :class:`AuthError`."""
     if not authorization:
         raise AuthError(401, "missing token: send 'Authorization: Bearer <token>'")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise AuthError(401, "malformed Authorization header: expected 'Bearer <token>'")
-    found = store.principal_by_token_hash(hash_token(token))
-    if found is None:
-        raise AuthError(401, "unknown or revoked token, or expired")
-    return Principal(name=found["name"], role=found["role"])
+    return token
+
+
+class TokenCache:
+    """Tokens this process has verified, so that a request's token check needs no
+    trip to the database (nor to the thread pool that runs it).
+
+    An entry (token hash -> holder, valid until) is used only while the store's
+    principals stamp (:meth:`Store.principals_stamp`, a 16-byte file every change
+    of a token rewrites after its commit, in whatever process) is the one it was
+    filled under; a changed stamp empties the cache, so a revoked or rotated token
+    fails at its next request. An entry also ends at the token's expiry (or the end
+    of a rotated-out token's overlap). Unknown tokens are not cached. Only SQLite
+    file databases have a stamp: elsewhere :meth:`lookup` always misses.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.enabled = store.principals_stamp_path is not None
+        self._stamp = b""
+        self._entries: dict[str, tuple[Principal, str | None]] = {}
+
+    def lookup(self, authorization: str | None) -> Principal | None:
+        """The caller when its token is cached and still good, else ``None`` (ask
+        :meth:`verify`). Raises :class:`AuthError` for a malformed header."""
+        token = _bearer(authorization)
+        if not self.enabled or not self._entries:
+            return None
+        stamp = self.store.principals_stamp()
+        if stamp != self._stamp:
+            self._entries.clear()
+            return None
+        entry = self._entries.get(hash_token(token))
+        if entry is None:
+            return None
+        who, until = entry
+        if until is not None and db_time(utcnow()) >= until:
+            return None
+        return who
+
+    def verify(self, authorization: str | None) -> Principal:
+        """Check the token in the database (blocking: run it in a thread) and cache
+        the holder; raises :class:`AuthError`."""
+        token = _bearer(authorization)
+        if not self.enabled:
+            return authenticate(self.store, authorization)
+        stamp = self.store.principals_stamp()  # read before the rows: see the class
+        digest = hash_token(token)
+        found = self.store.principal_entry(digest)
+        if found is None:
+            raise AuthError(401, "unknown or revoked token, or expired")
+        name, role, until = found
+        who = Principal(name=name, role=role)
+        if stamp != self._stamp:
+            self._entries, self._stamp = {}, stamp
+        if len(self._entries) < self.MAX_ENTRIES:
+            self._entries[digest] = (who, until)
+        return who

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -218,6 +220,7 @@ class Store(StoreQueries):
                 conn.execute(P.update().where(P.c.id == row.id).values(revoked_at=None, **values))
             if role == "station":
                 self._ensure_station(conn, name)
+        self._principals_changed()
 
     def principal_by_token_hash(self, token_hash: str) -> dict | None:
         """The live holder of a token hash (not expired; a rotated-out token within its
@@ -232,6 +235,47 @@ class Store(StoreQueries):
             else:
                 row = conn.execute(_PRINCIPAL_BY_HASH, {"hash": token_hash, "now": now}).first()
         return None if row is None else {"name": row[0], "role": row[1]}
+
+    def principal_entry(self, token_hash: str) -> tuple[str, str, str | None] | None:
+        """The live holder of a token hash as (name, role, valid until) for a cache of
+        verified tokens: the time (SQLite's text form, ``None``: no limit) is the
+        token's expiry, or the end of a rotated-out token's overlap. SQLite only."""
+        uploadtrace.mark("auth")
+        now = Q.db_time(utcnow())
+        with self.engine.connect() as conn:
+            row = Q.run_driver(
+                Q.sqlite_driver(conn), _SQL_PRINCIPAL_ENTRY, {"h": token_hash, "now": now}
+            )
+        if row is None:
+            return None
+        return row[0], row[1], (row[3] if row[2] else row[4])
+
+    @property
+    def principals_stamp_path(self) -> str | None:
+        """The file whose content changes after every change of the tokens (SQLite
+        file databases; ``None`` otherwise): a process that caches verified tokens
+        reads it on each request and forgets them all when it changed."""
+        db = self.url.database if self.is_sqlite else None
+        return None if db in (None, "", ":memory:") else f"{db}-principals"
+
+    def principals_stamp(self) -> bytes:
+        """The current content of :attr:`principals_stamp_path` (``b""``: none yet)."""
+        try:
+            with open(self.principals_stamp_path, "rb") as f:
+                return f.read()
+        except (OSError, TypeError):
+            return b""
+
+    def _principals_changed(self) -> None:
+        """A new stamp, written after the change committed (a cache filled from the
+        old rows holds the old stamp, so it is dropped at its next use)."""
+        path = self.principals_stamp_path
+        if path is None:
+            return
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}"
+        with open(tmp, "wb") as f:
+            f.write(os.urandom(16))
+        os.replace(tmp, path)
 
     def rotate_token(
         self, name: str, token_hash: str, *, overlap_until: datetime, expires_at: datetime | None
@@ -255,6 +299,7 @@ class Store(StoreQueries):
                     previous_until=overlap_until,
                 )
             )
+        self._principals_changed()
         return True
 
     def add_enrolment(self, station: str, code_hash: str, expires_at: datetime) -> None:
@@ -292,6 +337,7 @@ class Store(StoreQueries):
                 .where(P.c.name == name, P.c.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
+        self._principals_changed()
         return res.rowcount > 0
 
     def list_principals(self) -> list[dict]:
@@ -668,6 +714,11 @@ _PRINCIPAL_BY_HASH = select(_P.c.name, _P.c.role).where(
     )
     | ((_P.c.previous_hash == bindparam("hash")) & (_P.c.previous_until > bindparam("now"))),
     _P.c.revoked_at.is_(None),
+)
+_SQL_PRINCIPAL_ENTRY = (
+    "SELECT name, role, token_hash = :h, expires_at, previous_until FROM principals "
+    "WHERE revoked_at IS NULL AND ((token_hash = :h AND (expires_at IS NULL OR expires_at > :now)) "
+    "OR (previous_hash = :h AND previous_until > :now))"
 )
 _SQL_PRINCIPAL_BY_HASH = (
     "SELECT name, role FROM principals WHERE revoked_at IS NULL AND ("
