@@ -232,6 +232,10 @@ def _release(store: Store, worker: str, job_ids: list[int], state: str, error: s
         )
 
 
+def _direct(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
 def wake_waiting(store: Store) -> int:
     """Put jobs that waited for a suitable catalogue back in the queue."""
     J = S.jobs
@@ -383,8 +387,12 @@ class CorrelationWorker:
         cached_snapshots: int = 2,
         freeze_heap: bool = False,
         dask_client=None,
+        writer=None,
     ):
         self.store = store
+        # the write transactions: in ``writer`` (a WriterThread at the server's
+        # priority, in the niced worker process), else in the calling thread
+        self._write = writer.call if writer is not None else _direct
         self.config = config
         self.freeze_heap = freeze_heap  # a process of its own: see heap.settle_heap
         self.name = f"worker-{uuid_module.uuid4().hex[:12]}"
@@ -433,7 +441,7 @@ class CorrelationWorker:
         lease = self.config.worker.lease_seconds
         while not self._stop.wait(lease / 3.0):
             try:
-                renew_leases(self.store, self.name, lease)
+                self._write(renew_leases, self.store, self.name, lease)
             except Exception:
                 log.exception("correlation worker: lease renewal failed")
 
@@ -442,7 +450,7 @@ class CorrelationWorker:
     def run_once(self) -> int:
         """Claim one batch and process it; returns the number of jobs handled."""
         wc = self.config.worker
-        jobs = claim_jobs(self.store, self.name, wc.batch_size, wc.lease_seconds)
+        jobs = self._write(claim_jobs, self.store, self.name, wc.batch_size, wc.lease_seconds)
         if not jobs:
             return 0
         snapshots = self.store.list_snapshots()
@@ -460,7 +468,9 @@ class CorrelationWorker:
                 waiting.append(job.id)
             else:
                 groups.setdefault(snap["id"], []).append(job)
-        _release(self.store, self.name, waiting, "waiting", "no catalogue snapshot suits")
+        self._write(
+            _release, self.store, self.name, waiting, "waiting", "no catalogue snapshot suits"
+        )
         failure = None
         for snapshot_id, group in groups.items():
             try:
@@ -471,8 +481,8 @@ class CorrelationWorker:
                 error = f"{type(exc).__name__}: {exc}"
                 spent = [j.id for j in group if j.attempts >= MAX_ATTEMPTS]
                 again = [j.id for j in group if j.attempts < MAX_ATTEMPTS]
-                _release(self.store, self.name, spent, "failed", error)
-                _release(self.store, self.name, again, "pending", error)
+                self._write(_release, self.store, self.name, spent, "failed", error)
+                self._write(_release, self.store, self.name, again, "pending", error)
                 failure = exc
         if failure is not None:
             raise _BatchFailed(str(failure))  # the loop backs off
@@ -483,7 +493,8 @@ class CorrelationWorker:
         sites = self._sites_for({j.station for j in group})
         known = [j for j in group if resolve_site(sites, j.station) is not None]
         unknown = [j.id for j in group if resolve_site(sites, j.station) is None]
-        _release(
+        self._write(
+            _release,
             self.store,
             self.name,
             unknown,
@@ -498,7 +509,8 @@ class CorrelationWorker:
             results = correlator.run_distributed(batch, self.dask_client)
         else:
             results = correlate_batch(correlator, batch)
-        complete_jobs(
+        self._write(
+            complete_jobs,
             self.store,
             self.name,
             [(j, snapshot_id, c) for j, c in zip(known, results, strict=True)],

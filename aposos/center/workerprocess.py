@@ -78,10 +78,12 @@ def run_worker(config: CenterConfig, parent_pid: int, stop) -> None:
     from aposos.center.heap import settle_heap
     from aposos.center.store import Store
     from aposos.center.worker import CorrelationWorker
+    from aposos.center.writerthread import WriterThread
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server; it stops us
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: worker: %(message)s")
+    writer = WriterThread()  # started before the nice below: keeps the server's priority
     if config.worker.nice:
         try:
             os.nice(config.worker.nice)
@@ -89,7 +91,7 @@ def run_worker(config: CenterConfig, parent_pid: int, stop) -> None:
             pass  # not allowed here: run at the server's priority
     uploadtrace.recorder()  # its garbage collections from the start, when traced
     store = Store(config.database_url, sqlite_synchronous=config.sqlite_synchronous)
-    worker = CorrelationWorker(store, config, freeze_heap=True)
+    worker = CorrelationWorker(store, config, freeze_heap=True, writer=writer)
     settle_heap()  # no long collector pauses inside the worker's write transactions
     worker.start()
     try:
@@ -99,5 +101,6 @@ def run_worker(config: CenterConfig, parent_pid: int, stop) -> None:
                 break
     finally:
         worker.stop()
+        writer.close()
         store.close()
         uploadtrace.dump()
