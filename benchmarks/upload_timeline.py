@@ -5,8 +5,9 @@ Every time is ``time.monotonic()`` of this machine, common to the client and the
 server processes. Phases of one upload, in the order they happen:
 
     accept   client sent -> the server's ASGI app got the request
-    authq    -> the token check started (the thread pool's queue)
-    auth     -> the handler ran (token lookup, back on the event loop)
+    authq    -> the token check started (on the event loop)
+    auth     -> the handler ran (a cached token: at once; a new one: the thread
+                pool's queue, the database lookup, back on the event loop)
     body     -> body read
     poolq    -> the upload's work started in a thread (the thread pool's queue)
     parse    -> parsed

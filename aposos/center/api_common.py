@@ -20,6 +20,7 @@ from aposos.center.checks import int_problem, text_problem
 from aposos.center.config import CenterConfig
 from aposos.center.dbtypes import TRACKLET_STATUSES, Filters, parse_time
 from aposos.center.store import Store
+from aposos.center.uploadtrace import mark
 
 __all__ = [
     "API",
@@ -73,6 +74,7 @@ async def caller(request: Request) -> Principal:
     """The authenticated caller (401 otherwise). A token this process has verified
     is checked on the event loop (:class:`TokenCache`); only a new one goes to the
     database in the thread pool. The role checks below are async too."""
+    mark("auth")
     state = request.app.state
     tokens = getattr(state, "tokens", None)
     if tokens is None or tokens.store is not state.store:

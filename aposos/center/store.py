@@ -225,7 +225,6 @@ class Store(StoreQueries):
     def principal_by_token_hash(self, token_hash: str) -> dict | None:
         """The live holder of a token hash (not expired; a rotated-out token within its
         overlap), or ``None``."""
-        uploadtrace.mark("auth")
         now = utcnow()
         with self.engine.connect() as conn:
             db = Q.sqlite_driver(conn)
@@ -240,7 +239,6 @@ class Store(StoreQueries):
         """The live holder of a token hash as (name, role, valid until) for a cache of
         verified tokens: the time (SQLite's text form, ``None``: no limit) is the
         token's expiry, or the end of a rotated-out token's overlap. SQLite only."""
-        uploadtrace.mark("auth")
         now = Q.db_time(utcnow())
         with self.engine.connect() as conn:
             row = Q.run_driver(
