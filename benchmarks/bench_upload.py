@@ -357,6 +357,8 @@ def when_slow(r: dict, window_s: float = 5.0, slow_ms: float = 200.0) -> str:
 
 def _sent_and_latency(r: dict) -> tuple[np.ndarray, np.ndarray]:
     """(seconds from the run's start when each upload was sent, its latency in ms)."""
+    if "latency_ms" in r:  # a run read back from --save
+        return np.array(r["sent_s"]), np.array(r["latency_ms"])
     t = np.array([(t0, t1) for t0, t1, _ in r["timeline"]]).reshape(-1, 2)
     return t[:, 0] - r["start"], 1000.0 * (t[:, 1] - t[:, 0])
 
@@ -535,7 +537,20 @@ def main(argv=None) -> int:
         "what happened meanwhile (benchmarks/upload_timeline.py); the traces are kept "
         "in PREFIX.*.json, the client's times in PREFIX.client (PREFIX.rK with --repeat)",
     )
+    ap.add_argument(
+        "--pool",
+        nargs="+",
+        metavar="FILE",
+        help="no runs: read files written by --save and print each run's and the pooled "
+        "percentiles, and when in the runs the slow answers came",
+    )
     args = ap.parse_args(argv)
+    if args.pool:
+        runs = [r for f in args.pool for r in json.loads(Path(f).read_text())["runs"]]
+        for r in runs:
+            print(when_slow(r))
+        print(pooled(runs))
+        return 0
     if args.repeat < 1:
         ap.error("--repeat must be 1 or more")
     runs, ok = [], True
