@@ -363,11 +363,17 @@ def _sent_and_latency(r: dict) -> tuple[np.ndarray, np.ndarray]:
     return t[:, 0] - r["start"], 1000.0 * (t[:, 1] - t[:, 0])
 
 
-def pooled(runs: list[dict]) -> str:
-    """Percentiles of every latency of every run together."""
-    lat = np.concatenate([_sent_and_latency(r)[1] for r in runs])
+def pooled(runs: list[dict], window_s: float = 5.0) -> str:
+    """Percentiles of every latency of every run together, overall and by window of
+    the run (does a run's start make the tail?)."""
+    sent, lat = (np.concatenate(x) for x in zip(*(_sent_and_latency(r) for r in runs)))
     p = np.percentile(lat, [50, 99, 99.9])
-    return (
+    cells = []
+    for k in range(int(np.ceil(sent.max() / window_s))):
+        inside = lat[(sent >= k * window_s) & (sent < (k + 1) * window_s)]
+        if inside.size:
+            cells.append(f"{k * window_s:.0f}s {np.percentile(inside, 99):.0f}")
+    return f"pooled p99 ms by window of the runs: {', '.join(cells)}\n" + (
         f"pooled over {len(runs)} run(s), {lat.size} uploads: p50 {p[0]:.1f} ms, "
         f"p99 {p[1]:.1f} ms, p99.9 {p[2]:.1f} ms, max {lat.max():.1f} ms; per run p99: "
         + ", ".join(f"{r['p99_ms']:.0f}" for r in runs)
