@@ -112,6 +112,14 @@ def report(timeline: list[tuple[float, float, str]], prefix: str, share: float =
         f"{max(g2, default=0):.1f}); loop lags over 2 ms: {len(lags)}, max "
         f"{1000 * max((x[2] for x in lags), default=0):.1f} ms"
     )
+    cks = server.get("checkpoints", [])
+    if cks:
+        held = [1000 * (c[1] - c[0]) for c in cks]
+        print(
+            f"checkpoint thread: {len(cks)} checkpoints ({sum(c[2] == 'truncate' for c in cks)} "
+            f"TRUNCATE), p50 {np.median(held):.1f} max {max(held):.1f} ms, "
+            f"{np.mean([c[5] for c in cks]):.0f} frames copied each"
+        )
     print("slowest uploads (ms): latency, phases; meanwhile: server GC, loop lag, commits")
     for lat, t0, t1, doc in slow[::-1][:25]:
         ph = phase_ms(t0, t1, doc)
@@ -122,7 +130,7 @@ def report(timeline: list[tuple[float, float, str]], prefix: str, share: float =
         mine = _overlap(commits, t0, t1)
         held = max((1000 * (c["committed"] - c["start"]) for *_, c in mine), default=0.0)
         wk = max((1000 * (w[2] - w[1]) for *_, w in _overlap(writes, t0, t1)), default=0.0)
-        cp = sum(1 for c in ckpt if t0 < c < t1)
+        cp = sum(1 for c in ckpt if t0 < c < t1) + len(_overlap(cks, t0, t1))
         print(
             f"  {1000 * lat:6.0f}: {parts} | GC {gc_ms:.0f}{' (full)' if gen2 else ''}, "
             f"lag max {1000 * lag:.0f}, {len(mine)} commits (longest {held:.0f}, batch "

@@ -36,6 +36,7 @@ class Recorder:
         self.uploads: list[dict] = []
         self.commits: list[dict] = []  # group commits (server)
         self.writes: list[dict] = []  # other write transactions (worker, housekeeping)
+        self.checkpoints: list[tuple] = []  # (start, end, mode, busy, wal frames, copied)
         self.gcs: list[tuple[float, float, int]] = []  # (start, end, generation)
         self.lags: list[tuple[float, float]] = []  # (when, seconds late)
         self._gc_start = 0.0
@@ -78,6 +79,7 @@ class Recorder:
             "uploads": self.uploads,
             "commits": self.commits,
             "writes": self.writes,
+            "checkpoints": self.checkpoints,
             "gcs": self.gcs,
             "lags": self.lags,
         }

@@ -20,7 +20,10 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from contextlib import AbstractContextManager
+
+from aposos.center import uploadtrace
 
 __all__ = ["PASSIVE_PAGES", "TRUNCATE_BYTES", "WalCheckpointer", "wal_frames"]
 
@@ -108,19 +111,25 @@ class WalCheckpointer:
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         """A PASSIVE checkpoint; a TRUNCATE one (under the write lock) when the WAL
         file has grown past ``truncate_bytes``."""
+        trace = uploadtrace.recorder()
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            t0 = time.monotonic()
+            got = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.passive += 1
+            if trace:
+                trace.checkpoints.append((t0, time.monotonic(), "passive", *got))
             if os.path.getsize(f"{self.database}-wal") > self.truncate_bytes:
-                conn.execute(
-                    f"PRAGMA busy_timeout={TRUNCATE_WAIT_MS}"
-                )  # never hold up writers long
+                # never hold up the writers long for readers to leave
+                conn.execute(f"PRAGMA busy_timeout={TRUNCATE_WAIT_MS}")
                 try:
                     with self.lock:
-                        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                        t0 = time.monotonic()
+                        got = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
                 finally:
                     conn.execute("PRAGMA busy_timeout=60000")
-                self.truncated += not busy
+                self.truncated += not got[0]
+                if trace:
+                    trace.checkpoints.append((t0, time.monotonic(), "truncate", *got))
         except (sqlite3.Error, OSError):
             self.failures += 1  # the next batch's wake tries again
 
