@@ -136,6 +136,7 @@ class SGP4Correlator:
         self._priors = self.error_model.table(catalogue, previous_catalogue)
         self._allowance_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         self._rank_prior_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._gate_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._groups: list[tuple[np.ndarray, HermiteEphemeris]] = []
         for step in sorted(by_step):
             index = np.sort(np.concatenate(by_step[step]))
@@ -277,12 +278,10 @@ class SGP4Correlator:
         key = (group, block)
         if key not in self._allowance_cache:
             model = self.error_model
-            index, eph = self._groups[group]
-            jd, fr = eph.sample_times((block + 1) * eph.samples_per_block, 1)
+            n = self._groups[group][1].samples_per_block
             # the prior mean moves within the block; widen by its change over the block
-            begin = eph.sample_times(block * eph.samples_per_block, 1)
-            start = self._priors.gate_priors(begin[0][0], begin[1][0], index)
-            prior = self._priors.gate_priors(jd[0], fr[0], index)
+            start = self._gate_priors_at(group, block * n)
+            prior = self._gate_priors_at(group, (block + 1) * n)
             tau_mid = prior[:, 0]
             tau_max = (
                 model.gate_sigma * prior[:, 1] + np.abs(prior[:, 0] - start[:, 0]) + GATE_MARGIN_S
@@ -297,15 +296,35 @@ class SGP4Correlator:
             )
         return self._allowance_cache[key]
 
+    def _gate_priors_at(self, group: int, sample: int) -> np.ndarray:
+        """Gate priors of a group's objects at a grid sample (cached: a block's end is
+        the next block's start)."""
+        key = (group, sample)
+        if key not in self._gate_prior_cache:
+            index, eph = self._groups[group]
+            jd, fr = eph.sample_times(sample, 1)
+            if len(self._gate_prior_cache) > 256:
+                self._gate_prior_cache.clear()
+            self._gate_prior_cache[key] = self._priors.gate_priors(jd[0], fr[0], index)
+        return self._gate_prior_cache[key]
+
     def _gate(self, batch: ObservationBatch):
         """Candidates of every tracklet: (tracklet, catalogue index, tau0) arrays, the
         ``N_FIT`` likeliest of each (:mod:`aposos.correlate.rank`)."""
+        pair_trk, pair_obj, tau, score, rank, _ = self._gate_ranked(batch)
+        keep = (rank < N_FIT) & np.isfinite(score)
+        return pair_trk[keep], pair_obj[keep], tau[keep]
+
+    def _gate_ranked(self, batch: ObservationBatch):
+        """Every gate pair, by tracklet and best first: tracklet, catalogue index, tau0,
+        rank score, rank (0: the likeliest of its tracklet), and the place the gate
+        gave it in its orbit-class group (0: the closest to its line of sight)."""
         rows = batch.reference_rows()
         jd, fr = batch.jd[rows], batch.fr[rows]
         site_teme, u_teme = batch.reference_teme()
         sigma = batch.sigma_rad[rows]
         theta = self.error_model.gate_sigma * sigma + GATE_MARGIN_ARCSEC * ARCSEC
-        pair_trk, pair_obj, pair_tau, pair_score = [], [], [], []
+        pair_trk, pair_obj, pair_tau, pair_score, pair_place = [], [], [], [], []
         for g, (index, eph) in enumerate(self._groups):
             block, k, s = eph.locate(jd, fr)
             w = hermite_weights(s)
@@ -328,16 +347,19 @@ class SGP4Correlator:
                 pair_obj.append(index[obj])
                 pair_tau.append(tau)
                 pair_score.append(score)
+                pair_place.append(
+                    np.arange(trk.size) - np.repeat(np.cumsum(counts) - counts, counts)
+                )
         if not pair_trk:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+            none = np.zeros(0, np.int64)
+            return none, none, np.zeros(0), np.zeros(0), none, none
         pair_trk, pair_obj = np.concatenate(pair_trk), np.concatenate(pair_obj)
         tau, score = np.concatenate(pair_tau), np.concatenate(pair_score)
         order = np.lexsort((score, pair_trk))
         pair_trk, pair_obj, tau, score = pair_trk[order], pair_obj[order], tau[order], score[order]
         starts = np.searchsorted(pair_trk, np.arange(batch.n_tracklets))
         rank = np.arange(pair_trk.size) - starts[pair_trk]
-        keep = (rank < N_FIT) & np.isfinite(score)
-        return pair_trk[keep], pair_obj[keep], tau[keep]
+        return pair_trk, pair_obj, tau, score, rank, np.concatenate(pair_place)[order]
 
     def _rank_block(self, g, b, batch, trk, obj, jd, fr, site, u, sigma, found):
         """Refined offsets and likelihood scores of one block's gate pairs
@@ -432,38 +454,46 @@ class SGP4Correlator:
         )  # fmt: skip
         order = np.lexsort((obj, -scores.score, trk))  # by tracklet, best first
         starts = np.searchsorted(trk[order], np.arange(n_trk + 1))
+        # every number the records need, as Python lists in candidate order (one
+        # conversion for the batch instead of one per field and candidate)
+        row = keep[order]
+        score_sorted = scores.score[order]
+        norad = np.asarray(self.catalogue.norad_id)[obj[order]].tolist()
+        score = score_sorted.tolist()
+        rms = fit.rms_arcsec[row].tolist()
+        tau = fit.tau_s[row].tolist()
+        along = fit.along_track_km[row].tolist()
+        across = fit.cross_track_km[row].tolist()
+        cross_arcsec = fit.cross_track_arcsec[row].tolist()
+        has = starts[1:] > starts[:-1]
+        top = row[np.minimum(starts[:-1], row.size - 1)]
+        fit_p = np.where(has, chi2_sf_even(fit.chi2[top], 2 * fit.n_obs[top]), 1.0).tolist()
+        unlisted = scores.unlisted.tolist()
         out = []
         for t in range(n_trk):
-            mine = order[starts[t] : starts[t + 1]]
-            if mine.size == 0:
+            lo, hi = int(starts[t]), int(starts[t + 1])
+            if hi == lo:
                 out.append(_nothing_in_gate())
                 continue
-            top = mine[0]
-            p = keep[top]
             candidates = [
                 Candidate(
-                    norad_id=int(self.catalogue.norad_id[obj[c]]),
-                    score=float(scores.score[c]),
-                    rms_arcsec=float(fit.rms_arcsec[keep[c]]),
-                    time_offset_s=float(fit.tau_s[keep[c]]),
-                    along_track_km=float(fit.along_track_km[keep[c]]),
-                    cross_track_km=float(fit.cross_track_km[keep[c]]),
+                    norad_id=norad[c], score=score[c], rms_arcsec=rms[c], time_offset_s=tau[c],
+                    along_track_km=along[c], cross_track_km=across[c],
                 )
-                for c in mine[:N_CANDIDATES]
-            ]
-            status = decide(model, scores.score[mine])
-            p_unlisted = float(scores.unlisted[t])
-            fit_p = float(chi2_sf_even(fit.chi2[p], 2 * fit.n_obs[p]))
+                for c in range(lo, min(hi, lo + N_CANDIDATES))
+            ]  # fmt: skip
+            status = decide(model, score_sorted[lo:hi])
+            p_unlisted = unlisted[t]
             out.append(
                 Correlation(
                     status=status,
                     norad_id=candidates[0].norad_id if status == "correlated" else None,
-                    score=float(scores.score[top]),
-                    rms_arcsec=float(fit.rms_arcsec[p]),
-                    time_offset_s=float(fit.tau_s[p]),
-                    cross_track_arcsec=float(fit.cross_track_arcsec[p]),
+                    score=score[lo],
+                    rms_arcsec=rms[lo],
+                    time_offset_s=tau[lo],
+                    cross_track_arcsec=cross_arcsec[lo],
                     candidates=candidates,
-                    reason=_reason(status, candidates, p_unlisted, fit_p, model),
+                    reason=_reason(status, candidates, p_unlisted, fit_p[t], model),
                     p_unlisted=p_unlisted,
                 )
             )
