@@ -26,14 +26,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 import bench_correlate  # noqa: E402
 import bench_identification as ident  # noqa: E402
 
-from aposos.correlate.correlator import N_FIT, SGP4Correlator  # noqa: E402
+from aposos.correlate.correlator import N_FIT, SGP4Correlator, fit_worthy  # noqa: E402
 from aposos.correlate.fit import ObservationBatch  # noqa: E402
 from aposos.model import Site  # noqa: E402
 from aposos.orbit.catalogue import Catalogue  # noqa: E402
 
 EDGES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
 NOT_GATED = 1 << 30
-GAPS = (25.0, 50.0, 100.0, 200.0, 400.0)
+GAPS = (20.0, 25.0, 30.0, 35.0, 40.0, 50.0, 100.0)
 
 
 def truth_ranks(correlator: SGP4Correlator, tracklets, truth_ids):
@@ -46,6 +46,8 @@ def truth_ranks(correlator: SGP4Correlator, tracklets, truth_ids):
     places = np.full(len(tracklets), NOT_GATED, dtype=np.int64)
     passed = np.zeros(len(tracklets), dtype=np.int64)
     gaps = np.full(len(tracklets), np.inf)
+    fitted = np.zeros(len(tracklets), dtype=np.int64)  # pairs the correlator fits
+    kept = np.zeros(len(tracklets), dtype=bool)  # the true object among them
     within = np.zeros((len(tracklets), len(GAPS)), dtype=np.int64)
     results = [None] * len(tracklets)
     for chunk, sites in correlator._time_ordered_chunks(tracklets, results):
@@ -59,6 +61,8 @@ def truth_ranks(correlator: SGP4Correlator, tracklets, truth_ids):
         best = np.full(len(chunk), np.inf)
         np.minimum.at(best, trk, score)
         gap = score - best[trk]
+        worthy = fit_worthy(trk, score, rank, len(chunk))
+        fitted[chunk] = np.bincount(trk[worthy], minlength=len(chunk))
         for g, d in enumerate(GAPS):
             within[chunk, g] = np.bincount(trk[gap <= d], minlength=len(chunk))
         for local, i in enumerate(chunk):
@@ -71,10 +75,11 @@ def truth_ranks(correlator: SGP4Correlator, tracklets, truth_ids):
                 ranks[i] = int(rank[hit[0]])
                 places[i] = int(place[hit[0]])
                 gaps[i] = float(gap[hit[0]])
-    return ranks, places, passed, gaps, within
+                kept[i] = bool(worthy[hit[0]])
+    return ranks, places, passed, gaps, within, fitted, kept
 
 
-def summary(label: str, ranks, places, passed, gaps, within) -> str:
+def summary(label: str, ranks, places, passed, gaps, within, fitted, kept) -> str:
     listed = ranks[ranks >= 0]
     parts = [
         f"{label}: {listed.size} tracklets of catalogued objects; gate pairs per tracklet: "
@@ -100,6 +105,13 @@ def summary(label: str, ranks, places, passed, gaps, within) -> str:
             f"{d:g}: mean {within[:, g].mean():.1f} max {within[:, g].max()}"
             for g, d in enumerate(GAPS)
         )
+    )
+    listed_kept = kept[ranks >= 0]
+    top64 = (listed >= 0) & (listed < EDGES[-1])
+    parts.append(
+        f"fitted per tracklet: mean {fitted.mean():.1f}, max {fitted.max()}; true object "
+        f"fitted {int(listed_kept.sum())}, among the first {EDGES[-1]} but not fitted "
+        f"{int((top64 & ~listed_kept).sum())}"
     )
     parts.append("true object's rank after the cube rank:")
     lo = 0

@@ -48,7 +48,7 @@ from aposos.correlate.decide import chi2_sf_even, decide, score_pairs
 from aposos.correlate.fit import ObservationBatch, evaluate_priors, fit_pairs
 from aposos.correlate.gate import gate_block
 from aposos.correlate.model import ARCSEC, ErrorModel
-from aposos.correlate.rank import MAX_STEP_S, block_priors, rank_scores
+from aposos.correlate.rank import MAX_STEP_S, block_priors, object_major, rank_scores
 from aposos.correlate.sites import resolve_site
 from aposos.model import Candidate, Correlation, Tracklet
 from aposos.orbit.ephemeris import HermiteEphemeris, hermite_weights
@@ -60,9 +60,15 @@ log = logging.getLogger(__name__)
 DEFAULT_STEPS_S = {"LEO": 180, "HEO": 120, "MEO": 300, "GEO": 600}
 N_CANDIDATES = 5
 # the gate passes at most GATE_PASS_CAP objects per tracklet and orbit-class group; a
-# look along each one's track on the cube ranks them and the best N_FIT go on to the fit
+# look along each one's track on the cube ranks them (a score, -2 ln likelihood) and the
+# best go on to the fit: the first N_FIT_MIN, and up to N_FIT of those whose score is
+# within RANK_GAP of the best (the true object's worst was 22.6 on real pairs up to 4 days
+# apart, benchmarks/rank_of_truth.py; most tracklets have a few such candidates, trains
+# and shells dozens)
 GATE_PASS_CAP = 1024
 N_FIT = 64
+N_FIT_MIN = 8
+RANK_GAP = 30.0
 GATE_MARGIN_S = 0.2  # light time (GEO 0.13 s) and interpolation
 GATE_MARGIN_KM = 0.5
 GATE_MARGIN_ARCSEC = 10.0
@@ -71,6 +77,8 @@ GATE_MARGIN_ARCSEC = 10.0
 SMALL_BATCH = 16
 # cube blocks (hours) kept in memory per orbit-class group; older ones reload from zarr
 MAX_BLOCKS = 48
+# cube blocks kept laid out for the rank (all groups together; batches go in time order)
+OBJECT_MAJOR_BLOCKS = 16
 
 
 @contextmanager
@@ -137,6 +145,7 @@ class SGP4Correlator:
         self._allowance_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         self._rank_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._gate_prior_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._object_major_cache: dict[tuple[int, int], np.ndarray] = {}
         self._groups: list[tuple[np.ndarray, HermiteEphemeris]] = []
         for step in sorted(by_step):
             index = np.sort(np.concatenate(by_step[step]))
@@ -144,6 +153,12 @@ class SGP4Correlator:
                 catalogue.subset(index), step_s=step, cube_dir=cube_dir, max_blocks=MAX_BLOCKS
             )
             self._groups.append((index, eph))
+
+    def __getstate__(self):
+        # pickled (to Dask workers) without the rank's block layouts: they are rebuilt
+        state = self.__dict__.copy()
+        state["_object_major_cache"] = {}
+        return state
 
     def __repr__(self) -> str:
         return f"<SGP4Correlator: {len(self.catalogue)} objects, {len(self.sites)} station names>"
@@ -312,7 +327,7 @@ class SGP4Correlator:
         """Candidates of every tracklet: (tracklet, catalogue index, tau0) arrays, the
         ``N_FIT`` likeliest of each (:mod:`aposos.correlate.rank`)."""
         pair_trk, pair_obj, tau, score, rank, _ = self._gate_ranked(batch)
-        keep = (rank < N_FIT) & np.isfinite(score)
+        keep = fit_worthy(pair_trk, score, rank, batch.n_tracklets)
         return pair_trk[keep], pair_obj[keep], tau[keep]
 
     def _gate_ranked(self, batch: ObservationBatch):
@@ -370,15 +385,27 @@ class SGP4Correlator:
         t0 = ((jd[trk] - start_jd[0]) + (fr[trk] - start_fr[0])) * 86400.0
         reach = 2 * MAX_STEP_S + 1.0
         n = eph.samples_per_block
-        stand_in = np.zeros((1, 6, 0), dtype=np.float32)
-        before = eph.block(b - 1) if (t0 + tau).min() - reach < 0 else stand_in
-        after = eph.block(b + 1) if (t0 + tau).max() + reach >= n * eph.step_s else stand_in
-        blocks = (before, eph.block(b), after)
+        stand_in = np.zeros((0, 1, 6), dtype=np.float32)
+        before = self._object_major(g, b - 1) if (t0 + tau).min() - reach < 0 else stand_in
+        after = (
+            self._object_major(g, b + 1) if (t0 + tau).max() + reach >= n * eph.step_s else stand_in
+        )
+        blocks = (before, self._object_major(g, b), after)
         tau, _, score = rank_scores(
             blocks, eph.step_s, obj, t0, tau, site[trk], u[trk], sigma[trk],
             self._rank_priors(g, b),
         )  # fmt: skip
         return tau, score
+
+    def _object_major(self, g: int, b: int) -> np.ndarray:
+        """Cube block ``b`` of group ``g`` laid out for the rank's looks
+        (:func:`aposos.correlate.rank.object_major`); the last few are kept."""
+        key = (g, b)
+        if key not in self._object_major_cache:
+            while len(self._object_major_cache) >= OBJECT_MAJOR_BLOCKS:
+                self._object_major_cache.pop(next(iter(self._object_major_cache)))
+            self._object_major_cache[key] = object_major(self._groups[g][1].block(b))
+        return self._object_major_cache[key]
 
     def _rank_priors(self, g: int, b: int) -> np.ndarray:
         """:func:`aposos.correlate.rank.block_priors` of a group's objects at the middle
@@ -545,6 +572,16 @@ class SGP4Correlator:
         self.cube_dir = cube_dir
         for _, eph in self._groups:
             eph.cube_dir = None if cube_dir is None else Path(cube_dir)
+
+
+def fit_worthy(pair_trk, score, rank, n_tracklets: int) -> np.ndarray:
+    """Which ranked gate pairs go on to the fit (see ``N_FIT``, ``N_FIT_MIN``,
+    ``RANK_GAP``); pairs are by tracklet, best first, as ``_gate_ranked`` gives them."""
+    best = np.full(n_tracklets, np.inf)
+    first = rank == 0
+    best[pair_trk[first]] = score[first]
+    near = score <= best[pair_trk] + RANK_GAP
+    return np.isfinite(score) & (rank < N_FIT) & ((rank < N_FIT_MIN) | near)
 
 
 def _collect(results: list, done, total: int, progress: bool) -> list:
