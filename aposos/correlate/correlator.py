@@ -16,8 +16,9 @@ Steps (see ``shared/ARCHITECTURE.md``):
    be off.
    Rank (:mod:`aposos.correlate.rank`): far along the track the straight line lets many
    objects pass; each passing object is looked at on its curved track (the cube, two
-   Newton steps on the offset) and scored under the error mixture; the ``N_FIT`` likeliest
-   of each tracklet go on.
+   Newton steps on the offset) and scored under the error mixture; the first
+   ``N_FIT_MIN`` of each tracklet go on, and up to ``N_FIT`` of those scored within
+   ``RANK_GAP`` of its best (:func:`fit_worthy`).
 3. Fine fit (:mod:`aposos.correlate.fit`): exact SGP4 at every observation time,
    a fitted time offset (along track) and small position offsets (a tilt of the orbit
    plane, a radial shift), residuals, marginal chi-square.
@@ -62,9 +63,9 @@ N_CANDIDATES = 5
 # the gate passes at most GATE_PASS_CAP objects per tracklet and orbit-class group; a
 # look along each one's track on the cube ranks them (a score, -2 ln likelihood) and the
 # best go on to the fit: the first N_FIT_MIN, and up to N_FIT of those whose score is
-# within RANK_GAP of the best (the true object's worst was 22.6 on real pairs up to 4 days
-# apart, benchmarks/rank_of_truth.py; most tracklets have a few such candidates, trains
-# and shells dozens)
+# within RANK_GAP of the best (benchmarks/rank_of_truth.py: the true object's worst gap
+# was 22.6 on the fitting pairs 16-17, 18-19, 16-18, 16-20, 19-23; 1-day pairs fit 14-22
+# pairs per tracklet, 4-day pairs 49-53: trains and shells give dozens within the gap)
 GATE_PASS_CAP = 1024
 N_FIT = 64
 N_FIT_MIN = 8
@@ -324,8 +325,8 @@ class SGP4Correlator:
         return self._gate_prior_cache[key]
 
     def _gate(self, batch: ObservationBatch):
-        """Candidates of every tracklet: (tracklet, catalogue index, tau0) arrays, the
-        ``N_FIT`` likeliest of each (:mod:`aposos.correlate.rank`)."""
+        """Candidates of every tracklet: (tracklet, catalogue index, tau0) arrays, those
+        :func:`fit_worthy` keeps of each (:mod:`aposos.correlate.rank`)."""
         pair_trk, pair_obj, tau, score, rank, _ = self._gate_ranked(batch)
         keep = fit_worthy(pair_trk, score, rank, batch.n_tracklets)
         return pair_trk[keep], pair_obj[keep], tau[keep]
