@@ -78,8 +78,6 @@ GATE_MARGIN_ARCSEC = 10.0
 SMALL_BATCH = 16
 # cube blocks (hours) kept in memory per orbit-class group; older ones reload from zarr
 MAX_BLOCKS = 48
-# cube blocks kept laid out for the rank (all groups together; batches go in time order)
-OBJECT_MAJOR_BLOCKS = 16
 
 
 @contextmanager
@@ -400,13 +398,17 @@ class SGP4Correlator:
 
     def _object_major(self, g: int, b: int) -> np.ndarray:
         """Cube block ``b`` of group ``g`` laid out for the rank's looks
-        (:func:`aposos.correlate.rank.object_major`); the last few are kept."""
+        (:func:`aposos.correlate.rank.object_major`), kept like the cube's blocks."""
         key = (g, b)
-        if key not in self._object_major_cache:
-            while len(self._object_major_cache) >= OBJECT_MAJOR_BLOCKS:
-                self._object_major_cache.pop(next(iter(self._object_major_cache)))
-            self._object_major_cache[key] = object_major(self._groups[g][1].block(b))
-        return self._object_major_cache[key]
+        cache = self._object_major_cache
+        if key not in cache:
+            # as many per group as the cube keeps: one-by-one calls (correlate_one) jump
+            # about the night, and a layout costs a pass over the whole block
+            mine = [k for k in cache if k[0] == g]
+            while len(mine) >= MAX_BLOCKS:
+                cache.pop(mine.pop(0))
+            cache[key] = object_major(self._groups[g][1].block(b))
+        return cache[key]
 
     def _rank_priors(self, g: int, b: int) -> np.ndarray:
         """:func:`aposos.correlate.rank.block_priors` of a group's objects at the middle
