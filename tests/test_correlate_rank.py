@@ -16,7 +16,13 @@ import pytest
 from sgp4.api import Satrec
 
 from aposos.correlate.model import ErrorModel
-from aposos.correlate.rank import MAX_STEP_S, SIGMA_FLOOR_KM, block_priors, rank_scores
+from aposos.correlate.rank import (
+    MAX_STEP_S,
+    SIGMA_FLOOR_KM,
+    block_priors,
+    object_major,
+    rank_scores,
+)
 from aposos.orbit.catalogue import Catalogue
 from aposos.orbit.ephemeris import HermiteEphemeris
 
@@ -65,7 +71,7 @@ def test_look_on_the_cube_matches_sgp4(sky):
     """Offsets, miss distances and scores of the cube look against python-sgp4's."""
     cat, satrecs = sky
     eph = HermiteEphemeris(cat, step_s=180)
-    blocks = (eph.block(BLOCK - 1), eph.block(BLOCK), eph.block(BLOCK + 1))
+    blocks = tuple(object_major(eph.block(b)) for b in (BLOCK - 1, BLOCK, BLOCK + 1))
     start_jd, start_fr = eph.sample_times(BLOCK * eph.samples_per_block, 1)
     rng = np.random.default_rng(8)
     n = len(cat)
@@ -104,7 +110,7 @@ def test_a_look_beyond_the_given_blocks_scores_nothing(sky):
     """A neighbour block that was not loaded (the stand-in) gives an infinite score."""
     cat, _ = sky
     eph = HermiteEphemeris(cat, step_s=180)
-    stand_in = np.zeros((1, 6, 0), dtype=np.float32)
+    stand_in = np.zeros((0, 1, 6), dtype=np.float32)
     n = len(cat)
     obj = np.arange(n)
     table = ErrorModel.default().table(cat)
@@ -113,7 +119,7 @@ def test_a_look_beyond_the_given_blocks_scores_nothing(sky):
     site = np.zeros((n, 3))
     u = np.tile([1.0, 0.0, 0.0], (n, 1))
     sigma = np.full(n, one_arcsec_rad)
-    blocks = (stand_in, eph.block(BLOCK), stand_in)
+    blocks = (stand_in, object_major(eph.block(BLOCK)), stand_in)
     _, _, before = rank_scores(blocks, 180, obj, np.full(n, 10.0), np.full(n, -400.0), site, u,
                                sigma, priors)  # fmt: skip
     _, _, after = rank_scores(blocks, 180, obj, np.full(n, 3590.0), np.full(n, 400.0), site, u,
@@ -122,3 +128,37 @@ def test_a_look_beyond_the_given_blocks_scores_nothing(sky):
                                sigma, priors)  # fmt: skip
     assert np.isinf(before).all() and np.isinf(after).all()
     assert np.isfinite(inside).any()
+
+
+def test_object_major_layout_holds_the_same_numbers(sky):
+    """The rank's layout of a block is the cube block's numbers, object by object."""
+    cat, _ = sky
+    block = HermiteEphemeris(cat, step_s=180).block(BLOCK)
+    laid = object_major(block)
+    assert laid.shape == (block.shape[2], block.shape[0], 6)
+    np.testing.assert_array_equal(laid, np.transpose(block, (2, 0, 1)))
+
+
+def test_fit_takes_the_first_few_and_the_near_ones():
+    """``fit_worthy`` against its rule written out pair by pair: the first ``N_FIT_MIN``
+    of each tracklet, then those within ``RANK_GAP`` of its best, never more than
+    ``N_FIT``, never an infinite score."""
+    from aposos.correlate.correlator import N_FIT, N_FIT_MIN, RANK_GAP, fit_worthy
+
+    rng = np.random.default_rng(4)
+    counts = [0, 3, N_FIT_MIN + 5, N_FIT + 20, 40]
+    trk, score, rank = [], [], []
+    for t, n in enumerate(counts):
+        s = np.sort(rng.uniform(0.0, 3.0 * RANK_GAP, n))
+        s[-1:] = np.inf if n else s[-1:]  # the worst of each: no valid look
+        trk += [t] * n
+        score += s.tolist()
+        rank += list(range(n))
+    trk, score, rank = np.array(trk), np.array(score), np.array(rank)
+    keep = fit_worthy(trk, score, rank, len(counts))
+    for i in range(trk.size):
+        best = score[(trk == trk[i]) & (rank == 0)][0]
+        near = score[i] <= best + RANK_GAP
+        expected = np.isfinite(score[i]) and rank[i] < N_FIT and (rank[i] < N_FIT_MIN or near)
+        assert keep[i] == expected, i
+    assert np.bincount(trk[keep], minlength=len(counts))[3] <= N_FIT

@@ -75,6 +75,13 @@ SCATTER_CHI2_PER_DOF = 3.5
 SCATTER_MAX_ARC_DEG = 5.0
 
 
+def _cross3(a, b) -> np.ndarray:
+    """``a x b`` of two 3-vectors (``np.cross`` costs more than the rest of a small fit)."""
+    return np.array(
+        [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    )
+
+
 def smooth_motion_fit(tracklet, log_volume: float) -> tuple[float, float]:
     """The tracklet on its own: how much larger than declared its scatter is, and the
     deviance of "an object nobody catalogued" for it.
@@ -99,11 +106,11 @@ def smooth_motion_fit(tracklet, log_volume: float) -> tuple[float, float]:
         sigma = np.full(n, 2.0 * ARCSEC)
     q = radec_to_unit(tracklet.ra_deg, tracklet.dec_deg)
     c = q[n // 2]
-    east = np.cross([0.0, 0.0, 1.0], c)
+    east = np.array([-c[1], c[0], 0.0])  # z x c
     if np.linalg.norm(east) < 1e-9:
         east = np.array([1.0, 0.0, 0.0])
     east /= np.linalg.norm(east)
-    north = np.cross(c, east)
+    north = _cross3(c, east)
     z = q @ c
     if np.any(z <= 0.1):  # beyond 84 degrees from the middle: no tangent plane
         return 1.0, np.inf
@@ -425,9 +432,10 @@ def _pair_fit(geo, sig, n, tau, tau_mean, var_prior, var_ref, timing_s, out):
     out[8] = log_det_ref
 
 
-@kernel
-def _fit_serial(geo, sig, counts, tau, tau_mean, var_prior, var_ref, timing_s, out):
-    for p in range(geo.shape[0]):
+@parallel_kernel
+def _fit_all(geo, sig, counts, tau, tau_mean, var_prior, var_ref, timing_s, out):
+    # pairs are independent and each writes its own row: the same results on any threads
+    for p in prange(geo.shape[0]):
         _pair_fit(
             geo[p], sig[p], counts[p], tau[p], tau_mean[p], var_prior[p], var_ref[p], timing_s,
             out[p],
@@ -551,7 +559,7 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
         out = np.zeros((active.size, 9))
         good = np.flatnonzero(ok)
         out_good = np.zeros((good.size, 9))
-        _fit_serial(
+        _fit_all(
             geo[good], sig[active][good], counts[active][good], tau[active][good],
             tau_mean[active][good], var_prior[active][good], var_prior[active][good],
             float(timing_sigma_s), out_good,
@@ -595,7 +603,7 @@ def evaluate_priors(fit: PairFit, priors, timing_sigma_s, sig_scale=None):
     sig = fit.sig if sig_scale is None else fit.sig * np.asarray(sig_scale)[:, None]
     good = np.flatnonzero(np.isfinite(fit.chi2))
     out = np.zeros((good.size, 9))
-    _fit_serial(
+    _fit_all(
         fit.geo[good], np.ascontiguousarray(sig[good]), fit.n_obs[good], fit.tau_geo_s[good],
         tau_mean[good], var_prior[good], var_prior[good], float(timing_sigma_s), out,
     )  # fmt: skip

@@ -25,7 +25,7 @@ from numba import prange
 
 from aposos.orbit.jit import kernel, parallel_kernel
 
-__all__ = ["MAX_STEP_S", "block_priors", "rank_scores"]
+__all__ = ["MAX_STEP_S", "block_priors", "object_major", "rank_scores"]
 
 MAX_STEP_S = 120.0  # one Newton step on tau moves it at most this far
 SIGMA_FLOOR_KM = 0.05  # cube interpolation and the straight miss near the line of sight
@@ -49,10 +49,29 @@ def block_priors(table, jd: float, fr: float, index: np.ndarray) -> np.ndarray:
     return out
 
 
+@parallel_kernel
+def _transpose(block, out):
+    for j in prange(block.shape[2]):
+        for k in range(block.shape[0]):
+            for c in range(6):
+                out[j, k, c] = block[k, c, j]
+
+
+def object_major(block: np.ndarray) -> np.ndarray:
+    """A cube block ``(n + 1, 6, n_obj)`` laid out ``(n_obj, n + 1, 6)``: one object's
+    samples side by side, so a look at one object reads one or two cache lines instead
+    of twelve (the rank looks at objects in no order; the gate sweeps them in order)."""
+    out = np.empty((block.shape[2], block.shape[0], 6), dtype=np.float32)
+    if block.size:
+        _transpose(np.ascontiguousarray(block, dtype=np.float32), out)
+    return out
+
+
 @kernel
 def _state(blocks, j, t_s, h, n):
     """Position (km) and velocity (km/s) of object ``j`` at ``t_s`` seconds after the
-    start of the middle block; NaN beyond the three blocks."""
+    start of the middle block; NaN beyond the three blocks (object-major, see
+    :func:`object_major`)."""
     q = t_s / h
     sample = math.floor(q)
     s = q - sample
@@ -64,7 +83,7 @@ def _state(blocks, j, t_s, h, n):
         sample -= n
         b = 2
     nan = np.nan
-    if not (0 <= sample < n) or blocks[b].shape[2] <= j:
+    if not (0 <= sample < n) or blocks[b].shape[0] <= j:
         return nan, nan, nan, nan, nan, nan
     k = int(sample)
     blk = blocks[b]
@@ -73,10 +92,10 @@ def _state(blocks, j, t_s, h, n):
     w0, w1, w2, w3 = 2 * s3 - 3 * s2 + 1, (s3 - 2 * s2 + s) * h, -2 * s3 + 3 * s2, (s3 - s2) * h
     d0, d1 = (6 * s2 - 6 * s) / h, 3 * s2 - 4 * s + 1
     d2, d3 = (-6 * s2 + 6 * s) / h, 3 * s2 - 2 * s
-    p0x, p0y, p0z = float(blk[k, 0, j]), float(blk[k, 1, j]), float(blk[k, 2, j])
-    v0x, v0y, v0z = float(blk[k, 3, j]), float(blk[k, 4, j]), float(blk[k, 5, j])
-    p1x, p1y, p1z = float(blk[k + 1, 0, j]), float(blk[k + 1, 1, j]), float(blk[k + 1, 2, j])
-    v1x, v1y, v1z = float(blk[k + 1, 3, j]), float(blk[k + 1, 4, j]), float(blk[k + 1, 5, j])
+    p0x, p0y, p0z = float(blk[j, k, 0]), float(blk[j, k, 1]), float(blk[j, k, 2])
+    v0x, v0y, v0z = float(blk[j, k, 3]), float(blk[j, k, 4]), float(blk[j, k, 5])
+    p1x, p1y, p1z = float(blk[j, k + 1, 0]), float(blk[j, k + 1, 1]), float(blk[j, k + 1, 2])
+    v1x, v1y, v1z = float(blk[j, k + 1, 3]), float(blk[j, k + 1, 4]), float(blk[j, k + 1, 5])
     return (
         w0 * p0x + w1 * v0x + w2 * p1x + w3 * v1x,
         w0 * p0y + w1 * v0y + w2 * p1y + w3 * v1y,
@@ -130,9 +149,9 @@ def rank_scores(blocks, step_s, obj, t0_s, tau_s, site_km, u, sigma_rad, priors)
 
     Parameters
     ----------
-    blocks : the previous, own and next ``(n + 1, 6, n_obj)`` float32 cube blocks (an
-        unneeded neighbour may be a ``(1, 6, 0)`` stand-in: a pair that reaches it
-        scores ``inf``).
+    blocks : the previous, own and next cube blocks, object-major (:func:`object_major`:
+        ``(n_obj, n + 1, 6)`` float32; an unneeded neighbour may be a ``(0, 1, 6)``
+        stand-in: a pair that reaches it scores ``inf``).
     step_s : grid step (s).
     obj : ``(n_pairs,)`` object index in the blocks.
     t0_s : ``(n_pairs,)`` reference time, seconds after the start of the own block.
@@ -147,7 +166,7 @@ def rank_scores(blocks, step_s, obj, t0_s, tau_s, site_km, u, sigma_rad, priors)
     object's track from the line of sight there (km); score : ``(n_pairs,)`` ``-2 ln``
     likelihood up to a constant, lower is likelier (``inf``: no valid look).
     """
-    n = blocks[1].shape[0] - 1
+    n = blocks[1].shape[1] - 1
     tau = np.empty(obj.size)
     miss = np.empty(obj.size)
     score = np.empty(obj.size)
