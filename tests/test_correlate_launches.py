@@ -125,6 +125,12 @@ def test_temper_mates_flattens_only_the_best_ones_train():
     np.testing.assert_array_equal(got.score[2:], score[2:])
     np.testing.assert_array_equal(got.unlisted, unlisted)
     assert temper_mates(scores, pair_trk, launch, 1.0) is scores
+    # only confident calls are tempered: tracklet 0 is not one at min_score 0.96
+    gated = temper_mates(scores, pair_trk, launch, 2.0, min_score=0.96)
+    np.testing.assert_array_equal(gated.score, score)
+    np.testing.assert_array_equal(
+        temper_mates(scores, pair_trk, launch, 2.0, min_score=0.9).score, got.score
+    )
     # a candidate with no launch (-1) is nobody's mate
     none = temper_mates(scores, pair_trk, np.array([-1, -1, 5, 6, 6]), 3.0)
     np.testing.assert_allclose(none.score[:3], score[:3])

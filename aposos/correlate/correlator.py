@@ -430,7 +430,9 @@ class SGP4Correlator:
             model, trk, deviance[keep], cluster[keep], weights[keep], lost[keep], free_deviance,
             lost_deviance[keep], self._priors.cluster_odds[obj],
         )  # fmt: skip
-        scores = temper_mates(scores, trk, self._priors.launch[obj], model.mate_temperature)
+        scores = temper_mates(
+            scores, trk, self._priors.launch[obj], model.mate_temperature, model.min_score
+        )
         order = np.lexsort((obj, -scores.score, trk))  # by tracklet, best first
         starts = np.searchsorted(trk[order], np.arange(n_trk + 1))
         out = []
