@@ -201,10 +201,13 @@ def main(argv=None) -> int:
             )
             grouped = sum(bool(r.reason and r.reason.startswith("joint")) for r in joint)
             print(f"    joint stage: {grouped} tracklets in pass groups, {changed} calls changed")
-            evaluated.append((ts, joint))
+            evaluated.append((int(b) - int(a), ts, joint))
             sys.stdout.flush()
-    print("reliability of 'correlated' (all pairs; each pair's above):")
-    print("\n".join(reliability(evaluated)))
+    for age in sorted({age for age, _, _ in evaluated}):
+        print(f"reliability of 'correlated' (joint), pairs {age} day(s) apart:")
+        print("\n".join(reliability([(ts, r) for a, ts, r in evaluated if a == age])))
+    print("reliability of 'correlated' (joint), all pairs:")
+    print("\n".join(reliability([(ts, r) for _, ts, r in evaluated])))
     return 0
 
 

@@ -7,7 +7,8 @@ The pairs the model is fitted on and the pairs held out for checks are fixed her
         [--components LEO MEO GEO HEO] [--only CLASS ...]
 
 The packaged model: LEO, MEO and GEO from ``--components 5 2 4 2``
-(commit 4a8863e), HEO from ``--components 5 2 4 3 --only HEO`` (a middle component).
+(commit 4a8863e), HEO from ``--components 5 2 4 3 --only HEO`` (a middle component), the
+odds of uncatalogued pieces near fresh launches from ``--launch-odds-only``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aposos.correlate.calibrate import (
     MAX_ACTIVITY_SLOPE,
     absent_share,
     fit_error_model,
+    launch_odds,
 )
 from aposos.correlate.errors import ElementSetErrors, element_set_errors
 from aposos.correlate.model import ErrorModel, default_model_path
@@ -68,12 +70,29 @@ def main(argv=None) -> int:
         "--only", nargs="+", choices=CLASSES, metavar="CLASS",
         help="refit only these orbit classes; the others are kept from the packaged model",
     )  # fmt: skip
+    parser.add_argument(
+        "--launch-odds-only", action="store_true",
+        help="keep the packaged model's components; refit only the odds of uncatalogued "
+        "pieces near fresh launches",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     history = {previous_day(a) for a, _ in FIT_PAIRS} - {None}
     days = sorted({d for pair in FIT_PAIRS for d in pair} | history)
     cats = {
         d: Catalogue.from_tle(SERIES / f"celestrak-active-2026-03-{d:02d}.3le.xz") for d in days
     }
+    packaged = ErrorModel.default()
+    odds = launch_odds(
+        [(cats[a], cats[b]) for a, b in FIT_PAIRS],
+        fresh_launches=packaged.fresh_launches,
+        small_group=packaged.small_launch_group,
+    )
+    if args.launch_odds_only:
+        model = replace(packaged, launch_odds=odds)
+        model.save(args.out)
+        print(f"launch odds {odds} (pairs {' '.join(f'{a}-{b}' for a, b in FIT_PAIRS)})")
+        print(f"written to {args.out}")
+        return 0
     errors = ElementSetErrors.concatenate(
         element_set_errors(
             cats[a], cats[b], pair=n, previous=cats.get(previous_day(a)) if args.history else None
@@ -88,7 +107,6 @@ def main(argv=None) -> int:
     by_class = dict(zip(CLASSES, args.components, strict=True)) if args.components else None
     if args.only:
         by_class = {c: (by_class or COMPONENTS_BY_CLASS)[c] for c in args.only}
-    packaged = ErrorModel.default()
     note = (
         f"2026 CelesTrak series, pairs (day of March) {names(FIT_PAIRS)}; "
         f"held out for checks: {names(HELD_OUT)}"
@@ -103,6 +121,7 @@ def main(argv=None) -> int:
         components_by_class=by_class,
         note=note,
     )
+    model = replace(model, launch_odds=odds)
     if args.only:  # say which classes come from which fit
         kept = packaged.fitted_on.split("errors fitted per class: ")[-1].split(" (refitted)")[0]
         kept = ", ".join(x for x in kept.split(", ") if x.split(" ")[0] not in args.only)

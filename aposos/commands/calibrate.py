@@ -40,8 +40,15 @@ def register(subparsers) -> None:
 
 
 def run_calibrate(args) -> int:
+    from dataclasses import replace
+
     from aposos.commands.catalog import load_usable_catalogue
-    from aposos.correlate.calibrate import absent_share, catalogue_errors, fit_error_model
+    from aposos.correlate.calibrate import (
+        absent_share,
+        catalogue_errors,
+        fit_error_model,
+        launch_odds,
+    )
 
     if len(args.snapshots) < 2:
         raise CommandError("give at least two snapshots of the catalogue (an older and a newer)")
@@ -53,11 +60,13 @@ def run_calibrate(args) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     order = sorted(cats, key=lambda c: c.epoch_range()[0])
-    share = absent_share(list(zip(order[:-1], order[1:], strict=True)))
+    pairs = list(zip(order[:-1], order[1:], strict=True))  # consecutive snapshots
+    share = absent_share(pairs)
     print(f"fitting the mixture on {len(errors)} errors ...", file=sys.stderr)
     model = fit_error_model(
         errors, note="fitted on " + ", ".join(args.snapshots), uncatalogued_fraction=share
     )
+    model = replace(model, launch_odds=launch_odds(pairs))  # near fresh launches
     model.save(args.out)
     for name, comps in model.components.items():
         parts = ", ".join(

@@ -21,7 +21,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from aposos.correlate.errors import ElementSetErrors, element_set_errors
+from aposos.correlate.errors import (
+    ElementSetErrors,
+    _launch,
+    element_set_errors,
+    launch_kinds,
+)
 from aposos.correlate.model import (
     ErrorComponent,
     ErrorModel,
@@ -30,7 +35,13 @@ from aposos.correlate.model import (
     mixture_weights,
 )
 
-__all__ = ["absent_share", "catalogue_errors", "fit_error_model", "log_likelihood"]
+__all__ = [
+    "absent_share",
+    "catalogue_errors",
+    "fit_error_model",
+    "launch_odds",
+    "log_likelihood",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +95,31 @@ def absent_share(pairs) -> float:
     if total == 0:
         raise ValueError("no objects in the newer snapshots")
     return absent / total
+
+
+def launch_odds(pairs, *, fresh_launches: int = 5, small_group: int = 3) -> dict[str, float]:
+    """Odds, per catalogued object of each kind of launch group (see
+    :func:`aposos.correlate.errors.launch_kinds`), of an uncatalogued object of the same
+    launch: over ``(older, newer)`` pairs, the newer snapshot's objects absent from the
+    older one whose launch is a group of that kind in the older one, divided by the
+    older one's objects of that kind. Kinds with no object in any pair are left out."""
+    new = {}
+    listed = {}
+    for older, newer in pairs:
+        kinds = launch_kinds(
+            older.intl_designator, fresh_launches=fresh_launches, small_group=small_group
+        )
+        groups = {}
+        for designator, kind in zip(older.intl_designator, kinds, strict=True):
+            if kind:
+                groups[_launch(str(designator))] = str(kind)
+                listed[str(kind)] = listed.get(str(kind), 0) + 1
+        absent = ~np.isin(newer.norad_id, older.norad_id)
+        for designator in newer.intl_designator[absent]:
+            kind = groups.get(_launch(str(designator)))
+            if kind:
+                new[kind] = new.get(kind, 0) + 1
+    return {k: round(new.get(k, 0) / n, 6) for k, n in sorted(listed.items())}
 
 
 def _axis_sigma(params, age, degree):

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aposos.correlate.decide import chi2_sf_even, decide, score_pairs
+from aposos.correlate.decide import chi2_sf_even, decide, score_pairs, temper_mates
 from aposos.correlate.fit import ObservationBatch, evaluate_priors, fit_pairs
 from aposos.correlate.gate import gate_block
 from aposos.correlate.model import ARCSEC, ErrorModel
@@ -484,8 +484,11 @@ class SGP4Correlator:
         obj = pair_obj[keep]
         scores = score_pairs(
             model, trk, deviance[keep], cluster[keep], weights[keep], lost[keep], free_deviance,
-            lost_deviance[keep],
+            lost_deviance[keep], self._priors.cluster_odds[obj],
         )  # fmt: skip
+        scores = temper_mates(
+            scores, trk, self._priors.launch[obj], model.mate_temperature, model.min_score
+        )
         order = np.lexsort((obj, -scores.score, trk))  # by tracklet, best first
         starts = np.searchsorted(trk[order], np.arange(n_trk + 1))
         # every number the records need, as Python lists in candidate order (one

@@ -193,6 +193,18 @@ class ErrorModel:
     cluster_along_s, cluster_normal_km, cluster_radial_km : spread of an uncatalogued
         object around a catalogued one it flies with (classes not listed keep the
         component's own sigmas across track).
+    launch_odds : odds, per catalogued object of a kind of launch group (``"fresh"``,
+        ``"fresh_small"``: see :func:`aposos.correlate.errors.launch_kinds`), of an
+        uncatalogued object flying with it; they replace ``f / (1 - f)`` in that
+        candidate's cluster term when larger (a fresh launch's pieces not yet in the
+        catalogue fly along its catalogued ones). Learned by
+        :func:`aposos.correlate.calibrate.launch_odds`.
+    fresh_launches, small_launch_group : which launch groups are fresh (the catalogue's
+        newest this many launches) and small (at most this many catalogued objects).
+    mate_temperature : the best candidate and those of its launch (its train's mates)
+        share their posterior as ``score ** (1 / mate_temperature)``: members of a train
+        err together, which independent priors leave out (see
+        :func:`aposos.correlate.decide.temper_mates`; 1: off).
     self_cluster_weight : ``e``: weight of the best candidate's own neighbourhood in the
         density of uncatalogued objects.
     background_log_volume : uncatalogued objects that fly with nothing catalogued are
@@ -222,6 +234,10 @@ class ErrorModel:
     cluster_along_s: dict[str, float] = field(default_factory=_cluster_along)
     cluster_normal_km: dict[str, float] = field(default_factory=_cluster_normal)
     cluster_radial_km: dict[str, float] = field(default_factory=_cluster_radial)
+    launch_odds: dict[str, float] = field(default_factory=dict)
+    fresh_launches: int = 5
+    small_launch_group: int = 3
+    mate_temperature: float = 1.0
     self_cluster_weight: float = 0.5
     background_log_volume: float = math.log(2.0 * math.pi * math.pi * math.radians(1.0) ** 2)
     timing_sigma_s: float = 0.005
@@ -320,6 +336,13 @@ class ErrorModel:
         for name, lost in self.lost.items():
             if len(lost) not in (2, 3) or not all(math.isfinite(x) for x in lost):
                 raise ValueError(f"{source}: lost share of {name}: two or three numbers")
+        for name, odds in self.launch_odds.items():
+            if name not in ("fresh", "fresh_small") or not (math.isfinite(odds) and odds >= 0):
+                raise ValueError(
+                    f"{source}: launch_odds: kinds fresh and fresh_small, odds >= 0 ({name})"
+                )
+        if not (math.isfinite(self.mate_temperature) and self.mate_temperature >= 1.0):
+            raise ValueError(f"{source}: mate_temperature must be >= 1")
         if not 0.0 < self.uncatalogued_fraction < 1.0:
             raise ValueError(f"{source}: uncatalogued_fraction must be in (0, 1)")
         if not 0.5 <= self.min_score < 1.0:
@@ -398,6 +421,10 @@ class PriorTable:
         self.history_rate = (
             np.zeros(n) if previous is None else semi_major_axis_rate(previous, catalogue)
         )
+        self.cluster_odds = self._cluster_odds(model, catalogue)
+        from aposos.correlate.errors import launch_index
+
+        self.launch = launch_index(catalogue.intl_designator)
         self.cluster_along_s = _per_class(classes, model.cluster_along_s)
         self.cluster_normal_km = _per_class(classes, model.cluster_normal_km, fallback=None)
         self.cluster_radial_km = _per_class(classes, model.cluster_radial_km, fallback=None)
@@ -406,6 +433,26 @@ class PriorTable:
             (classes == "HEO") & (rev_per_day < ref), ref / np.maximum(rev_per_day, 1e-3), 1.0
         )
         self.speed_kms = np.cbrt(MU_KM3_S2 * np.maximum(self.n_rad_min, 1e-6) / 60.0)
+
+    @staticmethod
+    def _cluster_odds(model: ErrorModel, catalogue) -> np.ndarray:
+        """Per object, the odds of an uncatalogued object flying with it: ``f / (1 - f)``,
+        or its launch group's :attr:`ErrorModel.launch_odds` when larger."""
+        f = model.uncatalogued_fraction
+        odds = np.full(len(catalogue.norad_id), f / (1.0 - f))
+        if not model.launch_odds:
+            return odds
+        from aposos.correlate.errors import launch_kinds
+
+        kinds = launch_kinds(
+            catalogue.intl_designator,
+            fresh_launches=model.fresh_launches,
+            small_group=model.small_launch_group,
+        )
+        for kind, value in model.launch_odds.items():
+            rows = kinds == kind
+            odds[rows] = np.maximum(odds[rows], value)
+        return odds
 
     @property
     def n_components(self) -> int:
