@@ -68,6 +68,7 @@ def copy_fields(fields, camera, ks=(0, 1, 2)):
 # ------------------------------------------------------------------ end to end
 
 
+@pytest.mark.apart
 @pytest.mark.slow
 def test_night_delivered_exactly_once_with_heartbeat(center, fields, tmp_path):
     tmp = tmp_path
@@ -118,6 +119,7 @@ def _heartbeat(center, frames_reduced: int | None = None) -> dict | None:
     return beat
 
 
+@pytest.mark.apart
 @pytest.mark.slow
 def test_center_down_then_up_backlog_drains(fields, tmp_path):
     """The center is away while the night goes on; the outbox keeps everything."""
@@ -148,6 +150,7 @@ def _backlog(db) -> int:
         store.close()
 
 
+@pytest.mark.apart
 @pytest.mark.slow
 def test_kill9_restart_and_rereduce_deliver_exactly_once(center, fields, tmp_path):
     tmp = tmp_path
@@ -203,9 +206,10 @@ def test_frames_taken_before_a_kill_stay_in_their_field(center, fields, tmp_path
     must still be the whole field, as the batch reduction has it: the idle time neither
     runs while the agent reduces nor while the source has a frame on its way, so the
     field is not cut in two (which gave its object a second id, and the center one
-    observation twice once ``aposos station reduce`` delivered the same frames)."""
+    observation twice once ``aposos station reduce`` delivered the same frames). One
+    field is enough: its two frames not yet taken stand for the ones on their way."""
     camera = tmp_path / "camera"
-    copy_fields(fields, camera)
+    copy_fields(fields, camera, ks=(0,))
     work = tmp_path / "work"
     work.mkdir()
     store = AgentStore(work / "agent.sqlite")
@@ -217,12 +221,13 @@ def test_frames_taken_before_a_kill_stay_in_their_field(center, fields, tmp_path
     agent = AgentProcess(station).start()
     db = work / "agent.sqlite"
     try:
-        wait_for(lambda: _count(db, "SELECT COUNT(*) FROM frames WHERE state = 'solved'") == 12
-                 and _backlog(db) == 0, 180, "12 frames reduced and delivered", agent)  # fmt: skip
+        wait_for(lambda: _count(db, "SELECT COUNT(*) FROM frames WHERE state = 'solved'") == 4
+                 and _backlog(db) == 0, 180, "4 frames reduced and delivered", agent)  # fmt: skip
         assert "2 frame(s) taken before the restart are reduced again" in agent.text()
         assert "field of 4 frame(s)" in agent.text()
         assert "field of 2 frame(s)" not in agent.text()
-        assert center_ids(center) == fields[1]  # the batch reduction's ids, 3 and no more
+        got = center_ids(center)  # one of the batch reduction's ids, and no other
+        assert len(got) == 1 and got[0] in fields[1], (got, fields[1])
     finally:
         assert agent.terminate() == 0
 
@@ -251,6 +256,7 @@ def _token(center) -> str:
     return _TOKENS[center.url]
 
 
+@pytest.mark.apart
 @pytest.mark.slow
 def test_corrupt_and_half_written_files(center, fields, tmp_path):
     tmp = tmp_path
@@ -315,6 +321,7 @@ def _has_frame(db, name) -> bool:
         store.close()
 
 
+@pytest.mark.apart
 @pytest.mark.slow
 def test_wrong_token_then_fixed(center, fields, tmp_path):
     tmp = tmp_path
@@ -354,6 +361,7 @@ def test_configuration_errors_all_listed_before_anything_runs(tmp_path):
 # ------------------------------------------------------------------ simulator source
 
 
+@pytest.mark.apart
 @pytest.mark.slow
 def test_simulator_night_becomes_correlated_tracklets(tmp_path):
     """The simulator's frames, reduced and delivered by the agent, are identified by
@@ -409,6 +417,7 @@ def test_simulator_night_becomes_correlated_tracklets(tmp_path):
         center.stop()
 
 
+@pytest.mark.apart
 @pytest.mark.slow
 def test_agent_follows_the_centers_task_and_reports_it(tmp_path):
     """The center's planner (issue 13) makes the night's tasks; the simulator station
