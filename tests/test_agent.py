@@ -68,7 +68,6 @@ def copy_fields(fields, camera, ks=(0, 1, 2)):
 # ------------------------------------------------------------------ end to end
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_night_delivered_exactly_once_with_heartbeat(center, fields, tmp_path):
     tmp = tmp_path
@@ -119,7 +118,6 @@ def _heartbeat(center, frames_reduced: int | None = None) -> dict | None:
     return beat
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_center_down_then_up_backlog_drains(fields, tmp_path):
     """The center is away while the night goes on; the outbox keeps everything."""
@@ -150,7 +148,6 @@ def _backlog(db) -> int:
         store.close()
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_kill9_restart_and_rereduce_deliver_exactly_once(center, fields, tmp_path):
     tmp = tmp_path
@@ -256,7 +253,6 @@ def _token(center) -> str:
     return _TOKENS[center.url]
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_corrupt_and_half_written_files(center, fields, tmp_path):
     tmp = tmp_path
@@ -321,7 +317,6 @@ def _has_frame(db, name) -> bool:
         store.close()
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_wrong_token_then_fixed(center, fields, tmp_path):
     tmp = tmp_path
@@ -361,7 +356,6 @@ def test_configuration_errors_all_listed_before_anything_runs(tmp_path):
 # ------------------------------------------------------------------ simulator source
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_simulator_night_becomes_correlated_tracklets(tmp_path):
     """The simulator's frames, reduced and delivered by the agent, are identified by
@@ -417,7 +411,6 @@ def test_simulator_night_becomes_correlated_tracklets(tmp_path):
         center.stop()
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_agent_follows_the_centers_task_and_reports_it(tmp_path):
     """The center's planner (issue 13) makes the night's tasks; the simulator station

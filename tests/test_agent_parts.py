@@ -309,7 +309,6 @@ def test_simulator_frame_follows_the_task(tmp_path):
 # ------------------------------------------------------------------ INDI
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_indi_agent_points_the_mount_and_reduces_frames(indi_server, tmp_path):
     from agentsetup import AgentProcess, wait_for, write_station

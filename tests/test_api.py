@@ -318,7 +318,6 @@ def test_token_administration_command_line(center, tmp_path):
     assert station_file.read_text().strip() not in made.stdout
 
 
-@pytest.mark.apart
 def test_the_service_on_postgresql(postgres_server, tmp_path):
     """The same service with its database on a real PostgreSQL server."""
     proc = CenterProcess(tmp_path, database=postgres_server.new_database()).start()

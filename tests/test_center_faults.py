@@ -173,7 +173,6 @@ def test_fifty_megabytes_are_refused_before_they_are_read(center):
     assert httpx.get(f"{center.url}/healthz").status_code == 200
 
 
-@pytest.mark.apart
 @pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_upload_received_before_a_crash_is_processed_at_restart(make_center):
     center = make_center(worker=False)
@@ -188,7 +187,6 @@ def test_upload_received_before_a_crash_is_processed_at_restart(make_center):
         assert c.tracklet(t.uuid)["n_obs"] == 5
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_kill_9_during_uploads_loses_nothing_and_stores_nothing_twice(make_center):
     """SIGKILL the server while 3 stations stream uploads and the worker correlates;
@@ -295,7 +293,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.apart
 @pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_worker_process_correlates_and_ends_with_the_server(make_center):
     """The worker runs in a child process of the server, correlates the queue, and

@@ -148,7 +148,6 @@ def test_records_are_complete(results):
             assert res.norad_id is None
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [2, 3, 4, 5])
 def test_truth_set_goals_large(seed, tmp_path):
@@ -177,7 +176,6 @@ def test_truth_set_goals_large(seed, tmp_path):
     assert stats["colocated_ambiguous_or_right"] == stats["colocated"]
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_real_element_set_errors(tmp_path):
     """Observations from the 2020-10-02 element sets, correlated against 2020-09-30's.
@@ -199,7 +197,6 @@ def test_real_element_set_errors(tmp_path):
     assert stats["wrong_rate"] <= 0.002
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 @pytest.mark.parametrize(("older", "newer"), [(17, 18), (17, 20)])
 def test_held_out_pairs_of_the_2026_series(older, newer, tmp_path):
@@ -303,7 +300,6 @@ def test_chunking_changes_nothing(truth, catalogue, correlator, results):
         assert a.score == pytest.approx(b.score, abs=1e-6, nan_ok=True)
 
 
-@pytest.mark.apart
 @pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_gate_loses_nothing_the_fit_accepts(truth, catalogue, correlator):
     """Fine-fit every catalogued object (no gate) for some tracklets: all that pass the
@@ -498,7 +494,6 @@ def test_model_round_trip_and_bad_files(tmp_path):
         ErrorModel.load(tmp_path / "nowhere.json")
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", [(17, 18), (17, 20)])
 def test_mixture_is_calibrated_on_held_out_pairs(pair):
@@ -788,7 +783,6 @@ def test_cli_end_to_end(truth, tmp_path, capsys, monkeypatch):
 # --------------------------------------------------------------------- Dask
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_dask_local_cluster_gives_identical_results(truth, catalogue, tmp_path):
     from dask.distributed import Client, LocalCluster
@@ -806,7 +800,6 @@ def test_dask_local_cluster_gives_identical_results(truth, catalogue, tmp_path):
     assert [r.to_wire() for r in remote] == [r.to_wire() for r in local]
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_cli_on_dask_matches_local(truth, tmp_path, capsys, monkeypatch):
     from dask.distributed import LocalCluster
@@ -847,7 +840,6 @@ def _drawn_errors(n, rng, slope):
     )  # fmt: skip
 
 
-@pytest.mark.apart
 @pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_calibration_learns_how_time_offsets_follow_radial_offsets():
     """The EM fit finds the slope of a drawn law (the fitter's own check, not physics:
@@ -896,7 +888,6 @@ def _three_populations(n, rng):
     )  # fmt: skip
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_widest_component_is_free_of_the_time_radial_slope():
     """With four or more components the widest has no time-radial slope (an object

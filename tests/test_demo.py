@@ -25,7 +25,6 @@ def _rows(path, sql, args=()):
         db.close()
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_demo_night_of_agents_ends_in_a_report_that_agrees_with_the_databases(tmp_path):
     out = tmp_path / "demo"

@@ -85,7 +85,6 @@ def test_the_unit_passes_systemd_analyze_verify(systemd_analyze, tmp_path):
     assert "aposos-station" not in done.stderr, done.stderr  # no warning about our unit
 
 
-@pytest.mark.apart
 @pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_the_units_command_runs_and_stops_as_systemd_would(tmp_path):
     service = read_unit(UNIT)["Service"]

@@ -146,7 +146,6 @@ print(json.dumps({"modules": len(names), "failed": failed, "network": attempts,
 """
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_importing_every_module_is_inert(tmp_path):
     """Importing each module touches no network, creates no files (in the working folder,

@@ -84,7 +84,6 @@ def test_readme_has_runnable_blocks():
     assert "center serve" in text and "add-user root --role admin" in text
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_every_readme_block_runs(tmp_path):
     port = free_port()

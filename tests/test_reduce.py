@@ -227,7 +227,6 @@ def simulated(tmp_path_factory):
     return out
 
 
-@pytest.mark.xdist_group("reduce-acceptance")  # the simulated night, made once
 @pytest.mark.slow
 def test_acceptance_against_simulator(simulated):
     from station_truth import score
@@ -257,7 +256,6 @@ def test_acceptance_against_simulator(simulated):
     assert sid.found >= 0.95 * sid.satellites
 
 
-@pytest.mark.xdist_group("reduce-acceptance")  # the simulated night, made once
 @pytest.mark.slow
 def test_acceptance_found_all_modes(simulated):
     """>= 95 % of satellites with peak S/N >= 5 found over all three modes (points
@@ -272,7 +270,6 @@ def test_acceptance_found_all_modes(simulated):
     assert found >= 0.95 * sats
 
 
-@pytest.mark.xdist_group("reduce-acceptance")  # the simulated night, made once
 @pytest.mark.slow
 def test_acceptance_blind(simulated, tmp_path):
     """The same simulated frames with every pointing key removed: those with 8+

@@ -71,7 +71,6 @@ def _separation_arcsec(satellites, row, cfg, tracklet) -> np.ndarray:
     return np.hypot(d_ra * np.cos(np.radians(dec[0])), d_dec) / one_arcsec
 
 
-@pytest.mark.apart
 @pytest.mark.slow
 def test_a_geo_stare_task_with_a_pointing_error_per_frame_gives_its_tracklet(tmp_path):
     """The demo's GEO stares: the mount re-points for each frame, so a GEO jumps by

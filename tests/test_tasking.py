@@ -191,7 +191,6 @@ def test_simultaneous_request_books_two_stations_together(plan, catalogue):
     assert len({p.start for p in mine}) == 1
 
 
-@pytest.mark.apart
 @pytest.mark.slow  # the quick loop leaves it out; make test runs it
 def test_replan_keeps_executed_tasks(tmp_path, stations, catalogue):
     from aposos.center import tasking_store as TS
