@@ -203,9 +203,10 @@ def test_frames_taken_before_a_kill_stay_in_their_field(center, fields, tmp_path
     must still be the whole field, as the batch reduction has it: the idle time neither
     runs while the agent reduces nor while the source has a frame on its way, so the
     field is not cut in two (which gave its object a second id, and the center one
-    observation twice once ``aposos station reduce`` delivered the same frames)."""
+    observation twice once ``aposos station reduce`` delivered the same frames). One
+    field is enough: its two frames not yet taken stand for the ones on their way."""
     camera = tmp_path / "camera"
-    copy_fields(fields, camera)
+    copy_fields(fields, camera, ks=(0,))
     work = tmp_path / "work"
     work.mkdir()
     store = AgentStore(work / "agent.sqlite")
@@ -217,12 +218,13 @@ def test_frames_taken_before_a_kill_stay_in_their_field(center, fields, tmp_path
     agent = AgentProcess(station).start()
     db = work / "agent.sqlite"
     try:
-        wait_for(lambda: _count(db, "SELECT COUNT(*) FROM frames WHERE state = 'solved'") == 12
-                 and _backlog(db) == 0, 180, "12 frames reduced and delivered", agent)  # fmt: skip
+        wait_for(lambda: _count(db, "SELECT COUNT(*) FROM frames WHERE state = 'solved'") == 4
+                 and _backlog(db) == 0, 180, "4 frames reduced and delivered", agent)  # fmt: skip
         assert "2 frame(s) taken before the restart are reduced again" in agent.text()
         assert "field of 4 frame(s)" in agent.text()
         assert "field of 2 frame(s)" not in agent.text()
-        assert center_ids(center) == fields[1]  # the batch reduction's ids, 3 and no more
+        got = center_ids(center)  # one of the batch reduction's ids, and no other
+        assert len(got) == 1 and got[0] in fields[1], (got, fields[1])
     finally:
         assert agent.terminate() == 0
 
