@@ -173,6 +173,33 @@ def test_few_stars_solve_only_with_the_known_geometry(tmp_path, deep_store):
     assert _corner_error_px(sol, truth.wcs) < 1.0
 
 
+def test_reduction_takes_the_geometry_from_the_last_solved_frame(tmp_path, deep_store):
+    """The reduction hands the solver the last solved frame's scale and rotation: a rich
+    field solves by the pair vote, then the few-star field of the same camera by offset."""
+    from aposos.station.config import StationConfig
+    from aposos.station.fitsframe import read_frame
+    from aposos.station.reduce import ReduceOptions, Reducer
+
+    reducer = Reducer(StationConfig.load("stations/iran.toml"),
+                      options=ReduceOptions(catalogue="deep"))  # fmt: skip
+    reports = []
+    for name, ra, dec, err, seed in (
+        ("rich.fits", 120.0, 30.0, (0.15, -0.1), 5),
+        ("few.fits", 41.486, 6.346, (-0.164, 0.0), 147918872),
+    ):
+        truth = make_frame(
+            tmp_path / name, ra=ra, dec=dec, shape=(480, 480), scale_arcsec=3.0,
+            rotation_deg=231.64, pointing_error=err, zero_point=20.5, mag_limit=14.0,
+            catalogue="deep", faint_stars=60, seed=seed,
+        )  # fmt: skip
+        reports.append(reducer.reduce_frame(read_frame(tmp_path / name)))
+    rich, few = reports
+    assert rich.status == "solved" and rich.info["solve"] == "pointing"
+    assert few.status == "solved", few.reason
+    assert few.info["solve"] == "pointing, known geometry"
+    assert _corner_error_px(few.solution, truth.wcs) < 1.0
+
+
 def test_known_geometry_refuses_what_chance_explains(tmp_path, deep_store):
     """It must refuse rather than guess: a field with two catalogue stars (where the old
     pair vote accepted a wrong fit of 2.3 px residuals), and a decoy, the stars of one
