@@ -175,6 +175,8 @@ def _refine(img, cat, m, t, shape, axis, parity, radius, min_matches):
         d, ii = tree.query(pred[kk], distance_upper_bound=r)
         ok = np.isfinite(d)
         kk, ii, d = kk[ok], ii[ok], d[ok]
+        if ii.size < min_matches:
+            return None
         # one catalogue star per image star (the closer)
         order = np.lexsort((d, ii))
         ii, kk = ii[order], kk[order]

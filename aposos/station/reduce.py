@@ -272,7 +272,10 @@ class Reducer:
         if pointing is not None:
             info["pointing_deg"] = [round(pointing[0], 5), round(pointing[1], 5)]
         stars = src.subset(_usable_stars(src, frame.shape, ext))
-        sol = self._solve(stars, frame, pointing, scale, axis, report.mid_utc, info)
+        # trailed stars (rate tracking) place too loosely for a solve on a handful of them
+        sol = self._solve(
+            stars, frame, pointing, scale, axis, report.mid_utc, info, known_geometry=not trailed
+        )
         if not sol.solved:
             report.reason = sol.reason
             info["stars_extracted"] = len(stars)
@@ -335,7 +338,9 @@ class Reducer:
         info["seconds"] = round(time.perf_counter() - t_start, 3)
         return report
 
-    def _solve(self, stars, frame: Frame, pointing, scale, axis, mid_utc, info):
+    def _solve(
+        self, stars, frame: Frame, pointing, scale, axis, mid_utc, info, known_geometry=True
+    ):
         """Plate-solve: the last frame's model, then around the pointing, then blind."""
         epoch = _jyear(mid_utc)
         args = dict(
@@ -356,7 +361,7 @@ class Reducer:
             info["header_wcs"] = f"not confirmed by the stars ({why})"
         if pointing is not None:
             info["solve"] = "pointing"
-            cd = self._known_geometry(hyp, scale)
+            cd = self._known_geometry(hyp, scale) if known_geometry else None
             sol = self.solver(
                 *xyf, pointing_deg=pointing, prior=self._prior(pointing), geometry_cd=cd, **args
             )
