@@ -272,9 +272,10 @@ class Reducer:
         if pointing is not None:
             info["pointing_deg"] = [round(pointing[0], 5), round(pointing[1], 5)]
         stars = src.subset(_usable_stars(src, frame.shape, ext))
-        # trailed stars (rate tracking) place too loosely for a solve on a handful of them
+        # trailed or elongated stars (rate tracking) place too loosely for a handful of them
+        loose = trailed or elongation > 0
         sol = self._solve(
-            stars, frame, pointing, scale, axis, report.mid_utc, info, known_geometry=not trailed
+            stars, frame, pointing, scale, axis, report.mid_utc, info, known_geometry=not loose
         )
         if not sol.solved:
             report.reason = sol.reason
