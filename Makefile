@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean stars
+.PHONY: test demo bench lint clean stars stars-setup
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -12,7 +12,16 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[all,test]'  # every role (pyproject.toml's extras)
+	@$(MAKE) --no-print-directory stars-setup
 	@touch $(STAMP)
+
+# The setup builds the deep star store when it can (about 10 s) and never fails for it.
+STARS_INSTALL_ARGS ?=
+stars-setup:
+	@$(VENV)/bin/aposos station stars install --quiet $(STARS_INSTALL_ARGS) >/dev/null 2>&1 \
+	  && echo "deep star store: $$($(VENV)/bin/aposos station stars info 2>/dev/null | head -1)" \
+	  || echo "no deep star store (plate solving uses the packaged G <= 10 catalogues): \
+	apt-get install astrometry-data-tycho2-07-littleendian, then make stars"
 
 # Every test, slow and PostgreSQL ones too (-m "" clears the quick loop's selection),
 # on TEST_WORKERS processes (xdist, a test file per worker); then the kernels uncompiled.

@@ -4,9 +4,12 @@ deep star store (issue 10: "solve frames of 0.4 deg and larger with 95 %+ succes
 Each field (random pointing, uniform on the sphere, seeded) is rendered by the tests'
 synthetic frame writer (``tests/station_synth.make_frame``: the deep catalogue's stars at
 their 2026.9 places, Gaussian PSF, sky and read noise, fainter field stars at random
-places, a pointing error of 0.1-0.2 deg), its stars are extracted once, and both
-catalogues solve the same star list (``PlateSolver``, as the reduction calls it). A
-solution counts when it is within 1 px of the true WCS at the frame's corners.
+places, a pointing error of 0.1-0.2 deg), its stars are extracted once, and three
+solvers solve the same star list (``PlateSolver``, as the reduction calls it): ``both``
+(packaged catalogues), ``deep`` (the store) and ``geo`` (the store, and the camera's
+scale and rotation known to ``--geometry-error``, as the last solved frame gives them).
+A solution is right within 1 px of the true WCS at the frame's corners, else WRONG;
+fields with fewer than ``--min-stars`` catalogue stars are counted apart (unsolvable).
 
 Run (needs the store: ``make stars``):
 ``python benchmarks/bench_small_fields.py --fields 60 --sizes 0.4,0.7``
@@ -33,7 +36,16 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="0.4,0.7", help="field widths, degrees")
     ap.add_argument("--scale", type=float, default=3.0, help="arcsec per pixel")
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument(
+        "--geometry-error",
+        default="1.0,0.01",
+        help="what the station knows of its camera: the rotation (deg) and scale (fraction) "
+        "errors, drawn uniformly within these, of the geometry handed to the 'geo' solve",
+    )
+    ap.add_argument("--min-stars", type=int, default=4,
+                    help="fields with fewer catalogue stars count as unsolvable")  # fmt: skip
     args = ap.parse_args(argv)
+    rot_err, scale_err = (float(v) for v in args.geometry_error.split(","))
 
     from aposos.station.astrometry import PlateSolver
     from aposos.station.extract import SATURATED, STAR, SourceExtractor
@@ -43,8 +55,9 @@ def main(argv=None) -> int:
     both = StarCatalogue.load("both")
     deep = StarCatalogue.load("deep")  # fails with a clear line when there is no store
     print(f"deep: {len(deep):,} stars ({deep.store_description}); both: {len(both):,}")
-    solvers = {"both": PlateSolver(both), "deep": PlateSolver(deep)}
+    solvers = {"both": PlateSolver(both), "deep": PlateSolver(deep), "geo": PlateSolver(deep)}
     rng = np.random.default_rng(args.seed)
+    geo_rng = np.random.default_rng(args.seed + 1)  # apart: the fields stay those of --seed
     for size in (float(s) for s in args.sizes.split(",")):
         n_px = int(round(size * 3600.0 / args.scale))
         rows = []
@@ -52,8 +65,9 @@ def main(argv=None) -> int:
             for k in range(args.fields):
                 ra = rng.uniform(0, 360)
                 dec = math.degrees(math.asin(rng.uniform(-1, 1)))
-                err = rng.uniform(0.1, 0.2) * np.array([math.cos(a) for a in (0, math.pi / 2)])
-                err = err * rng.choice([-1, 1], 2)
+                # pointing error 0.1-0.2 deg in any direction (before 4 Dec 2026: along RA only)
+                turn = rng.uniform(0, 2 * math.pi)
+                err = rng.uniform(0.1, 0.2) * np.array([math.cos(turn), math.sin(turn)])
                 path = Path(tmp) / f"f{k}.fits"
                 truth = make_frame(
                     path, ra=ra, dec=dec, shape=(n_px, n_px), scale_arcsec=args.scale,
@@ -67,29 +81,50 @@ def main(argv=None) -> int:
                 cx, cy = truth.wcs.all_pix2world([n_px / 2], [n_px / 2], 0)
                 n_deep = _in_field(deep, truth.wcs, n_px, cx[0], cy[0], size)
                 row = {"n_deep": n_deep}
+                # the camera's geometry as the station knows it: rotation and scale off a bit
+                known = _rotated(truth.wcs.wcs.cd, geo_rng.uniform(-rot_err, rot_err))
+                known = known * (1.0 + geo_rng.uniform(-scale_err, scale_err))
                 for name, solver in solvers.items():
                     sol = solver(
                         s.x, s.y, s.flux, shape=frame.shape, scale_arcsec=args.scale,
                         pointing_deg=frame.pointing_deg, epoch_jyear=2026.9,
-                        saturated=s.nsat > 0,
+                        saturated=s.nsat > 0, geometry_cd=known if name == "geo" else None,
                     )  # fmt: skip
-                    row[name] = sol.solved and _right(sol, truth.wcs, n_px)
+                    row[name] = (
+                        "right" if sol.solved and _right(sol, truth.wcs, n_px) else
+                        "WRONG" if sol.solved else "no"
+                    )  # fmt: skip
+                    row[name + "_matched"] = sol.n_matched
                 rows.append(row)
                 print(f"  {size} deg field {k}: ra {ra:6.1f} dec {dec:+5.1f}, {n_deep} deep stars,"
-                      f" both {row['both']}, deep {row['deep']}", file=sys.stderr)  # fmt: skip
+                      f" {len(s)} extracted, both {row['both']}, deep {row['deep']}, geo "
+                      f"{row['geo']} ({row['geo_matched']} matched)", file=sys.stderr)  # fmt: skip
         n8 = [r for r in rows if r["n_deep"] >= 8]
+        few = [r for r in rows if r["n_deep"] < args.min_stars]
         med = np.median([r["n_deep"] for r in rows])
         print(
             f'{size:.2f} deg ({n_px} px of {args.scale}"): {len(rows)} fields, median {med:.0f} '
-            f"deep-catalogue stars in the field, {len(n8)} with 8+"
-        )
+            f"deep-catalogue stars in the field, {len(n8)} with 8+, {len(few)} with fewer "
+            f"than {args.min_stars} (unsolvable: "
+            + ", ".join(f"{n} stars: {sum(r['n_deep'] == n for r in few)}" for n in range(args.min_stars))
+            + ")"
+        )  # fmt: skip
         for name in solvers:
+            right = sum(r[name] == "right" for r in rows)
+            wrong = sum(r[name] == "WRONG" for r in rows)
+            solvable = [r for r in rows if r["n_deep"] >= args.min_stars]
             print(
-                f"  {name:4}: solved {sum(r[name] for r in rows)}/{len(rows)} "
-                f"({100 * np.mean([r[name] for r in rows]):.0f}%); with 8+ stars "
-                f"{sum(r[name] for r in n8)}/{len(n8)}"
+                f"  {name:4}: solved {right}/{len(rows)} ({100 * right / len(rows):.0f}%), "
+                f"wrong {wrong}; with {args.min_stars}+ stars "
+                f"{sum(r[name] == 'right' for r in solvable)}/{len(solvable)}; with 8+ stars "
+                f"{sum(r[name] == 'right' for r in n8)}/{len(n8)}"
             )
     return 0
+
+
+def _rotated(cd, angle_deg):
+    a = math.radians(angle_deg)
+    return np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]) @ cd
 
 
 def _in_field(cat, wcs, n_px, ra, dec, size) -> int:

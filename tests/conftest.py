@@ -5,6 +5,8 @@ from indiserver import indi_server  # noqa: F401  (INDI server with its simulato
 from pgserver import postgres_server  # noqa: F401  (a real PostgreSQL on loopback)
 from stores import store  # noqa: F401  (a center store on SQLite and on PostgreSQL)
 
+pytest_plugins = ["starpin"]  # the packaged star catalogues, not the machine's deep store
+
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by marker
 def pytest_collection_modifyitems(config, items):

@@ -129,6 +129,98 @@ def test_small_field_solves_only_with_the_deep_store(tmp_path, deep_store):
     assert deep.rms_px < 0.3
 
 
+def _small_field(path, ra, dec, rotation_deg, pointing_error, seed):
+    """A 0.4-degree frame of the deep sky (tuning seed 11 of bench_small_fields.py)."""
+    truth = make_frame(
+        path, ra=ra, dec=dec, shape=(480, 480), scale_arcsec=3.0, rotation_deg=rotation_deg,
+        pointing_error=pointing_error, zero_point=20.5, mag_limit=14.0, catalogue="deep",
+        faint_stars=60, seed=seed,
+    )  # fmt: skip
+    frame, s = frame_stars(path)
+    args = dict(
+        shape=frame.shape, scale_arcsec=3.0, epoch_jyear=2026.9,
+        pointing_deg=frame.pointing_deg, saturated=s.nsat > 0,
+    )  # fmt: skip
+    return truth, s, args
+
+
+def _corner_error_px(sol, wcs, n_px=480) -> float:
+    gx = np.array([0, n_px - 1, 0, n_px - 1, n_px / 2])
+    gy = np.array([0, 0, n_px - 1, n_px - 1, n_px / 2])
+    ra, dec = sol.wcs((n_px, n_px)).all_pix2world(gx, gy, 0)
+    x, y = wcs.all_world2pix(ra, dec, 0)
+    return float(np.max(np.hypot(x - gx, y - gy)))
+
+
+def _turned(cd, angle_deg, scale):
+    a = np.radians(angle_deg)
+    return scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ cd
+
+
+def test_few_stars_solve_only_with_the_known_geometry(tmp_path, deep_store):
+    """Five Tycho-2 stars in a 0.4-degree field (four detected): too few for pair voting;
+    with the camera's rotation known to a degree and its scale to 1 %, the offset search
+    places the frame within a pixel at the corners."""
+    truth, s, args = _small_field(tmp_path / "f.fits", 41.486, 6.346, 231.64, (-0.164, 0.0),
+                                  147918872)  # fmt: skip
+    solver = PlateSolver(StarCatalogue.load("deep"))
+    assert not solver(s.x, s.y, s.flux, **args).solved
+    known = _turned(truth.wcs.wcs.cd, 0.8, 1.008)
+    sol = solver(s.x, s.y, s.flux, geometry_cd=known, **args)
+    assert sol.solved, sol.reason
+    assert "known geometry" in sol.distortion
+    assert sol.n_matched >= 4
+    assert _corner_error_px(sol, truth.wcs) < 1.0
+
+
+def test_reduction_takes_the_geometry_from_the_last_solved_frame(tmp_path, deep_store):
+    """The reduction hands the solver the last solved frame's scale and rotation: a rich
+    field solves by the pair vote, then the few-star field of the same camera by offset."""
+    from aposos.station.config import StationConfig
+    from aposos.station.fitsframe import read_frame
+    from aposos.station.reduce import ReduceOptions, Reducer
+
+    reducer = Reducer(StationConfig.load("stations/iran.toml"),
+                      options=ReduceOptions(catalogue="deep"))  # fmt: skip
+    reports = []
+    for name, ra, dec, err, seed in (
+        ("rich.fits", 120.0, 30.0, (0.15, -0.1), 5),
+        ("few.fits", 41.486, 6.346, (-0.164, 0.0), 147918872),
+    ):
+        truth = make_frame(
+            tmp_path / name, ra=ra, dec=dec, shape=(480, 480), scale_arcsec=3.0,
+            rotation_deg=231.64, pointing_error=err, zero_point=20.5, mag_limit=14.0,
+            catalogue="deep", faint_stars=60, seed=seed,
+        )  # fmt: skip
+        reports.append(reducer.reduce_frame(read_frame(tmp_path / name)))
+    rich, few = reports
+    assert rich.status == "solved" and rich.info["solve"] == "pointing"
+    assert few.status == "solved", few.reason
+    assert few.info["solve"] == "pointing, known geometry"
+    assert _corner_error_px(few.solution, truth.wcs) < 1.0
+
+
+def test_known_geometry_refuses_what_chance_explains(tmp_path, deep_store):
+    """It must refuse rather than guess: a field with two catalogue stars (where the old
+    pair vote accepted a wrong fit of 2.3 px residuals), and a decoy, the stars of one
+    field under the header pointing of another 1 degree away."""
+    solver = PlateSolver(StarCatalogue.load("deep"))
+    truth, s, args = _small_field(tmp_path / "two.fits", 47.037, -21.69, 41.64, (-0.14, 0.0),
+                                  979938487)  # fmt: skip
+    for cd in (None, truth.wcs.wcs.cd):
+        sol = solver(s.x, s.y, s.flux, geometry_cd=cd, **args)
+        assert not sol.solved, (cd, sol.n_matched, sol.distortion)
+    truth, s, args = _small_field(tmp_path / "decoy.fits", 41.486, 6.346, 231.64,
+                                  (-0.164, 0.0), 147918872)  # fmt: skip
+    for dra, ddec in ((0.0, 1.0), (1.0, 0.0), (-0.7, -0.7), (0.0, -1.2)):
+        ra0, dec0 = args["pointing_deg"]
+        decoy = dict(args, pointing_deg=(ra0 + dra, dec0 + ddec))
+        sol = PlateSolver(StarCatalogue.load("deep"), pointing_tolerance_deg=0.5)(
+            s.x, s.y, s.flux, geometry_cd=truth.wcs.wcs.cd, **decoy
+        )
+        assert not sol.solved, (dra, ddec, sol.n_matched, sol.distortion)
+
+
 def test_sky_shows_the_store_stars(deep_store):
     """The simulator's sky grows from `both` to `deep`; real store stars take the place
     of drawn faint stars, so a tile holds no fewer stars than before."""

@@ -37,6 +37,8 @@ __all__ = [
     "tan_project",
 ]
 
+FEW_STARS = 8  # a solution on fewer matched stars must fit them all within:
+FEW_STARS_MAX_RESIDUAL_PX = 1.0
 SIP_TERMS = [(p, q) for n in (2, 3) for p in range(n + 1) for q in range(n + 1) if p + q == n]
 
 
@@ -254,6 +256,7 @@ class PlateSolver:
         prior: TanSipModel | None = None,
         saturated: np.ndarray | None = None,
         vote: bool = True,
+        geometry_cd: np.ndarray | None = None,
     ) -> PlateSolution:
         """Solve one frame.
 
@@ -269,6 +272,10 @@ class PlateSolver:
             are mostly bright stars) but leave the final fit when 15 others remain.
         vote : search around the pointing when there is no prior or it fails; with
             ``False`` only the prior is refined (the blind solver checks its hypotheses so).
+        geometry_cd : the camera's known pixel-to-sky matrix (degrees per pixel: scale,
+            rotation and parity, from the last solved frame or a header WCS). When the
+            vote finds nothing, an offset search with this geometry solves fields with
+            too few stars for pair voting (:mod:`aposos.station.known_geometry`).
         """
         ny, nx = shape
         if axis_px is None:
@@ -295,23 +302,77 @@ class PlateSolver:
             return PlateSolution(False, f"only {ra_c.size} catalogue stars within {radius:.2f} deg")
         sat = np.zeros(x.size, bool) if saturated is None else np.asarray(saturated, bool)
         ctx = _Context(x, y, order, ra_c, dec_c, mag_c, axis_px, shape, scale_deg, epoch_jyear, sat)
+        ctx.flux = np.asarray(flux, float)
         model = None
         if prior is not None:
             model = self._refine(ctx, prior, initial_radius=12.0)
         if model is None and not vote:
             return PlateSolution(False, "the prior did not fit")
-        if model is None:
-            seed = self._vote(ctx, pointing_deg)
-            if seed is None:
-                return PlateSolution(
-                    False,
-                    f"no match between {x.size} stars and {ra_c.size} catalogue stars "
-                    f"(pointing tolerance {self.pointing_tolerance_deg} deg)",
-                )
+        if model is not None:
+            return self._finish(ctx, model)
+        seed = self._vote(ctx, pointing_deg)
+        if seed is None:
+            sol = PlateSolution(
+                False,
+                f"no match between {x.size} stars and {ra_c.size} catalogue stars "
+                f"(pointing tolerance {self.pointing_tolerance_deg} deg)",
+            )
+        else:
             model = self._refine(ctx, seed, initial_radius=8.0)
             if model is None:
-                return PlateSolution(False, "match found but the fit did not converge")
-        return self._finish(ctx, model)
+                sol = PlateSolution(False, "match found but the fit did not converge")
+            else:
+                sol = self._finish(ctx, model)
+        if sol.solved or geometry_cd is None:
+            return sol
+        known = self._known_geometry(ctx, pointing_deg, np.asarray(geometry_cd, float))
+        if known.solved:
+            return known
+        sol.reason = f"{sol.reason}; known geometry: {known.reason}"
+        return sol
+
+    # -------------------------------------------------------------- known geometry
+    def _known_geometry(self, ctx: _Context, pointing, cd) -> PlateSolution:
+        from aposos.station.known_geometry import match_known_geometry
+
+        xi, eta, cosc = tan_project(ctx.ra, ctx.dec, *pointing)
+        front = np.flatnonzero(cosc > 0.1)
+        cat = np.stack([xi[front], eta[front]], axis=1) / ctx.scale_deg
+        img = np.stack([ctx.x, ctx.y], axis=1)[ctx.order] - np.asarray(ctx.axis)
+        flux = None if ctx.flux is None else ctx.flux[ctx.order]
+        gm = match_known_geometry(
+            img, cat, cd / ctx.scale_deg, shape=ctx.shape, axis=ctx.axis,
+            search_px=self.pointing_tolerance_deg / ctx.scale_deg,
+            img_flux=flux, img_saturated=ctx.saturated[ctx.order], cat_mag=ctx.mag[front],
+            min_matches=self.min_matches,
+        )  # fmt: skip
+        if gm is None:
+            return PlateSolution(False, "no offset explains the stars better than chance")
+        ra0, dec0 = tan_deproject(gm.t[0] * ctx.scale_deg, gm.t[1] * ctx.scale_deg, *pointing)
+        model = TanSipModel((float(ra0), float(dec0)), ctx.axis, gm.m * ctx.scale_deg)
+        ii = ctx.order[gm.image_index]
+        kk = front[gm.catalogue_index]
+        if ii.size >= 12:  # enough stars for the usual fit and its clipping
+            return self._finish(ctx, model)
+        model, resid = _fit_similarity(ctx, ii, kk, model)
+        rms = float(math.sqrt(np.mean(np.sum(resid**2, axis=1)) / 2.0))
+        px, py = model.world_to_pixel(ctx.ra, ctx.dec)
+        ny, nx = ctx.shape
+        infield = int(np.sum((px > 0) & (px < nx - 1) & (py > 0) & (py < ny - 1)))
+        return PlateSolution(
+            solved=True,
+            model=model,
+            n_matched=int(ii.size),
+            rms_px=rms,
+            rms_arcsec=rms * model.pixel_scale_arcsec(),
+            image_index=ii,
+            catalogue_mag=ctx.mag[kk],
+            residual_px=resid,
+            n_catalogue_in_field=infield,
+            distortion=f"none (known geometry, false-match chance {gm.false_alarm:.1g})",
+            star_xy=np.stack([ctx.x[ii], ctx.y[ii]], axis=1),
+            star_radec=np.stack([ctx.ra[kk], ctx.dec[kk]], axis=1),
+        )
 
     # -------------------------------------------------------------- voting
     def _vote(self, ctx: _Context, pointing) -> TanSipModel | None:
@@ -445,6 +506,14 @@ class PlateSolver:
                 return PlateSolution(False, "degenerate fit")
             model, resid = refit_model, refit_resid
         rms = float(math.sqrt(np.mean(np.sum(resid**2, axis=1)) / 2.0))  # per axis
+        worst = float(np.max(np.hypot(resid[:, 0], resid[:, 1])))
+        if img_idx.size < FEW_STARS and worst > FEW_STARS_MAX_RESIDUAL_PX:
+            # an affine fit to a handful of stars bends to fit chance coincidences:
+            # true matches of a few stars sit well within a pixel
+            return PlateSolution(
+                False,
+                f"{img_idx.size} stars matched with a residual of {worst:.1f} px: not confirmed",
+            )
         px, py = model.world_to_pixel(ctx.ra, ctx.dec)
         ny, nx = ctx.shape
         infield = int(np.sum((px > 0) & (px < nx - 1) & (py > 0) & (py < ny - 1)))
@@ -477,6 +546,7 @@ class _Context:
     scale_deg: float
     epoch: float
     saturated: np.ndarray
+    flux: np.ndarray | None = None
 
 
 def _verify(img, cat, m, t, shape, axis):
@@ -610,6 +680,27 @@ def fit_model(x, y, ra, dec, model: TanSipModel, kind: str, k_fixed: float | Non
         new = TanSipModel(crval, (cx, cy), cd, sip_a, sip_b)
     px, py = new.world_to_pixel(ra, dec)
     return new, np.stack([x - px, y - py], axis=1)
+
+
+def _fit_similarity(ctx: _Context, ii, kk, model: TanSipModel):
+    """Offset, rotation and scale from a few stars (the CD's shape kept): (model, residuals).
+
+    Fitted in the tangent plane about the model's reference point, moved there twice.
+    """
+    u = ctx.x[ii] - model.crpix[0]
+    v = ctx.y[ii] - model.crpix[1]
+    base = model.cd / math.sqrt(abs(np.linalg.det(model.cd)))  # unit scale, known shape
+    for _ in range(3):
+        xi, eta, _ = tan_project(ctx.ra[kk], ctx.dec[kk], *model.crval)
+        p = np.stack([u, v], axis=1) @ base.T
+        z = p[:, 0] + 1j * p[:, 1]
+        w = xi + 1j * eta
+        (a, b), *_ = np.linalg.lstsq(np.column_stack([z, np.ones_like(z)]), w, rcond=None)
+        rot = np.array([[a.real, -a.imag], [a.imag, a.real]])
+        crval = tan_deproject(b.real, b.imag, *model.crval)
+        model = TanSipModel((float(crval[0]), float(crval[1])), model.crpix, rot @ base)
+    px, py = model.world_to_pixel(ctx.ra[kk], ctx.dec[kk])
+    return model, np.stack([ctx.x[ii] - px, ctx.y[ii] - py], axis=1)
 
 
 def _fit(ctx: _Context, pairs, model: TanSipModel, kind: str, k_fixed=None):

@@ -272,7 +272,11 @@ class Reducer:
         if pointing is not None:
             info["pointing_deg"] = [round(pointing[0], 5), round(pointing[1], 5)]
         stars = src.subset(_usable_stars(src, frame.shape, ext))
-        sol = self._solve(stars, frame, pointing, scale, axis, report.mid_utc, info)
+        # trailed or elongated stars (rate tracking) place too loosely for a handful of them
+        loose = trailed or elongation > 0
+        sol = self._solve(
+            stars, frame, pointing, scale, axis, report.mid_utc, info, known_geometry=not loose
+        )
         if not sol.solved:
             report.reason = sol.reason
             info["stars_extracted"] = len(stars)
@@ -335,7 +339,9 @@ class Reducer:
         info["seconds"] = round(time.perf_counter() - t_start, 3)
         return report
 
-    def _solve(self, stars, frame: Frame, pointing, scale, axis, mid_utc, info):
+    def _solve(
+        self, stars, frame: Frame, pointing, scale, axis, mid_utc, info, known_geometry=True
+    ):
         """Plate-solve: the last frame's model, then around the pointing, then blind."""
         epoch = _jyear(mid_utc)
         args = dict(
@@ -343,6 +349,7 @@ class Reducer:
             saturated=stars.nsat > 0,
         )  # fmt: skip
         xyf = (stars.x, stars.y, stars.flux)
+        hyp = None
         if frame.wcs is not None:  # a hypothesis: the stars confirm it or it is set aside
             hyp = model_from_wcs(frame.wcs, frame.shape, axis)
             why = "unusable"
@@ -355,7 +362,12 @@ class Reducer:
             info["header_wcs"] = f"not confirmed by the stars ({why})"
         if pointing is not None:
             info["solve"] = "pointing"
-            sol = self.solver(*xyf, pointing_deg=pointing, prior=self._prior(pointing), **args)
+            cd = self._known_geometry(hyp, scale) if known_geometry else None
+            sol = self.solver(
+                *xyf, pointing_deg=pointing, prior=self._prior(pointing), geometry_cd=cd, **args
+            )
+            if sol.solved and sol.distortion.startswith("none (known geometry"):
+                info["solve"] = "pointing, known geometry"
             if sol.solved or not self.options.blind:
                 return sol
             why = f"{sol.reason}; "
@@ -383,6 +395,14 @@ class Reducer:
         if not sol.solved:
             sol.reason = why + sol.reason
         return sol
+
+    def _known_geometry(self, header: TanSipModel | None, scale_arcsec: float):
+        """The camera's pixel-to-sky matrix as far as it is known: the last solved frame's,
+        else the header WCS's; None when neither agrees with the frame's scale (5 %)."""
+        for model in (self._last[0] if self._last else None, header):
+            if model is not None and abs(model.pixel_scale_arcsec() / scale_arcsec - 1) < 0.05:
+                return model.cd
+        return None
 
     def _check_site(self, frame: Frame) -> list[str]:
         if frame.site is None:
