@@ -471,6 +471,9 @@ class CorrelationWorker:
         self._write(
             _release, self.store, self.name, waiting, "waiting", "no catalogue snapshot suits"
         )
+        if waiting and {s["id"] for s in self.store.list_snapshots()} != set(by_id):
+            # a catalogue came (and woke the waiting jobs) while these were claimed
+            self._write(wake_waiting, self.store)
         failure = None
         for snapshot_id, group in groups.items():
             try:
