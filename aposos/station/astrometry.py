@@ -355,24 +355,8 @@ class PlateSolver:
         if ii.size >= 12:  # enough stars for the usual fit and its clipping
             return self._finish(ctx, model)
         model, resid = _fit_similarity(ctx, ii, kk, model)
-        rms = float(math.sqrt(np.mean(np.sum(resid**2, axis=1)) / 2.0))
-        px, py = model.world_to_pixel(ctx.ra, ctx.dec)
-        ny, nx = ctx.shape
-        infield = int(np.sum((px > 0) & (px < nx - 1) & (py > 0) & (py < ny - 1)))
-        return PlateSolution(
-            solved=True,
-            model=model,
-            n_matched=int(ii.size),
-            rms_px=rms,
-            rms_arcsec=rms * model.pixel_scale_arcsec(),
-            image_index=ii,
-            catalogue_mag=ctx.mag[kk],
-            residual_px=resid,
-            n_catalogue_in_field=infield,
-            distortion=f"none (known geometry, false-match chance {gm.false_alarm:.1g})",
-            star_xy=np.stack([ctx.x[ii], ctx.y[ii]], axis=1),
-            star_radec=np.stack([ctx.ra[kk], ctx.dec[kk]], axis=1),
-        )
+        distortion = f"none (known geometry, false-match chance {gm.false_alarm:.1g})"
+        return _solved(ctx, model, ii, kk, resid, distortion)
 
     # -------------------------------------------------------------- voting
     def _vote(self, ctx: _Context, pointing) -> TanSipModel | None:
@@ -505,7 +489,6 @@ class PlateSolver:
             if refit_model is None:
                 return PlateSolution(False, "degenerate fit")
             model, resid = refit_model, refit_resid
-        rms = float(math.sqrt(np.mean(np.sum(resid**2, axis=1)) / 2.0))  # per axis
         worst = float(np.max(np.hypot(resid[:, 0], resid[:, 1])))
         if img_idx.size < FEW_STARS and worst > FEW_STARS_MAX_RESIDUAL_PX:
             # an affine fit to a handful of stars bends to fit chance coincidences:
@@ -514,23 +497,8 @@ class PlateSolver:
                 False,
                 f"{img_idx.size} stars matched with a residual of {worst:.1f} px: not confirmed",
             )
-        px, py = model.world_to_pixel(ctx.ra, ctx.dec)
-        ny, nx = ctx.shape
-        infield = int(np.sum((px > 0) & (px < nx - 1) & (py > 0) & (py < ny - 1)))
-        return PlateSolution(
-            solved=True,
-            model=model,
-            n_matched=int(img_idx.size),
-            rms_px=rms,
-            rms_arcsec=rms * model.pixel_scale_arcsec(),
-            image_index=img_idx,
-            catalogue_mag=ctx.mag[cat_idx],
-            residual_px=resid,
-            n_catalogue_in_field=infield,
-            distortion=kind if k is None else "radial (fixed k)",
-            star_xy=np.stack([ctx.x[img_idx], ctx.y[img_idx]], axis=1),
-            star_radec=np.stack([ctx.ra[cat_idx], ctx.dec[cat_idx]], axis=1),
-        )
+        distortion = kind if k is None else "radial (fixed k)"
+        return _solved(ctx, model, img_idx, cat_idx, resid, distortion)
 
 
 @dataclass
@@ -756,4 +724,26 @@ def refit(solution: PlateSolution, k: float) -> PlateSolution:
         rms_arcsec=rms * model.pixel_scale_arcsec(),
         residual_px=resid,
         distortion="radial (shared k)",
+    )
+
+
+def _solved(ctx, model, ii, kk, resid, distortion: str) -> PlateSolution:
+    """The solution from image stars ``ii`` matched to catalogue stars ``kk``."""
+    rms = float(math.sqrt(np.mean(np.sum(resid**2, axis=1)) / 2.0))  # per axis
+    px, py = model.world_to_pixel(ctx.ra, ctx.dec)
+    ny, nx = ctx.shape
+    infield = int(np.sum((px > 0) & (px < nx - 1) & (py > 0) & (py < ny - 1)))
+    return PlateSolution(
+        solved=True,
+        model=model,
+        n_matched=int(ii.size),
+        rms_px=rms,
+        rms_arcsec=rms * model.pixel_scale_arcsec(),
+        image_index=ii,
+        catalogue_mag=ctx.mag[kk],
+        residual_px=resid,
+        n_catalogue_in_field=infield,
+        distortion=distortion,
+        star_xy=np.stack([ctx.x[ii], ctx.y[ii]], axis=1),
+        star_radec=np.stack([ctx.ra[kk], ctx.dec[kk]], axis=1),
     )
