@@ -457,19 +457,15 @@ class SGP4Correlator:
         deviance = np.full((pair_trk.size, k_max), np.inf)
         cluster = np.full((pair_trk.size, k_max), np.inf)
         weights, lost = table.weights(jd, fr, pair_obj)
-        for k in range(k_max):
-            if not np.any(weights[:, k] > 0):
-                continue
-            chi2, occam = evaluate_priors(fit, table.priors(jd, fr, pair_obj, k), timing)
-            deviance[:, k] = chi2 + occam
-            chi2, occam = evaluate_priors(
-                fit, table.priors(jd, fr, pair_obj, k, cluster=True), timing
-            )
-            cluster[:, k] = chi2 + occam
+        used = [k for k in range(k_max) if np.any(weights[:, k] > 0)]
         spread = wide.copy()  # the gate's widest sigmas across track, the window along
         spread[:, 1] = self.error_model.gate_max_along_s
-        chi2, occam = evaluate_priors(fit, spread, timing)
-        lost_deviance = chi2 + occam
+        priors = [table.priors(jd, fr, pair_obj, k, cluster=c) for k in used for c in (False, True)]
+        chi2, occam = evaluate_priors(fit, np.stack(priors + [spread]))
+        for m, k in enumerate(used):
+            deviance[:, k] = chi2[2 * m] + occam[2 * m]
+            cluster[:, k] = chi2[2 * m + 1] + occam[2 * m + 1]
+        lost_deviance = chi2[-1] + occam[-1]
         return fit, deviance, cluster, weights, lost, lost_deviance
 
     def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance) -> list[Correlation]:

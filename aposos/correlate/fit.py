@@ -344,50 +344,55 @@ def _prior_precision(var, out):
     return math.log(var[0]) + 2.0 * math.log(var[1]) + math.log(var[2]) + math.log(one_minus)
 
 
-@kernel
-def _pair_fit(geo, sig, n, tau, tau_mean, var_prior, var_ref, timing_s, out):
-    """Linear-Gaussian fit of one pair from its geometry at time offset ``tau``.
+# Per-pair summary of the data (no prior): the information matrix ``A`` (row-major, 16),
+# the gradient ``g`` (4) and the weighted sum of squared residuals, all at the geometry's
+# time offset. Every prior's fit follows from it without going over the observations.
+S_INFO, S_GRAD, S_RWR = 0, N_PARAM * N_PARAM, N_PARAM * N_PARAM + N_PARAM
+N_SUMMARY = S_RWR + 1
 
-    Parameters ``theta``: time step (s), plane tilt as normal offsets ``p sin u + q cos u``
-    (km, two components) and radial offset (km). Residual model: along
-    ``omega theta_0 + sum_k a_k theta_k``, across ``sum_k c_k theta_k``. Priors:
-    ``(tau + theta_0, radial)`` jointly Gaussian about ``(tau_mean, 0)`` with variances
-    ``var_prior[0]``, ``var_prior[2]`` and correlation ``var_prior[3]``; ``p, q ~ N(0,
-    var_prior[1])``. ``out``: theta (4), chi-square (the minimum, equal to the
-    marginal chi-square), ln det (Occam term), RMS after the time step alone, mean
-    cross-track residual (rad), and the Occam term with the reference priors ``var_ref``.
-    Sums run over the pair's own ``n`` observations in order, so the result does not
-    depend on how pairs were batched.
+
+@kernel
+def _summarise(geo, sig, n, timing_s, summary):
+    """:data:`N_SUMMARY` numbers of one pair's ``n`` observations into ``summary``.
+
+    Parameters: time step (s), plane tilt as normal offsets ``p sin u + q cos u`` (km,
+    two components) and radial offset (km); residual model along ``omega theta_0 +
+    sum_k a_k theta_k``, across ``sum_k c_k theta_k``. Sums run over the observations in
+    order, so the result does not depend on how pairs were batched.
     """
-    a = np.zeros((N_PARAM, N_PARAM))
-    g = np.zeros(N_PARAM)
-    ja = np.zeros(N_PARAM)
-    jc = np.zeros(N_PARAM)
+    for k in range(N_SUMMARY):
+        summary[k] = 0.0
     for i in range(n):
         w_a = 1.0 / (sig[i] * sig[i] + (geo[i, G_OMEGA] * timing_s) ** 2)
         w_c = 1.0 / (sig[i] * sig[i])
-        ja[0] = geo[i, G_OMEGA]
-        jc[0] = 0.0
-        for k in range(1, N_PARAM):
-            ja[k] = geo[i, G_OFFSETS + 2 * (k - 1)]
-            jc[k] = geo[i, G_OFFSETS + 2 * (k - 1) + 1]
+        xa, xc = geo[i, G_XA], geo[i, G_XC]
+        summary[S_RWR] += w_a * xa * xa + w_c * xc * xc
         for k in range(N_PARAM):
-            g[k] += w_a * ja[k] * geo[i, G_XA] + w_c * jc[k] * geo[i, G_XC]
+            ja_k = geo[i, G_OMEGA] if k == 0 else geo[i, G_OFFSETS + 2 * (k - 1)]
+            jc_k = 0.0 if k == 0 else geo[i, G_OFFSETS + 2 * (k - 1) + 1]
+            summary[S_GRAD + k] += w_a * ja_k * xa + w_c * jc_k * xc
             for j in range(N_PARAM):
-                a[k, j] += w_a * ja[k] * ja[j] + w_c * jc[k] * jc[j]
-    prec = np.empty((N_PARAM, N_PARAM))
+                ja_j = geo[i, G_OMEGA] if j == 0 else geo[i, G_OFFSETS + 2 * (j - 1)]
+                jc_j = 0.0 if j == 0 else geo[i, G_OFFSETS + 2 * (j - 1) + 1]
+                summary[S_INFO + N_PARAM * k + j] += w_a * ja_k * ja_j + w_c * jc_k * jc_j
+
+
+@kernel
+def _solve(summary, offset, var_prior, theta, a, low, prec):
+    """Ridge solution ``theta`` of one pair under a prior (scratch ``a, low, prec``: 4 x 4).
+
+    Priors: ``(tau + theta_0, radial)`` jointly Gaussian about ``(tau_mean, 0)`` with
+    variances ``var_prior[0]``, ``var_prior[2]`` and correlation ``var_prior[3]``;
+    ``p, q ~ N(0, var_prior[1])``; ``offset = tau - tau_mean``. Returns ``(chi2, ln
+    det)``: the minimum (equal to the marginal chi-square) and the Occam term.
+    """
     log_det_prior = _prior_precision(var_prior, prec)
-    data = a.copy()
-    offset = tau - tau_mean  # prior residual of the time offset before the step
     for k in range(N_PARAM):
         for j in range(N_PARAM):
-            a[k, j] += prec[k, j]
-        g[k] -= prec[k, 0] * offset
-    low = np.zeros((N_PARAM, N_PARAM))
-    log_det = _cholesky_log_det(a, low)
-    theta = np.zeros(N_PARAM)  # forward then back substitution
-    for i in range(N_PARAM):
-        t = g[i]
+            a[k, j] = summary[S_INFO + N_PARAM * k + j] + prec[k, j]
+    log_det = _cholesky_log_det(a, low) + log_det_prior
+    for i in range(N_PARAM):  # forward then back substitution
+        t = summary[S_GRAD + i] - prec[i, 0] * offset
         for k in range(i):
             t -= low[i, k] * theta[k]
         theta[i] = t / low[i, i]
@@ -396,59 +401,92 @@ def _pair_fit(geo, sig, n, tau, tau_mean, var_prior, var_ref, timing_s, out):
         for k in range(i + 1, N_PARAM):
             t -= low[k, i] * theta[k]
         theta[i] = t / low[i, i]
-    d = np.empty(N_PARAM)
-    d[0] = offset + theta[0]
-    for k in range(1, N_PARAM):
-        d[k] = theta[k]
-    chi2 = 0.0
+    # data: |r - J theta|^2_W = rWr - 2 theta.g + theta' A theta; prior: d' P d
+    chi2 = summary[S_RWR]
     for k in range(N_PARAM):
+        chi2 -= 2.0 * theta[k] * summary[S_GRAD + k]
+        d_k = theta[k] + (offset if k == 0 else 0.0)
         for j in range(N_PARAM):
-            chi2 += d[k] * prec[k, j] * d[j]
+            d_j = theta[j] + (offset if j == 0 else 0.0)
+            chi2 += theta[k] * summary[S_INFO + N_PARAM * k + j] * theta[j]
+            chi2 += d_k * prec[k, j] * d_j
+    return chi2, log_det
+
+
+@kernel
+def _pair_fit_into(geo, sig, n, tau, tau_mean, var_prior, timing_s, out, summary, work):
+    """Linear-Gaussian fit of one pair from its geometry at time offset ``tau`` (see
+    :func:`_summarise` and :func:`_solve`). ``out``: theta (4), chi-square, ln det (Occam
+    term), RMS after the time step alone, mean cross-track residual (rad). ``summary``
+    (:data:`N_SUMMARY`) and ``work`` (3, 4, 4) are scratch."""
+    _summarise(geo, sig, n, timing_s, summary)
+    theta = out[:N_PARAM]
+    chi2, log_det = _solve(summary, tau - tau_mean, var_prior, theta, work[0], work[1], work[2])
     sq = 0.0
     cross = 0.0
     for i in range(n):
-        w_a = 1.0 / (sig[i] * sig[i] + (geo[i, G_OMEGA] * timing_s) ** 2)
-        w_c = 1.0 / (sig[i] * sig[i])
         ea = geo[i, G_XA] - geo[i, G_OMEGA] * theta[0]
         ec = geo[i, G_XC]
         sq += ea * ea + ec * ec
         cross += ec
-        for k in range(1, N_PARAM):
-            ea -= geo[i, G_OFFSETS + 2 * (k - 1)] * theta[k]
-            ec -= geo[i, G_OFFSETS + 2 * (k - 1) + 1] * theta[k]
-        chi2 += w_a * ea * ea + w_c * ec * ec
-    log_det += log_det_prior
-    log_det_ref = _prior_precision(var_ref, prec)
-    for k in range(N_PARAM):
-        for j in range(N_PARAM):
-            data[k, j] += prec[k, j]
-    log_det_ref += _cholesky_log_det(data, low)
-    for k in range(N_PARAM):
-        out[k] = theta[k]
     out[4] = chi2
     out[5] = log_det
     out[6] = math.sqrt(sq / n)
     out[7] = cross / n
-    out[8] = log_det_ref
+
+
+@kernel
+def _pair_fit(geo, sig, n, tau, tau_mean, var_prior, var_ref, timing_s, out):
+    """:func:`_pair_fit_into` of one pair with its own scratch, and in ``out[8]`` the
+    Occam term under the reference priors ``var_ref``."""
+    summary = np.empty(N_SUMMARY)
+    work = np.empty((3, N_PARAM, N_PARAM))
+    _pair_fit_into(geo, sig, n, tau, tau_mean, var_prior, timing_s, out, summary, work)
+    theta = np.empty(N_PARAM)
+    _, out[8] = _solve(summary, 0.0, var_ref, theta, work[0], work[1], work[2])
+
+
+PAIRS_PER_TASK = 256  # pairs sharing one set of scratch arrays in the parallel loops
 
 
 @parallel_kernel
-def _fit_all(geo, sig, counts, tau, tau_mean, var_prior, var_ref, timing_s, out):
-    # pairs are independent and each writes its own row: the same results on any threads
-    for p in prange(geo.shape[0]):
-        _pair_fit(
-            geo[p], sig[p], counts[p], tau[p], tau_mean[p], var_prior[p], var_ref[p], timing_s,
-            out[p],
-        )  # fmt: skip
+def _fit_all(geo, sig, counts, tau, tau_mean, var_prior, timing_s, rows, out, summary):
+    """Fit pairs ``rows`` (into ``out[p]`` and ``summary[p]`` of each ``p`` in ``rows``).
+    Pairs are independent and each writes its own row: the same results on any threads."""
+    n_tasks = (rows.size + PAIRS_PER_TASK - 1) // PAIRS_PER_TASK
+    for task in prange(n_tasks):
+        work = np.empty((3, N_PARAM, N_PARAM))
+        for i in range(task * PAIRS_PER_TASK, min(rows.size, (task + 1) * PAIRS_PER_TASK)):
+            p = rows[i]
+            _pair_fit_into(
+                geo[p], sig[p], counts[p], tau[p], tau_mean[p], var_prior[p], timing_s, out[p],
+                summary[p], work,
+            )  # fmt: skip
+
+
+@parallel_kernel
+def _evaluate_all(summary, offset, var_prior, chi2, occam):
+    """Chi-square and Occam term of every pair (``summary`` rows) under every prior
+    (``offset``, ``var_prior``: ``(n_priors, n_pairs)`` and ``(n_priors, n_pairs, 4)``)."""
+    n_pairs = summary.shape[0]
+    n_tasks = (n_pairs + PAIRS_PER_TASK - 1) // PAIRS_PER_TASK
+    for task in prange(n_tasks):
+        work = np.empty((3, N_PARAM, N_PARAM))
+        theta = np.empty(N_PARAM)
+        for p in range(task * PAIRS_PER_TASK, min(n_pairs, (task + 1) * PAIRS_PER_TASK)):
+            for m in range(offset.shape[0]):
+                chi2[m, p], occam[m, p] = _solve(
+                    summary[p], offset[m, p], var_prior[m, p], theta, work[0], work[1], work[2]
+                )
 
 
 @dataclass
 class PairFit:
     """Fit of each (tracklet, candidate) pair; arrays of length ``n_pairs``.
 
-    The geometry at the converged time offset is kept (``geo``, ``sig``, ``counts``,
-    ``tau_geo_s``), so the marginal chi-square under other priors costs no SGP4:
-    see :func:`evaluate_priors`.
+    The data's summary at the converged time offset is kept (``summary``, ``tau_geo_s``:
+    see :func:`_summarise`), so the marginal chi-square under other priors costs no SGP4
+    and no pass over the observations: see :func:`evaluate_priors`.
     """
 
     tau_s: np.ndarray
@@ -461,8 +499,7 @@ class PairFit:
     n_obs: np.ndarray
     range_km: np.ndarray  # mean distance of the prediction
     speed_kms: np.ndarray  # orbital speed of the prediction
-    geo: np.ndarray  # (n_pairs, n_max, N_GEO) at tau_geo_s
-    sig: np.ndarray  # (n_pairs, n_max) sigma of each observation (rad)
+    summary: np.ndarray  # (n_pairs, N_SUMMARY) at tau_geo_s
     tau_geo_s: np.ndarray
 
     @property
@@ -541,7 +578,8 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
     tau = np.asarray(tau0_s, dtype=np.float64).copy()
     tau_geo = tau.copy()
     tau_mean, var_prior = _prior_arrays(priors, n_pairs)
-    stats = np.zeros((n_pairs, 9))
+    stats = np.zeros((n_pairs, 8))
+    summary = np.zeros((n_pairs, N_SUMMARY))
     geo_all = np.zeros(rows.shape + (N_GEO,))
     speed = np.full(n_pairs, np.nan)
     finite = np.ones(n_pairs, dtype=bool)
@@ -551,24 +589,20 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
             break
         r, v = _propagate(params[active], batch, rows[active], tau[active])
         geo = _geometry(batch, rows[active], r, v)
-        ok = np.all(np.isfinite(geo), axis=(1, 2))
+        ok = np.isfinite(geo.reshape(active.size, -1).sum(axis=1))
         finite[active] = ok
         geo_all[active] = geo
         tau_geo[active] = tau[active]
-        speed[active] = np.linalg.norm(v[:, 0], axis=-1)
-        out = np.zeros((active.size, 9))
-        good = np.flatnonzero(ok)
-        out_good = np.zeros((good.size, 9))
+        speed[active] = np.sqrt(np.einsum("ij,ij->i", v[:, 0], v[:, 0]))
+        stats[active[~ok]] = 0.0
+        good = active[ok]
         _fit_all(
-            geo[good], sig[active][good], counts[active][good], tau[active][good],
-            tau_mean[active][good], var_prior[active][good], var_prior[active][good],
-            float(timing_sigma_s), out_good,
+            geo_all, sig, counts, tau, tau_mean, var_prior, float(timing_sigma_s), good, stats,
+            summary,
         )  # fmt: skip
-        out[good] = out_good
-        stats[active] = out
         # residuals are linear in a small step: take it, and re-run SGP4 if it is not small
-        tau[active] += out[:, 0]
-        active = active[ok & (np.abs(out[:, 0]) > TAU_TOLERANCE_S)]
+        tau[active] += stats[active, 0]
+        active = good[np.abs(stats[good, 0]) > TAU_TOLERANCE_S]
     chi2 = np.where(finite & np.isfinite(stats[:, 4]), stats[:, 4], np.inf)
     n_max = rows.shape[1]
     valid = np.arange(n_max)[None, :] < counts[:, None]
@@ -584,31 +618,34 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
         n_obs=counts,
         range_km=range_km,
         speed_kms=speed,
-        geo=geo_all,
-        sig=sig,
+        summary=summary,
         tau_geo_s=tau_geo,
     )
 
 
-def evaluate_priors(fit: PairFit, priors, timing_sigma_s, sig_scale=None):
+def evaluate_priors(fit: PairFit, priors):
     """Marginal chi-square and Occam term of every pair under other priors (no SGP4).
 
-    ``priors`` is ``(n_pairs, 4)`` or ``(n_pairs, 5)`` as for :func:`fit_pairs`; the geometry kept at the
-    converged time offset is reused (the residuals are linear in small offsets there).
-    ``sig_scale`` optionally scales each pair's observation sigmas. Returns ``(chi2,
-    occam)``; pairs without a prediction give ``inf``.
+    ``priors`` is ``(n_pairs, 4)`` or ``(n_pairs, 5)`` as for :func:`fit_pairs`, or a
+    stack of such (``(n_priors, n_pairs, 4 or 5)``: all evaluated in one pass); the
+    data's summary kept at the converged time offset is reused (the residuals are
+    linear in small offsets there; the timing jitter is the fit's). Returns ``(chi2,
+    occam)``, shaped ``(n_pairs,)`` or ``(n_priors, n_pairs)``; pairs without a
+    prediction give ``inf``.
     """
     n_pairs = fit.tau_s.size
-    tau_mean, var_prior = _prior_arrays(priors, n_pairs)
-    sig = fit.sig if sig_scale is None else fit.sig * np.asarray(sig_scale)[:, None]
-    good = np.flatnonzero(np.isfinite(fit.chi2))
-    out = np.zeros((good.size, 9))
-    _fit_all(
-        fit.geo[good], np.ascontiguousarray(sig[good]), fit.n_obs[good], fit.tau_geo_s[good],
-        tau_mean[good], var_prior[good], var_prior[good], float(timing_sigma_s), out,
-    )  # fmt: skip
-    chi2 = np.full(n_pairs, np.inf)
-    occam = np.full(n_pairs, np.inf)
-    chi2[good] = out[:, 4]
-    occam[good] = out[:, 5]
-    return chi2, occam
+    priors = np.asarray(priors, dtype=np.float64)
+    stack = priors.reshape((-1, n_pairs, priors.shape[-1]))
+    offset = np.empty(stack.shape[:2])
+    var = np.empty(stack.shape[:2] + (4,))
+    for m, one in enumerate(stack):
+        tau_mean, var[m] = _prior_arrays(one, n_pairs)
+        offset[m] = fit.tau_geo_s - tau_mean
+    chi2 = np.empty(offset.shape)
+    occam = np.empty(offset.shape)
+    _evaluate_all(fit.summary, offset, var, chi2, occam)
+    bad = ~np.isfinite(fit.chi2)
+    chi2[:, bad] = np.inf
+    occam[:, bad] = np.inf
+    shape = offset.shape if priors.ndim == 3 else (n_pairs,)
+    return chi2.reshape(shape), occam.reshape(shape)
