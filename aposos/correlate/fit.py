@@ -17,9 +17,9 @@ argument of latitude: what inclination and node errors do) and a radial shift. T
 sky displacements follow from the geometry of each observation; all four are fitted
 with the Gaussian priors of :class:`~aposos.correlate.model.ErrorModel` (ridge
 least squares: the minimum is the marginal chi-square, ``2 n`` degrees of freedom).
-The fit is repeated at the updated ``tau`` until the update is below a millisecond, so
-it does not rely on the linearisation: SGP4 is re-run after a large step, a small one
-(:data:`TWO_BODY_STEP_S`) moves the states along a two-body arc.
+SGP4 is re-run at the updated ``tau`` until the update is below a millisecond, so the
+fit does not rely on the linearisation (pairs far worse than their tracklet's best
+stop early: :data:`HOPELESS_CHI2`).
 """
 
 from __future__ import annotations
@@ -47,11 +47,9 @@ SECONDS_PER_DAY = 86400.0
 TAU_TOLERANCE_S = 1e-3
 MAX_ITERATIONS = 4
 MAX_CORRELATION = 0.999  # of the time and radial offset priors
-# a later step of the time offset this small moves the predicted states along a two-body
-# arc instead of re-running SGP4: J2 and drag left out over 0.25 s move a LEO object by
-# under half a millimetre (1e-4 arcsec at 500 km)
-TWO_BODY_STEP_S = 0.25
-MU_KM3_S2 = 398600.8  # SGP4's (WGS-72)
+# a pair whose chi-square is this far above its tracklet's best after an iteration is
+# not iterated again: its share of the posterior (below exp(-1000)) cannot come back
+HOPELESS_CHI2 = 2000.0
 
 
 def radec_to_unit(ra_deg, dec_deg) -> np.ndarray:
@@ -81,13 +79,6 @@ SCATTER_CHI2_PER_DOF = 3.5
 SCATTER_MAX_ARC_DEG = 5.0
 
 
-def _cross3(a, b) -> np.ndarray:
-    """``a x b`` of two 3-vectors (``np.cross`` costs more than the rest of a small fit)."""
-    return np.array(
-        [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-    )
-
-
 def smooth_motion_fit(tracklet, log_volume: float) -> tuple[float, float]:
     """The tracklet on its own: how much larger than declared its scatter is, and the
     deviance of "an object nobody catalogued" for it.
@@ -106,46 +97,131 @@ def smooth_motion_fit(tracklet, log_volume: float) -> tuple[float, float]:
     (rad/s)^2) over its position and angular velocity at the middle time (``A`` their
     information matrix), comparable with the candidates' deviances.
     """
-    n = len(tracklet)
-    sigma = np.asarray(tracklet.sigma_arcsec, dtype=np.float64) * ARCSEC
-    if not np.all(np.isfinite(sigma) & (sigma > 0)):
-        sigma = np.full(n, 2.0 * ARCSEC)
-    q = radec_to_unit(tracklet.ra_deg, tracklet.dec_deg)
-    c = q[n // 2]
-    east = np.array([-c[1], c[0], 0.0])  # z x c
-    if np.linalg.norm(east) < 1e-9:
-        east = np.array([1.0, 0.0, 0.0])
-    east /= np.linalg.norm(east)
-    north = _cross3(c, east)
-    z = q @ c
-    if np.any(z <= 0.1):  # beyond 84 degrees from the middle: no tangent plane
-        return 1.0, np.inf
-    xy = np.stack([q @ east, q @ north], axis=1) / z[:, None]
-    t = (tracklet.utc - tracklet.utc[n // 2]).astype("timedelta64[us]").astype(np.float64) * 1e-6
-    degree = 1 if n <= 3 else (2 if n <= 5 else 3)
-    dof = 2 * (n - degree - 1)
-    span = max(float(np.ptp(t)), 1e-6)
-    design = np.vander(t / span, degree + 1)
-    w = 1.0 / sigma
+    inflation, deviance = smooth_motion_fits([tracklet], log_volume)
+    return float(inflation[0]), float(deviance[0])
+
+
+def smooth_motion_fits(tracklets, log_volume: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`smooth_motion_fit` of many tracklets: inflations and deviances, ``(n_trk,)``."""
+    counts = np.array([len(t) for t in tracklets], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    n_trk = len(tracklets)
+    if n_trk == 0:
+        return np.ones(0), np.full(0, np.inf)
+    cat = np.concatenate
+    sigma = cat([np.asarray(t.sigma_arcsec, dtype=np.float64) for t in tracklets]) * ARCSEC
+    declared = np.logical_and.reduceat(np.isfinite(sigma) & (sigma > 0), offsets[:-1])
+    sigma = np.where(np.repeat(declared, counts), sigma, 2.0 * ARCSEC)
+    q = radec_to_unit(cat([t.ra_deg for t in tracklets]), cat([t.dec_deg for t in tracklets]))
+    utc = cat([t.utc for t in tracklets]).astype("datetime64[us]").astype(np.int64)
+    middle = offsets[:-1] + counts // 2
+    t = (utc - np.repeat(utc[middle], counts)).astype(np.float64) * 1e-6
+    inflation = np.ones(n_trk)
+    deviance = np.full(n_trk, np.inf)
+    _smooth_motion_kernel(q, t, sigma, offsets, float(log_volume), inflation, deviance)
+    return inflation, deviance
+
+
+@kernel
+def _residual_chi2(design, target, n_col):
+    """Squared norm of ``target``'s part outside the span of ``design``'s first ``n_col``
+    columns (modified Gram-Schmidt; columns dependent on earlier ones are left out, as
+    a minimum-norm least-squares solution does). Changes both arrays."""
+    for k in range(n_col):
+        for j in range(k):
+            dot = 0.0
+            for i in range(design.shape[0]):
+                dot += design[i, j] * design[i, k]
+            for i in range(design.shape[0]):
+                design[i, k] -= dot * design[i, j]
+        norm = 0.0
+        for i in range(design.shape[0]):
+            norm += design[i, k] * design[i, k]
+        norm = math.sqrt(norm)
+        # a column (weights times a power of t within [-1, 1]) this small is dependent
+        scale = 0.0
+        for i in range(design.shape[0]):
+            scale = max(scale, math.fabs(target[i, 2]))  # the weights, kept in column 2
+        if norm <= 1e-12 * scale * math.sqrt(design.shape[0]):
+            for i in range(design.shape[0]):
+                design[i, k] = 0.0
+            continue
+        for i in range(design.shape[0]):
+            design[i, k] /= norm
+        for axis in range(2):
+            dot = 0.0
+            for i in range(design.shape[0]):
+                dot += design[i, k] * target[i, axis]
+            for i in range(design.shape[0]):
+                target[i, axis] -= dot * design[i, k]
     chi2 = 0.0
-    for axis in range(2):
-        coef, *_ = np.linalg.lstsq(design * w[:, None], xy[:, axis] * w, rcond=None)
-        chi2 += float(np.sum(((design @ coef - xy[:, axis]) * w) ** 2))
-    inflation = 1.0
-    arc_deg = math.degrees(math.acos(min(1.0, max(-1.0, float(q[0] @ q[-1])))))
-    if arc_deg > SCATTER_MAX_ARC_DEG:
-        chi2 = float(max(dof, 0))  # long arcs: the declared sigma, an orbit would fit
-    elif dof > 0 and chi2 / dof > SCATTER_CHI2_PER_DOF:
-        inflation = float(np.sqrt(chi2 / dof))
-        chi2 = float(dof)
-    # information of (position, angular velocity) per axis, with the inflated sigmas
-    w2 = 1.0 / (sigma * inflation) ** 2
-    info = np.array([[w2.sum(), (w2 * t).sum()], [(w2 * t).sum(), (w2 * t * t).sum()]])
-    det = float(np.linalg.det(info))
-    if not det > 0:
-        return inflation, np.inf
-    log_det = 2.0 * math.log(det)  # both axes
-    return inflation, chi2 + log_det + 2.0 * log_volume - 4.0 * math.log(2.0 * math.pi)
+    for i in range(design.shape[0]):
+        chi2 += target[i, 0] * target[i, 0] + target[i, 1] * target[i, 1]
+    return chi2
+
+
+@parallel_kernel
+def _smooth_motion_kernel(q, t, sigma, offsets, log_volume, inflation, deviance):
+    """:func:`smooth_motion_fit` of tracklet ``k`` (rows ``offsets[k]:offsets[k + 1]``)
+    into ``inflation[k]``, ``deviance[k]`` (left at 1 and inf without a tangent plane)."""
+    for k in prange(offsets.size - 1):
+        lo, hi = offsets[k], offsets[k + 1]
+        n = hi - lo
+        mid = lo + n // 2
+        cx, cy, cz = q[mid, 0], q[mid, 1], q[mid, 2]
+        ex, ey, ez = -cy, cx, 0.0  # z x c
+        norm = math.sqrt(ex * ex + ey * ey)
+        if norm < 1e-9:
+            ex, ey, norm = 1.0, 0.0, 1.0
+        ex, ey = ex / norm, ey / norm
+        nx, ny, nz = cy * ez - cz * ey, cz * ex - cx * ez, cx * ey - cy * ex  # c x east
+        degree = 1 if n <= 3 else (2 if n <= 5 else 3)
+        dof = 2 * (n - degree - 1)
+        span = 0.0
+        t_min, t_max = t[lo], t[lo]
+        for i in range(lo, hi):
+            t_min, t_max = min(t_min, t[i]), max(t_max, t[i])
+        span = max(t_max - t_min, 1e-6)
+        design = np.empty((n, degree + 1))
+        target = np.empty((n, 3))
+        tangent = True
+        for i in range(n):
+            o = lo + i
+            z = q[o, 0] * cx + q[o, 1] * cy + q[o, 2] * cz
+            if z <= 0.1:  # beyond 84 degrees from the middle: no tangent plane
+                tangent = False
+                break
+            w = 1.0 / sigma[o]
+            target[i, 0] = (q[o, 0] * ex + q[o, 1] * ey) / z * w
+            target[i, 1] = (q[o, 0] * nx + q[o, 1] * ny + q[o, 2] * nz) / z * w
+            target[i, 2] = w
+            power = w
+            for j in range(degree + 1):
+                design[i, j] = power
+                power *= t[o] / span
+        if not tangent:
+            continue
+        chi2 = _residual_chi2(design, target, degree + 1)
+        scale = 1.0
+        first = q[lo, 0] * q[hi - 1, 0] + q[lo, 1] * q[hi - 1, 1] + q[lo, 2] * q[hi - 1, 2]
+        arc_deg = math.degrees(math.acos(min(1.0, max(-1.0, first))))
+        if arc_deg > SCATTER_MAX_ARC_DEG:
+            chi2 = float(max(dof, 0))  # long arcs: the declared sigma, an orbit would fit
+        elif dof > 0 and chi2 / dof > SCATTER_CHI2_PER_DOF:
+            scale = math.sqrt(chi2 / dof)
+            chi2 = float(dof)
+        inflation[k] = scale
+        # information of (position, angular velocity) per axis, with the inflated sigmas
+        s0, s1, s2 = 0.0, 0.0, 0.0
+        for o in range(lo, hi):
+            w2 = 1.0 / (sigma[o] * scale) ** 2
+            s0 += w2
+            s1 += w2 * t[o]
+            s2 += w2 * t[o] * t[o]
+        det = s0 * s2 - s1 * s1
+        if det > 0:
+            deviance[k] = chi2 + 2.0 * math.log(det) + 2.0 * log_volume
+            deviance[k] -= 4.0 * math.log(2.0 * math.pi)
 
 
 @dataclass
@@ -217,11 +293,9 @@ class ObservationBatch:
             rows = np.flatnonzero(np.isin(row_site, members))
             site_km[rows], _ = frames.site_gcrs_posvel_km(site_objects[key], jd[rows], fr[rows])
         sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 2.0) * ARCSEC
-        alone = np.array([smooth_motion_fit(t, log_volume) for t in tracklets]).reshape(-1, 2)
-        sigma = sigma * np.repeat(alone[:, 0], counts)
-        return cls(
-            offsets, jd, fr, u, site_km, np.ascontiguousarray(m), sigma, alone[:, 0], alone[:, 1]
-        )
+        inflation, free = smooth_motion_fits(tracklets, log_volume)
+        sigma = sigma * np.repeat(inflation, counts)
+        return cls(offsets, jd, fr, u, site_km, np.ascontiguousarray(m), sigma, inflation, free)
 
     def reference_teme(self) -> tuple[np.ndarray, np.ndarray]:
         """Station position (km) and observed direction of the reference rows, TEME axes."""
@@ -540,15 +614,6 @@ def _propagate(params, batch, rows, tau_s):
     return r, v
 
 
-def _two_body_step(r, v, step_s):
-    """States ``(n_pairs, n_obs, 3)`` moved ``step_s`` seconds (per pair) along a
-    two-body arc (second order in position, first in velocity)."""
-    norm = np.sqrt(r[..., 0] ** 2 + r[..., 1] ** 2 + r[..., 2] ** 2)[..., None]
-    acc = (-MU_KM3_S2 / norm**3) * r
-    dt = step_s[:, None, None]
-    return r + dt * (v + (0.5 * dt) * acc), v + dt * acc
-
-
 def _geometry(batch, rows, r, v):
     geo = np.empty(rows.shape + (N_GEO,))
     _residual_kernel(r, v, rows, batch.teme_to_gcrs, batch.site_gcrs_km, batch.u_gcrs, geo)
@@ -573,9 +638,9 @@ def _prior_arrays(priors, n_pairs):
 def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFit:
     """Fit a time offset and normal and radial offsets for every (tracklet, candidate) pair.
 
-    The fit is repeated at the updated time offset until the update is below a
-    millisecond: SGP4 is re-run after a step beyond :data:`TWO_BODY_STEP_S`, smaller
-    steps move the states along a two-body arc.
+    SGP4 is re-run at the updated time offset until the update is below a millisecond,
+    except for pairs whose chi-square exceeds their tracklet's best by
+    :data:`HOPELESS_CHI2`: their last step is taken without a further look.
 
     Parameters
     ----------
@@ -603,19 +668,11 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
     speed = np.full(n_pairs, np.nan)
     finite = np.ones(n_pairs, dtype=bool)
     active = np.arange(n_pairs)
-    r_all = np.zeros(rows.shape + (3,))
-    v_all = np.zeros(rows.shape + (3,))
-    step = np.full(n_pairs, np.inf)  # the last step taken: SGP4 again unless it was small
+    latest = np.full(n_pairs, np.inf)  # each pair's chi-square after its last iteration
     for _ in range(MAX_ITERATIONS):
         if active.size == 0:
             break
-        small = np.abs(step[active]) <= TWO_BODY_STEP_S
-        far, near = active[~small], active[small]
-        if far.size:
-            r_all[far], v_all[far] = _propagate(params[far], batch, rows[far], tau[far])
-        if near.size:
-            r_all[near], v_all[near] = _two_body_step(r_all[near], v_all[near], step[near])
-        r, v = r_all[active], v_all[active]
+        r, v = _propagate(params[active], batch, rows[active], tau[active])
         geo = _geometry(batch, rows[active], r, v)
         ok = np.isfinite(geo.reshape(active.size, -1).sum(axis=1))
         finite[active] = ok
@@ -629,9 +686,12 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
             summary,
         )  # fmt: skip
         # residuals are linear in a small step: take it, and re-run SGP4 if it is not small
-        step[active] = stats[active, 0]
-        tau[active] += step[active]
-        active = good[np.abs(stats[good, 0]) > TAU_TOLERANCE_S]
+        tau[active] += stats[active, 0]
+        latest[good] = stats[good, 4]
+        best = np.full(batch.n_tracklets, np.inf)
+        np.minimum.at(best, pair_trk, latest)
+        hopeless = latest[good] > best[pair_trk[good]] + HOPELESS_CHI2
+        active = good[(np.abs(stats[good, 0]) > TAU_TOLERANCE_S) & ~hopeless]
     chi2 = np.where(finite & np.isfinite(stats[:, 4]), stats[:, 4], np.inf)
     n_max = rows.shape[1]
     valid = np.arange(n_max)[None, :] < counts[:, None]
