@@ -118,3 +118,21 @@ def test_a_real_train_is_identified_jointly(tmp_path):
         assert "of the same pass: train offset" in joint[k].reason
     for r, n in zip(joint, truth, strict=True):
         assert r.status != "correlated" or r.norad_id == n
+    # the joint stage decides from the scores before train mates are tempered (it
+    # weighs the mates itself); the tracklets it leaves keep their tempered call. At a
+    # threshold of 0.5 the members' single calls are tempered
+    from dataclasses import replace
+
+    model = replace(correlator.error_model, min_score=0.5)
+    correlator = SGP4Correlator(
+        correlator.catalogue, correlator.sites, cube_dir=tmp_path, error_model=model
+    )
+    results, untempered = correlator.correlate_single(tracklets)
+    assert any(untempered[k].score > results[k].score for k in members)
+    alone = identify_jointly(tracklets, untempered, correlator._tau_prior(tracklets), model)
+    joint = correlator(tracklets)
+    for r, u, a, j in zip(results, untempered, alone, joint, strict=True):
+        assert u.score >= r.score
+        assert j == (r if a is u else a)
+    for k in members:
+        assert (joint[k].status, joint[k].norad_id) == ("correlated", truth[k])
