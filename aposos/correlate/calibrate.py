@@ -99,10 +99,12 @@ def absent_share(pairs) -> float:
 
 def launch_odds(pairs, *, fresh_launches: int = 5, small_group: int = 3) -> dict[str, float]:
     """Odds, per catalogued object of each kind of launch group (see
-    :func:`aposos.correlate.errors.launch_kinds`), of an uncatalogued object of the same
-    launch: over ``(older, newer)`` pairs, the newer snapshot's objects absent from the
-    older one whose launch is a group of that kind in the older one, divided by the
-    older one's objects of that kind. Kinds with no object in any pair are left out."""
+    :func:`aposos.correlate.errors.launch_kinds`; ``"other"``: not one of the fresh
+    launches), of an uncatalogued object of the same launch: over ``(older, newer)``
+    pairs, the newer snapshot's objects absent from the older one whose launch is a
+    group of that kind in the older one, divided by the older one's objects of that
+    kind. Kinds with no object in any pair are left out. Objects of launches absent from
+    the older snapshot count in none (they fly with nothing catalogued)."""
     new = {}
     listed = {}
     for older, newer in pairs:
@@ -111,9 +113,9 @@ def launch_odds(pairs, *, fresh_launches: int = 5, small_group: int = 3) -> dict
         )
         groups = {}
         for designator, kind in zip(older.intl_designator, kinds, strict=True):
-            if kind:
-                groups[_launch(str(designator))] = str(kind)
-                listed[str(kind)] = listed.get(str(kind), 0) + 1
+            kind = str(kind) or "other"
+            groups[_launch(str(designator))] = kind
+            listed[kind] = listed.get(kind, 0) + 1
         absent = ~np.isin(newer.norad_id, older.norad_id)
         for designator in newer.intl_designator[absent]:
             kind = groups.get(_launch(str(designator)))
