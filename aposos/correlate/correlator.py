@@ -197,12 +197,20 @@ class SGP4Correlator:
     def joint(self, tracklets: Sequence[Tracklet], results: list[Correlation], untempered=None):
         """The single-tracklet ``results`` with each pass group decided jointly, from
         the ``untempered`` results where given (see :meth:`correlate_single`): the joint
-        stage weighs train mates itself (:mod:`aposos.correlate.joint`)."""
+        stage weighs train mates' common offset itself, then tempers its own calls
+        (:mod:`aposos.correlate.joint`)."""
         from aposos.correlate.joint import identify_jointly
 
         source = results if untempered is None else untempered
-        decided = identify_jointly(tracklets, source, self._tau_prior(tracklets), self.error_model)
+        decided = identify_jointly(
+            tracklets, source, self._tau_prior(tracklets), self.error_model, self._launch_of()
+        )
         return [r if d is s else d for r, d, s in zip(results, decided, source, strict=True)]
+
+    def _launch_of(self) -> dict[int, int]:
+        """Each catalogued object's launch (see :func:`~aposos.correlate.errors.launch_index`)."""
+        norad = np.asarray(self.catalogue.norad_id).tolist()
+        return dict(zip(norad, self._priors.launch.tolist(), strict=True))
 
     def _tau_prior(self, tracklets):
         """``(tracklet index, norad ids) -> [TauPrior]``: the candidates' own along-track
