@@ -89,9 +89,9 @@ def evaluate_pair(
     )  # fmt: skip
     tracklets = [t.tracklet for t in ts.tracklets]
     t0 = time.perf_counter()
-    single = correlator(tracklets, joint=False)
+    single, untempered = correlator.correlate_single(tracklets)
     t1 = time.perf_counter()
-    joint = correlator.joint(tracklets, single)
+    joint = correlator.joint(tracklets, single, untempered)
     t2 = time.perf_counter()
     return ts, single, joint, (t1 - t0, t2 - t1)
 

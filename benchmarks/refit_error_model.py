@@ -75,6 +75,11 @@ def main(argv=None) -> int:
         help="keep the packaged model's components; refit only the odds of uncatalogued "
         "pieces near fresh launches",
     )  # fmt: skip
+    parser.add_argument(
+        "--other-odds", action="store_true",
+        help="also learn the odds of new objects near the launches that are not fresh "
+        "(launch_odds 'other'; not in the packaged model, see calibrate.launch_odds)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     history = {previous_day(a) for a, _ in FIT_PAIRS} - {None}
     days = sorted({d for pair in FIT_PAIRS for d in pair} | history)
@@ -86,6 +91,7 @@ def main(argv=None) -> int:
         [(cats[a], cats[b]) for a, b in FIT_PAIRS],
         fresh_launches=packaged.fresh_launches,
         small_group=packaged.small_launch_group,
+        other=args.other_odds,
     )
     if args.launch_odds_only:
         model = replace(packaged, launch_odds=odds)

@@ -71,6 +71,32 @@ def test_one_object_per_tracklet_and_a_common_offset_decide_a_pair():
         assert abs(sum(c.score for c in r.candidates) + r.p_unlisted - 1.0) < 1e-9
 
 
+def test_joint_calls_of_train_mates_are_tempered():
+    """The joint posterior of a confident call is tempered over the best candidate's
+    launch mates as a single call's is (score^(1/T) shared, total and order kept);
+    candidates of other launches are left as they are."""
+    tracklets = [_tracklet("IRN1", 0), _tracklet("IRN1", 30)]
+    single = [
+        _call((1, 0.55, 100.0), (2, 0.44, 70.0)),
+        _call((1, 0.52, 130.0), (2, 0.47, 100.0)),
+    ]
+    model = ErrorModel.default()
+    assert model.mate_temperature > 1.0
+    plain = identify_jointly(tracklets, single, _wide_prior, model)
+    apart = identify_jointly(tracklets, single, _wide_prior, model, {1: 7, 2: 8})
+    mates = identify_jointly(tracklets, single, _wide_prior, model, {1: 7, 2: 7})
+    assert apart == plain
+    for p, m in zip(plain, mates, strict=True):
+        top, runner = p.candidates[0].score, p.candidates[1].score
+        assert top >= model.min_score
+        assert [c.norad_id for c in m.candidates] == [c.norad_id for c in p.candidates]
+        share = np.array([top, runner]) ** (1 / model.mate_temperature)
+        want = (top + runner) * share / share.sum()
+        got = [m.candidates[0].score, m.candidates[1].score]
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+        assert m.p_unlisted == p.p_unlisted
+
+
 def test_a_member_that_fits_no_one_stays_honest():
     """Both tracklets want object 1 and nothing else fits the second: the second cannot
     be object 1 as well, so it is not called 1 (left for "not in the catalogue")."""
@@ -118,3 +144,23 @@ def test_a_real_train_is_identified_jointly(tmp_path):
         assert "of the same pass: train offset" in joint[k].reason
     for r, n in zip(joint, truth, strict=True):
         assert r.status != "correlated" or r.norad_id == n
+    # the joint stage decides from the scores before train mates are tempered (it
+    # weighs the mates itself); the tracklets it leaves keep their tempered call. At a
+    # threshold of 0.5 the members' single calls are tempered
+    from dataclasses import replace
+
+    model = replace(correlator.error_model, min_score=0.5)
+    correlator = SGP4Correlator(
+        correlator.catalogue, correlator.sites, cube_dir=tmp_path, error_model=model
+    )
+    results, untempered = correlator.correlate_single(tracklets)
+    assert any(untempered[k].score > results[k].score for k in members)
+    alone = identify_jointly(
+        tracklets, untempered, correlator._tau_prior(tracklets), model, correlator._launch_of()
+    )
+    joint = correlator(tracklets)
+    for r, u, a, j in zip(results, untempered, alone, joint, strict=True):
+        assert u.score >= r.score
+        assert j == (r if a is u else a)
+    for k in members:
+        assert (joint[k].status, joint[k].norad_id) == ("correlated", truth[k])

@@ -48,6 +48,19 @@ def test_launch_odds_on_real_snapshots():
     odds = launch_odds([(older, newer)])
     assert odds["fresh_small"] == pytest.approx(7 / 6, abs=1e-6)
     assert odds.get("fresh", 0.0) < 0.05
+    assert "other" not in odds
+    # the nine others new on the 17th are of launches not in the 16th's catalogue
+    assert launch_odds([(older, newer)], other=True)["other"] == 0.0
+
+
+def test_launch_odds_of_older_launches_on_real_snapshots():
+    """2026-03-18 -> 19: two objects of older launches appear (62225 of 2024-231 and
+    68261 of 2025-241), one of a fresh launch: the rest of the catalogue has odds of
+    2 per its 14,700-odd objects, far below the share of new objects."""
+    older, newer = _snapshot(18), _snapshot(19)
+    odds = launch_odds([(older, newer)], other=True)
+    others = np.sum(launch_kinds(older.intl_designator) == "")
+    assert odds["other"] == pytest.approx(2 / others, abs=1e-6)
 
 
 def test_cluster_odds_per_candidate_in_the_posterior():
@@ -93,6 +106,11 @@ def test_prior_table_raises_the_odds_near_fresh_launches_only():
     # never below the global prior
     assert np.all(odds[kinds != "fresh_small"] == pytest.approx(f / (1 - f)))
     assert np.all(ErrorModel(uncatalogued_fraction=f).table(cat).cluster_odds == odds.min())
+    # the odds of the rest of the catalogue replace the global prior
+    model = ErrorModel(uncatalogued_fraction=f, launch_odds={"fresh_small": 0.8, "other": 2e-4})
+    odds = model.table(cat).cluster_odds
+    assert np.all(odds[kinds == ""] == 2e-4)
+    assert np.all(odds[kinds == "fresh"] == pytest.approx(f / (1 - f)))
 
 
 def test_launch_odds_are_saved_and_checked(tmp_path):

@@ -177,20 +177,40 @@ class SGP4Correlator:
         """Correlate ``tracklets``; ``joint``: decide the tracklets of one pass that share
         candidates (a train seen by one station) together (:mod:`aposos.correlate.joint`)."""
         tracklets = list(tracklets)
-        results: list[Correlation | None] = [None] * len(tracklets)
+        results, untempered = self.correlate_single(tracklets, progress=progress)
+        return self.joint(tracklets, results, untempered) if joint else results
+
+    def correlate_single(
+        self, tracklets: Sequence[Tracklet], *, progress: bool = False
+    ) -> tuple[list[Correlation], list[Correlation]]:
+        """Each tracklet on its own: the results, and the same with train mates' scores
+        untempered (what :meth:`joint` decides from)."""
+        tracklets = list(tracklets)
+        results: list = [None] * len(tracklets)
         chunks = self._time_ordered_chunks(tracklets, results)
         done = (
-            (chunk, self._correlate_valid([tracklets[i] for i in chunk], sites))
+            (chunk, _paired(self._correlate_valid([tracklets[i] for i in chunk], sites)))
             for chunk, sites in chunks
         )
-        results = _collect(results, done, sum(len(chunk) for chunk, _ in chunks), progress)
-        return self.joint(tracklets, results) if joint else results
+        return _unpaired(_collect(results, done, sum(len(c) for c, _ in chunks), progress))
 
-    def joint(self, tracklets: Sequence[Tracklet], results: list[Correlation]):
-        """The single-tracklet ``results`` with each pass group decided jointly."""
+    def joint(self, tracklets: Sequence[Tracklet], results: list[Correlation], untempered=None):
+        """The single-tracklet ``results`` with each pass group decided jointly, from
+        the ``untempered`` results where given (see :meth:`correlate_single`): the joint
+        stage weighs train mates' common offset itself, then tempers its own calls
+        (:mod:`aposos.correlate.joint`)."""
         from aposos.correlate.joint import identify_jointly
 
-        return identify_jointly(tracklets, results, self._tau_prior(tracklets), self.error_model)
+        source = results if untempered is None else untempered
+        decided = identify_jointly(
+            tracklets, source, self._tau_prior(tracklets), self.error_model, self._launch_of()
+        )
+        return [r if d is s else d for r, d, s in zip(results, decided, source, strict=True)]
+
+    def _launch_of(self) -> dict[int, int]:
+        """Each catalogued object's launch (see :func:`~aposos.correlate.errors.launch_index`)."""
+        norad = np.asarray(self.catalogue.norad_id).tolist()
+        return dict(zip(norad, self._priors.launch.tolist(), strict=True))
 
     def _tau_prior(self, tracklets):
         """``(tracklet index, norad ids) -> [TauPrior]``: the candidates' own along-track
@@ -426,11 +446,11 @@ class SGP4Correlator:
             self._rank_prior_cache[key] = block_priors(self._priors, jd[0], fr[0], index)
         return self._rank_prior_cache[key]
 
-    def _correlate_valid(self, tracklets, sites) -> list[Correlation]:
+    def _correlate_valid(self, tracklets, sites) -> tuple[list, list]:
         with _numba_threads(1 if len(tracklets) < SMALL_BATCH else None):
             return self._correlate_batch(tracklets, sites)
 
-    def _correlate_batch(self, tracklets, sites) -> list[Correlation]:
+    def _correlate_batch(self, tracklets, sites) -> tuple[list, list]:
         batch = ObservationBatch.build(
             tracklets, sites, log_volume=self.error_model.background_log_volume
         )
@@ -468,23 +488,37 @@ class SGP4Correlator:
         lost_deviance = chi2[-1] + occam[-1]
         return fit, deviance, cluster, weights, lost, lost_deviance
 
-    def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance) -> list[Correlation]:
-        """Scores, candidates, status and reason of every tracklet from its pairs' fits."""
+    def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance):
+        """Scores, candidates, status and reason of every tracklet from its pairs' fits:
+        the records with train mates tempered (:func:`temper_mates`) and, for the joint
+        stage, untempered (the same record where tempering changed nothing)."""
         fit, deviance, cluster, weights, lost, lost_deviance = fit_deviance
         n_trk = free_deviance.size
         model = self.error_model
         keep = np.flatnonzero(np.isfinite(fit.chi2))
         if keep.size == 0:
-            return [_nothing_in_gate() for _ in range(n_trk)]
+            out = [_nothing_in_gate() for _ in range(n_trk)]
+            return out, list(out)
         trk = pair_trk[keep]
         obj = pair_obj[keep]
-        scores = score_pairs(
+        raw = score_pairs(
             model, trk, deviance[keep], cluster[keep], weights[keep], lost[keep], free_deviance,
             lost_deviance[keep], self._priors.cluster_odds[obj],
         )  # fmt: skip
-        scores = temper_mates(
-            scores, trk, self._priors.launch[obj], model.mate_temperature, model.min_score
+        tempered = temper_mates(
+            raw, trk, self._priors.launch[obj], model.mate_temperature, model.min_score
         )
+        out = self._records(tempered, fit, keep, trk, obj, n_trk)
+        changed = np.zeros(n_trk, dtype=bool)
+        changed[trk[tempered.score != raw.score]] = True
+        if not changed.any():
+            return out, list(out)
+        untempered = self._records(raw, fit, keep, trk, obj, n_trk)
+        return out, [u if c else o for o, u, c in zip(out, untempered, changed, strict=True)]
+
+    def _records(self, scores, fit, keep, trk, obj, n_trk) -> list[Correlation]:
+        """One record per tracklet from its candidates' ``scores``."""
+        model = self.error_model
         order = np.lexsort((obj, -scores.score, trk))  # by tracklet, best first
         starts = np.searchsorted(trk[order], np.arange(n_trk + 1))
         # every number the records need, as Python lists in candidate order (one
@@ -571,8 +605,8 @@ class SGP4Correlator:
             for chunk in chunks
         }
         done = ((futures[future], future.result()) for future in as_completed(futures))
-        results = _collect(results, done, len(good), progress)
-        return self.joint(tracklets, results) if joint else results
+        results, untempered = _unpaired(_collect(results, done, len(good), progress))
+        return self.joint(tracklets, results, untempered) if joint else results
 
     def _set_cube_dir(self, cube_dir) -> None:
         self.cube_dir = cube_dir
@@ -657,5 +691,16 @@ def _ensure_blocks(correlator: SGP4Correlator, blocks) -> int:
     return len(blocks)
 
 
-def _correlate_chunk(correlator: SGP4Correlator, tracklets) -> list[Correlation]:
-    return correlator(tracklets, joint=False)
+def _correlate_chunk(correlator: SGP4Correlator, tracklets) -> list:
+    return _paired(correlator.correlate_single(tracklets))
+
+
+def _paired(results_untempered: tuple[list, list]) -> list[tuple[Correlation, Correlation]]:
+    return list(zip(*results_untempered, strict=True))
+
+
+def _unpaired(items: list) -> tuple[list[Correlation], list[Correlation]]:
+    """The results and the untempered ones from ``(result, untempered)`` pairs (a record
+    refused before the fit stands for both)."""
+    pairs = [item if isinstance(item, tuple) else (item, item) for item in items]
+    return [a for a, _ in pairs], [b for _, b in pairs]

@@ -148,7 +148,11 @@ def _semi_major_axis(rev_per_day) -> np.ndarray:
 
 def history_drift_seconds(rate_km_day, rev_per_day, age_days) -> np.ndarray:
     """Along-track drift (s) after ``age_days`` of an orbit whose semi-major axis keeps
-    changing at ``rate_km_day``: ``(3/4) (da/dt / a) age^2``, a day in seconds."""
+    changing at ``rate_km_day``: ``(3/4) (da/dt / a) age^2``, a day in seconds.
+
+    Only its size says anything: signed, as a predicted time offset, it does not tell
+    which way an object went (LEO of the fitting pairs 18-19, 19-23 and 17-23 with a
+    predicted 1-100 s: the signs agree 27-55 % of the time)."""
     a = _semi_major_axis(rev_per_day)
     age = np.asarray(age_days, dtype=np.float64)
     return 0.75 * np.asarray(rate_km_day, dtype=np.float64) / a * age * age * 86400.0

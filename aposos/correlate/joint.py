@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from aposos.correlate.decide import decide
+from aposos.correlate.decide import Scores, decide, temper_mates
 from aposos.model import Candidate, Correlation, Tracklet
 
 __all__ = ["COHERENT_WEIGHT", "coherent_sigma_s", "identify_jointly", "pass_groups"]
@@ -172,15 +172,22 @@ def identify_jointly(
     results: Sequence[Correlation],
     tau_prior: Callable[[int, list[int]], list[TauPrior]],
     model,
+    launch: dict[int, int] | None = None,
 ) -> list[Correlation]:
     """The results with every pass group decided jointly (others unchanged).
 
     ``tau_prior(i, norad_ids)`` gives the along-track priors of tracklet ``i``'s
-    candidates at its time (the correlator's error model).
+    candidates at its time (the correlator's error model). ``launch``: each candidate's
+    launch (NORAD number to an integer): the joint posteriors of a confident call's
+    train mates are then tempered as the single calls are
+    (:func:`aposos.correlate.decide.temper_mates`): the joint stage takes the mates'
+    common offset and exclusion into account, not how far each one's own prior is off.
     """
     out = list(results)
     for group in pass_groups(tracklets, results):
-        decided = _decide_group(tracklets, [results[i] for i in group], group, tau_prior, model)
+        decided = _decide_group(
+            tracklets, [results[i] for i in group], group, tau_prior, model, launch or {}
+        )
         for i, corr in zip(group, decided, strict=True):
             out[i] = corr
     return out
@@ -198,7 +205,7 @@ class _Option:
     candidate: Candidate | None = None  # None: not in the catalogue
 
 
-def _decide_group(tracklets, results, index, tau_prior, model) -> list[Correlation]:
+def _decide_group(tracklets, results, index, tau_prior, model, launch) -> list[Correlation]:
     n = len(results)
     col_of: dict[int, int] = {}
     options: list[_Option] = []
@@ -243,9 +250,26 @@ def _decide_group(tracklets, results, index, tau_prior, model) -> list[Correlati
                 best[k], best_delta[k] = total, float(delta)
     return [
         _result(results[r], [k for k, o in enumerate(options) if o.row == r], options, best,
-                best_delta, n, model)
+                best_delta, n, model, launch)
         for r in range(n)
     ]  # fmt: skip
+
+
+def _tempered(p: np.ndarray, candidates: list, launch: dict[int, int], model) -> np.ndarray:
+    """The options' probabilities ``p`` with the best candidate's train mates tempered
+    (``None`` candidates, "not in the catalogue", are left as they are)."""
+    listed = np.array([c is not None for c in candidates])
+    if model.mate_temperature == 1.0 or not listed.any():
+        return p
+    ids = [c.norad_id for c in candidates if c is not None]
+    scores = Scores(p[listed], np.zeros(len(ids), dtype=np.int64), np.array([p[~listed].sum()]))
+    tempered = temper_mates(
+        scores, np.zeros(len(ids), dtype=np.int64), [launch.get(i, -1) for i in ids],
+        model.mate_temperature, model.min_score,
+    )  # fmt: skip
+    out = p.copy()
+    out[listed] = tempered.score
+    return out
 
 
 def _core_and_own(o: _Option, delta: float) -> tuple[float, float]:
@@ -301,7 +325,7 @@ def _best_rest(cost: np.ndarray, row: int, col: int) -> tuple[float, list[tuple[
     return -float(total), list(zip(rows[r].tolist(), cols[c].tolist(), strict=True))
 
 
-def _result(single, mine, options, best, best_delta, n, model) -> Correlation:
+def _result(single, mine, options, best, best_delta, n, model, launch) -> Correlation:
     """The tracklet's joint call from its options' max-marginals."""
     logs = best[mine]
     top = logs.max()
@@ -309,6 +333,7 @@ def _result(single, mine, options, best, best_delta, n, model) -> Correlation:
         return single
     p = np.exp(logs - top)
     p /= p.sum()
+    p = _tempered(p, [options[k].candidate for k in mine], launch, model)
     p_unlisted = 0.0
     candidates = []
     delta = 0.0

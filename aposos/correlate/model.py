@@ -57,6 +57,7 @@ __all__ = ["ARCSEC", "ErrorComponent", "ErrorModel", "PriorTable", "default_mode
 MU_KM3_S2 = 398600.4418
 ARCSEC = math.pi / (180.0 * 3600.0)
 ORBIT_CLASSES = ("LEO", "MEO", "GEO", "HEO")
+LAUNCH_KINDS = ("fresh", "fresh_small", "other")  # see ErrorModel.launch_odds
 
 
 @dataclass(frozen=True)
@@ -194,10 +195,12 @@ class ErrorModel:
         object around a catalogued one it flies with (classes not listed keep the
         component's own sigmas across track).
     launch_odds : odds, per catalogued object of a kind of launch group (``"fresh"``,
-        ``"fresh_small"``: see :func:`aposos.correlate.errors.launch_kinds`), of an
-        uncatalogued object flying with it; they replace ``f / (1 - f)`` in that
-        candidate's cluster term when larger (a fresh launch's pieces not yet in the
-        catalogue fly along its catalogued ones). Learned by
+        ``"fresh_small"``: see :func:`aposos.correlate.errors.launch_kinds`; ``"other"``:
+        the rest), of an uncatalogued object flying with it; the fresh kinds' replace
+        ``f / (1 - f)`` in that candidate's cluster term when larger (a fresh launch's
+        pieces not yet in the catalogue fly along its catalogued ones), ``"other"``
+        replaces it (2026 series: new objects of older launches are 15 times rarer
+        than ``f``, which the new launches make). Learned by
         :func:`aposos.correlate.calibrate.launch_odds`.
     fresh_launches, small_launch_group : which launch groups are fresh (the catalogue's
         newest this many launches) and small (at most this many catalogued objects).
@@ -337,9 +340,9 @@ class ErrorModel:
             if len(lost) not in (2, 3) or not all(math.isfinite(x) for x in lost):
                 raise ValueError(f"{source}: lost share of {name}: two or three numbers")
         for name, odds in self.launch_odds.items():
-            if name not in ("fresh", "fresh_small") or not (math.isfinite(odds) and odds >= 0):
+            if name not in LAUNCH_KINDS or not (math.isfinite(odds) and odds >= 0):
                 raise ValueError(
-                    f"{source}: launch_odds: kinds fresh and fresh_small, odds >= 0 ({name})"
+                    f"{source}: launch_odds: kinds {', '.join(LAUNCH_KINDS)}, odds >= 0 ({name})"
                 )
         if not (math.isfinite(self.mate_temperature) and self.mate_temperature >= 1.0):
             raise ValueError(f"{source}: mate_temperature must be >= 1")
@@ -437,7 +440,8 @@ class PriorTable:
     @staticmethod
     def _cluster_odds(model: ErrorModel, catalogue) -> np.ndarray:
         """Per object, the odds of an uncatalogued object flying with it: ``f / (1 - f)``,
-        or its launch group's :attr:`ErrorModel.launch_odds` when larger."""
+        or its launch group's :attr:`ErrorModel.launch_odds` (fresh kinds: when
+        larger)."""
         f = model.uncatalogued_fraction
         odds = np.full(len(catalogue.norad_id), f / (1.0 - f))
         if not model.launch_odds:
@@ -450,8 +454,10 @@ class PriorTable:
             small_group=model.small_launch_group,
         )
         for kind, value in model.launch_odds.items():
-            rows = kinds == kind
-            odds[rows] = np.maximum(odds[rows], value)
+            if kind == "other":
+                odds[kinds == ""] = value
+            else:
+                odds[kinds == kind] = np.maximum(odds[kinds == kind], value)
         return odds
 
     @property
