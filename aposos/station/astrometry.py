@@ -203,6 +203,9 @@ class PlateSolver:
     scale_tolerance : relative uncertainty of the nominal plate scale.
     match_radius_px : final star-matching radius.
     min_matches : fewest matched stars for a solution.
+    geometry_min_matches : fewest for a known-geometry solution (offset, rotation and
+        scale fitted: three stars leave two degrees of freedom), when its false-match
+        chance is small enough.
     sip_min_stars : matched stars needed for a full third-order SIP fit.
     radial_min_stars : matched stars needed to fit the radial term per frame; with
         fewer (or when ``radial_k`` is set) the radial term is held at ``radial_k``.
@@ -224,6 +227,7 @@ class PlateSolver:
         scale_tolerance: float = 0.03,
         match_radius_px: float = 2.5,
         min_matches: int = 4,
+        geometry_min_matches: int = 3,
         sip_min_stars: int = 60,
         radial_min_stars: int = 25,
         radial_k: float | None = None,
@@ -237,6 +241,7 @@ class PlateSolver:
         self.scale_tolerance = float(scale_tolerance)
         self.match_radius_px = float(match_radius_px)
         self.min_matches = int(min_matches)
+        self.geometry_min_matches = max(3, int(geometry_min_matches))
         self.sip_min_stars = int(sip_min_stars)
         self.radial_min_stars = int(radial_min_stars)
         self.radial_k = radial_k
@@ -344,7 +349,7 @@ class PlateSolver:
             img, cat, cd / ctx.scale_deg, shape=ctx.shape, axis=ctx.axis,
             search_px=self.pointing_tolerance_deg / ctx.scale_deg,
             img_flux=flux, img_saturated=ctx.saturated[ctx.order], cat_mag=ctx.mag[front],
-            min_matches=self.min_matches,
+            min_matches=self.geometry_min_matches,
         )  # fmt: skip
         if gm is None:
             return PlateSolution(False, "no offset explains the stars better than chance")
