@@ -17,7 +17,10 @@ brightnesses agree with their catalogue magnitudes. The density that chance draw
 that of the detections as bright as the faintest matched one (saturated ones count as
 the brightest): reference stars are among the brightest things in a frame, and a random
 offset must land on those, not on any of the faint detections. So three stars that are
-the three brightest detections can be told from chance, three faint ones cannot.
+the three brightest detections can be told from chance, three faint ones cannot. Chance
+is judged at the match radius and at the tightest radius that holds the matches (twice
+the worst residual, not under ``TIGHT_RADIUS_PX``), the searched offsets, rotations and
+scales counted at that resolution, and the smaller of the two is doubled for the choice.
 
 Coordinates are in "catalogue pixels": the gnomonic plane about the pointing divided by
 the nominal scale, as :class:`aposos.station.astrometry.PlateSolver` votes in them.
@@ -47,6 +50,9 @@ class GeometryMatch:
     false_alarm: float  # chance of as many matches at a random offset of the search
     rms_px: float
     mag_spread: float  # largest zero-point departure among unsaturated matches (mag)
+
+
+TIGHT_RADIUS_PX = 0.3  # the tightest radius chance is judged at (centroids, catalogue)
 
 
 def _rotation(theta: float) -> np.ndarray:
@@ -154,11 +160,14 @@ def match_known_geometry(
                         match_radius_px, min_matches)  # fmt: skip
         if found is None:
             continue
-        m, t2, ii, kk, n_pred, rms = found
+        m, t2, ii, kk, n_pred, rms, worst = found
         n_bright = int(np.max(rank[ii])) + 1  # detections as bright as the faintest match
         # the cut is chosen after the fact: one more trial per doubling of it
         cuts = 1 + math.ceil(math.log2(max(1.0, img.shape[0] / ii.size)))
-        fap = _false_alarm(ii.size, n_pred, n_bright, nx * ny, match_radius_px, trials * cuts)
+        fap = min(
+            _false_alarm(ii.size, n_pred, n_bright, nx * ny, r, trials * cuts * 2 * (match_radius_px / r) ** 4)
+            for r in (match_radius_px, min(match_radius_px, max(2.0 * worst, TIGHT_RADIUS_PX)))
+        )  # fmt: skip
         spread = _mag_spread(ii, kk, img_flux, img_saturated, cat_mag)
         cand = GeometryMatch(m, t2, ii, kk, n_pred, fap, rms, spread)
         if best is None or (cand.false_alarm, -ii.size) < (
@@ -218,7 +227,7 @@ def _refine(img, cat, m, t, shape, axis, parity, radius, min_matches):
     if np.max(dist) > radius:
         return None
     rms = float(math.sqrt(np.mean(dist**2) / 2.0))
-    return m, t, ii, kk, int(inside.sum()), rms
+    return m, t, ii, kk, int(inside.sum()), rms, float(np.max(dist))
 
 
 def _mag_spread(ii, kk, flux, saturated, mag) -> float:
