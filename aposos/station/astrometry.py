@@ -213,6 +213,10 @@ class PlateSolver:
     stars_per_field : depth by field size: of the cone searched, only the brightest
         stars are kept, as many as ``stars_per_field`` per field area (a deep catalogue
         gives a small field enough stars and a wide one not millions).
+    edge_px : stars whose centroid lies within this many pixels of the frame's edge
+        take no part: a star cut by the edge has its centroid pulled inwards by up to
+        a couple of pixels, which a fit on a few stars absorbs and turns into a WCS
+        wrong by as much at the far corner.
     deep_stars_per_field : with the ``deep`` catalogue, the deep store's stars (Tycho-2:
         J2000.0 places without motion, 0.3-0.8 arcsec off by 2026) fill the cone only up
         to this many stars per field area; a field rich in packaged stars (Gaia, with
@@ -233,6 +237,7 @@ class PlateSolver:
         radial_k: float | None = None,
         stars_per_field: int = 300,
         deep_stars_per_field: int = 60,
+        edge_px: float = 4.0,
     ):
         self.catalogue = catalogue
         self.stars_per_field = int(stars_per_field)
@@ -245,6 +250,7 @@ class PlateSolver:
         self.sip_min_stars = int(sip_min_stars)
         self.radial_min_stars = int(radial_min_stars)
         self.radial_k = radial_k
+        self.edge_px = float(edge_px)
 
     # -------------------------------------------------------------- entry point
     def __call__(
@@ -287,9 +293,15 @@ class PlateSolver:
             axis_px = ((nx - 1) / 2.0, (ny - 1) / 2.0)
         x = np.asarray(x, float)
         y = np.asarray(y, float)
-        if x.size < self.min_matches:
-            return PlateSolution(False, f"only {x.size} stars extracted")
+        e = self.edge_px
+        usable = (x >= e) & (x <= nx - 1 - e) & (y >= e) & (y <= ny - 1 - e)
+        least = self.min_matches if geometry_cd is None else self.geometry_min_matches
+        if usable.sum() < min(self.min_matches, least):
+            return PlateSolution(
+                False, f"only {usable.sum()} stars extracted (of {x.size}) clear of the edges"
+            )
         order = np.argsort(-np.asarray(flux, float))
+        order = order[usable[order]]
         scale_deg = scale_arcsec / 3600.0
         half_diag_deg = 0.5 * math.hypot(nx, ny) * scale_deg
         radius = half_diag_deg + (self.pointing_tolerance_deg if vote else 0.1)
@@ -307,6 +319,7 @@ class PlateSolver:
             return PlateSolution(False, f"only {ra_c.size} catalogue stars within {radius:.2f} deg")
         sat = np.zeros(x.size, bool) if saturated is None else np.asarray(saturated, bool)
         ctx = _Context(x, y, order, ra_c, dec_c, mag_c, axis_px, shape, scale_deg, epoch_jyear, sat)
+        ctx.usable = usable
         ctx.flux = np.asarray(flux, float)
         model = None
         if prior is not None:
@@ -372,7 +385,7 @@ class PlateSolver:
         ncat_all = cat.shape[0]
         field_area = nx * ny
         cone_area = math.pi * (np.max(np.hypot(cat[:, 0], cat[:, 1])) + 1) ** 2
-        n_img = min(ctx.x.size, 25)
+        n_img = min(ctx.order.size, 25)
         # keep the catalogue about twice as dense as the image list we use
         n_keep = int(min(ncat_all, max(2 * n_img * cone_area / field_area, 40)))
         cat = cat[:n_keep]  # brightest first
@@ -520,6 +533,7 @@ class _Context:
     epoch: float
     saturated: np.ndarray
     flux: np.ndarray | None = None
+    usable: np.ndarray | None = None  # stars clear of the frame's edges
 
 
 def _verify(img, cat, m, t, shape, axis):
@@ -573,6 +587,8 @@ def _match(ctx: _Context, model: TanSipModel, radius: float):
     ipts = np.stack([ctx.x, ctx.y], axis=1)
     d, k = cKDTree(cpts).query(ipts, distance_upper_bound=radius)
     ok = np.isfinite(d)
+    if ctx.usable is not None:
+        ok &= ctx.usable
     ii = np.nonzero(ok)[0]
     kk = k[ok]
     if ii.size == 0:
