@@ -39,6 +39,11 @@ __all__ = [
 
 FEW_STARS = 8  # a solution on fewer matched stars must fit them all within:
 FEW_STARS_MAX_RESIDUAL_PX = 1.0
+# a similarity fitted to 3 stars (2 degrees of freedom) shows about a third of one star's
+# error in its residuals and carries about twice that error to the corners: past this the
+# corners may be a pixel off (bench_small_fields seed 4242: a blend 0.69 px off, worst
+# residual 0.21 px, corners 1.3 px off; the right 3-star solutions' worst 0.04 px)
+THREE_STARS_MAX_RESIDUAL_PX = 0.15
 SIP_TERMS = [(p, q) for n in (2, 3) for p in range(n + 1) for q in range(n + 1) if p + q == n]
 
 
@@ -295,8 +300,10 @@ class PlateSolver:
         y = np.asarray(y, float)
         e = self.edge_px
         usable = (x >= e) & (x <= nx - 1 - e) & (y >= e) & (y <= ny - 1 - e)
-        least = self.min_matches if geometry_cd is None else self.geometry_min_matches
-        if usable.sum() < min(self.min_matches, least):
+        least = self.min_matches  # stars needed (fewer with a known geometry)
+        if geometry_cd is not None:
+            least = min(least, self.geometry_min_matches)
+        if usable.sum() < least:
             return PlateSolution(
                 False, f"only {usable.sum()} stars extracted (of {x.size}) clear of the edges"
             )
@@ -315,7 +322,7 @@ class PlateSolver:
         ra_c, dec_c, mag_c = (np.asarray(a, float) for a in (ra_c, dec_c, mag_c))
         n_max = int(self.stars_per_field * fields)
         ra_c, dec_c, mag_c = ra_c[:n_max], dec_c[:n_max], mag_c[:n_max]  # brightest first
-        if ra_c.size < self.min_matches:
+        if ra_c.size < least:
             return PlateSolution(False, f"only {ra_c.size} catalogue stars within {radius:.2f} deg")
         sat = np.zeros(x.size, bool) if saturated is None else np.asarray(saturated, bool)
         ctx = _Context(x, y, order, ra_c, dec_c, mag_c, axis_px, shape, scale_deg, epoch_jyear, sat)
@@ -373,6 +380,11 @@ class PlateSolver:
         if ii.size >= 12:  # enough stars for the usual fit and its clipping
             return self._finish(ctx, model)
         model, resid = _fit_similarity(ctx, ii, kk, model)
+        worst = float(np.max(np.hypot(resid[:, 0], resid[:, 1])))
+        if ii.size == 3 and worst > THREE_STARS_MAX_RESIDUAL_PX:
+            return PlateSolution(
+                False, f"3 stars matched with a residual of {worst:.2f} px: too loose to place"
+            )
         distortion = f"none (known geometry, false-match chance {gm.false_alarm:.1g})"
         return _solved(ctx, model, ii, kk, resid, distortion)
 
