@@ -12,11 +12,11 @@ SHAPE = (480, 480)
 AXIS = (239.5, 239.5)
 
 
-def _sky(seed, n_field=5, offset=(130.0, -85.0), turn_deg=0.6):
-    """Catalogue stars over the searched area; the frame sees ``n_field`` of them (and
-    40 fainter detections) through a camera turned by ``turn_deg`` from the known m0."""
+def _sky(seed, n_field=5, offset=(130.0, -85.0), turn_deg=0.6, n_cat=150):
+    """``n_cat`` catalogue stars over the searched area; the frame sees ``n_field`` more
+    (and 40 fainter detections) through a camera turned by ``turn_deg`` from the known m0."""
     rng = np.random.default_rng(seed)
-    cat = rng.uniform(-900, 900, (150, 2))
+    cat = rng.uniform(-900, 900, (n_cat, 2))
     a = math.radians(turn_deg)
     m_true = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
     img_field = rng.uniform(-220, 220, (n_field, 2))
@@ -35,10 +35,14 @@ def test_a_planted_offset_is_found_with_five_stars():
 
 
 def test_random_stars_are_refused():
-    """No planted pattern: whatever lines up by chance is not accepted (50 skies)."""
+    """No planted pattern: whatever lines up by chance is not accepted (50 skies; the
+    detections have fluxes, so chance is judged on the brightest ones, three may do)."""
     for seed in range(50):
         img, cat = _sky(100 + seed, n_field=0)
-        gm = match_known_geometry(img, cat, np.eye(2), shape=SHAPE, axis=AXIS, search_px=900)
+        flux = _fluxes(0, img.shape[0])
+        gm = match_known_geometry(
+            img, cat, np.eye(2), shape=SHAPE, axis=AXIS, search_px=900, img_flux=flux
+        )
         assert gm is None, seed
 
 
@@ -47,3 +51,42 @@ def test_refine_with_no_star_near_any_prediction():
     img = np.array([[-230.0, -230.0], [230.0, -230.0], [-230.0, 230.0], [230.0, 230.0]])
     cat = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0], [20.0, 20.0], [40.0, 40.0]])
     assert _refine(img, cat, np.eye(2), np.zeros(2), SHAPE, AXIS, 1.0, 1.2, 4) is None
+
+
+def _fluxes(n_bright, n_faint, bright_first=True):
+    """Detections' fluxes: the planted stars bright (or, with ``bright_first`` False,
+    fainter than every other detection)."""
+    bright = np.geomspace(5e4, 5e3, n_bright)
+    faint = np.geomspace(2e3, 300, n_faint)
+    if bright_first:
+        return np.r_[bright, faint]
+    return np.r_[faint[-1] * np.geomspace(0.9, 0.5, n_bright), faint]
+
+
+def test_three_stars_that_are_the_brightest_detections_are_accepted():
+    """Three matches among 43 detections, the only catalogue stars in the frame:
+    likely by chance against all of them, not when the three are the frame's brightest."""
+    img, cat = _sky(2, n_field=3, n_cat=10)
+    flux = _fluxes(3, 40)
+    gm = match_known_geometry(
+        img, cat, np.eye(2), shape=SHAPE, axis=AXIS, search_px=900, img_flux=flux
+    )
+    assert gm is not None
+    assert gm.image_index.size == 3
+    assert np.hypot(*(gm.t - (130.0, -85.0))) < 0.5
+    assert gm.false_alarm < 1e-3
+    # the same three matches among the faintest detections are not told from chance
+    faint = _fluxes(3, 40, bright_first=False)
+    assert match_known_geometry(
+        img, cat, np.eye(2), shape=SHAPE, axis=AXIS, search_px=900, img_flux=faint
+    ) is None  # fmt: skip
+
+
+def test_two_stars_are_never_enough():
+    img, cat = _sky(3, n_field=2, n_cat=10)
+    flux = _fluxes(2, 40)
+    for least in (2, 3):
+        assert match_known_geometry(
+            img, cat, np.eye(2), shape=SHAPE, axis=AXIS, search_px=900, img_flux=flux,
+            min_matches=least,
+        ) is None  # fmt: skip

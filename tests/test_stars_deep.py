@@ -158,9 +158,10 @@ def _turned(cd, angle_deg, scale):
 
 
 def test_few_stars_solve_only_with_the_known_geometry(tmp_path, deep_store):
-    """Five Tycho-2 stars in a 0.4-degree field (four detected): too few for pair voting;
-    with the camera's rotation known to a degree and its scale to 1 %, the offset search
-    places the frame within a pixel at the corners."""
+    """Five Tycho-2 stars in a 0.4-degree field (four detected, one of them cut by the
+    edge and left out): too few for pair voting; with the camera's rotation known to a
+    degree and its scale to 1 %, the offset search places the frame within a pixel at the
+    corners on the three brightest detections."""
     truth, s, args = _small_field(tmp_path / "f.fits", 41.486, 6.346, 231.64, (-0.164, 0.0),
                                   147918872)  # fmt: skip
     solver = PlateSolver(StarCatalogue.load("deep"))
@@ -169,7 +170,7 @@ def test_few_stars_solve_only_with_the_known_geometry(tmp_path, deep_store):
     sol = solver(s.x, s.y, s.flux, geometry_cd=known, **args)
     assert sol.solved, sol.reason
     assert "known geometry" in sol.distortion
-    assert sol.n_matched >= 4
+    assert sol.n_matched >= 3
     assert _corner_error_px(sol, truth.wcs) < 1.0
 
 

@@ -39,6 +39,11 @@ __all__ = [
 
 FEW_STARS = 8  # a solution on fewer matched stars must fit them all within:
 FEW_STARS_MAX_RESIDUAL_PX = 1.0
+# a similarity fitted to 3 stars (2 degrees of freedom) shows about a third of one star's
+# error in its residuals and carries about twice that error to the corners: past this the
+# corners may be a pixel off (bench_small_fields seed 4242: a blend 0.69 px off, worst
+# residual 0.21 px, corners 1.3 px off; the right 3-star solutions' worst 0.04 px)
+THREE_STARS_MAX_RESIDUAL_PX = 0.15
 SIP_TERMS = [(p, q) for n in (2, 3) for p in range(n + 1) for q in range(n + 1) if p + q == n]
 
 
@@ -203,6 +208,9 @@ class PlateSolver:
     scale_tolerance : relative uncertainty of the nominal plate scale.
     match_radius_px : final star-matching radius.
     min_matches : fewest matched stars for a solution.
+    geometry_min_matches : fewest for a known-geometry solution (offset, rotation and
+        scale fitted: three stars leave two degrees of freedom), when its false-match
+        chance is small enough.
     sip_min_stars : matched stars needed for a full third-order SIP fit.
     radial_min_stars : matched stars needed to fit the radial term per frame; with
         fewer (or when ``radial_k`` is set) the radial term is held at ``radial_k``.
@@ -210,6 +218,10 @@ class PlateSolver:
     stars_per_field : depth by field size: of the cone searched, only the brightest
         stars are kept, as many as ``stars_per_field`` per field area (a deep catalogue
         gives a small field enough stars and a wide one not millions).
+    edge_px : stars whose centroid lies within this many pixels of the frame's edge
+        take no part: a star cut by the edge has its centroid pulled inwards by up to
+        a couple of pixels, which a fit on a few stars absorbs and turns into a WCS
+        wrong by as much at the far corner.
     deep_stars_per_field : with the ``deep`` catalogue, the deep store's stars (Tycho-2:
         J2000.0 places without motion, 0.3-0.8 arcsec off by 2026) fill the cone only up
         to this many stars per field area; a field rich in packaged stars (Gaia, with
@@ -224,11 +236,13 @@ class PlateSolver:
         scale_tolerance: float = 0.03,
         match_radius_px: float = 2.5,
         min_matches: int = 4,
+        geometry_min_matches: int = 3,
         sip_min_stars: int = 60,
         radial_min_stars: int = 25,
         radial_k: float | None = None,
         stars_per_field: int = 300,
         deep_stars_per_field: int = 60,
+        edge_px: float = 4.0,
     ):
         self.catalogue = catalogue
         self.stars_per_field = int(stars_per_field)
@@ -237,9 +251,11 @@ class PlateSolver:
         self.scale_tolerance = float(scale_tolerance)
         self.match_radius_px = float(match_radius_px)
         self.min_matches = int(min_matches)
+        self.geometry_min_matches = max(3, int(geometry_min_matches))
         self.sip_min_stars = int(sip_min_stars)
         self.radial_min_stars = int(radial_min_stars)
         self.radial_k = radial_k
+        self.edge_px = float(edge_px)
 
     # -------------------------------------------------------------- entry point
     def __call__(
@@ -282,9 +298,17 @@ class PlateSolver:
             axis_px = ((nx - 1) / 2.0, (ny - 1) / 2.0)
         x = np.asarray(x, float)
         y = np.asarray(y, float)
-        if x.size < self.min_matches:
-            return PlateSolution(False, f"only {x.size} stars extracted")
+        e = self.edge_px
+        usable = (x >= e) & (x <= nx - 1 - e) & (y >= e) & (y <= ny - 1 - e)
+        least = self.min_matches  # stars needed (fewer with a known geometry)
+        if geometry_cd is not None:
+            least = min(least, self.geometry_min_matches)
+        if usable.sum() < least:
+            return PlateSolution(
+                False, f"only {usable.sum()} stars extracted (of {x.size}) clear of the edges"
+            )
         order = np.argsort(-np.asarray(flux, float))
+        order = order[usable[order]]
         scale_deg = scale_arcsec / 3600.0
         half_diag_deg = 0.5 * math.hypot(nx, ny) * scale_deg
         radius = half_diag_deg + (self.pointing_tolerance_deg if vote else 0.1)
@@ -298,10 +322,11 @@ class PlateSolver:
         ra_c, dec_c, mag_c = (np.asarray(a, float) for a in (ra_c, dec_c, mag_c))
         n_max = int(self.stars_per_field * fields)
         ra_c, dec_c, mag_c = ra_c[:n_max], dec_c[:n_max], mag_c[:n_max]  # brightest first
-        if ra_c.size < self.min_matches:
+        if ra_c.size < least:
             return PlateSolution(False, f"only {ra_c.size} catalogue stars within {radius:.2f} deg")
         sat = np.zeros(x.size, bool) if saturated is None else np.asarray(saturated, bool)
         ctx = _Context(x, y, order, ra_c, dec_c, mag_c, axis_px, shape, scale_deg, epoch_jyear, sat)
+        ctx.usable = usable
         ctx.flux = np.asarray(flux, float)
         model = None
         if prior is not None:
@@ -344,7 +369,7 @@ class PlateSolver:
             img, cat, cd / ctx.scale_deg, shape=ctx.shape, axis=ctx.axis,
             search_px=self.pointing_tolerance_deg / ctx.scale_deg,
             img_flux=flux, img_saturated=ctx.saturated[ctx.order], cat_mag=ctx.mag[front],
-            min_matches=self.min_matches,
+            min_matches=self.geometry_min_matches,
         )  # fmt: skip
         if gm is None:
             return PlateSolution(False, "no offset explains the stars better than chance")
@@ -355,6 +380,11 @@ class PlateSolver:
         if ii.size >= 12:  # enough stars for the usual fit and its clipping
             return self._finish(ctx, model)
         model, resid = _fit_similarity(ctx, ii, kk, model)
+        worst = float(np.max(np.hypot(resid[:, 0], resid[:, 1])))
+        if ii.size == 3 and worst > THREE_STARS_MAX_RESIDUAL_PX:
+            return PlateSolution(
+                False, f"3 stars matched with a residual of {worst:.2f} px: too loose to place"
+            )
         distortion = f"none (known geometry, false-match chance {gm.false_alarm:.1g})"
         return _solved(ctx, model, ii, kk, resid, distortion)
 
@@ -367,7 +397,7 @@ class PlateSolver:
         ncat_all = cat.shape[0]
         field_area = nx * ny
         cone_area = math.pi * (np.max(np.hypot(cat[:, 0], cat[:, 1])) + 1) ** 2
-        n_img = min(ctx.x.size, 25)
+        n_img = min(ctx.order.size, 25)
         # keep the catalogue about twice as dense as the image list we use
         n_keep = int(min(ncat_all, max(2 * n_img * cone_area / field_area, 40)))
         cat = cat[:n_keep]  # brightest first
@@ -515,6 +545,7 @@ class _Context:
     epoch: float
     saturated: np.ndarray
     flux: np.ndarray | None = None
+    usable: np.ndarray | None = None  # stars clear of the frame's edges
 
 
 def _verify(img, cat, m, t, shape, axis):
@@ -568,6 +599,8 @@ def _match(ctx: _Context, model: TanSipModel, radius: float):
     ipts = np.stack([ctx.x, ctx.y], axis=1)
     d, k = cKDTree(cpts).query(ipts, distance_upper_bound=radius)
     ok = np.isfinite(d)
+    if ctx.usable is not None:
+        ok &= ctx.usable
     ii = np.nonzero(ok)[0]
     kk = k[ok]
     if ii.size == 0:

@@ -7,12 +7,20 @@ alone: every (catalogue star, image star) pair votes for the offset that would p
 one on the other, and the true offset collects a vote from every matched star while the
 false ones scatter. A small grid of rotations and scales about the known values absorbs
 what is not known. The best peaks are refined by matching and a similarity fit (offset,
-rotation, scale: four parameters, so four stars leave four degrees of freedom to check).
+rotation, scale: four parameters, so three stars leave two degrees of freedom to check;
+two stars, none, and are never accepted).
 
 A match is accepted only when chance cannot explain it: the probability that a random
-offset in the searched area puts as many catalogue stars on detected stars (given the
-density of detections) is below ``max_false_alarm``, every match is within the match
-radius, and the matched stars' brightnesses agree with their catalogue magnitudes.
+offset in the searched area puts as many catalogue stars on detected stars is below
+``max_false_alarm``, every match is within the match radius, and the matched stars'
+brightnesses agree with their catalogue magnitudes. The density that chance draws on is
+that of the detections as bright as the faintest matched one (saturated ones count as
+the brightest): reference stars are among the brightest things in a frame, and a random
+offset must land on those, not on any of the faint detections. So three stars that are
+the three brightest detections can be told from chance, three faint ones cannot. Chance
+is judged at the match radius and at the tightest radius that holds the matches (twice
+the worst residual, not under ``TIGHT_RADIUS_PX``), the searched offsets, rotations and
+scales counted at that resolution, and the smaller of the two is doubled for the choice.
 
 Coordinates are in "catalogue pixels": the gnomonic plane about the pointing divided by
 the nominal scale, as :class:`aposos.station.astrometry.PlateSolver` votes in them.
@@ -42,6 +50,9 @@ class GeometryMatch:
     false_alarm: float  # chance of as many matches at a random offset of the search
     rms_px: float
     mag_spread: float  # largest zero-point departure among unsaturated matches (mag)
+
+
+TIGHT_RADIUS_PX = 0.3  # the tightest radius chance is judged at (centroids, catalogue)
 
 
 def _rotation(theta: float) -> np.ndarray:
@@ -81,7 +92,7 @@ def match_known_geometry(
     rotation_tolerance_deg: float = 2.0,
     scale_tolerance: float = 0.02,
     match_radius_px: float = 1.2,
-    min_matches: int = 4,
+    min_matches: int = 3,
     max_false_alarm: float = 1e-3,
     max_mag_spread: float = 1.5,
     pool: int = 60,
@@ -135,8 +146,10 @@ def match_known_geometry(
     if not peaks:
         return None
     peaks.sort(key=lambda p: -p[0])
+    rank = _brightness_rank(img.shape[0], img_flux, img_saturated)
     n_grid = len(rots) * len(scls)
-    trials = n_grid * (math.pi * search_px**2) / (math.pi * (2 * match_radius_px) ** 2)
+    # independent trials: a star pair matches over a disc of offsets of the match radius
+    trials = n_grid * (math.pi * search_px**2) / (math.pi * match_radius_px**2)
     best = None
     seen = []
     for _votes, rot, scl, t in peaks[:8]:
@@ -147,8 +160,14 @@ def match_known_geometry(
                         match_radius_px, min_matches)  # fmt: skip
         if found is None:
             continue
-        m, t2, ii, kk, n_pred, rms = found
-        fap = _false_alarm(ii.size, n_pred, img.shape[0], nx * ny, match_radius_px, trials)
+        m, t2, ii, kk, n_pred, rms, worst = found
+        n_bright = int(np.max(rank[ii])) + 1  # detections as bright as the faintest match
+        # the cut is chosen after the fact: one more trial per doubling of it
+        cuts = 1 + math.ceil(math.log2(max(1.0, img.shape[0] / ii.size)))
+        fap = min(
+            _false_alarm(ii.size, n_pred, n_bright, nx * ny, r, trials * cuts * 2 * (match_radius_px / r) ** 4)
+            for r in (match_radius_px, min(match_radius_px, max(2.0 * worst, TIGHT_RADIUS_PX)))
+        )  # fmt: skip
         spread = _mag_spread(ii, kk, img_flux, img_saturated, cat_mag)
         cand = GeometryMatch(m, t2, ii, kk, n_pred, fap, rms, spread)
         if best is None or (cand.false_alarm, -ii.size) < (
@@ -159,6 +178,19 @@ def match_known_geometry(
     if best is None or best.false_alarm > max_false_alarm or best.mag_spread > max_mag_spread:
         return None
     return best
+
+
+def _brightness_rank(n: int, flux, saturated) -> np.ndarray:
+    """Each detection's place by brightness (0: brightest), saturated ones first; without
+    fluxes every detection counts as bright as any."""
+    if flux is None:
+        return np.full(n, n - 1)
+    key = -np.asarray(flux, float)
+    if saturated is not None:
+        key = np.where(np.asarray(saturated, bool), -np.inf, key)
+    rank = np.empty(n, np.int64)
+    rank[np.argsort(key, kind="stable")] = np.arange(n)
+    return rank
 
 
 def _refine(img, cat, m, t, shape, axis, parity, radius, min_matches):
@@ -195,7 +227,7 @@ def _refine(img, cat, m, t, shape, axis, parity, radius, min_matches):
     if np.max(dist) > radius:
         return None
     rms = float(math.sqrt(np.mean(dist**2) / 2.0))
-    return m, t, ii, kk, int(inside.sum()), rms
+    return m, t, ii, kk, int(inside.sum()), rms, float(np.max(dist))
 
 
 def _mag_spread(ii, kk, flux, saturated, mag) -> float:
