@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from aposos.station.known_geometry import _refine, match_known_geometry
 
@@ -34,6 +35,7 @@ def test_a_planted_offset_is_found_with_five_stars():
     assert gm.false_alarm < 1e-3
 
 
+@pytest.mark.slow  # 50 skies, 23 s of CPU: the quick loop leaves it out; make test runs it
 def test_random_stars_are_refused():
     """No planted pattern: whatever lines up by chance is not accepted (50 skies; the
     detections have fluxes, so chance is judged on the brightest ones, three may do)."""

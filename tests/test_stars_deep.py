@@ -4,9 +4,8 @@ a 0.4-degree field that only the deep store solves."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
+import clirun
 import numpy as np
 import pytest
 from station_synth import frame_stars, make_frame
@@ -268,10 +267,7 @@ def test_sky_shows_the_store_stars(deep_store):
 
 # ------------------------------------------------------------------ the import command
 def _aposos(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "aposos", *args], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=300,
-    )  # fmt: skip
+    return clirun.run(*args, env=env)  # in this process: no interpreter start per command
 
 
 @needs_index

@@ -66,3 +66,46 @@ def test_a_cached_truth_set_equals_one_made_afresh(tmp_path, monkeypatch):
             assert (a.norad_id, a.in_catalogue, a.tau_s) == (b.norad_id, b.in_catalogue, b.tau_s)
             assert np.array_equal(a.tracklet.ra_deg, b.tracklet.ra_deg)
             assert np.array_equal(a.tracklet.utc, b.tracklet.utc)
+
+
+def test_the_costliest_files_go_first_each_file_whole_and_in_order():
+    from types import SimpleNamespace
+
+    from longest_first import order
+
+    ids = ["t/a.py::1", "t/a.py::2", "t/b.py::1", "t/c.py::1", "t/c.py::2", "t/d.py::1"]
+    items = [SimpleNamespace(nodeid=i) for i in ids]
+    order(items, {"t/c.py": 90.0, "t/b.py": 10.0})
+    assert [i.nodeid for i in items] == [
+        "t/c.py::1", "t/c.py::2", "t/b.py::1", "t/a.py::1", "t/a.py::2", "t/d.py::1"
+    ]  # fmt: skip
+
+
+def test_the_cost_table_names_test_files_that_exist():
+    from longest_first import TABLE, file_costs
+
+    costs = file_costs()
+    assert len(costs) >= 20 and all(cpu >= 0 for cpu in costs.values())
+    root = TABLE.parents[1]
+    assert all((root / name).is_file() for name in costs), "rewrite it: timing_plugin.py --table"
+    assert file_costs(TABLE.with_name("no-such-table.json")) == {}
+
+
+def test_the_timing_summary_adds_up_each_files_phases(tmp_path, capsys):
+    import json
+
+    from timing_plugin import cpu_by_file, main
+
+    rows = [
+        {"kind": "fixture", "name": "f", "test": "t/a.py::x", "cpu": 5.0},  # inside setup
+        {"kind": "setup", "test": "t/a.py::x", "cpu": 5.5},
+        {"kind": "call", "test": "t/a.py::x", "cpu": 2.0},
+        {"kind": "teardown", "test": "t/a.py::x", "cpu": 0.5},
+        {"kind": "call", "test": "t/b.py::y[1]", "cpu": 1.0},
+        {"kind": "session", "test": "", "cpu": 12.0},
+    ]
+    (tmp_path / "timing-gw0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cpu_by_file(tmp_path) == {"t/a.py": 8.0, "t/b.py": 1.0}
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "timing-gw0: 12.0 CPU-s in all" in out and "9.0 CPU-s in 2 files" in out
