@@ -49,7 +49,13 @@ from aposos.correlate.decide import chi2_sf_even, decide, score_pairs, temper_ma
 from aposos.correlate.fit import ObservationBatch, evaluate_priors, fit_pairs
 from aposos.correlate.gate import gate_block
 from aposos.correlate.model import ARCSEC, ErrorModel
-from aposos.correlate.rank import MAX_STEP_S, block_priors, object_major, rank_scores
+from aposos.correlate.rank import (
+    MAX_STEP_S,
+    block_priors,
+    object_major,
+    rank_order,
+    rank_scores,
+)
 from aposos.correlate.sites import resolve_site
 from aposos.model import Candidate, Correlation, Tracklet
 from aposos.orbit.ephemeris import HermiteEphemeris, hermite_weights
@@ -369,18 +375,16 @@ class SGP4Correlator:
             for b in np.unique(block):
                 members = np.flatnonzero(block == b)
                 tau_mid, tau_max, cross = self._allowances(g, int(b))
-                found = gate_block(
+                counts, obj, tau = gate_block(
                     eph.block(int(b)), eph.step_s, k[members], w[members], site_teme[members],
                     u_teme[members], tau_mid, tau_max, cross, theta[members],
                     cap=GATE_PASS_CAP,
                 )  # fmt: skip
-                counts = np.array([obj.size for obj, _ in found], dtype=np.int64)
                 if counts.sum() == 0:
                     continue
                 trk = np.repeat(members, counts)
-                obj = np.concatenate([obj for obj, _ in found])
-                tau, score = self._rank_block(g, int(b), batch, trk, obj, jd, fr, site_teme,
-                                              u_teme, sigma, found)  # fmt: skip
+                tau, score = self._rank_block(g, int(b), trk, obj, jd, fr, site_teme, u_teme,
+                                              sigma, tau)  # fmt: skip
                 pair_trk.append(trk)
                 pair_obj.append(index[obj])
                 pair_tau.append(tau)
@@ -393,31 +397,30 @@ class SGP4Correlator:
             return none, none, np.zeros(0), np.zeros(0), none, none
         pair_trk, pair_obj = np.concatenate(pair_trk), np.concatenate(pair_obj)
         tau, score = np.concatenate(pair_tau), np.concatenate(pair_score)
-        order = np.lexsort((score, pair_trk))
+        order, starts = rank_order(pair_trk, score, batch.n_tracklets)
         pair_trk, pair_obj, tau, score = pair_trk[order], pair_obj[order], tau[order], score[order]
-        starts = np.searchsorted(pair_trk, np.arange(batch.n_tracklets))
         rank = np.arange(pair_trk.size) - starts[pair_trk]
         return pair_trk, pair_obj, tau, score, rank, np.concatenate(pair_place)[order]
 
-    def _rank_block(self, g, b, batch, trk, obj, jd, fr, site, u, sigma, found):
+    def _rank_block(self, g, b, trk, obj, jd, fr, site, u, sigma, tau):
         """Refined offsets and likelihood scores of one block's gate pairs
         (:func:`aposos.correlate.rank.rank_scores`), on the cube around the block."""
         _, eph = self._groups[g]
-        tau = np.concatenate([t for _, t in found])
         start_jd, start_fr = eph.sample_times(b * eph.samples_per_block, 1)
-        t0 = ((jd[trk] - start_jd[0]) + (fr[trk] - start_fr[0])) * 86400.0
+        t0 = ((jd - start_jd[0]) + (fr - start_fr[0])) * 86400.0  # per tracklet
         reach = 2 * MAX_STEP_S + 1.0
         n = eph.samples_per_block
         stand_in = np.zeros((0, 1, 6), dtype=np.float32)
-        before = self._object_major(g, b - 1) if (t0 + tau).min() - reach < 0 else stand_in
+        before = self._object_major(g, b - 1) if (t0[trk] + tau).min() - reach < 0 else stand_in
         after = (
-            self._object_major(g, b + 1) if (t0 + tau).max() + reach >= n * eph.step_s else stand_in
+            self._object_major(g, b + 1)
+            if (t0[trk] + tau).max() + reach >= n * eph.step_s
+            else stand_in
         )
         blocks = (before, self._object_major(g, b), after)
         tau, _, score = rank_scores(
-            blocks, eph.step_s, obj, t0, tau, site[trk], u[trk], sigma[trk],
-            self._rank_priors(g, b),
-        )  # fmt: skip
+            blocks, eph.step_s, obj, t0, tau, site, u, sigma, self._rank_priors(g, b), trk=trk
+        )
         return tau, score
 
     def _object_major(self, g: int, b: int) -> np.ndarray:
@@ -513,11 +516,12 @@ class SGP4Correlator:
         changed[trk[tempered.score != raw.score]] = True
         if not changed.any():
             return out, list(out)
-        untempered = self._records(raw, fit, keep, trk, obj, n_trk)
+        untempered = self._records(raw, fit, keep, trk, obj, n_trk, only=changed)
         return out, [u if c else o for o, u, c in zip(out, untempered, changed, strict=True)]
 
-    def _records(self, scores, fit, keep, trk, obj, n_trk) -> list[Correlation]:
-        """One record per tracklet from its candidates' ``scores``."""
+    def _records(self, scores, fit, keep, trk, obj, n_trk, only=None) -> list[Correlation]:
+        """One record per tracklet from its candidates' ``scores`` (``only``: of the
+        tracklets where true, ``None`` for the others)."""
         model = self.error_model
         order = np.lexsort((obj, -scores.score, trk))  # by tracklet, best first
         starts = np.searchsorted(trk[order], np.arange(n_trk + 1))
@@ -539,6 +543,9 @@ class SGP4Correlator:
         out = []
         for t in range(n_trk):
             lo, hi = int(starts[t]), int(starts[t + 1])
+            if only is not None and not only[t]:
+                out.append(None)
+                continue
             if hi == lo:
                 out.append(_nothing_in_gate())
                 continue

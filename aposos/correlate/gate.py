@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from aposos.correlate.rank import sort_segments
 from aposos.orbit.jit import kernel, parallel_kernel
 
 __all__ = ["gate_block"]
@@ -80,17 +81,41 @@ def _miss_ratios(block, kk, w, h, site, u, tau_mid, tau_max, cross_km, th, ratio
 
 
 @kernel
-def _collect(ratio, taus, tau_mid, tau_max, t, out_idx, out_tau, out_miss):
+def _worse(miss, a, b):
+    """Whether slot ``a`` is evicted before slot ``b``: the larger score, then the lower
+    slot."""
+    return miss[a] > miss[b] or (miss[a] == miss[b] and a < b)
+
+
+@kernel
+def _sift_down(heap, miss, i, n):
+    """Restore the heap (worst slot on top, :func:`_worse`) below position ``i``."""
+    while True:
+        top = i
+        for child in (2 * i + 1, 2 * i + 2):
+            if child < n and _worse(miss, heap[child], heap[top]):
+                top = child
+        if top == i:
+            return
+        heap[i], heap[top] = heap[top], heap[i]
+        i = top
+
+
+@kernel
+def _collect(ratio, taus, tau_mid, tau_max, t, out_idx, out_tau, out_miss, heap):
     """Indices with ratio <= 1, keeping the ``cap`` best; returns how many.
 
     "Best" adds the squared share of the along-track window used to the miss ratio: far
     along the track the bend allowance grows with ``tau^2`` and makes any object's
     ratio small, so ranking by the ratio alone would fill the list with objects minutes
     away and crowd out one seconds away that is a little off its track.
+
+    Once full, a better object takes the worst one's slot (the larger score, then the
+    lower slot), kept on top of a heap of slots (``heap``: scratch of ``cap``).
     """
     cap = out_idx.shape[1]
+    miss = out_miss[t]
     n = 0
-    worst = 0
     for j in range(ratio.shape[0]):
         if ratio[j] <= 1.0:
             along = (taus[j] - tau_mid[j]) / max(tau_max[j], 1e-3)
@@ -98,18 +123,19 @@ def _collect(ratio, taus, tau_mid, tau_max, t, out_idx, out_tau, out_miss):
             if n < cap:
                 out_idx[t, n] = j
                 out_tau[t, n] = taus[j]
-                out_miss[t, n] = r
-                if r > out_miss[t, worst]:
-                    worst = n
+                miss[n] = r
                 n += 1
-            elif r < out_miss[t, worst]:
+                if n == cap:
+                    for i in range(cap):
+                        heap[i] = i
+                    for i in range(cap // 2 - 1, -1, -1):
+                        _sift_down(heap, miss, i, cap)
+            elif r < miss[heap[0]]:
+                worst = heap[0]
                 out_idx[t, worst] = j
                 out_tau[t, worst] = taus[j]
-                out_miss[t, worst] = r
-                worst = 0
-                for c in range(cap):
-                    if out_miss[t, c] > out_miss[t, worst]:
-                        worst = c
+                miss[worst] = r
+                _sift_down(heap, miss, 0, cap)
     return n
 
 
@@ -135,7 +161,22 @@ def _gate_tiles(block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta,
 @parallel_kernel
 def _collect_all(ratio, taus, tau_mid, tau_max, out_n, out_idx, out_tau, out_miss):
     for t in prange(ratio.shape[0]):
-        out_n[t] = _collect(ratio[t], taus[t], tau_mid, tau_max, t, out_idx, out_tau, out_miss)
+        heap = np.empty(out_idx.shape[1], dtype=np.int64)
+        out_n[t] = _collect(
+            ratio[t], taus[t], tau_mid, tau_max, t, out_idx, out_tau, out_miss, heap
+        )
+
+
+def _closest_first(out_n, out_miss):
+    """Flat indices into ``(n_trk, cap)`` arrays of each tracklet's ``out_n`` kept
+    candidates, by score (stable), and where each tracklet's start."""
+    n_trk, cap = out_miss.shape
+    counts = out_n.astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(counts)])
+    row = np.repeat(np.arange(n_trk, dtype=np.int64), counts)
+    order = row * cap + (np.arange(start[-1]) - start[row])
+    sort_segments(order, out_miss.ravel().astype(np.float64), start)
+    return order, start
 
 
 def gate_block(
@@ -160,7 +201,9 @@ def gate_block(
 
     Returns
     -------
-    list of ``(object_index, tau_s)`` int64 / float64 array pairs, one per tracklet.
+    counts : ``(n_trk,)`` int64, how many objects pass for each tracklet;
+    objects, taus : int64 / float64 arrays of ``counts.sum()``: the objects of tracklet
+    0, then 1, ..., each tracklet's the closest first (see :func:`_collect`).
     """
     k = np.ascontiguousarray(k, dtype=np.int64)
     n_trk = int(k.size)
@@ -196,9 +239,5 @@ def gate_block(
             part_tau,
             part_miss,
         )
-    result = []
-    for t in range(n_trk):
-        n = int(out_n[t])
-        order_t = np.argsort(out_miss[t, :n], kind="stable")
-        result.append((out_idx[t, :n][order_t], out_tau[t, :n][order_t].astype(np.float64)))
-    return result
+    order, start = _closest_first(out_n, out_miss)
+    return out_n, out_idx.ravel()[order], out_tau.ravel()[order].astype(np.float64)

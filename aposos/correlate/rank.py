@@ -25,7 +25,14 @@ from numba import prange
 
 from aposos.orbit.jit import kernel, parallel_kernel
 
-__all__ = ["MAX_STEP_S", "block_priors", "object_major", "rank_scores"]
+__all__ = [
+    "MAX_STEP_S",
+    "block_priors",
+    "object_major",
+    "rank_order",
+    "rank_scores",
+    "sort_segments",
+]
 
 MAX_STEP_S = 120.0  # one Newton step on tau moves it at most this far
 SIGMA_FLOOR_KM = 0.05  # cube interpolation and the straight miss near the line of sight
@@ -106,17 +113,78 @@ def _state(blocks, j, t_s, h, n):
     )
 
 
+@kernel
+def _object_order(obj, n_obj):
+    """The pairs in object order (a counting sort, stable): looks at one object, and at
+    its neighbours in the block, then share the cache lines they read."""
+    start = np.zeros(n_obj + 1, dtype=np.int64)
+    for j in obj:
+        start[j + 1] += 1
+    for j in range(n_obj):
+        start[j + 1] += start[j]
+    order = np.empty(obj.size, dtype=np.int64)
+    for i in range(obj.size):
+        order[start[obj[i]]] = i
+        start[obj[i]] += 1
+    return order
+
+
 @parallel_kernel
-def _rank_kernel(blocks, h, n, obj, t0, tau, site, u, sigma, priors, tau_out, miss_out, score_out):
+def sort_segments(order, key, start):
+    """Sort each ``order[start[t]:start[t + 1]]`` (ascending) by ``key``, equal keys in
+    the order of ``order`` (a quicksort, then runs of equal keys put back in order)."""
+    for t in prange(start.size - 1):
+        segment = order[start[t] : start[t + 1]]
+        by_key = np.argsort(key[segment])
+        sorted_key = key[segment[by_key]]
+        lo = 0
+        for i in range(1, by_key.size + 1):
+            if i == by_key.size or sorted_key[i] != sorted_key[lo]:
+                if i - lo > 1:
+                    by_key[lo:i] = np.sort(by_key[lo:i])
+                lo = i
+        order[start[t] : start[t + 1]] = segment[by_key]
+
+
+def rank_order(pair_trk: np.ndarray, score: np.ndarray, n_trk: int):
+    """``np.lexsort((score, pair_trk))`` (by tracklet, then score, stable; ``score`` not
+    NaN) and where each tracklet's pairs start, ``(n_trk + 1,)``."""
+    order = _object_order(np.ascontiguousarray(pair_trk, dtype=np.int64), n_trk)
+    start = np.searchsorted(pair_trk[order], np.arange(n_trk + 1))
+    sort_segments(order, np.ascontiguousarray(score, dtype=np.float64), start)
+    return order, start
+
+
+@kernel
+def _gather(order, obj, trk, tau):
+    n = order.size
+    obj_s, trk_s, tau_s = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+    for i in range(n):
+        obj_s[i], trk_s[i], tau_s[i] = obj[order[i]], trk[order[i]], tau[order[i]]
+    return obj_s, trk_s, tau_s
+
+
+@kernel
+def _scatter(order, sorted_out, out):
+    for i in range(order.size):
+        for c in range(3):
+            out[order[i], c] = sorted_out[i, c]
+
+
+@parallel_kernel
+def _rank_kernel(blocks, h, n, obj, trk, t0, tau, site, u, sigma, priors, out):
+    """Pair ``i`` (object ``obj[i]``, tracklet ``trk[i]``, in the order given) into
+    ``out[i]``: tau, miss, score."""
     for i in prange(obj.size):
         j = obj[i]
-        ux, uy, uz = u[i, 0], u[i, 1], u[i, 2]
+        t = trk[i]
+        ux, uy, uz = u[t, 0], u[t, 1], u[t, 2]
         ta = tau[i]
         miss = np.inf
         rho = 0.0
         for _ in range(2):
-            px, py, pz, vx, vy, vz = _state(blocks, j, t0[i] + ta, h, n)
-            dx, dy, dz = px - site[i, 0], py - site[i, 1], pz - site[i, 2]
+            px, py, pz, vx, vy, vz = _state(blocks, j, t0[t] + ta, h, n)
+            dx, dy, dz = px - site[t, 0], py - site[t, 1], pz - site[t, 2]
             rho = dx * ux + dy * uy + dz * uz
             vu = vx * ux + vy * uy + vz * uz
             ax, ay, az = dx - rho * ux, dy - rho * uy, dz - rho * uz
@@ -128,9 +196,9 @@ def _rank_kernel(blocks, h, n, obj, t0, tau, site, u, sigma, priors, tau_out, mi
                 miss = np.inf
                 break
             ta += min(max(step, -MAX_STEP_S), MAX_STEP_S)
-        tau_out[i] = ta
-        miss_out[i] = miss
-        sigma_meas = sigma[i] * max(rho, 0.0)
+        out[i, 0] = ta
+        out[i, 1] = miss
+        sigma_meas = sigma[t] * max(rho, 0.0)
         best = np.inf
         if math.isfinite(miss):
             for k in range(priors.shape[1]):
@@ -141,10 +209,10 @@ def _rank_kernel(blocks, h, n, obj, t0, tau, site, u, sigma, priors, tau_out, mi
                 z = (ta - p[0]) / p[1]
                 nll = z * z + (miss / sx) ** 2 + 2.0 * math.log(p[1] * sx) + p[3]
                 best = min(best, nll)
-        score_out[i] = best
+        out[i, 2] = best
 
 
-def rank_scores(blocks, step_s, obj, t0_s, tau_s, site_km, u, sigma_rad, priors):
+def rank_scores(blocks, step_s, obj, t0_s, tau_s, site_km, u, sigma_rad, priors, trk=None):
     """Refined offsets and scores of gate pairs whose reference times share a block.
 
     Parameters
@@ -154,11 +222,13 @@ def rank_scores(blocks, step_s, obj, t0_s, tau_s, site_km, u, sigma_rad, priors)
         stand-in: a pair that reaches it scores ``inf``).
     step_s : grid step (s).
     obj : ``(n_pairs,)`` object index in the blocks.
-    t0_s : ``(n_pairs,)`` reference time, seconds after the start of the own block.
+    t0_s : ``(n_trk,)`` reference time, seconds after the start of the own block.
     tau_s : ``(n_pairs,)`` the gate's offset (s).
-    site_km, u : ``(n_pairs, 3)`` station position and observed unit direction (TEME).
-    sigma_rad : ``(n_pairs,)`` the measurement's angular sigma.
+    site_km, u : ``(n_trk, 3)`` station position and observed unit direction (TEME).
+    sigma_rad : ``(n_trk,)`` the measurement's angular sigma.
     priors : :func:`block_priors` of the blocks' objects.
+    trk : ``(n_pairs,)`` each pair's row in the tracklet arrays (``None``: those arrays
+        are per pair).
 
     Returns
     -------
@@ -167,14 +237,21 @@ def rank_scores(blocks, step_s, obj, t0_s, tau_s, site_km, u, sigma_rad, priors)
     likelihood up to a constant, lower is likelier (``inf``: no valid look).
     """
     n = blocks[1].shape[1] - 1
-    tau = np.empty(obj.size)
-    miss = np.empty(obj.size)
-    score = np.empty(obj.size)
+    obj = np.ascontiguousarray(obj, dtype=np.int64)
+    trk = np.arange(obj.size) if trk is None else np.ascontiguousarray(trk, dtype=np.int64)
+    tau_s = np.ascontiguousarray(tau_s, dtype=np.float64)
+    # looked at in object order (a look at one object, or a neighbour in the block,
+    # then reads the cache lines the previous one did), answered in the order given
+    order = _object_order(obj, priors.shape[0])
+    obj_s, trk_s, tau_s = _gather(order, obj, trk, tau_s)
+    sorted_out = np.empty((obj.size, 3))
     _rank_kernel(
         tuple(np.ascontiguousarray(b, dtype=np.float32) for b in blocks), float(step_s), n,
-        np.ascontiguousarray(obj, dtype=np.int64), np.ascontiguousarray(t0_s, dtype=np.float64),
-        np.ascontiguousarray(tau_s, dtype=np.float64), np.ascontiguousarray(site_km, np.float64),
+        obj_s, trk_s, np.ascontiguousarray(t0_s, dtype=np.float64),
+        tau_s, np.ascontiguousarray(site_km, np.float64),
         np.ascontiguousarray(u, dtype=np.float64), np.ascontiguousarray(sigma_rad, np.float64),
-        np.ascontiguousarray(priors, dtype=np.float64), tau, miss, score,
+        np.ascontiguousarray(priors, dtype=np.float64), sorted_out,
     )  # fmt: skip
-    return tau, miss, score
+    out = np.empty((obj.size, 3))
+    _scatter(order, sorted_out, out)
+    return out[:, 0], out[:, 1], out[:, 2]
