@@ -102,7 +102,7 @@ def _sift_down(heap, miss, i, n):
 
 
 @kernel
-def _collect(ratio, taus, tau_mid, tau_max, t, out_idx, out_tau, out_miss, heap):
+def _collect(ratio, taus, passing, tau_mid, tau_max, t, out_idx, out_tau, out_miss, heap):
     """Indices with ratio <= 1, keeping the ``cap`` best; returns how many.
 
     "Best" adds the squared share of the along-track window used to the miss ratio: far
@@ -112,36 +112,43 @@ def _collect(ratio, taus, tau_mid, tau_max, t, out_idx, out_tau, out_miss, heap)
 
     Once full, a better object takes the worst one's slot (the larger score, then the
     lower slot), kept on top of a heap of slots (``heap``: scratch of ``cap``).
+    Only chunks of :data:`OBJECT_CHUNK` objects where some pass (``passing``) are read.
     """
     cap = out_idx.shape[1]
     miss = out_miss[t]
     n = 0
-    for j in range(ratio.shape[0]):
-        if ratio[j] <= 1.0:
-            along = (taus[j] - tau_mid[j]) / max(tau_max[j], 1e-3)
-            r = ratio[j] + along * along
-            if n < cap:
-                out_idx[t, n] = j
-                out_tau[t, n] = taus[j]
-                miss[n] = r
-                n += 1
-                if n == cap:
-                    for i in range(cap):
-                        heap[i] = i
-                    for i in range(cap // 2 - 1, -1, -1):
-                        _sift_down(heap, miss, i, cap)
-            elif r < miss[heap[0]]:
-                worst = heap[0]
-                out_idx[t, worst] = j
-                out_tau[t, worst] = taus[j]
-                miss[worst] = r
-                _sift_down(heap, miss, 0, cap)
+    for c in range(passing.size):
+        if passing[c] == 0:
+            continue
+        for j in range(c * OBJECT_CHUNK, min(ratio.shape[0], (c + 1) * OBJECT_CHUNK)):
+            if ratio[j] <= 1.0:
+                along = (taus[j] - tau_mid[j]) / max(tau_max[j], 1e-3)
+                r = ratio[j] + along * along
+                if n < cap:
+                    out_idx[t, n] = j
+                    out_tau[t, n] = taus[j]
+                    miss[n] = r
+                    n += 1
+                    if n == cap:
+                        for i in range(cap):
+                            heap[i] = i
+                        for i in range(cap // 2 - 1, -1, -1):
+                            _sift_down(heap, miss, i, cap)
+                elif r < miss[heap[0]]:
+                    worst = heap[0]
+                    out_idx[t, worst] = j
+                    out_tau[t, worst] = taus[j]
+                    miss[worst] = r
+                    _sift_down(heap, miss, 0, cap)
     return n
 
 
 @parallel_kernel
-def _gate_tiles(block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta, ratio, taus):
-    """All tracklets against one chunk of objects at a time (the chunk stays in cache).
+def _gate_tiles(
+    block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta, ratio, taus, passing
+):
+    """All tracklets against one chunk of objects at a time (the chunk stays in cache);
+    ``passing[t, c]``: how many of chunk ``c`` pass for tracklet ``t``.
 
     Tracklets come sorted by interval, so consecutive ones read the same samples.
     """
@@ -156,14 +163,18 @@ def _gate_tiles(block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta,
                 block, k[t], w[t], h, site[t], u[t], tau_mid, tau_max, cross_km,
                 np.float32(theta[t]), ratio[t], taus[t], j0, j1,
             )  # fmt: skip
+            count = 0
+            for j in range(j0, j1):  # still in cache
+                count += ratio[t, j] <= 1.0
+            passing[t, c] = count
 
 
 @parallel_kernel
-def _collect_all(ratio, taus, tau_mid, tau_max, out_n, out_idx, out_tau, out_miss):
+def _collect_all(ratio, taus, passing, tau_mid, tau_max, out_n, out_idx, out_tau, out_miss):
     for t in prange(ratio.shape[0]):
         heap = np.empty(out_idx.shape[1], dtype=np.int64)
         out_n[t] = _collect(
-            ratio[t], taus[t], tau_mid, tau_max, t, out_idx, out_tau, out_miss, heap
+            ratio[t], taus[t], passing[t], tau_mid, tau_max, t, out_idx, out_tau, out_miss, heap
         )
 
 
@@ -224,15 +235,18 @@ def gate_block(
         rows = order[lo : lo + TRACKLETS_PER_CALL]
         ratio = np.empty((rows.size, n_obj), dtype=np.float32)
         taus = np.empty((rows.size, n_obj), dtype=np.float32)
+        passing = np.zeros((rows.size, -(-n_obj // OBJECT_CHUNK)), dtype=np.int64)
         _gate_tiles(
             block, k[rows], w[rows], float(step_s), site_teme_km[rows], u_teme[rows],
-            tau_mid_s, tau_max_s, cross_km, theta_rad[rows], ratio, taus,
+            tau_mid_s, tau_max_s, cross_km, theta_rad[rows], ratio, taus, passing,
         )  # fmt: skip
         part_n = np.zeros(rows.size, dtype=np.int64)
         part_idx = np.zeros((rows.size, cap), dtype=np.int64)
         part_tau = np.zeros((rows.size, cap), dtype=np.float32)
         part_miss = np.zeros((rows.size, cap), dtype=np.float32)
-        _collect_all(ratio, taus, tau_mid_s, tau_max_s, part_n, part_idx, part_tau, part_miss)
+        _collect_all(
+            ratio, taus, passing, tau_mid_s, tau_max_s, part_n, part_idx, part_tau, part_miss
+        )
         out_n[rows], out_idx[rows], out_tau[rows], out_miss[rows] = (
             part_n,
             part_idx,
