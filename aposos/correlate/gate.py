@@ -17,8 +17,9 @@ and ``gate_sigma`` sigmas), so the gate drops no object the fine fit could accep
 
 The kernel makes two passes: a branch-free pass (float32, structure-of-arrays, so it
 vectorises) that writes a normalised miss for every (tracklet, object), tiled so that a
-chunk of objects stays in cache while all tracklets of the block go over it; then a scan
-per tracklet for the few that pass (at most 64, the closest kept).
+chunk of objects stays in cache while all tracklets of the block go over it, counting
+who passes in each chunk; then a scan per tracklet, of the chunks where some pass, for
+the few that pass (at most ``cap``, the closest kept on a heap).
 """
 
 from __future__ import annotations
