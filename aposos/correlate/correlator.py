@@ -155,6 +155,8 @@ class SGP4Correlator:
         self._rank_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._gate_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._object_major_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._launch_by_norad: dict[int, int] | None = None
+        self._row_by_norad: dict[int, int] | None = None
         self._groups: list[tuple[np.ndarray, HermiteEphemeris]] = []
         for step in sorted(by_step):
             index = np.sort(np.concatenate(by_step[step]))
@@ -164,9 +166,11 @@ class SGP4Correlator:
             self._groups.append((index, eph))
 
     def __getstate__(self):
-        # pickled (to Dask workers) without the rank's block layouts: they are rebuilt
+        # pickled (to Dask workers) without the rank's block layouts and the NORAD id
+        # look-ups: they are rebuilt
         state = self.__dict__.copy()
         state["_object_major_cache"] = {}
+        state["_launch_by_norad"] = state["_row_by_norad"] = None
         return state
 
     def __repr__(self) -> str:
@@ -214,16 +218,26 @@ class SGP4Correlator:
         return [r if d is s else d for r, d, s in zip(results, decided, source, strict=True)]
 
     def _launch_of(self) -> dict[int, int]:
-        """Each catalogued object's launch (see :func:`~aposos.correlate.errors.launch_index`)."""
-        norad = np.asarray(self.catalogue.norad_id).tolist()
-        return dict(zip(norad, self._priors.launch.tolist(), strict=True))
+        """Each catalogued object's launch (see :func:`~aposos.correlate.errors.launch_index`;
+        made once: one tracklet at a time, it cost more than the correlation)."""
+        if self._launch_by_norad is None:
+            norad = np.asarray(self.catalogue.norad_id).tolist()
+            self._launch_by_norad = dict(zip(norad, self._priors.launch.tolist(), strict=True))
+        return self._launch_by_norad
+
+    def _row_of(self) -> dict[int, int]:
+        """Catalogue row of each NORAD id (made once, as :meth:`_launch_of`)."""
+        if self._row_by_norad is None:
+            norad = np.asarray(self.catalogue.norad_id).tolist()
+            self._row_by_norad = {int(n): i for i, n in enumerate(norad)}
+        return self._row_by_norad
 
     def _tau_prior(self, tracklets):
         """``(tracklet index, norad ids) -> [TauPrior]``: the candidates' own along-track
         priors at the tracklet's middle time."""
         from aposos.correlate.joint import TauPrior
 
-        row_of = {int(n): i for i, n in enumerate(np.asarray(self.catalogue.norad_id))}
+        row_of = self._row_of()
         table = self._priors
 
         def prior(i: int, norad_ids: list[int]) -> list[TauPrior]:
