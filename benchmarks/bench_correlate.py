@@ -160,6 +160,9 @@ def main(argv=None):
         cat, night_jd, source = Catalogue.from_tle(lines), NIGHT_JD, "replicated 2020-10-02"
     classes = {c: int((cat.orbit_class == c).sum()) for c in ("LEO", "MEO", "GEO", "HEO")}
     print(f"catalogue ({source}): {len(cat)} objects {classes}")
+    # a loaded machine: OpenMP threads that spin between parallel regions (the default
+    # wait policy) take the cores from the others; OMP_WAIT_POLICY=passive does not
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset: spin)')}")
     t0 = time.perf_counter()
     tracklets, truth = make_tracklets(cat, args.tracklets, night_jd=night_jd)
     mix = {c: sum(cat.orbit_class[cat.index_of(n)] == c for n in truth) for c in CLASS_MIX}
