@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import prange
 
-from aposos.orbit.jit import kernel, parallel_kernel
+from aposos.orbit.jit import inline_kernel, kernel, parallel_kernel
 
 __all__ = [
     "ObservationBatch",
@@ -122,6 +122,16 @@ def smooth_motion_fits(tracklets, log_volume: float) -> tuple[np.ndarray, np.nda
     return inflation, deviance
 
 
+@inline_kernel
+def _remove_projection(basis, j, vectors, k):
+    """Take from column ``k`` of ``vectors`` its part along unit column ``j`` of ``basis``."""
+    dot = 0.0
+    for i in range(basis.shape[0]):
+        dot += basis[i, j] * vectors[i, k]
+    for i in range(basis.shape[0]):
+        vectors[i, k] -= dot * basis[i, j]
+
+
 @kernel
 def _residual_chi2(design, target, n_col):
     """Squared norm of ``target``'s part outside the span of ``design``'s first ``n_col``
@@ -129,11 +139,7 @@ def _residual_chi2(design, target, n_col):
     a minimum-norm least-squares solution does). Changes both arrays."""
     for k in range(n_col):
         for j in range(k):
-            dot = 0.0
-            for i in range(design.shape[0]):
-                dot += design[i, j] * design[i, k]
-            for i in range(design.shape[0]):
-                design[i, k] -= dot * design[i, j]
+            _remove_projection(design, j, design, k)
         norm = 0.0
         for i in range(design.shape[0]):
             norm += design[i, k] * design[i, k]
@@ -149,11 +155,7 @@ def _residual_chi2(design, target, n_col):
         for i in range(design.shape[0]):
             design[i, k] /= norm
         for axis in range(2):
-            dot = 0.0
-            for i in range(design.shape[0]):
-                dot += design[i, k] * target[i, axis]
-            for i in range(design.shape[0]):
-                target[i, axis] -= dot * design[i, k]
+            _remove_projection(design, k, target, axis)
     chi2 = 0.0
     for i in range(design.shape[0]):
         chi2 += target[i, 0] * target[i, 0] + target[i, 1] * target[i, 1]
