@@ -223,6 +223,11 @@ class ErrorModel:
     gate_sigma : half-width of the coarse gate in sigmas of the widest gated component.
     gate_max_along_s, gate_max_cross_km : the gate never opens wider than this (s, km);
         components wider than the cap are still scored but can be missed by the gate.
+        (Opening it to 1,800 or 3,000 s did not help: on the fitting pair 17-23 the
+        tracklets whose object was not among the candidates went from 68 to 71 and 76 of
+        1,000, confident errors from 13 to 14; almost all of them are LEO objects
+        680-2,500 s off after 6 days, most of a fleet being lowered, see
+        :func:`aposos.correlate.errors.history_drift_seconds`.)
     fitted_on : a note of the data the model was fitted on.
     """
 
