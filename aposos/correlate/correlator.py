@@ -536,6 +536,7 @@ class SGP4Correlator:
         top = row[np.minimum(starts[:-1], row.size - 1)]
         fit_p = np.where(has, chi2_sf_even(fit.chi2[top], 2 * fit.n_obs[top]), 1.0).tolist()
         unlisted = scores.unlisted.tolist()
+        lost = (np.zeros(n_trk) if scores.lost is None else scores.lost).tolist()
         out = []
         for t in range(n_trk):
             lo, hi = int(starts[t]), int(starts[t + 1])
@@ -560,7 +561,7 @@ class SGP4Correlator:
                     time_offset_s=tau[lo],
                     cross_track_arcsec=cross_arcsec[lo],
                     candidates=candidates,
-                    reason=_reason(status, candidates, p_unlisted, fit_p[t], model),
+                    reason=_reason(status, candidates, p_unlisted, fit_p[t], model, lost[t]),
                     p_unlisted=p_unlisted,
                 )
             )
@@ -660,8 +661,9 @@ def _describe(c: Candidate) -> str:
     )
 
 
-def _reason(status, candidates, p_unlisted, fit_p, model) -> str:
-    """Which hypothesis won and the runner-up, in words and physical units."""
+def _reason(status, candidates, p_unlisted, fit_p, model, p_lost=0.0) -> str:
+    """Which hypothesis won and the runner-up, in words and physical units (``p_lost``:
+    a catalogued object whose element set is lost, said when it outweighs the best)."""
     best = candidates[0]
     runner = candidates[1] if len(candidates) > 1 else None
     if status == "correlated":
@@ -674,6 +676,11 @@ def _reason(status, candidates, p_unlisted, fit_p, model) -> str:
         named = [c for c in candidates if c.score >= model.tie_min_score]
         text = "ambiguous between " + ", ".join(f"{c.norad_id} (p {c.score:.3g})" for c in named)
         text += f"; not in the catalogue p {p_unlisted:.3g}"
+    elif p_lost >= max(best.score, p_unlisted):
+        text = (
+            f"a catalogued object whose element set is lost (p {p_lost:.3g}); not in the "
+            f"catalogue p {p_unlisted:.3g}; nearest {_describe(best)}"
+        )
     elif p_unlisted >= best.score:
         text = f"not in the catalogue (p {p_unlisted:.3g}); nearest {_describe(best)}"
     else:
