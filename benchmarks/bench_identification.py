@@ -170,6 +170,8 @@ def _category(r, t, launch: dict[int, int]) -> str:
         return f"b: true object ranked {ids.index(t.norad_id) + 1}, {r.status}"
     if r.status == "ambiguous":
         return "a: true on top, ambiguous with " + ("a launch mate" if mate else "another object")
+    if r.reason and "element set is lost" in r.reason:
+        return "a: true on top, uncorrelated: its element set taken for lost"
     if r.p_unlisted >= 0.1:
         return "a: true on top, uncorrelated: 'not in the catalogue' >= 0.1"
     return "a: true on top, uncorrelated: below the threshold, no tie"

@@ -147,6 +147,7 @@ class SGP4Correlator:
         self._priors = self.error_model.table(catalogue, previous_catalogue)
         self._allowance_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         self._rank_prior_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._lost_share_cache: dict[int, float] = {}
         self._gate_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._object_major_cache: dict[tuple[int, int], np.ndarray] = {}
         self._groups: list[tuple[np.ndarray, HermiteEphemeris]] = []
@@ -458,7 +459,28 @@ class SGP4Correlator:
         order = np.lexsort((pair_obj, pair_trk))
         pair_trk, pair_obj, tau0 = pair_trk[order], pair_obj[order], tau0[order]
         fits = self._fit_components(batch, pair_trk, pair_obj, tau0)
-        return self._classify(fits, pair_trk, pair_obj, batch.free_deviance)
+        return self._classify(
+            fits, pair_trk, pair_obj, batch.free_deviance, self._lost_elsewhere(batch)
+        )
+
+    def _lost_elsewhere(self, batch) -> np.ndarray:
+        """Per tracklet, the odds of a catalogued object whose element set is lost flying
+        anywhere (none of the candidates): the catalogue's mean lost share at the
+        tracklet's time (cached by quarter hour) times the model's
+        ``lost_visible_share``."""
+        rows = batch.reference_rows()
+        jd, fr = batch.jd[rows], batch.fr[rows]
+        key = np.round((jd - 2451545.0 + fr) * 96.0).astype(np.int64)
+        cache = self._lost_share_cache
+        for k in set(key.tolist()) - set(cache):
+            if len(cache) > 256:
+                cache.clear()
+            n = self._priors.epoch_jd.size
+            day = 2451545.0 + k / 96.0
+            _, lost = self._priors.weights(np.full(n, np.floor(day)), np.full(n, day % 1.0))
+            cache[k] = float(lost.mean()) if n else 0.0
+        share = self.error_model.lost_visible_share
+        return share * np.array([cache[k] for k in key.tolist()])
 
     def _fit_components(self, batch, pair_trk, pair_obj, tau0):
         """Fit every pair once (SGP4 iterated, under the gate's wide prior), then its
@@ -488,7 +510,7 @@ class SGP4Correlator:
         lost_deviance = chi2[-1] + occam[-1]
         return fit, deviance, cluster, weights, lost, lost_deviance
 
-    def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance):
+    def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance, lost_elsewhere=0.0):
         """Scores, candidates, status and reason of every tracklet from its pairs' fits:
         the records with train mates tempered (:func:`temper_mates`) and, for the joint
         stage, untempered (the same record where tempering changed nothing)."""
@@ -497,13 +519,15 @@ class SGP4Correlator:
         model = self.error_model
         keep = np.flatnonzero(np.isfinite(fit.chi2))
         if keep.size == 0:
-            out = [_nothing_in_gate() for _ in range(n_trk)]
+            r = model.uncatalogued_fraction / (1.0 - model.uncatalogued_fraction)
+            share = r / (r + np.broadcast_to(lost_elsewhere, (n_trk,)))
+            out = [_nothing_in_gate(float(p)) for p in share]
             return out, list(out)
         trk = pair_trk[keep]
         obj = pair_obj[keep]
         raw = score_pairs(
             model, trk, deviance[keep], cluster[keep], weights[keep], lost[keep], free_deviance,
-            lost_deviance[keep], self._priors.cluster_odds[obj],
+            lost_deviance[keep], self._priors.cluster_odds[obj], lost_elsewhere,
         )  # fmt: skip
         tempered = temper_mates(
             raw, trk, self._priors.launch[obj], model.mate_temperature, model.min_score
@@ -541,7 +565,7 @@ class SGP4Correlator:
         for t in range(n_trk):
             lo, hi = int(starts[t]), int(starts[t + 1])
             if hi == lo:
-                out.append(_nothing_in_gate())
+                out.append(_nothing_in_gate(unlisted[t]))
                 continue
             candidates = [
                 Candidate(
@@ -645,11 +669,11 @@ def _collect(results: list, done, total: int, progress: bool) -> list:
     return results
 
 
-def _nothing_in_gate() -> Correlation:
+def _nothing_in_gate(p_unlisted: float = 1.0) -> Correlation:
     return Correlation(
         status="uncorrelated",
         score=0.0,
-        p_unlisted=1.0,
+        p_unlisted=p_unlisted,
         reason="not in the catalogue: no catalogued object passes the gate",
     )
 

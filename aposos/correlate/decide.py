@@ -31,7 +31,7 @@ class Scores:
 
 def score_pairs(
     model, pair_trk, deviance, cluster_deviance, weight, lost, free_deviance, lost_deviance=None,
-    cluster_odds=None,
+    cluster_odds=None, lost_elsewhere=0.0,
 ) -> Scores:  # fmt: skip
     """Posterior probabilities of every candidate, of "not in the catalogue" and of "a
     catalogued object whose element set is lost".
@@ -61,6 +61,9 @@ def score_pairs(
     cluster_odds : ``(n_pairs,)`` odds of an uncatalogued object flying with the
         candidate (default ``f / (1 - f)`` for all; higher near a fresh launch, see
         :attr:`~aposos.correlate.model.PriorTable.cluster_odds`).
+    lost_elsewhere : odds (scalar or ``(n_trk,)``) of a catalogued object whose element set
+        is lost and which is none of the candidates (the catalogue's mean lost share):
+        it flies anywhere, scored by the diffuse background as an uncatalogued one is.
     """
     free_deviance = np.asarray(free_deviance, dtype=np.float64)
     n_trk = free_deviance.size
@@ -86,13 +89,13 @@ def score_pairs(
     np.maximum.at(cluster_max, pair_trk, cluster)
     background = r * np.exp(-0.5 * (free_deviance - base))
     unlisted = cluster_sum - (1.0 - model.self_cluster_weight) * cluster_max + background
-    lost_sum = np.zeros(n_trk)
+    lost_sum = np.asarray(lost_elsewhere, dtype=np.float64) * np.exp(-0.5 * (free_deviance - base))
     if lost_deviance is not None:
         lost_deviance = np.where(np.isfinite(lost_deviance), lost_deviance, np.inf)
         spread = np.asarray(lost, dtype=np.float64) * np.exp(
             -0.5 * (lost_deviance - base[pair_trk])
         )
-        lost_sum = np.bincount(pair_trk, spread, minlength=n_trk)
+        lost_sum = lost_sum + np.bincount(pair_trk, spread, minlength=n_trk)
     total = np.bincount(pair_trk, like, minlength=n_trk) + unlisted + lost_sum
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(total[pair_trk] > 0, like / total[pair_trk], 0.0)
