@@ -466,17 +466,17 @@ class SGP4Correlator:
     def _lost_elsewhere(self, batch) -> np.ndarray:
         """Per tracklet, the odds of a catalogued object whose element set is lost flying
         anywhere (none of the candidates): the catalogue's mean lost share at the
-        tracklet's time (cached by quarter hour) times the model's
+        tracklet's time (cached by the hour) times the model's
         ``lost_visible_share``."""
         rows = batch.reference_rows()
         jd, fr = batch.jd[rows], batch.fr[rows]
-        key = np.round((jd - 2451545.0 + fr) * 96.0).astype(np.int64)
+        key = np.round((jd - 2451545.0 + fr) * 24.0).astype(np.int64)
         cache = self._lost_share_cache
         for k in set(key.tolist()) - set(cache):
             if len(cache) > 256:
                 cache.clear()
             n = self._priors.epoch_jd.size
-            day = 2451545.0 + k / 96.0
+            day = 2451545.0 + k / 24.0
             _, lost = self._priors.weights(np.full(n, np.floor(day)), np.full(n, day % 1.0))
             cache[k] = float(lost.mean()) if n else 0.0
         share = self.error_model.lost_visible_share
