@@ -135,7 +135,69 @@ def reliability(all_pairs) -> list[str]:
     return rows
 
 
-def report(a, b, label, ts, results, seconds, verbose) -> None:
+def unlisted_reliability(all_pairs) -> list[str]:
+    """Among tracklets given a "not in the catalogue" posterior p, the share whose object
+    is absent from the older snapshot, by bin (co-located objects left out)."""
+    p, absent = [], []
+    for ts, results in all_pairs:
+        for r, t in zip(results, ts.tracklets, strict=True):
+            if not t.colocated:
+                p.append(r.p_unlisted if np.isfinite(r.p_unlisted) else 1.0)
+                absent.append(not t.in_catalogue)
+    p, absent = np.array(p), np.array(absent)
+    rows = []
+    for lo, hi in ((0.0, 0.01), (0.01, 0.1), (0.1, 0.5), (0.5, 0.9), (0.9, 0.99), (0.99, 1.01)):
+        sel = (p >= lo) & (p < hi)
+        if sel.any():
+            rows.append(
+                f"    p [{lo}, {min(hi, 1.0)}): {sel.sum()} tracklets, mean p "
+                f"{p[sel].mean():.4f}, absent {absent[sel].mean():.4f}"
+            )
+    return rows
+
+
+def _category(r, t, launch: dict[int, int]) -> str:
+    """Why a listed tracklet was not identified (see ``miss_categories``)."""
+    ids = [c.norad_id for c in r.candidates]
+    mate = len(ids) > 1 and launch.get(ids[0], -1) >= 0 and launch.get(ids[0]) == launch.get(ids[1])
+    if r.status == "correlated":
+        return "c: wrong object named, " + ("a launch mate" if launch.get(ids[0], -1) >= 0
+                                             and launch.get(ids[0]) == launch.get(t.norad_id)
+                                             else "not a launch mate")  # fmt: skip
+    if t.norad_id not in ids:
+        return "b: true object not among the candidates"
+    if ids[0] != t.norad_id:
+        return f"b: true object ranked {ids.index(t.norad_id) + 1}, {r.status}"
+    if r.status == "ambiguous":
+        return "a: true on top, ambiguous with " + ("a launch mate" if mate else "another object")
+    if r.reason and "element set is lost" in r.reason:
+        return "a: true on top, uncorrelated: its element set taken for lost"
+    if r.p_unlisted >= 0.1:
+        return "a: true on top, uncorrelated: 'not in the catalogue' >= 0.1"
+    return "a: true on top, uncorrelated: below the threshold, no tie"
+
+
+def miss_categories(ts, results) -> list[str]:
+    """The listed tracklets not identified, counted by why (issue 9's diagnosis)."""
+    from aposos.correlate.errors import launch_index
+
+    cat = Catalogue.from_tle(ts.catalogue_lines)
+    launch = dict(
+        zip(cat.norad_id.tolist(), launch_index(cat.intl_designator).tolist(), strict=True)
+    )
+    counts: dict[str, int] = {}
+    for r, t in zip(results, ts.tracklets, strict=True):
+        if (
+            t.in_catalogue
+            and not t.colocated
+            and not (r.status == "correlated" and r.norad_id == t.norad_id)
+        ):
+            key = _category(r, t, launch)
+            counts[key] = counts.get(key, 0) + 1
+    return [f"      {n:4d}  {key}" for key, n in sorted(counts.items())]
+
+
+def report(a, b, label, ts, results, seconds, verbose, categories=False) -> None:
     stats = score_truth(results, ts.tracklets)
     amb = sum(r.status == "ambiguous" for r, t in zip(results, ts.tracklets, strict=True)
               if t.in_catalogue)  # fmt: skip
@@ -149,6 +211,9 @@ def report(a, b, label, ts, results, seconds, verbose) -> None:
     )
     print("\n".join(class_table(ts, results)))
     print("\n".join(reliability([(ts, results)])))
+    if categories:
+        print("    misses by cause:")
+        print("\n".join(miss_categories(ts, results)))
     if verbose:
         for r, t in zip(results, ts.tracklets, strict=True):
             missed = t.in_catalogue and not (r.status == "correlated" and r.norad_id == t.norad_id)
@@ -177,6 +242,9 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help="fitted error model (JSON); default: the packaged one")
     parser.add_argument("--verbose", action="store_true", help="list every miss")
     parser.add_argument(
+        "--categories", action="store_true", help="count the misses by cause (fitting pairs only)"
+    )
+    parser.add_argument(
         "--no-history", action="store_true",
         help="correlate without the snapshot before the older one",
     )  # fmt: skip
@@ -194,7 +262,7 @@ def main(argv=None) -> int:
                 trains=args.trains,
             )  # fmt: skip
             for label, results, seconds in (("single", single, elapsed), ("joint", joint, joint_s)):
-                report(a, b, label, ts, results, seconds, args.verbose)
+                report(a, b, label, ts, results, seconds, args.verbose, args.categories)
             changed = sum(
                 (s.status, s.norad_id) != (j.status, j.norad_id)
                 for s, j in zip(single, joint, strict=True)
@@ -208,6 +276,8 @@ def main(argv=None) -> int:
         print("\n".join(reliability([(ts, r) for a, ts, r in evaluated if a == age])))
     print("reliability of 'correlated' (joint), all pairs:")
     print("\n".join(reliability([(ts, r) for _, ts, r in evaluated])))
+    print("reliability of 'not in the catalogue' (joint), all pairs:")
+    print("\n".join(unlisted_reliability([(ts, r) for _, ts, r in evaluated])))
     return 0
 
 

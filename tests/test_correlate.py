@@ -599,9 +599,10 @@ def test_score_pairs_matches_naive_posterior():
         kern = [r * sum(w[k, c] * math.exp(-cdev[k, c] / 2) for c in range(k_max)) for k in mine]
         unlisted = sum(kern) - (1 - model.self_cluster_weight) * max(kern)
         unlisted += r * math.exp(-free[t] / 2)
-        unlisted += sum(lost[k] * math.exp(-ldev[k] / 2) for k in mine)
-        total = sum(like) + unlisted
+        spread = sum(lost[k] * math.exp(-ldev[k] / 2) for k in mine)
+        total = sum(like) + unlisted + spread
         assert got.unlisted[t] == pytest.approx(unlisted / total, rel=1e-9)
+        assert got.lost[t] == pytest.approx(spread / total, rel=1e-9)
         for k, lk in zip(mine, like, strict=True):
             assert got.score[k] == pytest.approx(lk / total, rel=1e-9)
 

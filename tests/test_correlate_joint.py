@@ -22,13 +22,17 @@ def _tracklet(station: str, start_s: float) -> Tracklet:
     )  # fmt: skip
 
 
-def _call(*cands: tuple[int, float, float], unlisted: float = 0.001) -> Correlation:
-    """A single-tracklet call from ``(norad, score, time offset s)`` candidates."""
+def _call(*cands: tuple[int, float, float], unlisted: float | None = None) -> Correlation:
+    """A single-tracklet call from ``(norad, score, time offset s)`` candidates; what they
+    leave is "not in the catalogue" unless ``unlisted`` says less (the rest: a catalogued
+    object whose element set is lost)."""
     candidates = [
         Candidate(norad_id=n, score=p, rms_arcsec=1.0, time_offset_s=tau, cross_track_km=0.1)
         for n, p, tau in cands
     ]
     status = "correlated" if candidates[0].score >= 0.9 else "ambiguous"
+    if unlisted is None:
+        unlisted = 1.0 - sum(c.score for c in candidates)
     return Correlation(
         status=status, norad_id=candidates[0].norad_id if status == "correlated" else None,
         score=candidates[0].score, candidates=candidates, p_unlisted=unlisted, reason="alone",
@@ -164,3 +168,26 @@ def test_a_real_train_is_identified_jointly(tmp_path):
         assert j == (r if a is u else a)
     for k in members:
         assert (joint[k].status, joint[k].norad_id) == ("correlated", truth[k])
+
+
+def test_a_lost_element_set_keeps_its_share_of_the_unnamed_posterior():
+    """What a single call's candidates leave beyond "not in the catalogue" (a catalogued
+    object whose element set is lost) weighs in the joint call as before, and the joint
+    "not in the catalogue" keeps its share of what the candidates leave."""
+    tracklets = [_tracklet("IRN1", 0), _tracklet("IRN1", 30)]
+    single = [
+        _call((1, 0.55, 100.0), (2, 0.35, 70.0), unlisted=0.01),
+        _call((1, 0.52, 130.0), (2, 0.47, 100.0)),
+    ]
+    joint = identify_jointly(tracklets, single, _wide_prior, ErrorModel.default())
+    first = joint[0]
+    assert first is not single[0] and first.reason.startswith("joint with 1 other")
+    unnamed = 1.0 - sum(c.score for c in first.candidates)
+    assert first.p_unlisted == pytest.approx(0.1 * unnamed, rel=1e-9)
+    lumped = identify_jointly(
+        tracklets, [_call((1, 0.55, 100.0), (2, 0.35, 70.0)), single[1]], _wide_prior,
+        ErrorModel.default(),
+    )  # fmt: skip
+    assert [c.score for c in lumped[0].candidates] == pytest.approx(
+        [c.score for c in first.candidates], rel=1e-12
+    )

@@ -153,6 +153,7 @@ class SGP4Correlator:
         self._priors = self.error_model.table(catalogue, previous_catalogue)
         self._allowance_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         self._rank_prior_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._lost_share_cache: dict[int, float] = {}
         self._gate_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._object_major_cache: dict[tuple[int, int], np.ndarray] = {}
         self._launch_by_norad: dict[int, int] | None = None
@@ -475,7 +476,28 @@ class SGP4Correlator:
         order = np.lexsort((pair_obj, pair_trk))
         pair_trk, pair_obj, tau0 = pair_trk[order], pair_obj[order], tau0[order]
         fits = self._fit_components(batch, pair_trk, pair_obj, tau0)
-        return self._classify(fits, pair_trk, pair_obj, batch.free_deviance)
+        return self._classify(
+            fits, pair_trk, pair_obj, batch.free_deviance, self._lost_elsewhere(batch)
+        )
+
+    def _lost_elsewhere(self, batch) -> np.ndarray:
+        """Per tracklet, the odds of a catalogued object whose element set is lost flying
+        anywhere (none of the candidates): the catalogue's mean lost share at the
+        tracklet's time (cached by the hour) times the model's
+        ``lost_visible_share``."""
+        rows = batch.reference_rows()
+        jd, fr = batch.jd[rows], batch.fr[rows]
+        key = np.round((jd - 2451545.0 + fr) * 24.0).astype(np.int64)
+        cache = self._lost_share_cache
+        for k in set(key.tolist()) - set(cache):
+            if len(cache) > 256:
+                cache.clear()
+            n = self._priors.epoch_jd.size
+            day = 2451545.0 + k / 24.0
+            _, lost = self._priors.weights(np.full(n, np.floor(day)), np.full(n, day % 1.0))
+            cache[k] = float(lost.mean()) if n else 0.0
+        share = self.error_model.lost_visible_share
+        return share * np.array([cache[k] for k in key.tolist()])
 
     def _fit_components(self, batch, pair_trk, pair_obj, tau0):
         """Fit every pair once (SGP4 iterated, under the gate's wide prior), then its
@@ -505,7 +527,7 @@ class SGP4Correlator:
         lost_deviance = chi2[-1] + occam[-1]
         return fit, deviance, cluster, weights, lost, lost_deviance
 
-    def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance):
+    def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance, lost_elsewhere=0.0):
         """Scores, candidates, status and reason of every tracklet from its pairs' fits:
         the records with train mates tempered (:func:`temper_mates`) and, for the joint
         stage, untempered (the same record where tempering changed nothing)."""
@@ -514,13 +536,15 @@ class SGP4Correlator:
         model = self.error_model
         keep = np.flatnonzero(np.isfinite(fit.chi2))
         if keep.size == 0:
-            out = [_nothing_in_gate() for _ in range(n_trk)]
+            r = model.uncatalogued_fraction / (1.0 - model.uncatalogued_fraction)
+            share = r / (r + np.broadcast_to(lost_elsewhere, (n_trk,)))
+            out = [_nothing_in_gate(float(p)) for p in share]
             return out, list(out)
         trk = pair_trk[keep]
         obj = pair_obj[keep]
         raw = score_pairs(
             model, trk, deviance[keep], cluster[keep], weights[keep], lost[keep], free_deviance,
-            lost_deviance[keep], self._priors.cluster_odds[obj],
+            lost_deviance[keep], self._priors.cluster_odds[obj], lost_elsewhere,
         )  # fmt: skip
         tempered = temper_mates(
             raw, trk, self._priors.launch[obj], model.mate_temperature, model.min_score
@@ -554,6 +578,7 @@ class SGP4Correlator:
         top = row[np.minimum(starts[:-1], row.size - 1)]
         fit_p = np.where(has, chi2_sf_even(fit.chi2[top], 2 * fit.n_obs[top]), 1.0).tolist()
         unlisted = scores.unlisted.tolist()
+        lost = (np.zeros(n_trk) if scores.lost is None else scores.lost).tolist()
         out = []
         for t in range(n_trk):
             lo, hi = int(starts[t]), int(starts[t + 1])
@@ -561,7 +586,7 @@ class SGP4Correlator:
                 out.append(None)
                 continue
             if hi == lo:
-                out.append(_nothing_in_gate())
+                out.append(_nothing_in_gate(unlisted[t]))
                 continue
             candidates = [
                 Candidate(
@@ -581,7 +606,7 @@ class SGP4Correlator:
                     time_offset_s=tau[lo],
                     cross_track_arcsec=cross_arcsec[lo],
                     candidates=candidates,
-                    reason=_reason(status, candidates, p_unlisted, fit_p[t], model),
+                    reason=_reason(status, candidates, p_unlisted, fit_p[t], model, lost[t]),
                     p_unlisted=p_unlisted,
                 )
             )
@@ -665,11 +690,11 @@ def _collect(results: list, done, total: int, progress: bool) -> list:
     return results
 
 
-def _nothing_in_gate() -> Correlation:
+def _nothing_in_gate(p_unlisted: float = 1.0) -> Correlation:
     return Correlation(
         status="uncorrelated",
         score=0.0,
-        p_unlisted=1.0,
+        p_unlisted=p_unlisted,
         reason="not in the catalogue: no catalogued object passes the gate",
     )
 
@@ -681,8 +706,9 @@ def _describe(c: Candidate) -> str:
     )
 
 
-def _reason(status, candidates, p_unlisted, fit_p, model) -> str:
-    """Which hypothesis won and the runner-up, in words and physical units."""
+def _reason(status, candidates, p_unlisted, fit_p, model, p_lost=0.0) -> str:
+    """Which hypothesis won and the runner-up, in words and physical units (``p_lost``:
+    a catalogued object whose element set is lost, said when it outweighs the best)."""
     best = candidates[0]
     runner = candidates[1] if len(candidates) > 1 else None
     if status == "correlated":
@@ -695,6 +721,11 @@ def _reason(status, candidates, p_unlisted, fit_p, model) -> str:
         named = [c for c in candidates if c.score >= model.tie_min_score]
         text = "ambiguous between " + ", ".join(f"{c.norad_id} (p {c.score:.3g})" for c in named)
         text += f"; not in the catalogue p {p_unlisted:.3g}"
+    elif p_lost >= max(best.score, p_unlisted):
+        text = (
+            f"a catalogued object whose element set is lost (p {p_lost:.3g}); not in the "
+            f"catalogue p {p_unlisted:.3g}; nearest {_describe(best)}"
+        )
     elif p_unlisted >= best.score:
         text = f"not in the catalogue (p {p_unlisted:.3g}); nearest {_describe(best)}"
     else:

@@ -226,8 +226,8 @@ def _decide_group(tracklets, results, index, tau_prior, model, launch) -> list[C
             )  # fmt: skip
     n_obj = len(col_of)
     for r, corr in enumerate(results):
-        unlisted = corr.p_unlisted if np.isfinite(corr.p_unlisted) else 0.0
-        options.append(_Option(r, n_obj + r, np.log(max(unlisted, 1e-300)), 0.0, 0.0, 1.0))
+        unnamed, _ = _unnamed(corr)
+        options.append(_Option(r, n_obj + r, np.log(max(unnamed, 1e-300)), 0.0, 0.0, 1.0))
     at = {(o.row, o.col): k for k, o in enumerate(options)}
     deltas = np.unique(np.round([o.d for o in options if o.prior is not None], 1))
     best = np.full(len(options), -np.inf)
@@ -325,6 +325,15 @@ def _best_rest(cost: np.ndarray, row: int, col: int) -> tuple[float, list[tuple[
     return -float(total), list(zip(rows[r].tolist(), cols[c].tolist(), strict=True))
 
 
+def _unnamed(corr: Correlation) -> tuple[float, float]:
+    """The posterior no candidate takes ("not in the catalogue", or a catalogued object
+    whose element set is lost: what its candidates' scores leave), and the share of it
+    that is "not in the catalogue"."""
+    unlisted = corr.p_unlisted if np.isfinite(corr.p_unlisted) else 0.0
+    unnamed = max(unlisted, 1.0 - sum(c.score for c in corr.candidates))
+    return unnamed, (unlisted / unnamed if unnamed > 0 else 1.0)
+
+
 def _result(single, mine, options, best, best_delta, n, model, launch) -> Correlation:
     """The tracklet's joint call from its options' max-marginals."""
     logs = best[mine]
@@ -334,13 +343,14 @@ def _result(single, mine, options, best, best_delta, n, model, launch) -> Correl
     p = np.exp(logs - top)
     p /= p.sum()
     p = _tempered(p, [options[k].candidate for k in mine], launch, model)
-    p_unlisted = 0.0
+    p_unlisted = p_unnamed = 0.0
     candidates = []
     delta = 0.0
     for k, pk in sorted(zip(mine, p, strict=True), key=lambda item: -item[1]):
         o = options[k]
         if o.candidate is None:
-            p_unlisted = float(pk)
+            p_unnamed = float(pk)
+            p_unlisted = p_unnamed * _unnamed(single)[1]
             continue
         if not candidates:
             delta = float(best_delta[k])
@@ -355,6 +365,9 @@ def _result(single, mine, options, best, best_delta, n, model, launch) -> Correl
         text = "ambiguous between " + ", ".join(f"{c.norad_id} (p {c.score:.3g})" for c in named)
     else:
         text = f"not in the catalogue (p {p_unlisted:.3g})"
+        p_lost = p_unnamed - p_unlisted
+        if p_lost > p_unlisted:
+            text = f"a catalogued object whose element set is lost (p {p_lost:.3g}); {text}"
         if head is not None:
             text += f"; nearest {head.norad_id} (p {head.score:.3g}; {head.time_offset_s:+.1f} s)"
     alone = f"; alone: {single.reason}" if single.reason else ""
