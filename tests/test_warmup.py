@@ -59,3 +59,11 @@ def test_the_warm_up_runs_parts_by_name(capsys):
     assert "numba kernels of tasking:" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown parts"):
         warm_up(["orbits"])
+
+
+def test_make_test_warms_the_kernels_up_before_the_test_workers_start():
+    import re
+
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    test = re.search(r"^test:.*?\n((?:\t.*\n)+)", makefile, re.M)[1]
+    assert -1 < test.find("-m aposos.warmup") < test.find("-m pytest")
