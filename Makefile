@@ -43,11 +43,11 @@ test:
 	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider -n $(TEST_WORKERS)
 
-# numba's kernels compiled once into their on-disk cache (aposos/warmup.py, about 60 CPU-s
+# numba's kernels compiled once into their on-disk cache (aposos/warmup.py, 60-75 CPU-s
 # on a clean clone; make test runs it beside the star store), so the test workers and
 # the agents and servers tests start load them rather than each compiling the same
-# kernels; once cached it only loads them (seconds). One process: split in two over
-# disjoint parts it took more CPU (98 s) than the whole in one (62 s).
+# kernels; once cached it only loads them (seconds). One process: the correlation part
+# needs the orbit kernels, and the two together cost as much as the whole.
 warm: $(PACKAGES)
 	$(PY) -m aposos.warmup
 
