@@ -12,7 +12,8 @@ import numba
 JIT_FLAGS = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
 PARALLEL_FLAGS = dict(JIT_FLAGS, parallel=True)
 
-# every serial and parallel kernel, in the order defined (aposos.warmup compiles them all)
+# every serial and parallel kernel as defined: tests/test_warmup.py checks that
+# aposos.warmup compiles each one called from Python (the others compile inside those)
 KERNELS: list = []
 
 
