@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PACKAGES := $(VENV)/.packages
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench lint clean stars stars-setup
+.PHONY: test warm demo bench lint clean stars stars-setup
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or make PYTHON=python3)"; exit 1; }
@@ -31,15 +31,25 @@ stars-setup:
 # on TEST_WORKERS processes (xdist, a test file per worker); then the kernels uncompiled.
 # The Debian packages the tests run (tests/system_packages.py, standard library only)
 # install while pip fills the venv, and before the star store, which then takes the
-# installed Tycho-2 index rather than downloading the same package again.
+# installed Tycho-2 index rather than downloading the same package again; numba compiles
+# every kernel once meanwhile (make warm, below) for the test workers to load.
 TEST_WORKERS ?= 3
 
 test:
 	@$(PYTHON) tests/system_packages.py & apt=$$!; \
 	  $(MAKE) --no-print-directory $(PACKAGES); made=$$?; wait $$apt; exit $$made
-	@$(MAKE) --no-print-directory $(STAMP)
+	@$(PY) -m aposos.warmup & warm=$$!; \
+	  $(MAKE) --no-print-directory $(STAMP); made=$$?; wait $$warm && exit $$made
 	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider -n $(TEST_WORKERS)
+
+# numba's kernels compiled once into their on-disk cache (aposos/warmup.py, 60-75 CPU-s
+# on a clean clone; make test runs it beside the star store), so the test workers and
+# the agents and servers tests start load them rather than each compiling the same
+# kernels; once cached it only loads them (seconds). One process: the correlation part
+# needs the orbit kernels, and the two together cost as much as the whole.
+warm: $(PACKAGES)
+	$(PY) -m aposos.warmup
 
 # The deep reference-star store (Tycho-2 to VT 12-13, 1.4 million stars beyond the packaged
 # G <= 10 catalogues) from Debian's astrometry.net index: the installed package, or else

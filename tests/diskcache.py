@@ -28,6 +28,12 @@ def folder() -> Path | None:
     return Path(where) if where else REPO / ".test-cache"
 
 
+def package_sources() -> list[Path]:
+    """Every source file of the aposos package: the ``sources`` of a value that much of
+    the package computes (any change there makes it again)."""
+    return sorted((REPO / "aposos").rglob("*.py"))
+
+
 def key(name: str, *, sources=(), inputs=(), packages=(), args=()) -> str:
     """Hex digest of the code (``sources``: paths), data (``inputs``: paths), package
     versions and arguments (``repr``) a value depends on."""

@@ -10,6 +10,7 @@ a file not in the table is taken as short, and keeps its place among the short o
 
 from __future__ import annotations
 
+import heapq
 import json
 from pathlib import Path
 
@@ -27,3 +28,13 @@ def order(items: list, costs: dict[str, float]) -> None:
     """Sort ``items`` (pytest's, in place) by their file's cost, keeping each file's
     tests together and in their order."""
     items.sort(key=lambda item: -costs.get(item.nodeid.split("::", 1)[0], 0.0))
+
+
+def predicted_busiest(costs: dict[str, float], workers: int) -> float:
+    """The busiest worker's CPU seconds when files go out costliest first, each to the
+    worker that frees up first (what xdist does with the order above): the wall time on
+    ``workers`` quiet cores, start-up aside."""
+    load = [0.0] * workers
+    for cost in sorted(costs.values(), reverse=True):
+        heapq.heapreplace(load, load[0] + cost)
+    return max(load)

@@ -33,7 +33,19 @@ def catalogue():
 
 @pytest.fixture(scope="module")
 def plan(stations, catalogue):
-    return plan_night(stations, catalogue, NIGHT)
+    """The night's plan (about 20 s of CPU), kept in the on-disk test cache
+    (tests/diskcache.py) under every aposos source file, the catalogue and station files
+    and the computing packages' versions: made again when any of them changes."""
+    import diskcache
+
+    digest = diskcache.key(
+        "tasking-plan",
+        sources=[__file__, *diskcache.package_sources()],
+        inputs=[CAT_0930, *sorted(STATIONS.glob("*.toml"))],
+        packages=("numpy", "numba", "scipy", "sgp4", "astropy", "astropy-iers-data", "pyerfa"),
+        args=(NIGHT,),
+    )
+    return diskcache.cached(digest, lambda: plan_night(stations, catalogue, NIGHT))
 
 
 @pytest.fixture(scope="module")

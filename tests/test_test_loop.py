@@ -109,3 +109,14 @@ def test_the_timing_summary_adds_up_each_files_phases(tmp_path, capsys):
     assert main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "timing-gw0: 12.0 CPU-s in all" in out and "9.0 CPU-s in 2 files" in out
+    assert "busiest of 2 workers, costliest files first: 8.0 CPU-s" in out
+
+
+def test_the_busiest_worker_is_predicted_as_xdist_hands_out_files():
+    from longest_first import predicted_busiest
+
+    costs = {"a": 10.0, "b": 6.0, "c": 5.0, "d": 4.0, "e": 1.0}
+    assert predicted_busiest(costs, 1) == 26.0
+    assert predicted_busiest(costs, 2) == 14.0  # a+d | b+c+e = 12
+    assert predicted_busiest(costs, 3) == 10.0  # a | b+e | c+d
+    assert predicted_busiest({}, 2) == 0.0

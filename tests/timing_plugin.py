@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from longest_first import TABLE
+from longest_first import TABLE, predicted_busiest
 
 
 def _cpu():
@@ -118,6 +118,10 @@ def main(argv=None) -> int:
     print(f"tests: {sum(files.values()):.1f} CPU-s in {len(files)} files; the costliest:")
     for name, cpu in sorted(files.items(), key=lambda kv: -kv[1])[:15]:
         print(f"{cpu:8.1f}  {name}")
+    for n in (2, 3):
+        print(
+            f"busiest of {n} workers, costliest files first: {predicted_busiest(files, n):.1f} CPU-s"
+        )
     if args.table:
         table = {k: round(v, 1) for k, v in sorted(files.items(), key=lambda kv: -kv[1])}
         TABLE.write_text(json.dumps(table, indent=1) + "\n")

@@ -12,15 +12,24 @@ import numba
 JIT_FLAGS = dict(nogil=True, cache=True, fastmath=False, error_model="numpy")
 PARALLEL_FLAGS = dict(JIT_FLAGS, parallel=True)
 
+# every serial and parallel kernel as defined: tests/test_warmup.py checks that
+# aposos.warmup compiles each one called from Python (the others compile inside those)
+KERNELS: list = []
+
+
+def _registered(dispatcher):
+    KERNELS.append(dispatcher)
+    return dispatcher
+
 
 def kernel(func):
     """Compile a serial kernel (callable from other kernels)."""
-    return numba.njit(**JIT_FLAGS)(func)
+    return _registered(numba.njit(**JIT_FLAGS)(func))
 
 
 def parallel_kernel(func):
     """Compile a kernel whose outer loop is a ``prange`` over independent rows."""
-    return numba.njit(**PARALLEL_FLAGS)(func)
+    return _registered(numba.njit(**PARALLEL_FLAGS)(func))
 
 
 def inline_kernel(func):
