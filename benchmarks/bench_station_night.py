@@ -137,7 +137,9 @@ def run_one(
 
 
 def by_mode(folder: Path, result) -> dict:
-    """Score each tracking mode on its own frames (tracklets go with their first frame)."""
+    """Score each tracking mode on its own frames: recall with every tracklet (a target
+    seen in sidereal frames and then tracked is one tracklet across both), tracklets and
+    false ones with the mode of their first frame."""
     truth = json.loads((folder / "truth.json").read_text())
     doc = result.to_json()
     mode_of = {Path(f["file"]).name: f["mode"] for f in truth["frames"]}
@@ -146,22 +148,26 @@ def by_mode(folder: Path, result) -> dict:
         for f in doc["frames"]
         if "utc_open" in f
     )
+    whole = score(folder / "truth.json", doc, result.tracklets)
+    false = set(whole.false_tracklets)
     out = {}
     for mode in MODES:
         sub = dict(truth, frames=[f for f in truth["frames"] if f["mode"] == mode])
         path = folder / f"truth-{mode}.json"
         path.write_text(json.dumps(sub))
         keep = []
-        for t in result.tracklets:
+        for k, t in enumerate(result.tracklets):
             first = np.datetime64(t.utc[0], "us")
             m = None
             for u, mm in frame_utc:
                 if u <= first + np.timedelta64(1, "ms"):
                     m = mm
             if m == mode:
-                keep.append(t)
-        out[mode] = score(path, doc, keep)
-    out["all"] = score(folder / "truth.json", doc, result.tracklets)
+                keep.append(k)
+        out[mode] = score(path, doc, result.tracklets)
+        out[mode].tracklets = len(keep)
+        out[mode].false_tracklets = [k for k in keep if k in false]
+    out["all"] = whole
     return out
 
 
