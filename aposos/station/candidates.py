@@ -23,7 +23,7 @@ from scipy import ndimage
 from aposos.station.classify import trail_level
 from aposos.station.deblend import fit_point_on_trail, fit_two_points
 from aposos.station.detection import Detection
-from aposos.station.extract import OTHER, POINT, STAR, STREAK
+from aposos.station.extract import OTHER, POINT, SATURATED, STAR, STREAK
 from aposos.station.psffit import fit_point, fit_streak, gauss_model
 
 __all__ = [
@@ -93,6 +93,10 @@ def frame_candidates(ext, psf_sigma: float, *, edge_margin: float) -> list[Detec
                 clipped_b=near_edge(fit["xb"], fit["yb"], nx, ny, margin),
             )
         else:
+            d = _short_streak_among_trails(ext, i, psf_sigma, noise, nx, ny, margin)
+            if d is not None:
+                out.append(d)
+                continue
             fit = fit_point(
                 ext.subtracted,
                 ext.labels,
@@ -120,8 +124,47 @@ def frame_candidates(ext, psf_sigma: float, *, edge_margin: float) -> list[Detec
                 width_px=fit["sigma"],
             )
         out.append(d)
+    # a bright streak along the trails and much shorter, taken for a star trail or a
+    # saturated star (bright trails' light is 0.8 of their footprint's length or more)
+    fwhm = 2.3548 * psf_sigma
+    short = (src.kind == SATURATED) | ((src.kind == STAR) & (src.snr >= 50.0))
+    short &= (src.flux_length >= 2.5 * fwhm) & (src.flux_length < 0.65 * ext.star_length_px)
+    for i in np.nonzero(short)[0]:
+        d = _short_streak_among_trails(ext, i, psf_sigma, noise, nx, ny, margin)
+        if d is not None:
+            out.append(d)
     out += hidden_points(ext, psf_sigma, out, margin=margin)
     return out
+
+
+def _short_streak_among_trails(ext, i, psf_sigma, noise, nx, ny, margin) -> Detection | None:
+    """A source taken for a point among star trails that is a streak shorter than the
+    trails and along them (often saturated): an object crossing the field along the sky's drift. Peru's
+    stare frames of ``mar`` had a GPS satellite streaking 8 px beside 16 px trails, S/N
+    250: fitted as a point it sat 2 px off its midpoint and moved like no GEO (its
+    velocity is its own, not the mount's). A point merged with a trail fits as the
+    whole trail, a point as no length: neither is taken."""
+    src = ext.sources
+    if ext.star_length_px <= 0 or src.length[i] < 2.3548 * psf_sigma * 1.5 + 1.0:
+        return None
+    fit = fit_streak(
+        ext.subtracted, ext.labels, src.label[i], (src.fx[i], src.fy[i]), src.theta[i],
+        src.length[i], psf_sigma, noise, ext.saturated,
+    )  # fmt: skip
+    fwhm = 2.3548 * psf_sigma
+    if fit is None or not 2.5 * fwhm <= fit["length"] < 0.75 * ext.star_length_px:
+        return None
+    if not 0.7 * psf_sigma < fit["sigma"] < 1.3 * psf_sigma:
+        return None
+    if near_edge(fit["x"], fit["y"], nx, ny, margin):
+        return None
+    return Detection(
+        frame=-1, kind="streak", x=fit["x"], y=fit["y"], sigma_px=fit["sigma_mid"],
+        flux=fit["flux"], snr=float(src.snr[i]), width_px=fit["sigma"], xa=fit["xa"],
+        ya=fit["ya"], xb=fit["xb"], yb=fit["yb"], sigma_end_px=fit["sigma_end"],
+        clipped_a=near_edge(fit["xa"], fit["ya"], nx, ny, margin),
+        clipped_b=near_edge(fit["xb"], fit["yb"], nx, ny, margin),
+    )  # fmt: skip
 
 
 def _angle_off(a: float, b: float) -> float:
