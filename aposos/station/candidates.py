@@ -24,7 +24,7 @@ from aposos.station.classify import trail_level
 from aposos.station.deblend import fit_point_on_trail, fit_two_points
 from aposos.station.detection import Detection
 from aposos.station.extract import OTHER, POINT, SATURATED, STAR, STREAK
-from aposos.station.psffit import fit_point, fit_streak, gauss_model
+from aposos.station.psffit import cutout, fit_point, fit_streak, gauss_model
 
 __all__ = [
     "TransientState",
@@ -92,6 +92,7 @@ def frame_candidates(ext, psf_sigma: float, *, edge_margin: float) -> list[Detec
                 clipped_a=near_edge(fit["xa"], fit["ya"], nx, ny, margin),
                 clipped_b=near_edge(fit["xb"], fit["yb"], nx, ny, margin),
             )
+            d.uneven_sigma = uneven_sigma(ext, d, src.label[i], psf_sigma, noise)
         else:
             d = _short_streak_among_trails(ext, i, psf_sigma, noise, nx, ny, margin)
             if d is not None:
@@ -135,6 +136,39 @@ def frame_candidates(ext, psf_sigma: float, *, edge_margin: float) -> list[Detec
             out.append(d)
     out += hidden_points(ext, psf_sigma, out, margin=margin)
     return out
+
+
+def uneven_sigma(ext, d: Detection, label: int, psf_sigma: float, noise: float) -> float:
+    """How far the faintest third of a streak's light falls below the mean third, in
+    sigma of a third's light (background noise), when it holds under half of it; else 0.
+
+    A streak is evenly bright along its length; two faint stars merged into one
+    footprint are bright at its ends only (Pakistan ``mar`` 103's first frame: two
+    stars 16 px apart made a lone "streak" of S/N 16, a false tracklet).
+    """
+    length = math.hypot(d.xb - d.xa, d.yb - d.ya)
+    if not length > 0:
+        return 0.0
+    half_w = 2.0 * psf_sigma + 1.0
+    x, y, v, _ = cutout(
+        ext.subtracted, min(d.xa, d.xb) - half_w, max(d.xa, d.xb) + half_w,
+        min(d.ya, d.yb) - half_w, max(d.ya, d.yb) + half_w, ext.labels, label,
+    )  # fmt: skip
+    c, s = (d.xb - d.xa) / length, (d.yb - d.ya) / length
+    along = ((x - d.xa) * c + (y - d.ya) * s) / length
+    band = np.abs(-(x - d.xa) * s + (y - d.ya) * c) < half_w
+    band &= (along > -half_w / length) & (along < 1.0 + half_w / length)  # the ends' light
+    third = np.clip(np.floor(along * 3.0).astype(int), 0, 2)
+    light, sigma = np.zeros(3), np.zeros(3)
+    for k in range(3):
+        sel = band & (third == k)
+        light[k] = v[sel].sum()
+        sigma[k] = noise * math.sqrt(max(int(sel.sum()), 1))
+    k = int(np.argmin(light))
+    mean = float(light.mean())
+    if not light[k] < 0.5 * mean:
+        return 0.0
+    return float((mean - light[k]) / sigma[k])
 
 
 def _short_streak_among_trails(ext, i, psf_sigma, noise, nx, ny, margin) -> Detection | None:
