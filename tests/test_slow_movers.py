@@ -64,3 +64,33 @@ def test_a_slow_heo_among_round_stars_gives_a_tracklet(tmp_path):
             hits += bool(np.any(np.hypot(x - px, y - py) < 0.5))
         best = max(best, hits)
     assert best >= len(truths) - 1
+
+
+def test_a_saturated_tracked_object_among_round_stars_gives_a_tracklet(tmp_path):
+    """Iran's rate-tracking sequence of ``mar`` seed 107 followed a Galileo satellite at
+    S/N 300: saturated in most frames, it was taken for a saturated star (only stars
+    and unclassified sources were compared with the neighbour frames)."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    step = 20.0  # px between frames 5 s apart against the stars
+    truths, places = [], []
+    for k in range(5):
+        x, y = 300.0 + step * k, 500.0 + 0.5 * step * k
+        places.append((x, y))
+        truths.append(
+            make_frame(
+                folder / f"f{k:02d}.fits", shape=(1024, 1024), scale_arcsec=SCALE,
+                fwhm_px=FWHM, zero_point=21.0, exptime=0.5, points=[(x, y, 300000.0)],
+                date_obs=f"2026-11-22T01:02:{3 + 5 * k:02d}.250", seed=40 + k,
+            )
+        )  # fmt: skip
+    station = StationConfig.load("stations/pakistan.toml")
+    result = reduce_frames(folder, station)
+    best = 0
+    for t in result.tracklets:
+        hits = 0
+        for truth, (px, py) in zip(truths, places, strict=True):
+            x, y = truth.wcs.all_world2pix(t.ra_deg, t.dec_deg, 0)
+            hits += bool(np.any(np.hypot(x - px, y - py) < 1.0))
+        best = max(best, hits)
+    assert best >= len(truths) - 1

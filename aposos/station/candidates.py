@@ -226,9 +226,10 @@ def transient_points(state: TransientState) -> list[Detection]:
     new = []
     for i in np.nonzero(state.absent)[0]:
         fit = fit_point(
-            ext.subtracted, ext.labels, src.label[i], src.x[i], src.y[i], state.psf_sigma, noise
-        )
-        if fit is None or not plausible_width(fit["sigma"], state.psf_sigma):
+            ext.subtracted, ext.labels, src.label[i], src.x[i], src.y[i], state.psf_sigma, noise,
+            ext.saturated,
+        )  # fmt: skip
+        if fit is None or not (src.nsat[i] or plausible_width(fit["sigma"], state.psf_sigma)):
             continue
         if near_edge(fit["x"], fit["y"], nx, ny, margin):
             continue
@@ -266,7 +267,10 @@ class TransientState:
         # (a slow object moving a few FWHM in the exposure, too short for a streak,
         # is longer than a star: up to the shortest streak, 4 FWHM, and a margin)
         compact = src.length < 4.0 * 2.3548 * psf_sigma + 8.0
-        self.candidates = ((src.kind == STAR) | (src.kind == OTHER)) & (src.snr >= 5.0) & compact
+        # (a bright tracked satellite saturates as a bright star does: Iran mar 107's
+        # Galileo target, S/N 300, was lost in the frames where it did)
+        kinds = (src.kind == STAR) | (src.kind == OTHER) | (src.kind == SATURATED)
+        self.candidates = kinds & (src.snr >= 5.0) & compact
         ra, dec = report.solution.model.pixel_to_world(src.x, src.y)
         self.radec = np.stack([np.atleast_1d(ra), np.atleast_1d(dec)], axis=1)
 
