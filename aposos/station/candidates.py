@@ -23,8 +23,8 @@ from scipy import ndimage
 from aposos.station.classify import trail_level
 from aposos.station.deblend import fit_point_on_trail, fit_two_points
 from aposos.station.detection import Detection
-from aposos.station.extract import OTHER, POINT, STAR, STREAK
-from aposos.station.psffit import fit_point, fit_streak, gauss_model
+from aposos.station.extract import OTHER, POINT, SATURATED, STAR, STREAK
+from aposos.station.psffit import cutout, fit_point, fit_streak, gauss_model
 
 __all__ = [
     "TransientState",
@@ -92,7 +92,12 @@ def frame_candidates(ext, psf_sigma: float, *, edge_margin: float) -> list[Detec
                 clipped_a=near_edge(fit["xa"], fit["ya"], nx, ny, margin),
                 clipped_b=near_edge(fit["xb"], fit["yb"], nx, ny, margin),
             )
+            d.uneven_sigma = uneven_sigma(ext, d, src.label[i], psf_sigma, noise)
         else:
+            d = _short_streak_among_trails(ext, i, psf_sigma, noise, nx, ny, margin)
+            if d is not None:
+                out.append(d)
+                continue
             fit = fit_point(
                 ext.subtracted,
                 ext.labels,
@@ -120,8 +125,80 @@ def frame_candidates(ext, psf_sigma: float, *, edge_margin: float) -> list[Detec
                 width_px=fit["sigma"],
             )
         out.append(d)
+    # a bright streak along the trails and much shorter, taken for a star trail or a
+    # saturated star (bright trails' light is 0.8 of their footprint's length or more)
+    fwhm = 2.3548 * psf_sigma
+    short = (src.kind == SATURATED) | ((src.kind == STAR) & (src.snr >= 50.0))
+    short &= (src.flux_length >= 2.5 * fwhm) & (src.flux_length < 0.65 * ext.star_length_px)
+    for i in np.nonzero(short)[0]:
+        d = _short_streak_among_trails(ext, i, psf_sigma, noise, nx, ny, margin)
+        if d is not None:
+            out.append(d)
     out += hidden_points(ext, psf_sigma, out, margin=margin)
     return out
+
+
+def uneven_sigma(ext, d: Detection, label: int, psf_sigma: float, noise: float) -> float:
+    """How far the faintest third of a streak's light falls below the mean third, in
+    sigma of a third's light (background noise), when it holds under half of it; else 0.
+
+    A streak is evenly bright along its length; two faint stars merged into one
+    footprint are bright at its ends only (Pakistan ``mar`` 103's first frame: two
+    stars 16 px apart made a lone "streak" of S/N 16, a false tracklet).
+    """
+    length = math.hypot(d.xb - d.xa, d.yb - d.ya)
+    if not length > 0:
+        return 0.0
+    half_w = 2.0 * psf_sigma + 1.0
+    x, y, v, _ = cutout(
+        ext.subtracted, min(d.xa, d.xb) - half_w, max(d.xa, d.xb) + half_w,
+        min(d.ya, d.yb) - half_w, max(d.ya, d.yb) + half_w, ext.labels, label,
+    )  # fmt: skip
+    c, s = (d.xb - d.xa) / length, (d.yb - d.ya) / length
+    along = ((x - d.xa) * c + (y - d.ya) * s) / length
+    band = np.abs(-(x - d.xa) * s + (y - d.ya) * c) < half_w
+    band &= (along > -half_w / length) & (along < 1.0 + half_w / length)  # the ends' light
+    third = np.clip(np.floor(along * 3.0).astype(int), 0, 2)
+    light, sigma = np.zeros(3), np.zeros(3)
+    for k in range(3):
+        sel = band & (third == k)
+        light[k] = v[sel].sum()
+        sigma[k] = noise * math.sqrt(max(int(sel.sum()), 1))
+    k = int(np.argmin(light))
+    mean = float(light.mean())
+    if not light[k] < 0.5 * mean:
+        return 0.0
+    return float((mean - light[k]) / sigma[k])
+
+
+def _short_streak_among_trails(ext, i, psf_sigma, noise, nx, ny, margin) -> Detection | None:
+    """A source taken for a point among star trails that is a streak shorter than the
+    trails and along them (often saturated): an object crossing the field along the sky's drift. Peru's
+    stare frames of ``mar`` had a GPS satellite streaking 8 px beside 16 px trails, S/N
+    250: fitted as a point it sat 2 px off its midpoint and moved like no GEO (its
+    velocity is its own, not the mount's). A point merged with a trail fits as the
+    whole trail, a point as no length: neither is taken."""
+    src = ext.sources
+    if ext.star_length_px <= 0 or src.length[i] < 2.3548 * psf_sigma * 1.5 + 1.0:
+        return None
+    fit = fit_streak(
+        ext.subtracted, ext.labels, src.label[i], (src.fx[i], src.fy[i]), src.theta[i],
+        src.length[i], psf_sigma, noise, ext.saturated,
+    )  # fmt: skip
+    fwhm = 2.3548 * psf_sigma
+    if fit is None or not 2.5 * fwhm <= fit["length"] < 0.75 * ext.star_length_px:
+        return None
+    if not 0.7 * psf_sigma < fit["sigma"] < 1.3 * psf_sigma:
+        return None
+    if near_edge(fit["x"], fit["y"], nx, ny, margin):
+        return None
+    return Detection(
+        frame=-1, kind="streak", x=fit["x"], y=fit["y"], sigma_px=fit["sigma_mid"],
+        flux=fit["flux"], snr=float(src.snr[i]), width_px=fit["sigma"], xa=fit["xa"],
+        ya=fit["ya"], xb=fit["xb"], yb=fit["yb"], sigma_end_px=fit["sigma_end"],
+        clipped_a=near_edge(fit["xa"], fit["ya"], nx, ny, margin),
+        clipped_b=near_edge(fit["xb"], fit["yb"], nx, ny, margin),
+    )  # fmt: skip
 
 
 def _angle_off(a: float, b: float) -> float:
@@ -149,9 +226,10 @@ def transient_points(state: TransientState) -> list[Detection]:
     new = []
     for i in np.nonzero(state.absent)[0]:
         fit = fit_point(
-            ext.subtracted, ext.labels, src.label[i], src.x[i], src.y[i], state.psf_sigma, noise
-        )
-        if fit is None or not plausible_width(fit["sigma"], state.psf_sigma):
+            ext.subtracted, ext.labels, src.label[i], src.x[i], src.y[i], state.psf_sigma, noise,
+            ext.saturated,
+        )  # fmt: skip
+        if fit is None or not (src.nsat[i] or plausible_width(fit["sigma"], state.psf_sigma)):
             continue
         if near_edge(fit["x"], fit["y"], nx, ny, margin):
             continue
@@ -189,17 +267,22 @@ class TransientState:
         # (a slow object moving a few FWHM in the exposure, too short for a streak,
         # is longer than a star: up to the shortest streak, 4 FWHM, and a margin)
         compact = src.length < 4.0 * 2.3548 * psf_sigma + 8.0
-        self.candidates = ((src.kind == STAR) | (src.kind == OTHER)) & (src.snr >= 5.0) & compact
+        # (a bright tracked satellite saturates as a bright star does: Iran mar 107's
+        # Galileo target, S/N 300, was lost in the frames where it did)
+        kinds = (src.kind == STAR) | (src.kind == OTHER) | (src.kind == SATURATED)
+        self.candidates = kinds & (src.snr >= 5.0) & compact
         ra, dec = report.solution.model.pixel_to_world(src.x, src.y)
         self.radec = np.stack([np.atleast_1d(ra), np.atleast_1d(dec)], axis=1)
 
     def compare(self, other: TransientState) -> None:
         """Update ``absent`` with the neighbour frame ``other``.
 
-        Present means the neighbour's matched-filter S/N at the same sky position (best
-        of 3 x 3 pixels) reaches a quarter of this source's S/N and at least 2.5: a star
-        at the detection limit here is almost always above that there, while a moving
-        object has left (its own footprint may still reach the spot, its peak does not).
+        Present means the neighbour's matched-filter S/N at the same sky position
+        (interpolated between pixels) reaches a quarter of this source's S/N and at least
+        2.5: a star at the detection limit here is almost always above that there, while
+        a moving object has left (its own footprint may still reach the spot, its peak
+        does not). The best of the 3 x 3 pixels around the spot would reach 1.5 px away:
+        a slow HEO moving 2 px (2 FWHM) between frames was taken for a star.
         """
         model = other.report.solution.model
         px, py = model.world_to_pixel(self.radec[:, 0], self.radec[:, 1])
@@ -207,12 +290,9 @@ class TransientState:
         snr = other.ext.snr_image
         ny, nx = labels.shape
         inside = (px > 2) & (px < nx - 3) & (py > 2) & (py < ny - 3)
-        level = np.zeros(px.size)
-        ix = np.clip(np.round(px).astype(np.int64), 1, nx - 2)
-        iy = np.clip(np.round(py).astype(np.int64), 1, ny - 2)
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                level = np.maximum(level, snr[iy + dy, ix + dx])
+        level = ndimage.map_coordinates(
+            snr, [np.clip(py, 0, ny - 1), np.clip(px, 0, nx - 1)], order=1
+        )
         covered = level >= np.maximum(2.5, 0.25 * self.ext.sources.snr)
         missing = ~covered & inside & self.candidates
         self.absent = missing if self.absent is None else (self.absent & missing)

@@ -45,6 +45,8 @@ class Detection:
     radec_b: tuple[float, float] | None = None
     velocity_sigma: float = 0.0  # error of the in-frame velocity, deg/s
     psf_sigma_px: float = float("nan")  # the frame's PSF (across the trails if trailed)
+    scale_arcsec: float = float("nan")  # the frame's pixel scale
+    uneven_sigma: float = 0.0  # a streak's faintest third below the mean (candidates.py)
     mag: float = float("nan")
     sigma_arcsec: float = float("nan")
     sigma_end_arcsec: float = float("nan")

@@ -143,10 +143,24 @@ def _credible(track, frame_times: np.ndarray) -> bool:
         return spanned <= 2 and turn < 0.15
     if any(d.kind == "streak" and d.radec_a is not None for d in track.members):
         return True  # streaks with ends: their lengths and directions already agreed
-    if len(track.members) > 1 and track.rate_deg_s * 3600.0 < 1.0:
-        return False  # fixed on the sky (a star trail taken for a streak): no satellite
+    if len(track.members) > 1 and _fixed_on_sky(track):
+        return False
     snr = float(np.median([d.snr for d in track.members]))
     return len(track.members) >= 0.6 * spanned and snr >= 7.0
+
+
+def _fixed_on_sky(track) -> bool:
+    """A star, not a satellite. Where stars trail, points and streaks along the trails
+    line up at any slow rate: below 1"/s is fixed. Among round stars the points were
+    found where the neighbour frames have no star (:class:`TransientState`): fixed is
+    moving less than two FWHM over the track (a HEO near apogee, tracked, at 0.8"/s
+    moved 12 FWHM in a minute)."""
+    members = track.members
+    if not all(d.kind == "point" and d.radec_a is None for d in members):
+        return track.rate_deg_s * 3600.0 < 1.0
+    moved = _separation(members[0].radec_mid, members[-1].radec_mid) * 3600.0
+    fwhm = max(2.3548 * d.width_px * d.scale_arcsec for d in members)
+    return not moved >= 2.0 * fwhm
 
 
 def _to_tracklet(code: str, track) -> Tracklet | None:

@@ -466,6 +466,7 @@ class Reducer:
     ):  # fmt: skip
         d.t_open, d.t_close = t_open, t_close
         d.psf_sigma_px = psf_sigma
+        d.scale_arcsec = scale
         ra, dec = model.pixel_to_world(d.x, d.y)
         d.radec_mid = (float(ra), float(dec))
         exptime = max(d.exptime_s, 1e-6)

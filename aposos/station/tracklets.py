@@ -22,6 +22,7 @@ LOCAL = 8  # members a motion is fitted to when predicting (see _local_motion)
 SEED_MAG = 2.5  # largest brightness difference (mag) of a seed's two members
 LONE_SNR = 10.0  # S/N a streak needs to stand alone
 LONE_WIDTH = 1.5  # widest a lone streak may be across, in units of the frame's PSF
+LONE_UNEVEN = 3.0  # how uneven along its length (sigma) a lone streak may be
 
 
 @dataclass
@@ -146,6 +147,8 @@ def link(
             continue
         if d.width_px > LONE_WIDTH * d.psf_sigma_px:
             continue  # wider than the PSF across: faint stars in a row, not one object
+        if d.uneven_sigma > LONE_UNEVEN:
+            continue  # bright at its ends only: two faint stars in one footprint
         forward = eastward(vel[i])
         if forward is None and (d.clipped_a or d.clipped_b):
             continue  # which moment the visible end marks is unknown
