@@ -1,5 +1,6 @@
 """Shared fixtures (register new ones here; keep their code in their own modules)."""
 
+import os
 import sys
 
 import pytest
@@ -13,6 +14,12 @@ from stores import store  # noqa: F401  (a center store on SQLite and on Postgre
 # machine sets it): else each xdist worker rewrites and compiles them all anew, about
 # 4 s of CPU per process, and subprocesses compile aposos again.
 sys.dont_write_bytecode = False
+
+# numba's OpenMP threads sleep when idle rather than spin: two or three test processes
+# share 2 cores, and spinning threads took the CPU the others needed (the quick loop: 126
+# CPU-s and 74-77 s spinning, 110 CPU-s and 68-69 s passive, same minutes, quiet machine).
+# Set before any parallel kernel starts the runtime; subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 pytest_plugins = ["starpin"]  # the packaged star catalogues, not the machine's deep store
 

@@ -48,8 +48,9 @@ def test_the_warm_up_compiles_every_kernel_python_calls():
     assert "aposos.orbit.sgp4._sgp4_at" not in entries  # called by the propagation kernels
     assert CALLED_BY_TESTS_ONLY <= set(entries)
     assert set(warm_up()) == set(PARTS)
-    missed = [name for name, k in entries.items() if not k.signatures]
-    assert sorted(missed) == sorted(CALLED_BY_TESTS_ONLY), "aposos/warmup.py must call them"
+    missed = {name for name, k in entries.items() if not k.signatures}
+    # a test-only kernel may already be compiled, by a test this worker ran before
+    assert missed <= CALLED_BY_TESTS_ONLY, "aposos/warmup.py must call them"
 
 
 def test_the_warm_up_runs_parts_by_name(capsys):
