@@ -123,14 +123,21 @@ def reliability(all_pairs) -> list[str]:
             if r.status == "correlated":
                 scores.append(r.score)
                 right.append(r.norad_id == t.norad_id)
-    scores, right = np.array(scores), np.array(right)
+    edges = (0.0, 0.9, 0.99, 0.999, 1.01)
+    return _binned(np.array(scores), np.array(right), edges, ("score", "correlated", "right"))
+
+
+def _binned(p, hit, edges, words) -> list[str]:
+    """One line per bin of ``p`` that holds any: its count, mean p and share of ``hit``;
+    ``words`` name the value, the things counted and the hit."""
+    value, things, hit_word = words
     rows = []
-    for lo, hi in ((0.0, 0.9), (0.9, 0.99), (0.99, 0.999), (0.999, 1.01)):
-        sel = (scores >= lo) & (scores < hi)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (p >= lo) & (p < hi)
         if sel.any():
             rows.append(
-                f"    score [{lo}, {min(hi, 1.0)}): {sel.sum()} correlated, mean score "
-                f"{scores[sel].mean():.4f}, right {right[sel].mean():.4f}"
+                f"    {value} [{lo}, {min(hi, 1.0)}): {sel.sum()} {things}, mean {value} "
+                f"{p[sel].mean():.4f}, {hit_word} {hit[sel].mean():.4f}"
             )
     return rows
 
@@ -144,16 +151,8 @@ def unlisted_reliability(all_pairs) -> list[str]:
             if not t.colocated:
                 p.append(r.p_unlisted if np.isfinite(r.p_unlisted) else 1.0)
                 absent.append(not t.in_catalogue)
-    p, absent = np.array(p), np.array(absent)
-    rows = []
-    for lo, hi in ((0.0, 0.01), (0.01, 0.1), (0.1, 0.5), (0.5, 0.9), (0.9, 0.99), (0.99, 1.01)):
-        sel = (p >= lo) & (p < hi)
-        if sel.any():
-            rows.append(
-                f"    p [{lo}, {min(hi, 1.0)}): {sel.sum()} tracklets, mean p "
-                f"{p[sel].mean():.4f}, absent {absent[sel].mean():.4f}"
-            )
-    return rows
+    edges = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 1.01)
+    return _binned(np.array(p), np.array(absent), edges, ("p", "tracklets", "absent"))
 
 
 def _category(r, t, launch: dict[int, int]) -> str:
