@@ -75,23 +75,7 @@ def frame_candidates(ext, psf_sigma: float, *, edge_margin: float) -> list[Detec
             if fit["length"] < 2.5 * psf_sigma * 2.3548:
                 src.kind[i] = OTHER  # too short to time its ends: a moving point, maybe
                 continue
-            d = Detection(
-                frame=-1,
-                kind="streak",
-                x=fit["x"],
-                y=fit["y"],
-                sigma_px=fit["sigma_mid"],
-                flux=fit["flux"],
-                snr=float(src.snr[i]),
-                width_px=fit["sigma"],
-                xa=fit["xa"],
-                ya=fit["ya"],
-                xb=fit["xb"],
-                yb=fit["yb"],
-                sigma_end_px=fit["sigma_end"],
-                clipped_a=near_edge(fit["xa"], fit["ya"], nx, ny, margin),
-                clipped_b=near_edge(fit["xb"], fit["yb"], nx, ny, margin),
-            )
+            d = _streak_detection(fit, float(src.snr[i]), nx, ny, margin)
             d.uneven_sigma = uneven_sigma(ext, d, src.label[i], psf_sigma, noise)
         else:
             d = _short_streak_among_trails(ext, i, psf_sigma, noise, nx, ny, margin)
@@ -192,10 +176,15 @@ def _short_streak_among_trails(ext, i, psf_sigma, noise, nx, ny, margin) -> Dete
         return None
     if near_edge(fit["x"], fit["y"], nx, ny, margin):
         return None
+    return _streak_detection(fit, float(src.snr[i]), nx, ny, margin)
+
+
+def _streak_detection(fit: dict, snr: float, nx: int, ny: int, margin: float) -> Detection:
+    """The detection of a fitted streak (:func:`~aposos.station.psffit.fit_streak`)."""
     return Detection(
         frame=-1, kind="streak", x=fit["x"], y=fit["y"], sigma_px=fit["sigma_mid"],
-        flux=fit["flux"], snr=float(src.snr[i]), width_px=fit["sigma"], xa=fit["xa"],
-        ya=fit["ya"], xb=fit["xb"], yb=fit["yb"], sigma_end_px=fit["sigma_end"],
+        flux=fit["flux"], snr=snr, width_px=fit["sigma"], xa=fit["xa"], ya=fit["ya"],
+        xb=fit["xb"], yb=fit["yb"], sigma_end_px=fit["sigma_end"],
         clipped_a=near_edge(fit["xa"], fit["ya"], nx, ny, margin),
         clipped_b=near_edge(fit["xb"], fit["yb"], nx, ny, margin),
     )  # fmt: skip
