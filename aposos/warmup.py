@@ -6,12 +6,11 @@ passes, so the kernels compile for those signatures and land in numba's on-disk 
 (``cache=True``, :mod:`aposos.orbit.jit`). Processes started afterwards (test workers, a
 center's correlation worker, a station agent) load them in a fraction of a second instead
 of each compiling the same kernels (about a minute of CPU on a clean checkout).
-Two processes over disjoint parts share the work on two cores.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 from types import SimpleNamespace
 
@@ -153,8 +152,20 @@ def warm_up(parts=PARTS) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
-    parts = list(sys.argv[1:] if argv is None else argv) or list(PARTS)
-    for part, seconds in warm_up(parts).items():
+    parser = argparse.ArgumentParser(
+        prog="python -m aposos.warmup",
+        description="Compile aposos's numba kernels once into numba's on-disk cache, so "
+        "processes started afterwards load them instead of compiling.",
+        epilog="example: python -m aposos.warmup correlate station",
+    )
+    parser.add_argument("parts", nargs="*", metavar="PART",
+                        help=f"what to compile: {', '.join(PARTS)} (default: all)")  # fmt: skip
+    parts = parser.parse_args(argv).parts or list(PARTS)
+    try:
+        took = warm_up(parts)
+    except ValueError as error:  # an unknown part
+        parser.error(str(error))
+    for part, seconds in took.items():
         print(f"numba kernels of {part}: {seconds:.1f} s")
     return 0
 

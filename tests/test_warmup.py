@@ -68,3 +68,16 @@ def test_make_test_warms_the_kernels_up_before_the_test_workers_start():
     makefile = (Path(__file__).parents[1] / "Makefile").read_text()
     test = re.search(r"^test:.*?\n((?:\t.*\n)+)", makefile, re.M)[1]
     assert -1 < test.find("-m aposos.warmup") < test.find("-m pytest")
+
+
+def test_the_warm_up_command_has_help_and_names_a_wrong_part(capsys):
+    from aposos.warmup import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    assert "example: python -m aposos.warmup" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["orbits"])
+    assert done.value.code == 2
+    assert "unknown parts ['orbits']" in capsys.readouterr().err
