@@ -48,7 +48,7 @@ import numpy as np
 from aposos.correlate.decide import chi2_sf_even, decide, score_pairs, temper_mates
 from aposos.correlate.fit import ObservationBatch, evaluate_priors, fit_pairs
 from aposos.correlate.gate import gate_block
-from aposos.correlate.model import ARCSEC, ErrorModel
+from aposos.correlate.model import ARCSEC, ErrorModel, unseen_mate_odds
 from aposos.correlate.rank import (
     MAX_STEP_S,
     block_priors,
@@ -504,7 +504,9 @@ class SGP4Correlator:
         marginal deviance under each mixture component and each cluster-widened one
         from the same geometry (no more SGP4).
 
-        Returns the fit, ``(n_pairs, K)`` deviances and cluster deviances.
+        Returns the fit, ``(n_pairs, K)`` deviances and cluster deviances, the weights,
+        the lost shares, the deviances of the lost spread and, per pair, the odds of one
+        unseen plane mate (:func:`~aposos.correlate.model.unseen_mate_odds`).
         """
         rows = batch.reference_rows()[pair_trk]
         jd, fr = batch.jd[rows], batch.fr[rows]
@@ -525,13 +527,20 @@ class SGP4Correlator:
             deviance[:, k] = chi2[2 * m] + occam[2 * m]
             cluster[:, k] = chi2[2 * m + 1] + occam[2 * m + 1]
         lost_deviance = chi2[-1] + occam[-1]
-        return fit, deviance, cluster, weights, lost, lost_deviance
+        per_mate = None
+        if self.error_model.unseen_mate_scale > 0:
+            along = np.stack([priors[2 * m][:, :2] for m in range(len(used))], axis=1)
+            per_mate = unseen_mate_odds(
+                1.0, weights[:, used], lost, along[..., 0], along[..., 1],
+                table.rev_per_day[pair_obj], self.error_model.gate_max_along_s,
+            )  # fmt: skip
+        return fit, deviance, cluster, weights, lost, lost_deviance, per_mate
 
     def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance, lost_elsewhere=0.0):
         """Scores, candidates, status and reason of every tracklet from its pairs' fits:
         the records with train mates tempered (:func:`temper_mates`) and, for the joint
         stage, untempered (the same record where tempering changed nothing)."""
-        fit, deviance, cluster, weights, lost, lost_deviance = fit_deviance
+        fit, deviance, cluster, weights, lost, lost_deviance, per_mate = fit_deviance
         n_trk = free_deviance.size
         model = self.error_model
         keep = np.flatnonzero(np.isfinite(fit.chi2))
@@ -542,9 +551,12 @@ class SGP4Correlator:
             return out, list(out)
         trk = pair_trk[keep]
         obj = pair_obj[keep]
+        unseen = None
+        if per_mate is not None:
+            unseen = model.unseen_mate_scale * self._unseen_mates(trk, obj) * per_mate[keep]
         raw = score_pairs(
             model, trk, deviance[keep], cluster[keep], weights[keep], lost[keep], free_deviance,
-            lost_deviance[keep], self._priors.cluster_odds[obj], lost_elsewhere,
+            lost_deviance[keep], self._priors.cluster_odds[obj], lost_elsewhere, unseen,
         )  # fmt: skip
         tempered = temper_mates(
             raw, trk, self._priors.launch[obj], model.mate_temperature, model.min_score
@@ -556,6 +568,15 @@ class SGP4Correlator:
             return out, list(out)
         untempered = self._records(raw, fit, keep, trk, obj, n_trk, only=changed)
         return out, [u if c else o for o, u, c in zip(out, untempered, changed, strict=True)]
+
+    def _unseen_mates(self, trk, obj) -> np.ndarray:
+        """Per pair, the candidate's plane mates that are not candidates of the tracklet
+        (its plane mates, less the tracklet's other candidates of its launch)."""
+        launch = self._priors.launch[obj]
+        key = (np.asarray(trk, dtype=np.int64) << 32) | (launch + 1)
+        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        fitted = np.where(launch >= 0, counts[inverse], 1)
+        return np.maximum(self._priors.plane_mates[obj] + 1 - fitted, 0)
 
     def _records(self, scores, fit, keep, trk, obj, n_trk, only=None) -> list[Correlation]:
         """One record per tracklet from its candidates' ``scores`` (``only``: of the

@@ -31,7 +31,7 @@ class Scores:
 
 def score_pairs(
     model, pair_trk, deviance, cluster_deviance, weight, lost, free_deviance, lost_deviance=None,
-    cluster_odds=None, lost_elsewhere=0.0,
+    cluster_odds=None, lost_elsewhere=0.0, unseen=None,
 ) -> Scores:  # fmt: skip
     """Posterior probabilities of every candidate, of "not in the catalogue" and of "a
     catalogued object whose element set is lost".
@@ -64,6 +64,10 @@ def score_pairs(
     lost_elsewhere : odds (scalar or ``(n_trk,)``) of a catalogued object whose element set
         is lost and which is none of the candidates (the catalogue's mean lost share):
         it flies anywhere, scored by the diffuse background as an uncatalogued one is.
+    unseen : ``(n_pairs,)`` odds of the candidate's train and plane mates that are not
+        among the candidates (:func:`~aposos.correlate.model.unseen_mate_odds`), scored
+        as its lost term is; per tracklet the largest counts (candidates of one plane
+        share their mates), with the lost ones.
     """
     free_deviance = np.asarray(free_deviance, dtype=np.float64)
     n_trk = free_deviance.size
@@ -96,6 +100,14 @@ def score_pairs(
             -0.5 * (lost_deviance - base[pair_trk])
         )
         lost_sum = lost_sum + np.bincount(pair_trk, spread, minlength=n_trk)
+        if unseen is not None:
+            mates = np.zeros(n_trk)
+            np.maximum.at(
+                mates,
+                pair_trk,
+                np.asarray(unseen) * np.exp(-0.5 * (lost_deviance - base[pair_trk])),
+            )
+            lost_sum = lost_sum + mates
     total = np.bincount(pair_trk, like, minlength=n_trk) + unlisted + lost_sum
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(total[pair_trk] > 0, like / total[pair_trk], 0.0)

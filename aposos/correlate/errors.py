@@ -27,6 +27,7 @@ __all__ = [
     "history_drift_seconds",
     "launch_index",
     "launch_kinds",
+    "plane_mates",
     "semi_major_axis_rate",
     "train_ndot",
 ]
@@ -34,6 +35,8 @@ __all__ = [
 TRAIN_REV_PER_DAY = 0.1  # one launch's objects within this of each other fly together
 MU_KM3_S2 = 398600.4418
 MIN_HISTORY_DAYS = 0.2  # element sets closer than this in time say nothing of a change
+PLANE_RAAN_DEG = 2.0  # one launch's objects this close in node and inclination share a plane
+PLANE_INCLINATION_DEG = 0.3
 
 
 @dataclass
@@ -185,6 +188,34 @@ def train_level(designators, magnitude, rev_per_day) -> np.ndarray:
         train = np.nanmedian(mates, axis=1)
         enough = near.sum(axis=1) >= 3
         out[members] = np.where(enough, np.maximum(out[members], train), out[members])
+    return out
+
+
+def plane_mates(designators, rev_per_day, raan_deg, inclination_deg) -> np.ndarray:
+    """How many other objects fly in each object's train and plane: of its launch, within
+    ``TRAIN_REV_PER_DAY`` of its mean motion, ``PLANE_RAAN_DEG`` of its node and
+    ``PLANE_INCLINATION_DEG`` of its inclination. Such a mate whose element set errs by
+    more than the gate's window is nowhere among the candidates, yet fits a tracklet of
+    the train as well as any member does."""
+    rev = np.asarray(rev_per_day, dtype=np.float64)
+    raan = np.asarray(raan_deg, dtype=np.float64)
+    incl = np.asarray(inclination_deg, dtype=np.float64)
+    launches = np.array([_launch(str(d)) for d in designators])
+    out = np.zeros(rev.size, dtype=np.int64)
+    order = np.argsort(launches, kind="stable")
+    keys, starts = np.unique(launches[order], return_index=True)
+    bounds = np.append(starts, order.size)
+    for key, lo, hi in zip(keys, bounds[:-1], bounds[1:], strict=True):
+        if not key or hi - lo < 2:
+            continue
+        m = order[lo:hi]
+        node = np.abs((raan[m][:, None] - raan[m][None, :] + 180.0) % 360.0 - 180.0)
+        near = (
+            (np.abs(rev[m][:, None] - rev[m][None, :]) <= TRAIN_REV_PER_DAY)
+            & (node <= PLANE_RAAN_DEG)
+            & (np.abs(incl[m][:, None] - incl[m][None, :]) <= PLANE_INCLINATION_DEG)
+        )
+        out[m] = near.sum(axis=1) - 1
     return out
 
 

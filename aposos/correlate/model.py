@@ -56,7 +56,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ARCSEC", "ErrorComponent", "ErrorModel", "PriorTable", "default_model_path"]
+__all__ = [
+    "ARCSEC",
+    "ErrorComponent",
+    "ErrorModel",
+    "PriorTable",
+    "default_model_path",
+    "unseen_mate_odds",
+]
 
 MU_KM3_S2 = 398600.4418
 ARCSEC = math.pi / (180.0 * 3600.0)
@@ -227,6 +234,10 @@ class ErrorModel:
         0 / 0.2 / 0.5 / 1 / 3: log-likelihood -295 / -161 / -175 / -189 / -218, no
         decision changed below 1 (at 1 one ambiguous call became uncorrelated). Without
         it, tracklets scored 0.99 or more were 16 % objects of the older snapshot.
+    unseen_mate_scale : weight of the candidates' unseen plane mates (see
+        :func:`unseen_mate_odds`; 0: off): a catalogued object of the candidate's train
+        and plane whose element set errs by more than the gate's window, so that it is
+        never a candidate, counts with the lost ones (``Scores.lost``).
     self_cluster_weight : ``e``: weight of the best candidate's own neighbourhood in the
         density of uncatalogued objects.
     background_log_volume : uncatalogued objects that fly with nothing catalogued are
@@ -266,6 +277,7 @@ class ErrorModel:
     small_launch_group: int = 3
     mate_temperature: float = 1.0
     lost_visible_share: float = 0.2
+    unseen_mate_scale: float = 0.0
     self_cluster_weight: float = 0.5
     background_log_volume: float = math.log(2.0 * math.pi * math.pi * math.radians(1.0) ** 2)
     timing_sigma_s: float = 0.005
@@ -373,6 +385,8 @@ class ErrorModel:
             raise ValueError(f"{source}: mate_temperature must be >= 1")
         if not 0.0 <= self.lost_visible_share <= 1.0:
             raise ValueError(f"{source}: lost_visible_share must be in [0, 1]")
+        if not (math.isfinite(self.unseen_mate_scale) and self.unseen_mate_scale >= 0.0):
+            raise ValueError(f"{source}: unseen_mate_scale must be >= 0")
         if not 0.0 < self.uncatalogued_fraction < 1.0:
             raise ValueError(f"{source}: uncatalogued_fraction must be in (0, 1)")
         if not 0.5 <= self.min_score < 1.0:
@@ -455,6 +469,11 @@ class PriorTable:
         from aposos.correlate.errors import launch_index
 
         self.launch = launch_index(catalogue.intl_designator)
+        from aposos.correlate.errors import plane_mates
+
+        self.plane_mates = plane_mates(
+            catalogue.intl_designator, rev_per_day, catalogue.raan_deg, catalogue.inclination_deg
+        )
         self.cluster_along_s = _per_class(classes, model.cluster_along_s)
         self.cluster_normal_km = _per_class(classes, model.cluster_normal_km, fallback=None)
         self.cluster_radial_km = _per_class(classes, model.cluster_radial_km, fallback=None)
@@ -600,3 +619,29 @@ def drift_prior(model: ErrorModel, drift_s) -> tuple[np.ndarray, np.ndarray]:
         model.drift_scatter * np.abs(drift) * trust, model.drift_unknown_s * (1 - trust)
     )
     return mean_tau, sigma
+
+
+def unseen_mate_odds(mates, weight, lost, tau_mean, tau_sigma, rev_per_day, window_s):
+    """Per candidate, the odds (relative to its own ``lost`` term, which spreads it over
+    the gate's ``window_s`` along track) that the tracklet is one of ``mates`` objects of
+    its train and plane that are not among the candidates because their element sets err
+    by more than ``window_s``: each lies beyond the window with the mixture's tail
+    probability there (``weight``, ``tau_mean``, ``tau_sigma``: ``(..., K)``) or is lost
+    (``lost``) and then anywhere along the orbit; spread evenly along the orbit, their
+    density at the tracklet is their number over the period.
+
+    A fleet being lowered errs that far (2026 series, fitting pair 17-23: LEO objects
+    whose orbit's change predicts a drift over 500 s are a median 860 s off their
+    predictions after six days, half of them outside the 900 s window), and a train
+    mate that happens to lie near the tracklet was then named, confidently and wrongly.
+    """
+    from scipy.special import ndtr
+
+    sigma = np.maximum(np.asarray(tau_sigma, dtype=np.float64), 1e-9)
+    mean = np.asarray(tau_mean, dtype=np.float64)
+    tail = ndtr((mean - window_s) / sigma) + ndtr((-window_s - mean) / sigma)
+    beyond = (np.asarray(weight, dtype=np.float64) * tail).sum(axis=-1)
+    period_s = 86400.0 / np.maximum(np.asarray(rev_per_day, dtype=np.float64), 1e-6)
+    outside = np.clip(1.0 - 2.0 * window_s / period_s, 0.0, 1.0)
+    density = math.sqrt(2.0 * math.pi) * window_s / period_s
+    return np.asarray(mates, dtype=np.float64) * (beyond + np.asarray(lost) * outside) * density
