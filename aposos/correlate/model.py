@@ -42,7 +42,9 @@ smooth-motion fit (``B``, see :func:`aposos.correlate.fit.smooth_motion_fit`):
 object whose element set is lost (each candidate's ``lost`` share spread over the gate
 window, and the catalogue's mean lost share, times ``lost_visible_share``, scored by
 ``B``); it is reported apart (``Scores.lost``), so ``p_unlisted`` is the probability that
-the object is really missing from the catalogue. The score of a candidate is its
+the object is really missing from the catalogue. With it count the candidates' train and
+plane mates whose element sets err by more than the gate's window, never candidates
+themselves (:func:`unseen_mate_odds`). The score of a candidate is its
 posterior probability; see :mod:`aposos.correlate.decide` for the decision.
 """
 
