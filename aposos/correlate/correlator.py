@@ -45,7 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
-from aposos.correlate.decide import chi2_sf_even, decide, score_pairs, temper_mates
+from aposos.correlate.decide import (
+    LOST_WORDS,
+    chi2_sf_even,
+    decide,
+    score_pairs,
+    temper_mates,
+)
 from aposos.correlate.fit import ObservationBatch, evaluate_priors, fit_pairs
 from aposos.correlate.gate import gate_block
 from aposos.correlate.model import ARCSEC, ErrorModel, unseen_mate_odds
@@ -744,8 +750,8 @@ def _reason(status, candidates, p_unlisted, fit_p, model, p_lost=0.0) -> str:
         text += f"; not in the catalogue p {p_unlisted:.3g}"
     elif p_lost >= max(best.score, p_unlisted):
         text = (
-            f"a catalogued object whose element set is lost (p {p_lost:.3g}); not in the "
-            f"catalogue p {p_unlisted:.3g}; nearest {_describe(best)}"
+            f"{LOST_WORDS} (p {p_lost:.3g}); not in the catalogue p {p_unlisted:.3g}; "
+            f"nearest {_describe(best)}"
         )
     elif p_unlisted >= best.score:
         text = f"not in the catalogue (p {p_unlisted:.3g}); nearest {_describe(best)}"

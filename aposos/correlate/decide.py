@@ -16,7 +16,19 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["Scores", "chi2_isf_even", "chi2_sf_even", "decide", "score_pairs", "temper_mates"]
+__all__ = [
+    "LOST_WORDS",
+    "Scores",
+    "chi2_isf_even",
+    "chi2_sf_even",
+    "decide",
+    "score_pairs",
+    "temper_mates",
+]
+
+# how a record names the lost hypothesis: a lost element set, or a train mate whose
+# element set errs beyond the gate's window (never a candidate)
+LOST_WORDS = "a catalogued object whose element set is lost or beyond the gate"
 
 
 @dataclass

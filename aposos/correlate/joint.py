@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from aposos.correlate.decide import Scores, decide, temper_mates
+from aposos.correlate.decide import LOST_WORDS, Scores, decide, temper_mates
 from aposos.model import Candidate, Correlation, Tracklet
 
 __all__ = ["COHERENT_WEIGHT", "coherent_sigma_s", "identify_jointly", "pass_groups"]
@@ -367,7 +367,7 @@ def _result(single, mine, options, best, best_delta, n, model, launch) -> Correl
         text = f"not in the catalogue (p {p_unlisted:.3g})"
         p_lost = p_unnamed - p_unlisted
         if p_lost > p_unlisted:
-            text = f"a catalogued object whose element set is lost (p {p_lost:.3g}); {text}"
+            text = f"{LOST_WORDS} (p {p_lost:.3g}); {text}"
         if head is not None:
             text += f"; nearest {head.norad_id} (p {head.score:.3g}; {head.time_offset_s:+.1f} s)"
     alone = f"; alone: {single.reason}" if single.reason else ""
