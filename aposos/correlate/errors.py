@@ -169,20 +169,25 @@ def history_drift_seconds(rate_km_day, rev_per_day, age_days) -> np.ndarray:
     return 0.75 * np.asarray(rate_km_day, dtype=np.float64) / a * age * age * 86400.0
 
 
+def _launch_groups(designators, smallest: int):
+    """The indices of each launch's objects (launches of ``smallest`` objects or more;
+    objects without a designator belong to none)."""
+    launches = np.array([_launch(str(d)) for d in designators])
+    order = np.argsort(launches, kind="stable")
+    keys, starts = np.unique(launches[order], return_index=True)
+    bounds = np.append(starts, order.size)
+    for key, lo, hi in zip(keys, bounds[:-1], bounds[1:], strict=True):
+        if key and hi - lo >= smallest:
+            yield order[lo:hi]
+
+
 def train_level(designators, magnitude, rev_per_day) -> np.ndarray:
     """Each object's ``magnitude`` or, if larger, the median over its train (the objects
     of its launch within ``TRAIN_REV_PER_DAY`` of its mean motion, three or more)."""
     value = np.asarray(magnitude, dtype=np.float64)
     rev = np.asarray(rev_per_day, dtype=np.float64)
-    launches = np.array([_launch(str(d)) for d in designators])
     out = value.copy()
-    order = np.argsort(launches, kind="stable")
-    keys, starts = np.unique(launches[order], return_index=True)
-    bounds = np.append(starts, order.size)
-    for key, lo, hi in zip(keys, bounds[:-1], bounds[1:], strict=True):
-        if not key or hi - lo < 3:
-            continue
-        members = order[lo:hi]
+    for members in _launch_groups(designators, 3):
         near = np.abs(rev[members][:, None] - rev[members][None, :]) <= TRAIN_REV_PER_DAY
         mates = np.where(near, value[members][None, :], np.nan)
         train = np.nanmedian(mates, axis=1)
@@ -200,15 +205,8 @@ def plane_mates(designators, rev_per_day, raan_deg, inclination_deg) -> np.ndarr
     rev = np.asarray(rev_per_day, dtype=np.float64)
     raan = np.asarray(raan_deg, dtype=np.float64)
     incl = np.asarray(inclination_deg, dtype=np.float64)
-    launches = np.array([_launch(str(d)) for d in designators])
     out = np.zeros(rev.size, dtype=np.int64)
-    order = np.argsort(launches, kind="stable")
-    keys, starts = np.unique(launches[order], return_index=True)
-    bounds = np.append(starts, order.size)
-    for key, lo, hi in zip(keys, bounds[:-1], bounds[1:], strict=True):
-        if not key or hi - lo < 2:
-            continue
-        m = order[lo:hi]
+    for m in _launch_groups(designators, 2):
         node = np.abs((raan[m][:, None] - raan[m][None, :] + 180.0) % 360.0 - 180.0)
         near = (
             (np.abs(rev[m][:, None] - rev[m][None, :]) <= TRAIN_REV_PER_DAY)
