@@ -127,32 +127,53 @@ def reliability(all_pairs) -> list[str]:
     return _binned(np.array(scores), np.array(right), edges, ("score", "correlated", "right"))
 
 
-def _binned(p, hit, edges, words) -> list[str]:
-    """One line per bin of ``p`` that holds any: its count, mean p and share of ``hit``;
-    ``words`` name the value, the things counted and the hit."""
+def _binned(p, hit, edges, words, weight=None) -> list[str]:
+    """One line per bin of ``p`` that holds any: its count, mean p and share of ``hit``
+    (weighted by ``weight`` when given); ``words`` name the value, the things counted
+    and the hit."""
     value, things, hit_word = words
+    weight = np.ones(p.size) if weight is None else weight
     rows = []
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         sel = (p >= lo) & (p < hi)
         if sel.any():
+            w = weight[sel]
             rows.append(
                 f"    {value} [{lo}, {min(hi, 1.0)}): {sel.sum()} {things}, mean {value} "
-                f"{p[sel].mean():.4f}, {hit_word} {hit[sel].mean():.4f}"
+                f"{np.average(p[sel], weights=w):.4f}, {hit_word} "
+                f"{np.average(hit[sel], weights=w):.4f}"
             )
     return rows
 
 
-def unlisted_reliability(all_pairs) -> list[str]:
+def unlisted_reliability(all_pairs, absent_share=None) -> list[str]:
     """Among tracklets given a "not in the catalogue" posterior p, the share whose object
-    is absent from the older snapshot, by bin (co-located objects left out)."""
-    p, absent = [], []
-    for ts, results in all_pairs:
-        for r, t in zip(results, ts.tracklets, strict=True):
-            if not t.colocated:
-                p.append(r.p_unlisted if np.isfinite(r.p_unlisted) else 1.0)
-                absent.append(not t.in_catalogue)
+    is absent from the older snapshot, by bin (co-located objects left out).
+
+    Every absent object is observed, so they are several times commoner among the
+    tracklets than in the sky: with ``absent_share`` (per pair, the newer snapshot's
+    share of objects absent from the older one) the absent tracklets are weighted down
+    to that share, the base rate the model's ``uncatalogued_fraction`` stands for."""
+    p, absent, weight = [], [], []
+    for k, (ts, results) in enumerate(all_pairs):
+        kept = [(r, t) for r, t in zip(results, ts.tracklets, strict=True) if not t.colocated]
+        hit = np.array([not t.in_catalogue for _, t in kept])
+        w = np.ones(hit.size)
+        if absent_share is not None and hit.any() and not hit.all():
+            s = absent_share[k]
+            w[hit] = s / (1.0 - s) * (~hit).sum() / hit.sum()
+        p += [r.p_unlisted if np.isfinite(r.p_unlisted) else 1.0 for r, _ in kept]
+        absent += hit.tolist()
+        weight += w.tolist()
     edges = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 1.01)
-    return _binned(np.array(p), np.array(absent), edges, ("p", "tracklets", "absent"))
+    words = ("p", "tracklets", "absent")
+    return _binned(np.array(p), np.array(absent), edges, words, np.array(weight))
+
+
+def absent_share(older: Path, newer: Path) -> float:
+    """The share of ``newer``'s objects absent from ``older``."""
+    new_ids = Catalogue.from_tle(newer).norad_id
+    return float(np.mean(~np.isin(new_ids, Catalogue.from_tle(older).norad_id)))
 
 
 def _category(r, t, launch: dict[int, int]) -> str:
@@ -249,7 +270,7 @@ def main(argv=None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     model = ErrorModel.load(args.model) if args.model else ErrorModel.default()
-    evaluated = []
+    evaluated, shares = [], []
     with tempfile.TemporaryDirectory() as cube_dir:
         for pair in args.pairs:
             a, b = pair.split(":")
@@ -269,6 +290,7 @@ def main(argv=None) -> int:
             grouped = sum(bool(r.reason and r.reason.startswith("joint")) for r in joint)
             print(f"    joint stage: {grouped} tracklets in pass groups, {changed} calls changed")
             evaluated.append((int(b) - int(a), ts, joint))
+            shares.append(absent_share(older, newer))
             sys.stdout.flush()
     for age in sorted({age for age, _, _ in evaluated}):
         print(f"reliability of 'correlated' (joint), pairs {age} day(s) apart:")
@@ -277,6 +299,11 @@ def main(argv=None) -> int:
     print("\n".join(reliability([(ts, r) for _, ts, r in evaluated])))
     print("reliability of 'not in the catalogue' (joint), all pairs:")
     print("\n".join(unlisted_reliability([(ts, r) for _, ts, r in evaluated])))
+    print(
+        "the same, absent objects weighted to their share of the newer snapshot "
+        f"({', '.join(f'{s:.2%}' for s in shares)}):"
+    )
+    print("\n".join(unlisted_reliability([(ts, r) for _, ts, r in evaluated], shares)))
     return 0
 
 
