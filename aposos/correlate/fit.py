@@ -282,18 +282,18 @@ class ObservationBatch:
             ra[lo:hi], dec[lo:hi] = trk.ra_deg, trk.dec_deg
             sigma[lo:hi] = trk.sigma_arcsec
         q = radec_to_unit(ra, dec)
-        u = unaberrate(q, frames.earth_velocity_bcrs_kms(jd, fr))
-        m = frames.teme_to_gcrs_matrices(jd, fr)
-        site_km = np.empty((n, 3))
         row_site = np.repeat(np.arange(len(tracklets)), counts)
         by_site: dict[int, list[int]] = {}
         site_objects = {}
         for t, site in enumerate(sites):
             by_site.setdefault(id(site), []).append(t)
             site_objects[id(site)] = site
-        for key, members in by_site.items():
-            rows = np.flatnonzero(np.isin(row_site, members))
-            site_km[rows], _ = frames.site_gcrs_posvel_km(site_objects[key], jd[rows], fr[rows])
+        site_rows = [
+            (site_objects[key], np.flatnonzero(np.isin(row_site, members)))
+            for key, members in by_site.items()
+        ]
+        m, earth_kms, site_km = frames.observation_frames(jd, fr, site_rows)
+        u = unaberrate(q, earth_kms)
         sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 2.0) * ARCSEC
         inflation, free = smooth_motion_fits(tracklets, log_volume)
         sigma = sigma * np.repeat(inflation, counts)
