@@ -85,14 +85,14 @@ def _miss_ratios(block, kk, w, h, site, u, tau_mid, tau_max, cross_km, th, ratio
         taus[j] = tau
 
 
-@kernel
+@inline_kernel
 def _worse(miss, a, b):
     """Whether slot ``a`` is evicted before slot ``b``: the larger score, then the lower
     slot."""
     return miss[a] > miss[b] or (miss[a] == miss[b] and a < b)
 
 
-@kernel
+@inline_kernel
 def _sift_down(heap, miss, i, n):
     """Restore the heap (worst slot on top, :func:`_worse`) below position ``i``."""
     while True:
