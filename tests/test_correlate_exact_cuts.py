@@ -1,8 +1,8 @@
 """The correlator's faster paths give exactly what the plain ones gave.
 
-Each fast path here (a heap of the gate's worst candidate, the rank's looks in object
-order, the pairs' order by tracklet and score without ``np.lexsort``) must change no
-result, not even the order of ties: the plain algorithm is written out here and the
+Each fast path here (the gate's few kept per chunk and heap of its worst candidate, the
+rank's looks in object order, the pairs' order by tracklet and score without
+``np.lexsort``) must change no result, not even the order of ties: the plain algorithm is written out here and the
 outputs are compared for equality, on inputs made to tie often.
 """
 
@@ -39,32 +39,64 @@ def _collect_plainly(ratio, taus, tau_mid, tau_max, cap):
     return len(idx), idx, tau, miss
 
 
+def _circular_block(rng, n_obj, n, step):
+    """A cube block ``(n + 1, 6, n_obj)`` of circular 7000 km orbits in assorted planes."""
+    phase = rng.uniform(0, 2 * np.pi, n_obj)
+    tilt = rng.uniform(0, np.pi, n_obj)
+    angle = phase[None, :] + 7.5 / 7000.0 * (np.arange(n + 1) * step)[:, None]
+    block = np.empty((n + 1, 6, n_obj), np.float32)
+    block[:, 0] = 7000 * np.cos(angle)
+    block[:, 1] = 7000 * np.sin(angle) * np.cos(tilt)
+    block[:, 2] = 7000 * np.sin(angle) * np.sin(tilt)
+    block[:, 3] = -7.5 * np.sin(angle)
+    block[:, 4] = 7.5 * np.cos(angle) * np.cos(tilt)
+    block[:, 5] = 7.5 * np.cos(angle) * np.sin(tilt)
+    return block
+
+
 @pytest.mark.parametrize("ties", [False, True])
-def test_gate_keeps_the_same_best_candidates_in_the_same_slots(ties):
+def test_gate_keeps_the_same_best_candidates_in_the_same_order(ties):
+    """The gate's tiles keep a few passing objects per chunk and look again at a chunk
+    with more; the result must be the plain scan's: every object's ratio, the ``cap``
+    best kept on the heap, then sorted closest first (stable)."""
     rng = np.random.default_rng(11)
-    for _ in range(20):
-        n_obj, cap = int(rng.integers(1, 9000)), int(rng.integers(1, 200))
-        ratio = rng.uniform(0, 1.6, (3, n_obj)).astype(np.float32)
-        taus = rng.normal(0, 30, (3, n_obj)).astype(np.float32)
-        if ties:  # few distinct scores: replacements among equals decide the slots
-            ratio = (np.round(ratio * 6) / 6).astype(np.float32)
-            taus[:] = 0.0
-        tau_mid = np.zeros(n_obj, np.float32)
-        tau_max = np.full(n_obj, 60.0, np.float32)
-        n = np.zeros(3, np.int64)
-        idx = np.zeros((3, cap), np.int64)
-        tau = np.zeros((3, cap), np.float32)
-        miss = np.zeros((3, cap), np.float32)
-        chunk = gate.OBJECT_CHUNK
-        passing = np.add.reduceat(ratio <= 1.0, np.arange(0, n_obj, chunk), axis=1)
-        passing[:, ::2] = np.maximum(passing[:, ::2], 1)  # a needless look changes nothing
-        gate._collect_all(ratio, taus, passing, tau_mid, tau_max, n, idx, tau, miss)
-        for t in range(3):
-            m, p_idx, p_tau, p_miss = _collect_plainly(ratio[t], taus[t], tau_mid, tau_max, cap)
-            assert n[t] == m
-            assert idx[t, :m].tolist() == p_idx
-            assert tau[t, :m].tolist() == [float(x) for x in p_tau]
-            assert miss[t, :m].tolist() == [float(x) for x in p_miss]
+    step, n = 180.0, 20
+    for _ in range(6):
+        n_obj, n_trk = int(rng.integers(1, 7000)), int(rng.integers(1, 12))
+        block = _circular_block(rng, n_obj, n, step)
+        if ties:  # copies of a few objects: equal ratios, equal scores
+            block = np.ascontiguousarray(block[:, :, rng.integers(0, min(n_obj, 7), n_obj)])
+        cap = int(rng.choice([1, 7, 64, 1024]))
+        k = rng.integers(0, n, n_trk)
+        s = rng.uniform(0, 1, n_trk)
+        w = np.stack([2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2,
+                      s**3 - s**2, 6 * s**2 - 6 * s, 3 * s**2 - 4 * s + 1,
+                      -6 * s**2 + 6 * s, 3 * s**2 - 2 * s], axis=1)  # fmt: skip
+        site = rng.normal(0, 6400 / np.sqrt(3), (n_trk, 3))
+        u = rng.normal(0, 1, (n_trk, 3))
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        tau_mid = rng.normal(0, 20, n_obj).astype(np.float32)
+        tau_max = rng.uniform(10, 600, n_obj).astype(np.float32)
+        cross = rng.uniform(0, 3000, n_obj).astype(np.float32)  # many pass
+        theta = rng.uniform(0, 1e-3, n_trk)
+        counts, objects, taus = gate.gate_block(
+            block, step, k, w, site, u, tau_mid, tau_max, cross, theta, cap=cap
+        )
+        assert counts.sum() > 0
+        start = np.concatenate([[0], np.cumsum(counts)])
+        for t in range(n_trk):
+            ratio = np.empty(n_obj, np.float32)
+            tau = np.empty(n_obj, np.float32)
+            gate._miss_ratios(
+                block, k[t], w[t], np.float32(step), site[t], u[t], tau_mid, tau_max, cross,
+                np.float32(theta[t]), ratio, tau, 0, n_obj,
+            )  # fmt: skip
+            m, p_idx, p_tau, p_miss = _collect_plainly(ratio, tau, tau_mid, tau_max, cap)
+            by_miss = np.argsort(np.asarray(p_miss, np.float32), kind="stable")
+            assert counts[t] == m
+            assert objects[start[t] : start[t + 1]].tolist() == np.asarray(p_idx)[by_miss].tolist()
+            expect = np.asarray(p_tau, np.float32)[by_miss].astype(np.float64)
+            assert taus[start[t] : start[t + 1]].tolist() == expect.tolist()
 
 
 def test_rank_order_is_lexsort_by_tracklet_then_score():

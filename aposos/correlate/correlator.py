@@ -254,7 +254,7 @@ class SGP4Correlator:
             jd, fr = self._reference_times([tracklets[i]])
             jd, fr = np.full(index.size, jd[0]), np.full(index.size, fr[0])
             weight, _ = table.weights(jd, fr, index)
-            parts = np.stack([table.priors(jd, fr, index, k) for k in range(table.n_components)])
+            parts = table.component_priors(jd, fr, index).transpose(1, 0, 2)
             age = table.age_days(jd, fr, index)
             used = np.maximum(weight, 0.0)
             return [
@@ -518,7 +518,8 @@ class SGP4Correlator:
         jd, fr = batch.jd[rows], batch.fr[rows]
         table = self._priors
         timing = self.error_model.timing_sigma_s
-        wide = table.gate_priors(jd, fr, pair_obj)
+        plain = table.component_priors(jd, fr, pair_obj)
+        wide = table.gate_priors(jd, fr, pair_obj, plain)
         fit = fit_pairs(batch, self.catalogue.params[pair_obj], pair_trk, tau0, wide, timing)
         k_max = table.n_components
         deviance = np.full((pair_trk.size, k_max), np.inf)
@@ -527,7 +528,8 @@ class SGP4Correlator:
         used = [k for k in range(k_max) if np.any(weights[:, k] > 0)]
         spread = wide.copy()  # the gate's widest sigmas across track, the window along
         spread[:, 1] = self.error_model.gate_max_along_s
-        priors = [table.priors(jd, fr, pair_obj, k, cluster=c) for k in used for c in (False, True)]
+        clustered = table.clustered(plain, pair_obj)
+        priors = [p[:, k] for k in used for p in (plain, clustered)]
         chi2, occam = evaluate_priors(fit, np.stack(priors + [spread]))
         for m, k in enumerate(used):
             deviance[:, k] = chi2[2 * m] + occam[2 * m]

@@ -282,18 +282,18 @@ class ObservationBatch:
             ra[lo:hi], dec[lo:hi] = trk.ra_deg, trk.dec_deg
             sigma[lo:hi] = trk.sigma_arcsec
         q = radec_to_unit(ra, dec)
-        u = unaberrate(q, frames.earth_velocity_bcrs_kms(jd, fr))
-        m = frames.teme_to_gcrs_matrices(jd, fr)
-        site_km = np.empty((n, 3))
         row_site = np.repeat(np.arange(len(tracklets)), counts)
         by_site: dict[int, list[int]] = {}
         site_objects = {}
         for t, site in enumerate(sites):
             by_site.setdefault(id(site), []).append(t)
             site_objects[id(site)] = site
-        for key, members in by_site.items():
-            rows = np.flatnonzero(np.isin(row_site, members))
-            site_km[rows], _ = frames.site_gcrs_posvel_km(site_objects[key], jd[rows], fr[rows])
+        site_rows = [
+            (site_objects[key], np.flatnonzero(np.isin(row_site, members)))
+            for key, members in by_site.items()
+        ]
+        m, earth_kms, site_km = frames.observation_frames(jd, fr, site_rows)
+        u = unaberrate(q, earth_kms)
         sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 2.0) * ARCSEC
         inflation, free = smooth_motion_fits(tracklets, log_volume)
         sigma = sigma * np.repeat(inflation, counts)
@@ -666,7 +666,7 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
     tau_mean, var_prior = _prior_arrays(priors, n_pairs)
     stats = np.zeros((n_pairs, 8))
     summary = np.zeros((n_pairs, N_SUMMARY))
-    geo_all = np.zeros(rows.shape + (N_GEO,))
+    geo_all = np.zeros(rows.shape + (N_GEO,)) if n_pairs == 0 else None  # set by the first look
     speed = np.full(n_pairs, np.nan)
     finite = np.ones(n_pairs, dtype=bool)
     active = np.arange(n_pairs)
@@ -674,11 +674,16 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
     for _ in range(MAX_ITERATIONS):
         if active.size == 0:
             break
-        r, v = _propagate(params[active], batch, rows[active], tau[active])
-        geo = _geometry(batch, rows[active], r, v)
+        # every pair (the first look): views instead of copies of the pairs' rows
+        sel = slice(None) if active.size == n_pairs else active
+        r, v = _propagate(params[sel], batch, rows[sel], tau[sel])
+        geo = _geometry(batch, rows[sel], r, v)
         ok = np.isfinite(geo.reshape(active.size, -1).sum(axis=1))
         finite[active] = ok
-        geo_all[active] = geo
+        if active.size == n_pairs:
+            geo_all = geo
+        else:
+            geo_all[active] = geo
         tau_geo[active] = tau[active]
         speed[active] = np.sqrt(v[:, 0, 0] ** 2 + v[:, 0, 1] ** 2 + v[:, 0, 2] ** 2)
         stats[active[~ok]] = 0.0

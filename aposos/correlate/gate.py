@@ -16,10 +16,11 @@ straight line over ``tau*``. ``m``, ``T`` and ``X`` come from the error model (p
 and ``gate_sigma`` sigmas), so the gate drops no object the fine fit could accept.
 
 The kernel makes two passes: a branch-free pass (float32, structure-of-arrays, so it
-vectorises) that writes a normalised miss for every (tracklet, object), tiled so that a
-chunk of objects stays in cache while all tracklets of the block go over it, counting
-who passes in each chunk; then a scan per tracklet, of the chunks where some pass, for
-the few that pass (at most ``cap``, the closest kept on a heap).
+vectorises) that computes a normalised miss for every (tracklet, object), tiled so that
+a chunk of objects stays in cache while all tracklets of the block go over it, keeping
+the first few that pass in each chunk (the tile's scratch is all it writes); then, per
+tracklet, the passing objects in object order (a chunk where more passed than were kept
+is looked at again) go on a heap of the ``cap`` closest, sorted closest first.
 """
 
 from __future__ import annotations
@@ -27,20 +28,22 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from aposos.correlate.rank import sort_segments
-from aposos.orbit.jit import kernel, parallel_kernel
+from aposos.orbit.jit import inline_kernel, kernel, parallel_kernel
 
 __all__ = ["gate_block"]
 
 MU_KM3_S2 = 398600.4418
 MAX_GATE_CANDIDATES = 64
 OBJECT_CHUNK = 2048  # objects per tile: two samples of them fit in the L2 cache
-TRACKLETS_PER_CALL = 256  # bounds the (tracklets x objects) scratch arrays
+TRACKLETS_PER_CALL = 256  # bounds the (tracklets x chunks x slots) scratch arrays
+# passing objects a tile keeps per (tracklet, chunk); a chunk with more is looked at again
+CHUNK_SLOTS = 192
 
 
 @kernel
 def _miss_ratios(block, kk, w, h, site, u, tau_mid, tau_max, cross_km, th, ratio, taus, j0, j1):
-    """Branch-free pass over objects ``j0:j1``: squared normalised miss (<= 1 passes), tau*."""
+    """Branch-free pass over objects ``j0:j1``: squared normalised miss (<= 1 passes) and
+    tau* of object ``j`` into ``ratio[j - j0]``, ``taus[j - j0]``."""
     inv_h = np.float32(1.0) / h
     half_mu = np.float32(0.5 * MU_KM3_S2)
     tiny = np.float32(1e-12)
@@ -50,12 +53,13 @@ def _miss_ratios(block, kk, w, h, site, u, tau_mid, tau_max, cross_km, th, ratio
     d2, d3 = np.float32(w[6]) * inv_h, np.float32(w[7])
     sx, sy, sz = np.float32(site[0]), np.float32(site[1]), np.float32(site[2])
     ux, uy, uz = np.float32(u[0]), np.float32(u[1]), np.float32(u[2])
-    p0x, p0y, p0z = block[kk, 0], block[kk, 1], block[kk, 2]
-    v0x, v0y, v0z = block[kk, 3], block[kk, 4], block[kk, 5]
-    p1x, p1y, p1z = block[kk + 1, 0], block[kk + 1, 1], block[kk + 1, 2]
-    v1x, v1y, v1z = block[kk + 1, 3], block[kk + 1, 4], block[kk + 1, 5]
+    p0x, p0y, p0z = block[kk, 0, j0:j1], block[kk, 1, j0:j1], block[kk, 2, j0:j1]
+    v0x, v0y, v0z = block[kk, 3, j0:j1], block[kk, 4, j0:j1], block[kk, 5, j0:j1]
+    p1x, p1y, p1z = block[kk + 1, 0, j0:j1], block[kk + 1, 1, j0:j1], block[kk + 1, 2, j0:j1]
+    v1x, v1y, v1z = block[kk + 1, 3, j0:j1], block[kk + 1, 4, j0:j1], block[kk + 1, 5, j0:j1]
+    mid, half, cross = tau_mid[j0:j1], tau_max[j0:j1], cross_km[j0:j1]
     # unsigned index: numba then skips negative-index wraparound, and the loop vectorises
-    for j in range(np.uint64(j0), np.uint64(j1)):
+    for j in range(np.uint64(j1 - j0)):
         px = w0 * p0x[j] + w1 * v0x[j] + w2 * p1x[j] + w3 * v1x[j]
         py = w0 * p0y[j] + w1 * v0y[j] + w2 * p1y[j] + w3 * v1y[j]
         pz = w0 * p0z[j] + w1 * v0z[j] + w2 * p1z[j] + w3 * v1z[j]
@@ -69,26 +73,26 @@ def _miss_ratios(block, kk, w, h, site, u, tau_mid, tau_max, cross_km, th, ratio
         bx, by, bz = vx - vu * ux, vy - vu * uy, vz - vu * uz
         bb = bx * bx + by * by + bz * bz + tiny
         tau = -(ax * bx + ay * by + az * bz) / bb
-        tau = min(max(tau, tau_mid[j] - tau_max[j]), tau_mid[j] + tau_max[j])
+        tau = min(max(tau, mid[j] - half[j]), mid[j] + half[j])
         mx, my, mz = ax + tau * bx, ay + tau * by, az + tau * bz
         miss2 = mx * mx + my * my + mz * mz
         rho = du + tau * vu
         g = half_mu / (px * px + py * py + pz * pz)
-        allowed = cross_km[j] + max(rho, zero) * th + g * tau * tau
+        allowed = cross[j] + max(rho, zero) * th + g * tau * tau
         # compare squares (no sqrt); rho <= 0 (behind the station) and NaN never pass
         ok = rho > zero
         ratio[j] = miss2 / (allowed * allowed) if ok else np.float32(np.inf)
         taus[j] = tau
 
 
-@kernel
+@inline_kernel
 def _worse(miss, a, b):
     """Whether slot ``a`` is evicted before slot ``b``: the larger score, then the lower
     slot."""
     return miss[a] > miss[b] or (miss[a] == miss[b] and a < b)
 
 
-@kernel
+@inline_kernel
 def _sift_down(heap, miss, i, n):
     """Restore the heap (worst slot on top, :func:`_worse`) below position ``i``."""
     while True:
@@ -102,56 +106,53 @@ def _sift_down(heap, miss, i, n):
         i = top
 
 
-@kernel
-def _collect(ratio, taus, passing, tau_mid, tau_max, t, out_idx, out_tau, out_miss, heap):
-    """Indices with ratio <= 1, keeping the ``cap`` best; returns how many.
+@inline_kernel
+def _offer(j, tau_j, ratio_j, tau_mid, tau_max, n, idx, tau, miss, heap):
+    """Offer passing object ``j`` (its tau* and ratio) to a list of ``n`` kept in slots
+    ``idx, tau, miss``; returns the new ``n``.
 
     "Best" adds the squared share of the along-track window used to the miss ratio: far
     along the track the bend allowance grows with ``tau^2`` and makes any object's
     ratio small, so ranking by the ratio alone would fill the list with objects minutes
     away and crowd out one seconds away that is a little off its track.
 
-    Once full, a better object takes the worst one's slot (the larger score, then the
-    lower slot), kept on top of a heap of slots (``heap``: scratch of ``cap``).
-    Only chunks of :data:`OBJECT_CHUNK` objects where some pass (``passing``) are read.
+    Once full (``cap`` slots), a better object takes the worst one's slot (the larger
+    score, then the lower slot), kept on top of a heap of slots (``heap``: scratch of
+    ``cap``).
     """
-    cap = out_idx.shape[1]
-    miss = out_miss[t]
-    n = 0
-    for c in range(passing.size):
-        if passing[c] == 0:
-            continue
-        for j in range(c * OBJECT_CHUNK, min(ratio.shape[0], (c + 1) * OBJECT_CHUNK)):
-            if ratio[j] <= 1.0:
-                along = (taus[j] - tau_mid[j]) / max(tau_max[j], 1e-3)
-                r = ratio[j] + along * along
-                if n < cap:
-                    out_idx[t, n] = j
-                    out_tau[t, n] = taus[j]
-                    miss[n] = r
-                    n += 1
-                    if n == cap:
-                        for i in range(cap):
-                            heap[i] = i
-                        for i in range(cap // 2 - 1, -1, -1):
-                            _sift_down(heap, miss, i, cap)
-                elif r < miss[heap[0]]:
-                    worst = heap[0]
-                    out_idx[t, worst] = j
-                    out_tau[t, worst] = taus[j]
-                    miss[worst] = r
-                    _sift_down(heap, miss, 0, cap)
+    cap = idx.size
+    along = (tau_j - tau_mid[j]) / max(tau_max[j], 1e-3)
+    r = ratio_j + along * along
+    if n < cap:
+        idx[n] = j
+        tau[n] = tau_j
+        miss[n] = r
+        n += 1
+        if n == cap:
+            for i in range(cap):
+                heap[i] = i
+            for i in range(cap // 2 - 1, -1, -1):
+                _sift_down(heap, miss, i, cap)
+    elif r < miss[heap[0]]:
+        worst = heap[0]
+        idx[worst] = j
+        tau[worst] = tau_j
+        miss[worst] = r
+        _sift_down(heap, miss, 0, cap)
     return n
 
 
 @parallel_kernel
 def _gate_tiles(
-    block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta, ratio, taus, passing
-):
-    """All tracklets against one chunk of objects at a time (the chunk stays in cache);
-    ``passing[t, c]``: how many of chunk ``c`` pass for tracklet ``t``.
+    block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta, passing, slot_obj,
+    slot_tau, slot_ratio,
+):  # fmt: skip
+    """All tracklets against one chunk of objects at a time (the chunk stays in cache).
 
-    Tracklets come sorted by interval, so consecutive ones read the same samples.
+    ``passing[t, c]``: how many of chunk ``c`` pass for tracklet ``t``; the first
+    :data:`CHUNK_SLOTS` of them (object, tau*, ratio) go to ``slot_*[t, c]`` (the others
+    are found again by :func:`_collect_all`). Tracklets come sorted by interval, so
+    consecutive ones read the same samples.
     """
     n_obj = block.shape[2]
     h = np.float32(step_s)
@@ -159,36 +160,76 @@ def _gate_tiles(
     for c in prange(n_chunks):
         j0 = c * OBJECT_CHUNK
         j1 = min(n_obj, j0 + OBJECT_CHUNK)
+        ratio = np.empty(OBJECT_CHUNK, dtype=np.float32)
+        taus = np.empty(OBJECT_CHUNK, dtype=np.float32)
         for t in range(k.shape[0]):
             _miss_ratios(
                 block, k[t], w[t], h, site[t], u[t], tau_mid, tau_max, cross_km,
-                np.float32(theta[t]), ratio[t], taus[t], j0, j1,
+                np.float32(theta[t]), ratio, taus, j0, j1,
             )  # fmt: skip
             count = 0
-            for j in range(j0, j1):  # still in cache
-                count += ratio[t, j] <= 1.0
+            for j in range(j1 - j0):  # still in cache
+                if ratio[j] <= 1.0:
+                    if count < CHUNK_SLOTS:
+                        slot_obj[t, c, count] = j0 + j
+                        slot_tau[t, c, count] = taus[j]
+                        slot_ratio[t, c, count] = ratio[j]
+                    count += 1
             passing[t, c] = count
 
 
 @parallel_kernel
-def _collect_all(ratio, taus, passing, tau_mid, tau_max, out_n, out_idx, out_tau, out_miss):
-    for t in prange(ratio.shape[0]):
+def _collect_all(
+    block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta, passing, slot_obj,
+    slot_tau, slot_ratio, out_n, out_idx, out_tau, out_miss,
+):  # fmt: skip
+    """Each tracklet's passing objects in object order, the ``cap`` best kept
+    (:func:`_offer`), closest first (stable: ties in slot order), into ``out_*[t]``.
+
+    A chunk where more pass than its slots hold is looked at again (the same numbers)."""
+    n_obj = block.shape[2]
+    h = np.float32(step_s)
+    for t in prange(passing.shape[0]):
         heap = np.empty(out_idx.shape[1], dtype=np.int64)
-        out_n[t] = _collect(
-            ratio[t], taus[t], passing[t], tau_mid, tau_max, t, out_idx, out_tau, out_miss, heap
-        )
+        ratio = np.empty(OBJECT_CHUNK, dtype=np.float32)
+        taus = np.empty(OBJECT_CHUNK, dtype=np.float32)
+        idx, tau, miss = out_idx[t], out_tau[t], out_miss[t]
+        n = 0
+        for c in range(passing.shape[1]):
+            m = passing[t, c]
+            if 0 < m <= CHUNK_SLOTS:
+                for s in range(m):
+                    j = slot_obj[t, c, s]
+                    n = _offer(j, slot_tau[t, c, s], slot_ratio[t, c, s], tau_mid, tau_max,
+                               n, idx, tau, miss, heap)  # fmt: skip
+            elif m > CHUNK_SLOTS:
+                j0 = c * OBJECT_CHUNK
+                j1 = min(n_obj, j0 + OBJECT_CHUNK)
+                _miss_ratios(
+                    block, k[t], w[t], h, site[t], u[t], tau_mid, tau_max, cross_km,
+                    np.float32(theta[t]), ratio, taus, j0, j1,
+                )  # fmt: skip
+                for j in range(j1 - j0):
+                    if ratio[j] <= 1.0:
+                        n = _offer(j0 + j, taus[j], ratio[j], tau_mid, tau_max, n, idx, tau,
+                                   miss, heap)  # fmt: skip
+        out_n[t] = n
+        _closest_first(n, idx, tau, miss)
 
 
-def _closest_first(out_n, out_miss):
-    """Flat indices into ``(n_trk, cap)`` arrays of each tracklet's ``out_n`` kept
-    candidates, by score (stable), and where each tracklet's start."""
-    n_trk, cap = out_miss.shape
-    counts = out_n.astype(np.int64)
-    start = np.concatenate([[0], np.cumsum(counts)])
-    row = np.repeat(np.arange(n_trk, dtype=np.int64), counts)
-    order = row * cap + (np.arange(start[-1]) - start[row])
-    sort_segments(order, out_miss.ravel().astype(np.float64), start)
-    return order, start
+@kernel
+def _closest_first(n, idx, tau, miss):
+    """Sort the first ``n`` slots by ``miss`` (>= 0), ties in slot order: one integer
+    sort of keys made of the score's bits (ordered as the numbers are) and the slot."""
+    bits = miss[:n].view(np.int32)
+    key = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        key[i] = (np.int64(bits[i]) << 32) | i
+    key.sort()
+    slot = key & 0xFFFFFFFF
+    idx[:n] = idx[:n][slot]
+    tau[:n] = tau[:n][slot]
+    miss[:n] = miss[:n][slot]
 
 
 def gate_block(
@@ -209,21 +250,18 @@ def gate_block(
         window (s) of every object.
     cross_km : ``(n_obj,)`` float32 cross-track allowance (km) of every object.
     theta_rad : ``(n_trk,)`` angular allowance of each tracklet's measurement.
-    cap : at most this many candidates per tracklet (the best, see :func:`_collect`).
+    cap : at most this many candidates per tracklet (the best, see :func:`_offer`).
 
     Returns
     -------
     counts : ``(n_trk,)`` int64, how many objects pass for each tracklet;
     objects, taus : int64 / float64 arrays of ``counts.sum()``: the objects of tracklet
-    0, then 1, ..., each tracklet's the closest first (see :func:`_collect`).
+    0, then 1, ..., each tracklet's the closest first (see :func:`_offer`).
     """
     k = np.ascontiguousarray(k, dtype=np.int64)
     n_trk = int(k.size)
     n_obj = int(block.shape[2])
-    out_n = np.zeros(n_trk, dtype=np.int64)
-    out_idx = np.zeros((n_trk, cap), dtype=np.int64)
-    out_tau = np.zeros((n_trk, cap), dtype=np.float32)
-    out_miss = np.zeros((n_trk, cap), dtype=np.float32)
+    n_chunks = -(-n_obj // OBJECT_CHUNK)
     order = np.argsort(k, kind="stable")
     w = np.ascontiguousarray(w, dtype=np.float64)
     site_teme_km = np.ascontiguousarray(site_teme_km, dtype=np.float64)
@@ -232,27 +270,36 @@ def gate_block(
     tau_mid_s = np.ascontiguousarray(tau_mid_s, dtype=np.float32)
     tau_max_s = np.ascontiguousarray(tau_max_s, dtype=np.float32)
     cross_km = np.ascontiguousarray(cross_km, dtype=np.float32)
+    size = min(n_trk, TRACKLETS_PER_CALL)
+    slot_obj = np.empty((size, n_chunks, CHUNK_SLOTS), dtype=np.int32)
+    slot_tau = np.empty((size, n_chunks, CHUNK_SLOTS), dtype=np.float32)
+    slot_ratio = np.empty((size, n_chunks, CHUNK_SLOTS), dtype=np.float32)
+    out_n = np.zeros(n_trk, dtype=np.int64)
+    parts = []
     for lo in range(0, n_trk, TRACKLETS_PER_CALL):
         rows = order[lo : lo + TRACKLETS_PER_CALL]
-        ratio = np.empty((rows.size, n_obj), dtype=np.float32)
-        taus = np.empty((rows.size, n_obj), dtype=np.float32)
-        passing = np.zeros((rows.size, -(-n_obj // OBJECT_CHUNK)), dtype=np.int64)
-        _gate_tiles(
+        args = (
             block, k[rows], w[rows], float(step_s), site_teme_km[rows], u_teme[rows],
-            tau_mid_s, tau_max_s, cross_km, theta_rad[rows], ratio, taus, passing,
+            tau_mid_s, tau_max_s, cross_km, theta_rad[rows],
         )  # fmt: skip
+        passing = np.zeros((rows.size, n_chunks), dtype=np.int64)
+        slots = (slot_obj[: rows.size], slot_tau[: rows.size], slot_ratio[: rows.size])
+        _gate_tiles(*args, passing, *slots)
         part_n = np.zeros(rows.size, dtype=np.int64)
-        part_idx = np.zeros((rows.size, cap), dtype=np.int64)
-        part_tau = np.zeros((rows.size, cap), dtype=np.float32)
-        part_miss = np.zeros((rows.size, cap), dtype=np.float32)
-        _collect_all(
-            ratio, taus, passing, tau_mid_s, tau_max_s, part_n, part_idx, part_tau, part_miss
-        )
-        out_n[rows], out_idx[rows], out_tau[rows], out_miss[rows] = (
-            part_n,
-            part_idx,
-            part_tau,
-            part_miss,
-        )
-    order, start = _closest_first(out_n, out_miss)
-    return out_n, out_idx.ravel()[order], out_tau.ravel()[order].astype(np.float64)
+        part_idx = np.empty((rows.size, cap), dtype=np.int64)
+        part_tau = np.empty((rows.size, cap), dtype=np.float32)
+        part_miss = np.empty((rows.size, cap), dtype=np.float32)
+        _collect_all(*args, passing, *slots, part_n, part_idx, part_tau, part_miss)
+        out_n[rows] = part_n
+        parts.append((rows, part_n, part_idx, part_tau))
+    # each tracklet's kept candidates, tracklet 0 first
+    start = np.concatenate([[0], np.cumsum(out_n)])
+    objects = np.empty(start[-1], dtype=np.int64)
+    taus = np.empty(start[-1], dtype=np.float64)
+    for rows, part_n, part_idx, part_tau in parts:
+        kept = np.arange(cap)[None, :] < part_n[:, None]
+        first = np.cumsum(part_n) - part_n
+        dest = np.repeat(start[rows] - first, part_n) + np.arange(part_n.sum())
+        objects[dest] = part_idx[kept]
+        taus[dest] = part_tau[kept]
+    return out_n, objects, taus

@@ -535,50 +535,62 @@ class PriorTable:
         (s), normal offset sigma (km), radial offset sigma (km) and the correlation of time
         and radial offsets, for mixture component ``component``; ``cluster``: the same
         spread by the cluster width (the density of uncatalogued objects flying with the
-        candidate), uncorrelated."""
+        candidate), uncorrelated. Many components: :meth:`component_priors`."""
         if not 0 <= int(component) < self.n_components:
             raise ValueError(f"no prior component {component}; 0 .. {self.n_components - 1}")
+        out = self.component_priors(jd, fr, index)
+        if cluster:
+            out = self.clustered(out, index)
+        return np.ascontiguousarray(out[..., int(component), :])
+
+    def component_priors(self, jd, fr, index=None) -> np.ndarray:
+        """:meth:`priors` of every component at once, ``(..., K, 5)`` (the element set's
+        age and drift worked out once)."""
         idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
-        age = self.age_days(jd, fr, index)
+        age = self.age_days(jd, fr, index)[..., None]
         own = self.own_drift(jd, fr, index)
         mean_tau, sigma_drift = drift_prior(self.model, own)
-        mean_tau = mean_tau - self.drift_gain[idx, component] * own
-        sigma_drift = np.hypot(sigma_drift, self.drift_scatter[idx, component] * own)
-        c = self.coef[idx, component]
+        own = own[..., None]
+        mean_tau = mean_tau[..., None] - self.drift_gain[idx] * own
+        sigma_drift = np.hypot(sigma_drift[..., None], self.drift_scatter[idx] * own)
+        c = self.coef[idx]
         sigma_tau = np.sqrt(c[..., 0] ** 2 + (c[..., 1] * age) ** 2 + (c[..., 2] * age**2) ** 2)
         sigma_normal = np.hypot(c[..., 3], c[..., 4] * age)
         sigma_radial = np.hypot(c[..., 5], c[..., 6] * age)
         # tau = beta radial + rest: variance and covariance with the radial offset
-        slope = self.tau_per_radial[idx, component] * age * self.along_scale[idx]
+        scale = self.along_scale[idx][..., None]
+        slope = self.tau_per_radial[idx] * age * scale
         covariance = slope * sigma_radial**2
-        sigma_tau = np.sqrt(
-            (sigma_tau * self.along_scale[idx]) ** 2 + sigma_drift**2 + (slope * sigma_radial) ** 2
-        )
+        sigma_tau = np.sqrt((sigma_tau * scale) ** 2 + sigma_drift**2 + (slope * sigma_radial) ** 2)
         corr = covariance / np.maximum(sigma_tau * sigma_radial, 1e-300)
-        if cluster:
-            corr = np.zeros_like(corr)
-            sigma_tau = np.broadcast_to(
-                self.cluster_along_s[idx] * self.along_scale[idx], mean_tau.shape
-            )
-            normal, radial = self.cluster_normal_km[idx], self.cluster_radial_km[idx]
-            sigma_normal = np.where(np.isnan(normal), sigma_normal, normal)
-            sigma_radial = np.where(np.isnan(radial), sigma_radial, radial)
         return np.stack(
             np.broadcast_arrays(mean_tau, sigma_tau, sigma_normal, sigma_radial, corr), axis=-1
         )
 
-    def gate_priors(self, jd, fr, index=None) -> np.ndarray:
+    def clustered(self, priors, index=None) -> np.ndarray:
+        """:meth:`component_priors` ``priors`` spread by the cluster width (see
+        :meth:`priors`)."""
+        idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
+        out = priors.copy()
+        along = self.cluster_along_s[idx] * self.along_scale[idx]
+        out[..., 1] = along[..., None]
+        normal, radial = self.cluster_normal_km[idx], self.cluster_radial_km[idx]
+        out[..., 2] = np.where(np.isnan(normal)[..., None], priors[..., 2], normal[..., None])
+        out[..., 3] = np.where(np.isnan(radial)[..., None], priors[..., 3], radial[..., None])
+        out[..., 4] = 0.0
+        return out
+
+    def gate_priors(self, jd, fr, index=None, components=None) -> np.ndarray:
         """Priors whose sigmas are the widest of the components with weight (the gate),
-        capped at the model's ``gate_max_*``, uncorrelated."""
+        capped at the model's ``gate_max_*``, uncorrelated (``components``: their
+        :meth:`component_priors`, when already worked out)."""
         model = self.model
         g = model.gate_sigma
         idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
-        parts = []
-        for k in range(self.n_components):
-            p = self.priors(jd, fr, index, k)
-            used = self.weight[idx, k] > 0
-            parts.append(np.where(used[..., None], p, np.nan))
-        parts = np.stack(parts, axis=-2)  # (..., K, 5)
+        used = self.weight[idx] > 0
+        if components is None:
+            components = self.component_priors(jd, fr, index)
+        parts = np.where(used[..., None], components, np.nan)
         # centred between the components' means, wide enough for each one's window
         lo, hi = np.nanmin(parts[..., 0], axis=-1), np.nanmax(parts[..., 0], axis=-1)
         mid = 0.5 * (lo + hi)

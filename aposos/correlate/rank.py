@@ -46,8 +46,9 @@ def block_priors(table, jd: float, fr: float, index: np.ndarray) -> np.ndarray:
     jd_n, fr_n = np.full(n, jd), np.full(n, fr)
     weights, _ = table.weights(jd_n, fr_n, index)
     out = np.empty((n, table.n_components, 4))
+    parts = table.component_priors(jd_n, fr_n, index)
     for k in range(table.n_components):
-        p = table.priors(jd_n, fr_n, index, k)
+        p = parts[:, k]
         out[:, k, 0] = p[:, 0]
         out[:, k, 1] = p[:, 1]
         out[:, k, 2] = np.hypot(p[:, 2], p[:, 3])

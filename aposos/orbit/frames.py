@@ -40,6 +40,7 @@ __all__ = [
     "azel_from_teme",
     "earth_velocity_bcrs_kms",
     "gcrs_to_itrs_matrices",
+    "observation_frames",
     "radec_from_teme",
     "site_gcrs_posvel_km",
     "station_dark",
@@ -172,6 +173,26 @@ def site_gcrs_posvel_km(site: Site, jd, fr=None) -> tuple[np.ndarray, np.ndarray
     angle, as astropy's ``EarthLocation.get_gcrs_posvel``.
     """
     return _site_gcrs_posvel(site, _Times(jd, fr))
+
+
+def observation_frames(jd, fr, sites) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a batch of observations needs of the frames, time scales worked out once:
+    :func:`teme_to_gcrs_matrices`, :func:`earth_velocity_bcrs_kms` and the GCRS position
+    (km) of each observation's station, ``(n_t, 3, 3)``, ``(n_t, 3)``, ``(n_t, 3)``.
+
+    ``sites``: ``(site, rows)`` pairs, the rows of the times seen from each site; a site
+    seen at all of them shares their time scales, so the numbers are those of the three
+    functions called apart.
+    """
+    jd, fr = np.asarray(jd), np.asarray(fr)
+    times = _Times(jd, fr)
+    site_km = np.empty((times.n, 3))
+    for site, rows in sites:
+        rows = np.asarray(rows, dtype=np.int64)
+        everywhere = rows.size == times.n and np.array_equal(rows, np.arange(times.n))
+        own = times if everywhere else _Times(jd[rows], fr[rows])
+        site_km[rows] = _site_gcrs_posvel(site, own)[0]
+    return times.teme_to_gcrs(), times.earth_velocity_kms().copy(), site_km
 
 
 def earth_velocity_bcrs_kms(jd, fr=None) -> np.ndarray:
