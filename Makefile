@@ -11,12 +11,17 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# pip installs without byte-compiling (on one core, about 20 CPU-s of its 30); the
+# next step compiles the packages beside the star store, and under make test beside
+# the numba warm-up, on the core those leave idle.
 $(PACKAGES): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[all,test]'  # every role (pyproject.toml's extras)
+	$(PY) -m pip install --quiet --no-compile -e '.[all,test]'  # every role (pyproject.toml's extras)
 	@touch $(PACKAGES)
 
 $(STAMP): $(PACKAGES)
-	@$(MAKE) --no-print-directory stars-setup
+	@$(PY) -m compileall -q $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \
+	  >/dev/null & compiled=$$!; \
+	  $(MAKE) --no-print-directory stars-setup; wait $$compiled || true  # as pip: a file that fails is left
 	@touch $(STAMP)
 
 # The setup builds the deep star store when it can (about 10 s) and never fails for it.
@@ -46,8 +51,8 @@ test:
 # numba's kernels compiled once into their on-disk cache (aposos/warmup.py, 60-75 CPU-s
 # on a clean clone; make test runs it beside the star store), so the test workers and
 # the agents and servers tests start load them rather than each compiling the same
-# kernels; once cached it only loads them (seconds). One process: the correlation part
-# needs the orbit kernels, and the two together cost as much as the whole.
+# kernels; once cached it only loads them (seconds). Two processes: the station part
+# (a fifth of the work) beside orbit and correlation, which need the same kernels.
 warm: $(PACKAGES)
 	$(PY) -m aposos.warmup
 

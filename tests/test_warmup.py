@@ -62,6 +62,15 @@ def test_the_warm_up_runs_parts_by_name(capsys):
         warm_up(["orbits"])
 
 
+@pytest.mark.slow  # a second process loads the station kernels: 2-4 CPU-s
+def test_the_command_compiles_the_station_part_in_a_second_process(capfd):
+    from aposos.warmup import main
+
+    assert main(["tasking", "station"]) == 0
+    out = capfd.readouterr().out
+    assert "numba kernels of tasking:" in out and "numba kernels of station:" in out
+
+
 def test_make_test_warms_the_kernels_up_before_the_test_workers_start():
     import re
 
