@@ -90,3 +90,28 @@ def test_three_stars_with_one_off_by_half_a_pixel_are_refused(tmp_path):
     sol = _solve(PlateSolver(cat), path, geometry_cd=KNOWN_CD)
     assert not sol.solved
     assert "too loose" in sol.reason
+
+
+FIVE = [(60.0, 80.0), (400.0, 120.0), (250.0, 250.0), (90.0, 380.0), (370.0, 420.0)]
+
+
+def test_five_stars_whose_brightness_contradicts_the_catalogue_are_refused(tmp_path):
+    """A match of a few stars must agree in brightness too (bench_small_fields seed 5151,
+    0.3 deg field 97: 5 stars within 0.23 px, the frame 1,240 px off, a mag 6.7 star on a
+    detection of 830 ADU): the same five places with the magnitudes reversed (4 mag off
+    at the ends) are not confirmed, with their own magnitudes they are."""
+    mag = np.array([9.0, 9.5, 10.0, 11.5, 13.0])
+    path, cat, w = _field(tmp_path, FIVE, mag)
+    sol = _solve(PlateSolver(cat), path)
+    assert sol.solved and sol.n_matched == 5, sol.reason
+    assert _corner_error(sol, w) < 0.3
+    n = mag.size
+    ra, dec = w.all_pix2world(np.array(FIVE)[:, 0], np.array(FIVE)[:, 1], 0)
+    order = np.argsort(mag[::-1], kind="stable")  # a catalogue is brightest first
+    reversed_ = StarCatalogue(
+        "test", np.arange(n), ra[order], dec[order], np.zeros(n), np.zeros(n), 2026.9,
+        mag[::-1][order], 12,
+    )  # fmt: skip
+    sol = _solve(PlateSolver(reversed_), path)
+    assert not sol.solved
+    assert "brightness" in sol.reason

@@ -37,7 +37,12 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.stats import binom
 
-__all__ = ["GeometryMatch", "match_known_geometry"]
+__all__ = [
+    "MAX_ZERO_POINT_SPREAD_MAG",
+    "GeometryMatch",
+    "match_known_geometry",
+    "zero_point_spread",
+]
 
 
 @dataclass
@@ -54,6 +59,9 @@ class GeometryMatch:
     mag_spread: float  # largest zero-point departure among unsaturated matches (mag)
 
 
+# the largest departure of a few matched stars' zero points from their median (mag):
+# colour terms between a catalogue's band and the camera's reach about a magnitude
+MAX_ZERO_POINT_SPREAD_MAG = 1.5
 TIGHT_RADIUS_PX = 0.3  # the tightest radius chance is judged at (centroids, catalogue)
 
 
@@ -96,7 +104,7 @@ def match_known_geometry(
     match_radius_px: float = 1.2,
     min_matches: int = 3,
     max_false_alarm: float = 1e-3,
-    max_mag_spread: float = 1.5,
+    max_mag_spread: float = MAX_ZERO_POINT_SPREAD_MAG,
     pool: int = 60,
 ) -> GeometryMatch | None:
     """Find the offset that puts catalogue stars on image stars, or None.
@@ -199,7 +207,7 @@ def _candidate(img, cat, m, t, shape, axis, parity, match_radius_px, min_matches
         _false_alarm(ii.size, n_pred, n_bright, nx * ny, r, trials * cuts * 2 * (match_radius_px / r) ** 4)
         for r in (match_radius_px, min(match_radius_px, max(2.0 * worst, TIGHT_RADIUS_PX)))
     )  # fmt: skip
-    spread = _mag_spread(ii, kk, img_flux, img_saturated, cat_mag)
+    spread = zero_point_spread(ii, kk, img_flux, img_saturated, cat_mag)
     return GeometryMatch(m, t2, ii, kk, n_pred, fap, rms, spread)
 
 
@@ -253,7 +261,7 @@ def _refine(img, cat, m, t, shape, axis, parity, radius, min_matches):
     return m, t, ii, kk, int(inside.sum()), rms, float(np.max(dist))
 
 
-def _mag_spread(ii, kk, flux, saturated, mag) -> float:
+def zero_point_spread(ii, kk, flux, saturated, mag) -> float:
     """Largest departure from the median zero point among unsaturated matched stars."""
     if flux is None or mag is None:
         return 0.0
