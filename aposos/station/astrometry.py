@@ -287,7 +287,8 @@ class PlateSolver:
         axis_px : pixel of the optical axis (detector centre; for cutouts, shifted).
         prior : a model from an earlier frame or a header WCS, tried first.
         saturated : flags of saturated stars: they help to find the match (catalogues
-            are mostly bright stars) but leave the final fit when 15 others remain.
+            are mostly bright stars) but leave the final fit when ``FEW_STARS`` (8)
+            others remain (a saturated blend of two stars is pulled off both).
         vote : search around the pointing when there is no prior or it fails; with
             ``False`` only the prior is refined (the blind solver checks its hypotheses so).
         geometry_cd : the camera's known pixel-to-sky matrix (degrees per pixel: scale,
@@ -517,7 +518,7 @@ class PlateSolver:
         if img_idx.size < self.min_matches:
             return PlateSolution(False, f"only {img_idx.size} stars matched after the fit")
         unsat = ~ctx.saturated[img_idx]
-        if unsat.sum() >= 15 and not unsat.all():
+        if unsat.sum() >= FEW_STARS and not unsat.all():
             img_idx, cat_idx = img_idx[unsat], cat_idx[unsat]
         kind, k = self._kind(img_idx.size)
         model, resid = _fit(ctx, (img_idx, cat_idx), model, kind, k)
