@@ -10,7 +10,10 @@ what is not known. The brightest detections vote first (8, then 16, 32 and ``poo
 a field of three catalogue stars among tens of detections, chance peaks of three votes
 are many when all vote, rare when the eight brightest do. The best peaks are refined
 by matching and a similarity fit (offset, rotation, scale: four parameters, so three
-stars leave two degrees of freedom to check; two stars, none, and are never accepted).
+stars leave two degrees of freedom to check; two stars, none, and are never accepted:
+counted as below, two stars that are a 0.4 deg frame's two brightest detections match
+by chance with a probability of about 5 searched over 1.5 deg with this grid, and still
+0.01 over 0.25 deg with the rotation known to 0.1 deg and the scale to 0.1 %).
 
 A match is accepted only when chance cannot explain it: the probability that a random
 offset in the searched area puts as many catalogue stars on detected stars is below
