@@ -120,8 +120,8 @@ def test_five_stars_whose_brightness_contradicts_the_catalogue_are_refused(tmp_p
 def test_a_saturated_blend_leaves_the_fit_of_eight_clean_stars(tmp_path):
     """Two stars of mag 5.5 and 6.3, 5.4 px apart, merge into one saturated blob 2.2 px
     from the brighter (bench_small_fields seed 5151, 0.3 deg field 95: such a blob in a
-    fit of 9 stars put a corner 2.3 px off; here 0.7 px): with 8 unsaturated matches it
-    leaves the fit."""
+    fit of 9 stars put a corner 2.3 px off; here 0.7 px): a saturated star with a
+    catalogue neighbour leaves the fit."""
     clean = [(60, 60), (420, 70), (300, 300), (80, 400), (400, 420), (250, 420), (420, 250),
              (60, 250)]  # fmt: skip
     xy = np.vstack([[[200.0, 150.0], [205.0, 152.0]], clean])

@@ -46,6 +46,10 @@ FEW_STARS_MAX_RESIDUAL_PX = 1.0
 # corners may be a pixel off (bench_small_fields seed 4242: a blend 0.69 px off, worst
 # residual 0.21 px, corners 1.3 px off; the right 3-star solutions' worst 0.04 px)
 THREE_STARS_MAX_RESIDUAL_PX = 0.15
+# a saturated star's footprint spans several PSF widths: a catalogue star this near
+# (px) merges with it (bench_small_fields seed 5151, 0.3 deg field 95: mags 5.5 and 6.0
+# 8.3 px apart, one blob 3.6 and 4.7 px from them, a corner 2.3 px off in a fit of 9)
+SATURATED_BLEND_PX = 10.0
 SIP_TERMS = [(p, q) for n in (2, 3) for p in range(n + 1) for q in range(n + 1) if p + q == n]
 
 
@@ -287,8 +291,8 @@ class PlateSolver:
         axis_px : pixel of the optical axis (detector centre; for cutouts, shifted).
         prior : a model from an earlier frame or a header WCS, tried first.
         saturated : flags of saturated stars: they help to find the match (catalogues
-            are mostly bright stars) but leave the final fit when ``FEW_STARS`` (8)
-            others remain (a saturated blend of two stars is pulled off both).
+            are mostly bright stars) but leave the final fit when 15 others remain, and
+            so do those with a catalogue neighbour (``SATURATED_BLEND_PX``).
         vote : search around the pointing when there is no prior or it fails; with
             ``False`` only the prior is refined (the blind solver checks its hypotheses so).
         geometry_cd : the camera's known pixel-to-sky matrix (degrees per pixel: scale,
@@ -518,8 +522,12 @@ class PlateSolver:
         if img_idx.size < self.min_matches:
             return PlateSolution(False, f"only {img_idx.size} stars matched after the fit")
         unsat = ~ctx.saturated[img_idx]
-        if unsat.sum() >= FEW_STARS and not unsat.all():
+        if unsat.sum() >= 15 and not unsat.all():
             img_idx, cat_idx = img_idx[unsat], cat_idx[unsat]
+        # a saturated blend of two catalogue stars sits off both: it leaves the fit
+        blend = ctx.saturated[img_idx] & _has_neighbour(ctx, model, cat_idx, SATURATED_BLEND_PX)
+        if blend.any() and (~blend).sum() >= self.min_matches:
+            img_idx, cat_idx = img_idx[~blend], cat_idx[~blend]
         kind, k = self._kind(img_idx.size)
         model, resid = _fit(ctx, (img_idx, cat_idx), model, kind, k)
         if model is None:
@@ -638,6 +646,22 @@ def _match(ctx: _Context, model: TanSipModel, radius: float):
     first = np.r_[True, kk[1:] != kk[:-1]]
     # and drop catalogue stars that have a second image star almost as close (blends)
     return ii[first], cidx[kk[first]]
+
+
+def _has_neighbour(ctx: _Context, model: TanSipModel, cat_idx, radius_px: float):
+    """Whether each catalogue star ``cat_idx`` has another within ``radius_px`` (pixels
+    of ``model``) no more than 2.5 mag fainter: light enough to move a merged centroid."""
+    px, py = model.world_to_pixel(ctx.ra, ctx.dec)
+    ny, nx = ctx.shape
+    near = np.flatnonzero((px > -radius_px) & (px < nx + radius_px) & (py > -radius_px)
+                          & (py < ny + radius_px))  # fmt: skip
+    tree = cKDTree(np.stack([px[near], py[near]], axis=1))
+    out = np.zeros(len(cat_idx), bool)
+    for n, k in enumerate(cat_idx):
+        for j in tree.query_ball_point((px[k], py[k]), radius_px):
+            other = near[j]
+            out[n] |= other != k and ctx.mag[other] < ctx.mag[k] + 2.5
+    return out
 
 
 def _design(u, v, kind):
