@@ -92,3 +92,24 @@ def test_two_stars_are_never_enough():
             img, cat, np.eye(2), shape=SHAPE, axis=AXIS, search_px=900, img_flux=flux,
             min_matches=least,
         ) is None  # fmt: skip
+
+
+def test_three_stars_are_found_among_a_dense_catalogue_of_the_searched_area():
+    """A frame holding three catalogue stars (its three brightest detections) while the
+    1800 px searched about it holds 300 more: chance peaks of three votes from the 43
+    detections are then many, and the true one must not be lost among them (seed 5151
+    of bench_small_fields: 8 of 93 fields of 0.4 deg with 3+ stars failed so)."""
+    rng = np.random.default_rng(7)
+    offset = np.array([700.0, -1100.0])
+    field = rng.uniform(-220, 220, (3, 2))
+    cat = rng.uniform(-2100, 2100, (900, 2))
+    cat = cat[(np.abs(cat - offset) > 245).any(axis=1)][:300]  # none other in the frame
+    cat = np.vstack([field + offset, cat])
+    img = np.vstack([field, rng.uniform(-239, 239, (40, 2))])
+    gm = match_known_geometry(
+        img, cat, np.eye(2), shape=SHAPE, axis=AXIS, search_px=1800, img_flux=_fluxes(3, 40)
+    )
+    assert gm is not None
+    assert sorted(gm.catalogue_index.tolist()) == [0, 1, 2]
+    assert np.hypot(*(gm.t - offset)) < 0.5
+    assert gm.false_alarm < 1e-3

@@ -90,3 +90,44 @@ def test_three_stars_with_one_off_by_half_a_pixel_are_refused(tmp_path):
     sol = _solve(PlateSolver(cat), path, geometry_cd=KNOWN_CD)
     assert not sol.solved
     assert "too loose" in sol.reason
+
+
+FIVE = [(60.0, 80.0), (400.0, 120.0), (250.0, 250.0), (90.0, 380.0), (370.0, 420.0)]
+
+
+def test_five_stars_whose_brightness_contradicts_the_catalogue_are_refused(tmp_path):
+    """A match of a few stars must agree in brightness too (bench_small_fields seed 5151,
+    0.3 deg field 97: 5 stars within 0.23 px, the frame 1,240 px off, a mag 6.7 star on a
+    detection of 830 ADU): the same five places with the magnitudes reversed (4 mag off
+    at the ends) are not confirmed, with their own magnitudes they are."""
+    mag = np.array([9.0, 9.5, 10.0, 11.5, 13.0])
+    path, cat, w = _field(tmp_path, FIVE, mag)
+    sol = _solve(PlateSolver(cat), path)
+    assert sol.solved and sol.n_matched == 5, sol.reason
+    assert _corner_error(sol, w) < 0.3
+    n = mag.size
+    ra, dec = w.all_pix2world(np.array(FIVE)[:, 0], np.array(FIVE)[:, 1], 0)
+    order = np.argsort(mag[::-1], kind="stable")  # a catalogue is brightest first
+    reversed_ = StarCatalogue(
+        "test", np.arange(n), ra[order], dec[order], np.zeros(n), np.zeros(n), 2026.9,
+        mag[::-1][order], 12,
+    )  # fmt: skip
+    sol = _solve(PlateSolver(reversed_), path)
+    assert not sol.solved
+    assert "brightness" in sol.reason
+
+
+def test_a_saturated_blend_leaves_the_fit_of_eight_clean_stars(tmp_path):
+    """Two stars of mag 5.5 and 6.3, 5.4 px apart, merge into one saturated blob 2.2 px
+    from the brighter (bench_small_fields seed 5151, 0.3 deg field 95: such a blob in a
+    fit of 9 stars put a corner 2.3 px off; here 0.7 px): a saturated star with a
+    catalogue neighbour leaves the fit."""
+    clean = [(60, 60), (420, 70), (300, 300), (80, 400), (400, 420), (250, 420), (420, 250),
+             (60, 250)]  # fmt: skip
+    xy = np.vstack([[[200.0, 150.0], [205.0, 152.0]], clean])
+    mag = np.r_[5.5, 6.3, np.linspace(9.0, 11.5, 8)]
+    path, cat, w = _field(tmp_path, xy, mag)
+    sol = _solve(PlateSolver(cat), path)
+    assert sol.solved, sol.reason
+    assert sol.n_matched == 8
+    assert _corner_error(sol, w) < 0.2

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy.spatial import cKDTree
 
+from aposos.station.known_geometry import MAX_ZERO_POINT_SPREAD_MAG, zero_point_spread
+
 __all__ = [
     "PlateSolution",
     "PlateSolver",
@@ -44,6 +46,10 @@ FEW_STARS_MAX_RESIDUAL_PX = 1.0
 # corners may be a pixel off (bench_small_fields seed 4242: a blend 0.69 px off, worst
 # residual 0.21 px, corners 1.3 px off; the right 3-star solutions' worst 0.04 px)
 THREE_STARS_MAX_RESIDUAL_PX = 0.15
+# a saturated star's footprint spans several PSF widths: a catalogue star this near
+# (px) merges with it (bench_small_fields seed 5151, 0.3 deg field 95: mags 5.5 and 6.0
+# 8.3 px apart, one blob 3.6 and 4.7 px from them, a corner 2.3 px off in a fit of 9)
+SATURATED_BLEND_PX = 10.0
 SIP_TERMS = [(p, q) for n in (2, 3) for p in range(n + 1) for q in range(n + 1) if p + q == n]
 
 
@@ -285,7 +291,8 @@ class PlateSolver:
         axis_px : pixel of the optical axis (detector centre; for cutouts, shifted).
         prior : a model from an earlier frame or a header WCS, tried first.
         saturated : flags of saturated stars: they help to find the match (catalogues
-            are mostly bright stars) but leave the final fit when 15 others remain.
+            are mostly bright stars) but leave the final fit when 15 others remain, and
+            so do those with a catalogue neighbour (``SATURATED_BLEND_PX``).
         vote : search around the pointing when there is no prior or it fails; with
             ``False`` only the prior is refined (the blind solver checks its hypotheses so).
         geometry_cd : the camera's known pixel-to-sky matrix (degrees per pixel: scale,
@@ -355,6 +362,27 @@ class PlateSolver:
             return known
         sol.reason = f"{sol.reason}; known geometry: {known.reason}"
         return sol
+
+    def _few_stars_doubt(self, ctx: _Context, model: TanSipModel, ii, kk) -> str:
+        """Why a match of fewer than ``FEW_STARS`` is not believed, or "": its plate scale
+        outside the searched tolerance (a fit drifted there), or its stars' brightnesses
+        contradicting their magnitudes (bench_small_fields seed 5151, 0.3 deg field 97: 5
+        stars within 0.23 px, 1,240 px off, a mag 6.7 star on a detection of 830 ADU)."""
+        if ii.size >= FEW_STARS:
+            return ""
+        scale = math.sqrt(abs(np.linalg.det(model.cd))) / ctx.scale_deg
+        if abs(scale - 1.0) > self.scale_tolerance:
+            return (
+                f"{ii.size} stars matched at a plate scale {100 * (scale - 1):+.1f}% off the "
+                "nominal: not confirmed"
+            )
+        spread = zero_point_spread(ii, kk, ctx.flux, ctx.saturated, ctx.mag)
+        if spread > MAX_ZERO_POINT_SPREAD_MAG:
+            return (
+                f"{ii.size} stars matched, their brightness {spread:.1f} mag off their "
+                "catalogue magnitudes: not confirmed"
+            )
+        return ""
 
     # -------------------------------------------------------------- known geometry
     def _known_geometry(self, ctx: _Context, pointing, cd) -> PlateSolution:
@@ -496,6 +524,11 @@ class PlateSolver:
         unsat = ~ctx.saturated[img_idx]
         if unsat.sum() >= 15 and not unsat.all():
             img_idx, cat_idx = img_idx[unsat], cat_idx[unsat]
+        # a saturated blend of two catalogue stars sits off both: it leaves a fit that
+        # keeps FEW_STARS (fewer: one fit on 5 stars of bench_small_fields was then degenerate)
+        blend = ctx.saturated[img_idx] & _has_neighbour(ctx, model, cat_idx, SATURATED_BLEND_PX)
+        if blend.any() and (~blend).sum() >= FEW_STARS:
+            img_idx, cat_idx = img_idx[~blend], cat_idx[~blend]
         kind, k = self._kind(img_idx.size)
         model, resid = _fit(ctx, (img_idx, cat_idx), model, kind, k)
         if model is None:
@@ -520,6 +553,9 @@ class PlateSolver:
                 return PlateSolution(False, "degenerate fit")
             model, resid = refit_model, refit_resid
         worst = float(np.max(np.hypot(resid[:, 0], resid[:, 1])))
+        doubt = self._few_stars_doubt(ctx, model, img_idx, cat_idx)
+        if doubt:
+            return PlateSolution(False, doubt)
         if img_idx.size < FEW_STARS and worst > FEW_STARS_MAX_RESIDUAL_PX:
             # an affine fit to a handful of stars bends to fit chance coincidences:
             # true matches of a few stars sit well within a pixel
@@ -611,6 +647,22 @@ def _match(ctx: _Context, model: TanSipModel, radius: float):
     first = np.r_[True, kk[1:] != kk[:-1]]
     # and drop catalogue stars that have a second image star almost as close (blends)
     return ii[first], cidx[kk[first]]
+
+
+def _has_neighbour(ctx: _Context, model: TanSipModel, cat_idx, radius_px: float):
+    """Whether each catalogue star ``cat_idx`` has another within ``radius_px`` (pixels
+    of ``model``) no more than 2.5 mag fainter: light enough to move a merged centroid."""
+    px, py = model.world_to_pixel(ctx.ra, ctx.dec)
+    ny, nx = ctx.shape
+    near = np.flatnonzero((px > -radius_px) & (px < nx + radius_px) & (py > -radius_px)
+                          & (py < ny + radius_px))  # fmt: skip
+    tree = cKDTree(np.stack([px[near], py[near]], axis=1))
+    out = np.zeros(len(cat_idx), bool)
+    for n, k in enumerate(cat_idx):
+        for j in tree.query_ball_point((px[k], py[k]), radius_px):
+            other = near[j]
+            out[n] |= other != k and ctx.mag[other] < ctx.mag[k] + 2.5
+    return out
 
 
 def _design(u, v, kind):

@@ -6,9 +6,14 @@ sky matrix known to a degree and a few per cent, the frame is placed by an offse
 alone: every (catalogue star, image star) pair votes for the offset that would put the
 one on the other, and the true offset collects a vote from every matched star while the
 false ones scatter. A small grid of rotations and scales about the known values absorbs
-what is not known. The best peaks are refined by matching and a similarity fit (offset,
-rotation, scale: four parameters, so three stars leave two degrees of freedom to check;
-two stars, none, and are never accepted).
+what is not known. The brightest detections vote first (8, then 16, 32 and ``pool``): in
+a field of three catalogue stars among tens of detections, chance peaks of three votes
+are many when all vote, rare when the eight brightest do. The best peaks are refined
+by matching and a similarity fit (offset, rotation, scale: four parameters, so three
+stars leave two degrees of freedom to check; two stars, none, and are never accepted:
+counted as below, two stars that are a 0.4 deg frame's two brightest detections match
+by chance with a probability of about 5 searched over 1.5 deg with this grid, and still
+0.01 over 0.25 deg with the rotation known to 0.1 deg and the scale to 0.1 %).
 
 A match is accepted only when chance cannot explain it: the probability that a random
 offset in the searched area puts as many catalogue stars on detected stars is below
@@ -35,7 +40,12 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.stats import binom
 
-__all__ = ["GeometryMatch", "match_known_geometry"]
+__all__ = [
+    "MAX_ZERO_POINT_SPREAD_MAG",
+    "GeometryMatch",
+    "match_known_geometry",
+    "zero_point_spread",
+]
 
 
 @dataclass
@@ -52,6 +62,9 @@ class GeometryMatch:
     mag_spread: float  # largest zero-point departure among unsaturated matches (mag)
 
 
+# the largest departure of a few matched stars' zero points from their median (mag):
+# colour terms between a catalogue's band and the camera's reach about a magnitude
+MAX_ZERO_POINT_SPREAD_MAG = 1.5
 TIGHT_RADIUS_PX = 0.3  # the tightest radius chance is judged at (centroids, catalogue)
 
 
@@ -94,7 +107,7 @@ def match_known_geometry(
     match_radius_px: float = 1.2,
     min_matches: int = 3,
     max_false_alarm: float = 1e-3,
-    max_mag_spread: float = 1.5,
+    max_mag_spread: float = MAX_ZERO_POINT_SPREAD_MAG,
     pool: int = 60,
 ) -> GeometryMatch | None:
     """Find the offset that puts catalogue stars on image stars, or None.
@@ -120,64 +133,85 @@ def match_known_geometry(
     n_scl = int(math.ceil(scale_tolerance / rot_step))
     rots = np.arange(-n_rot, n_rot + 1) * rot_step
     scls = 1.0 + np.arange(-n_scl, n_scl + 1) * rot_step
-    voters = img[:pool]
     # only catalogue stars that can land in the frame at some offset of the search
     reach = search_px + r_max * 1.1
     cat_v = cat[np.hypot(cat[:, 0], cat[:, 1]) < reach]
     if cat_v.shape[0] < min_matches:
         return None
-    bin_px = 4.0
-    peaks = []  # (votes, rotation, scale, offset)
-    for rot in rots:
-        for scl in scls:
-            m = scl * _rotation(rot) @ m0
-            off = cat_v[None, :, :] - (voters @ m.T)[:, None, :]
-            off = off.reshape(-1, 2)
-            off = off[np.hypot(off[:, 0], off[:, 1]) <= search_px]
-            if off.shape[0] < min_matches:
-                continue
-            for shift in (0.0, 0.5):
-                keys = np.floor(off / bin_px + shift).astype(np.int64)
-                _, inv, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-                top = int(np.argmax(counts))
-                if counts[top] >= 3:
-                    t = np.median(off[inv.ravel() == top], axis=0)
-                    peaks.append((int(counts[top]), rot, scl, t))
-    if not peaks:
-        return None
-    peaks.sort(key=lambda p: -p[0])
+    grid = [(rot, scl) for rot in rots for scl in scls]
     rank = _brightness_rank(img.shape[0], img_flux, img_saturated)
-    n_grid = len(rots) * len(scls)
     # independent trials: a star pair matches over a disc of offsets of the match radius
-    trials = n_grid * (math.pi * search_px**2) / (math.pi * match_radius_px**2)
+    trials = len(grid) * (math.pi * search_px**2) / (math.pi * match_radius_px**2)
     best = None
     seen = []
-    for _votes, rot, scl, t in peaks[:8]:
-        if any(np.hypot(*(t - s)) < 3.0 for s in seen):
-            continue
-        seen.append(t)
-        found = _refine(img, cat, scl * _rotation(rot) @ m0, t, shape, axis, parity,
-                        match_radius_px, min_matches)  # fmt: skip
-        if found is None:
-            continue
-        m, t2, ii, kk, n_pred, rms, worst = found
-        n_bright = int(np.max(rank[ii])) + 1  # detections as bright as the faintest match
-        # the cut is chosen after the fact: one more trial per doubling of it
-        cuts = 1 + math.ceil(math.log2(max(1.0, img.shape[0] / ii.size)))
-        fap = min(
-            _false_alarm(ii.size, n_pred, n_bright, nx * ny, r, trials * cuts * 2 * (match_radius_px / r) ** 4)
-            for r in (match_radius_px, min(match_radius_px, max(2.0 * worst, TIGHT_RADIUS_PX)))
-        )  # fmt: skip
-        spread = _mag_spread(ii, kk, img_flux, img_saturated, cat_mag)
-        cand = GeometryMatch(m, t2, ii, kk, n_pred, fap, rms, spread)
-        if best is None or (cand.false_alarm, -ii.size) < (
-            best.false_alarm,
-            -best.image_index.size,
-        ):
-            best = cand
+    # the brightest detections vote first: with a few voters a chance peak of three
+    # votes is rare, so the true one of a field with three stars is not lost among them
+    for n_voters in sorted({min(n, pool, img.shape[0]) for n in (8, 16, 32, pool)}):
+        peaks = _vote_peaks(img[:n_voters], cat_v, m0, grid, search_px)
+        tried = 0
+        for _votes, rot, scl, t in peaks:
+            if tried == 8:
+                break
+            if any(np.hypot(*(t - s)) < 3.0 for s in seen):
+                continue
+            seen.append(t)
+            tried += 1
+            cand = _candidate(img, cat, scl * _rotation(rot) @ m0, t, shape, axis, parity,
+                              match_radius_px, min_matches, rank, trials, img_flux,
+                              img_saturated, cat_mag)  # fmt: skip
+            if cand is not None and (
+                best is None
+                or (cand.false_alarm, -cand.image_index.size)
+                < (best.false_alarm, -best.image_index.size)
+            ):
+                best = cand
+        if best is not None and best.false_alarm <= max_false_alarm:
+            break
     if best is None or best.false_alarm > max_false_alarm or best.mag_spread > max_mag_spread:
         return None
     return best
+
+
+def _vote_peaks(voters, cat_v, m0, grid, search_px, per_cell=3):
+    """Offsets that put three or more catalogue stars on ``voters``: (votes, rotation,
+    scale, offset), most votes first; the best ``per_cell`` of each rotation and scale."""
+    bin_px = 4.0
+    peaks = []
+    for rot, scl in grid:
+        m = scl * _rotation(rot) @ m0
+        off = (cat_v[None, :, :] - (voters @ m.T)[:, None, :]).reshape(-1, 2)
+        off = off[np.hypot(off[:, 0], off[:, 1]) <= search_px]
+        if off.shape[0] < 3:
+            continue
+        for shift in (0.0, 0.5):
+            cell = np.floor(off / bin_px + shift).astype(np.int64)
+            keys = cell[:, 0] * (1 << 32) + cell[:, 1]  # one integer per bin: a fast unique
+            _, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
+            for top in np.argsort(-counts, kind="stable")[:per_cell]:
+                if counts[top] < 3:
+                    break
+                peaks.append((int(counts[top]), rot, scl, np.median(off[inv == top], axis=0)))
+    peaks.sort(key=lambda p: -p[0])
+    return peaks
+
+
+def _candidate(img, cat, m, t, shape, axis, parity, match_radius_px, min_matches, rank,
+               trials, img_flux, img_saturated, cat_mag):  # fmt: skip
+    """A vote peak refined and judged against chance, or None when it does not refine."""
+    ny, nx = shape
+    found = _refine(img, cat, m, t, shape, axis, parity, match_radius_px, min_matches)
+    if found is None:
+        return None
+    m, t2, ii, kk, n_pred, rms, worst = found
+    n_bright = int(np.max(rank[ii])) + 1  # detections as bright as the faintest match
+    # the cut is chosen after the fact: one more trial per doubling of it
+    cuts = 1 + math.ceil(math.log2(max(1.0, img.shape[0] / ii.size)))
+    fap = min(
+        _false_alarm(ii.size, n_pred, n_bright, nx * ny, r, trials * cuts * 2 * (match_radius_px / r) ** 4)
+        for r in (match_radius_px, min(match_radius_px, max(2.0 * worst, TIGHT_RADIUS_PX)))
+    )  # fmt: skip
+    spread = zero_point_spread(ii, kk, img_flux, img_saturated, cat_mag)
+    return GeometryMatch(m, t2, ii, kk, n_pred, fap, rms, spread)
 
 
 def _brightness_rank(n: int, flux, saturated) -> np.ndarray:
@@ -230,7 +264,7 @@ def _refine(img, cat, m, t, shape, axis, parity, radius, min_matches):
     return m, t, ii, kk, int(inside.sum()), rms, float(np.max(dist))
 
 
-def _mag_spread(ii, kk, flux, saturated, mag) -> float:
+def zero_point_spread(ii, kk, flux, saturated, mag) -> float:
     """Largest departure from the median zero point among unsaturated matched stars."""
     if flux is None or mag is None:
         return 0.0
