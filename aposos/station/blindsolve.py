@@ -135,6 +135,14 @@ def quad_codes(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([zc.real, zc.imag, zd.real, zd.imag], axis=1), order
 
 
+MIN_STARS = 4  # a quad's
+
+
+def too_few_stars(n: int) -> PlateSolution:
+    """Why a frame of ``n`` < MIN_STARS stars has no blind solution (no index needed)."""
+    return PlateSolution(False, f"blind solve: only {n} stars extracted")
+
+
 def blind_solve(
     solver,
     index: BlindIndex,
@@ -169,8 +177,8 @@ def blind_solve(
     if axis_px is None:
         axis_px = ((nx - 1) / 2.0, (ny - 1) / 2.0)
     x, y, flux = (np.asarray(a, float) for a in (x, y, flux))
-    if x.size < 4:
-        return PlateSolution(False, f"blind solve: only {x.size} stars extracted")
+    if x.size < MIN_STARS:
+        return too_few_stars(x.size)
     top = np.argsort(-flux)[:n_stars]
     scale_deg = scale_arcsec / 3600.0
     hyps = []

@@ -385,13 +385,16 @@ class Reducer:
                     return sol
             if not self.options.blind:
                 return PlateSolution(False, why + "blind solving is off")
-        from aposos.station.blindsolve import BlindIndex, blind_solve
+        from aposos.station.blindsolve import MIN_STARS, BlindIndex, blind_solve, too_few_stars
 
         info["solve"] = "blind"
         ny, nx = frame.shape
         field_deg = min(nx, ny) * scale / 3600.0
-        index = BlindIndex.cached(self.solver.catalogue, field_deg, epoch)
-        sol = blind_solve(self.solver, index, *xyf, **args)
+        if stars.x.size < MIN_STARS:  # a blank or clouded frame: no index built for it
+            sol = too_few_stars(stars.x.size)
+        else:
+            index = BlindIndex.cached(self.solver.catalogue, field_deg, epoch)
+            sol = blind_solve(self.solver, index, *xyf, **args)
         if not sol.solved:
             sol.reason = why + sol.reason
         return sol
