@@ -30,6 +30,8 @@ import contextlib, importlib, io, json, pkgutil, sys
 import aposos.{side} as side
 for m in pkgutil.walk_packages(side.__path__, "aposos.{side}."):
     importlib.import_module(m.name)
+for name in {also!r}:
+    importlib.import_module(name)
 own = sorted(n for n in sys.modules if n.startswith("aposos."))
 from aposos.cli import main
 for argv in {helps!r}:
@@ -42,8 +44,10 @@ print(json.dumps({{"own": own, "all": sorted(sys.modules)}}))
 """
 
 
-def loaded(side: str, helps: list[list[str]]) -> dict:
-    code = PROBE.format(side=side, helps=helps)
+def loaded(side: str, helps: list[list[str]], also: tuple[str, ...] = ()) -> dict:
+    """What a fresh interpreter holds after importing every module of ``side`` and the
+    modules ``also``, then running ``main(argv)`` for each of ``helps``."""
+    code = PROBE.format(side=side, helps=helps, also=also)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, timeout=300, check=True)  # fmt: skip
     found = json.loads(out.stdout.strip().splitlines()[-1])
@@ -52,9 +56,12 @@ def loaded(side: str, helps: list[list[str]]) -> dict:
 
 
 def test_the_station_side_loads_no_center_package():
+    """Station modules, the agent's command module included, import nothing of
+    aposos.center nor of the center's packages (once test_agent_parts' own probe)."""
     helps = [["--help"], ["station", "--help"]]
     helps += [["station", cmd, "--help"] for cmd in ("reduce", "run", "upload", "simulate")]
-    found = loaded("station", helps)
+    found = loaded("station", helps, also=("aposos.commands.station_agent",))
+    assert "aposos.commands.station_agent" in found["own"]
     assert not found["top"] & {*CENTER_ONLY, *TEST_ONLY}, sorted(found["top"] & {*CENTER_ONLY})
     assert not [n for n in found["own"] if n.startswith("aposos.center")]
 
