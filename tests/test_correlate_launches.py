@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -17,8 +18,13 @@ from aposos.orbit.catalogue import Catalogue
 SERIES = Path(__file__).resolve().parent / "data" / "shared" / "catalogues"
 
 
+@functools.cache  # the 16th serves two tests: parsed once (0.8 CPU-s), read-only
 def _snapshot(day: int) -> Catalogue:
-    return Catalogue.from_tle(SERIES / f"celestrak-active-2026-03-{day:02d}.3le.xz")
+    cat = Catalogue.from_tle(SERIES / f"celestrak-active-2026-03-{day:02d}.3le.xz")
+    for value in vars(cat).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False  # a test that changed it would fail, not leak
+    return cat
 
 
 def test_launch_kinds_mark_the_newest_launches_by_size():
