@@ -314,17 +314,30 @@ def _make_quads(unit, start, nbr, cos_dmin, per_star):
     return out[:m]
 
 
-def _tangent(unit: np.ndarray, quads: np.ndarray) -> np.ndarray:
+@kernel
+def _tangent(unit, quads):
     """Gnomonic coordinates (complex, xi east + i eta north) of each quad about its AB midpoint."""
-    c = unit[quads[:, 0]] + unit[quads[:, 1]]
-    c /= np.linalg.norm(c, axis=1, keepdims=True)
-    east = np.cross(np.array([0.0, 0.0, 1.0]), c)
-    norm = np.linalg.norm(east, axis=1, keepdims=True)
-    east = np.where(norm > 1e-9, east / np.maximum(norm, 1e-300), np.array([0.0, 1.0, 0.0]))
-    north = np.cross(c, east)
-    p = unit[quads]  # (n, 4, 3)
-    w = np.einsum("nkj,nj->nk", p, c)
-    return (np.einsum("nkj,nj->nk", p, east) + 1j * np.einsum("nkj,nj->nk", p, north)) / w
+    out = np.empty(quads.shape, np.complex128)
+    for i in range(quads.shape[0]):
+        a, b = quads[i, 0], quads[i, 1]
+        cx, cy, cz = unit[a, 0] + unit[b, 0], unit[a, 1] + unit[b, 1], unit[a, 2] + unit[b, 2]
+        cn = np.sqrt(cx * cx + cy * cy + cz * cz)
+        cx, cy, cz = cx / cn, cy / cn, cz / cn
+        ex, ey, ez = -cy, cx, 0.0  # (0, 0, 1) x c: east, unless c is a pole
+        en = np.sqrt(ex * ex + ey * ey)
+        if en > 1e-9:
+            ex, ey = ex / en, ey / en
+        else:
+            ex, ey = 0.0, 1.0
+        nx, ny, nz = cy * ez - cz * ey, cz * ex - cx * ez, cx * ey - cy * ex  # c x east
+        for k in range(quads.shape[1]):
+            j = quads[i, k]
+            px, py, pz = unit[j, 0], unit[j, 1], unit[j, 2]
+            w = px * cx + py * cy + pz * cz
+            out[i, k] = complex(
+                (px * ex + py * ey + pz * ez) / w, (px * nx + py * ny + pz * nz) / w
+            )
+    return out
 
 
 def _image_quads(z: np.ndarray, field_px: float) -> np.ndarray:
