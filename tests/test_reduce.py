@@ -75,6 +75,8 @@ def test_reports_and_bad_input(run):
     assert "truncated" in frames["truncated.fits"]["reason"]
     assert "DATE-OBS" in frames["nodate.fits"]["reason"]
     assert frames["blank.fits"]["status"] == "unsolved" and frames["blank.fits"]["reason"]
+    # too few stars for a quad: the blind solve says so without building its index
+    assert "blind solve: only 2 stars extracted" in frames["blank.fits"]["reason"]
     for k in range(5):
         f = frames[f"f{k:02d}.fits"]
         assert f["solved"] and f["astrometric_rms_px"] < 0.1 and f["stars_matched"] >= 15
