@@ -47,7 +47,7 @@ def test_folder_source_says_when_a_frame_is_on_its_way(tmp_path, frame_bytes):
     camera.mkdir()
     store = AgentStore(tmp_path / "agent.sqlite")
     source = FolderSource(camera, store, tmp_path / "quarantine", settle_s=0.2,
-                          incomplete_timeout_s=3.0, poll_s=0.05)  # fmt: skip
+                          incomplete_timeout_s=1.5, poll_s=0.05)  # fmt: skip
     try:
         assert source.poll() is None and not source.pending()
         (camera / "a.fits").write_bytes(frame_bytes)
@@ -61,6 +61,7 @@ def test_folder_source_says_when_a_frame_is_on_its_way(tmp_path, frame_bytes):
         deadline = time.monotonic() + 8.0  # poll until it is quarantined, not 8 s always
         while not quarantined.exists() and time.monotonic() < deadline:
             assert source.poll() is None
+            time.sleep(0.01)  # as the agent's loop: the test's wait leaves the CPU free
         assert quarantined.exists() and not source.pending()
     finally:
         store.close()
@@ -72,6 +73,7 @@ def _poll_until(source, seconds: float = 5.0):
         frame = source.poll()
         if frame is not None:
             return frame
+        time.sleep(0.01)
     return None
 
 
