@@ -24,11 +24,8 @@ def register(subparsers) -> None:
             "taken on different days (TLE/3LE, OMM, xz/gzip-compressed or not): every "
             "pair up to --max-age-days apart gives the older element sets' real errors "
             "at the newer epochs; a mixture per orbit class, growing with age, is fitted "
-            "to them. With three snapshots or more, each pair whose older snapshot has one "
-            "before it also fits the catalogue-history component (how far an object's "
-            "previous drift carries on; `aposos correlate --previous` uses it). Writes the "
-            "model as JSON; use it with `aposos correlate --model` or the center's "
-            "[correlation] error_model setting."
+            "to them. Writes the model as JSON; use it with `aposos correlate --model` "
+            "or the center's [correlation] error_model setting."
         ),
         epilog="example:\n  aposos correlate calibrate snapshots/active-2026-03-*.3le.xz "
         "--out model.json\n",
@@ -70,25 +67,12 @@ def run_calibrate(args) -> int:
         errors, note="fitted on " + ", ".join(args.snapshots), uncatalogued_fraction=share
     )
     model = replace(model, launch_odds=launch_odds(pairs))  # near fresh launches
-    if len(cats) >= 3:
-        from aposos.correlate.history import catalogue_history_errors, fit_history
-
-        try:
-            history, predicted = catalogue_history_errors(cats, max_age_days=args.max_age_days)
-        except ValueError as exc:
-            print(f"no history component: {exc}", file=sys.stderr)
-        else:
-            print(f"fitting the history component on {len(history)} errors ...", file=sys.stderr)
-            model = fit_history(model, history, predicted)
     model.save(args.out)
     for name, comps in model.components.items():
         parts = ", ".join(
             f"{c.weight:.3f} x (tau {c.along_s[0]:.2g}+{c.along_s[1]:.2g}/d s)" for c in comps
         )
         print(f"{name}: {parts}")
-    for name, h in model.history.items():
-        print(f"{name} history: share sigmoid({h.logit:.2f} + {h.slope:.2f} ln(1 + |h|)), "
-              f"tau {h.gain:.2f} h +- ({h.along_s[0]:.2g} s, {h.along_s[1]:.2g} |h|)")  # fmt: skip
     print(
         f"wrote {args.out} ({len(errors)} errors, new-object share {share:.4f}, "
         f"{time.perf_counter() - t0:.0f} s)"

@@ -38,11 +38,9 @@ from aposos.correlate.model import (
 __all__ = [
     "absent_share",
     "catalogue_errors",
-    "class_logpdf",
     "fit_error_model",
     "launch_odds",
     "log_likelihood",
-    "snapshot_pairs",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,20 +59,6 @@ MAX_ACTIVITY_SLOPE = 2.0
 MAX_DRIFT_GAIN = 10.0
 
 
-def snapshot_pairs(catalogues, max_age_days: float = 8.0):
-    """The snapshots sorted by median epoch, and the ``(n, i, j)`` of every pair of them
-    (older ``i``, newer ``j``; ``n`` numbers all pairs) more than 0.05 and at most
-    ``max_age_days`` apart."""
-    cats = sorted(catalogues, key=lambda c: float(np.median(c.epoch_jd + c.epoch_fr)))
-    middle = [float(np.median(c.epoch_jd + c.epoch_fr)) for c in cats]
-    pairs = [
-        (n, i, j)
-        for n, (i, j) in enumerate(itertools.combinations(range(len(cats)), 2))
-        if 0.05 < middle[j] - middle[i] <= max_age_days
-    ]
-    return cats, pairs
-
-
 def catalogue_errors(catalogues, *, max_age_days: float = 8.0, progress=None, history=False):
     """Errors of every (older, newer) pair of snapshots up to ``max_age_days`` apart.
 
@@ -82,14 +66,19 @@ def catalogue_errors(catalogues, *, max_age_days: float = 8.0, progress=None, hi
     catalogue in any order; they are sorted by median epoch. With ``history``, the
     snapshot before each pair's older one, when there is one, adds to its activity.
     """
-    cats, pairs = snapshot_pairs(catalogues, max_age_days)
-    total = len(cats) * (len(cats) - 1) // 2
+    cats = sorted(catalogues, key=lambda c: float(np.median(c.epoch_jd + c.epoch_fr)))
     parts = []
-    for n, i, j in pairs:
+    pairs = list(itertools.combinations(range(len(cats)), 2))
+    for n, (i, j) in enumerate(pairs):
+        gap = np.median(cats[j].epoch_jd + cats[j].epoch_fr) - np.median(
+            cats[i].epoch_jd + cats[i].epoch_fr
+        )
+        if gap > max_age_days or gap <= 0.05:
+            continue
         previous = cats[i - 1] if history and i > 0 else None
         parts.append(element_set_errors(cats[i], cats[j], pair=n, previous=previous))
         if progress is not None:
-            progress(n + 1, total)
+            progress(n + 1, len(pairs))
     if not parts:
         raise ValueError("no pair of snapshots within the age range: give at least two")
     return ElementSetErrors.concatenate(parts)
@@ -487,50 +476,44 @@ def fit_error_model(
     )
 
 
-def class_logpdf(model: ErrorModel, name: str, errors: ElementSetErrors, rows) -> np.ndarray:
-    """Log density of the errors ``rows`` (all of orbit class ``name``) under that class's
-    mixture (its ``lost`` share left out)."""
-    z_all, drift_var, own = _prepare(model, errors)
-    comps = model.components[name]
-    age = errors.age_days[rows]
-    w = mixture_weights(
-        [c.weight for c in comps], [c.weight_slope for c in comps], age,
-        [c.weight_drift_slope for c in comps], errors.train_drift_s[rows],
-    )  # fmt: skip
-    logs = []
-    for k, c in enumerate(comps):
-        with np.errstate(divide="ignore"):
-            theta = [
-                np.log([*c.along_s, c.drift_scatter]), np.log(c.normal_km), np.log(c.radial_km),
-            ]  # fmt: skip
-        theta = [np.where(np.isfinite(t), t, -30.0) for t in theta]
-        logs.append(
-            np.log(np.maximum(w[:, k], 1e-300))
-            + _component_logpdf(
-                theta,
-                z_all[rows],
-                age,
-                drift_var[rows],
-                c.tau_per_radial,
-                c.drift_gain,
-                own[rows],
-            )  # fmt: skip
-        )
-    logs = np.stack(logs, axis=1)
-    top = logs.max(axis=1, keepdims=True)
-    return top[:, 0] + np.log(np.exp(logs - top).sum(axis=1))
-
-
 def log_likelihood(model: ErrorModel, errors: ElementSetErrors) -> dict[str, float]:
     """Mean log-likelihood per error, by class, of errors under a model (held-out check);
     errors beyond the lost limits are left out."""
-    z_all, _, _ = _prepare(model, errors)
+    z_all, drift_var, own = _prepare(model, errors)
     out = {}
-    for name in model.components:
+    for name, comps in model.components.items():
         rows = np.flatnonzero(errors.orbit_class == name)
         if rows.size == 0:
             continue
         z = z_all[rows]
         far = (np.abs(z[:, 0]) > LOST_ALONG_S) | (np.hypot(z[:, 1], z[:, 2]) > LOST_CROSS_KM)
-        out[name] = float(np.mean(class_logpdf(model, name, errors, rows[~far])))
+        rows = rows[~far]
+        logs = []
+        age = errors.age_days[rows]
+        w = mixture_weights(
+            [c.weight for c in comps], [c.weight_slope for c in comps], age,
+            [c.weight_drift_slope for c in comps], errors.train_drift_s[rows],
+        )  # fmt: skip
+        for k, c in enumerate(comps):
+            with np.errstate(divide="ignore"):
+                theta = [
+                    np.log([*c.along_s, c.drift_scatter]), np.log(c.normal_km),
+                    np.log(c.radial_km),
+                ]  # fmt: skip
+            theta = [np.where(np.isfinite(t), t, -30.0) for t in theta]
+            logs.append(
+                np.log(np.maximum(w[:, k], 1e-300))
+                + _component_logpdf(
+                    theta,
+                    z_all[rows],
+                    age,
+                    drift_var[rows],
+                    c.tau_per_radial,
+                    c.drift_gain,
+                    own[rows],
+                )
+            )
+        logs = np.stack(logs, axis=1)
+        top = logs.max(axis=1, keepdims=True)
+        out[name] = float(np.mean(top[:, 0] + np.log(np.exp(logs - top).sum(axis=1))))
     return out

@@ -127,8 +127,6 @@ class SGP4Correlator:
     previous_catalogue : the catalogue's snapshot before ``catalogue`` (optional): orbits
         that changed between the two (fleets being lowered or raised) get the wide error
         components they need; without it only the element sets' own ``n_dot`` says so.
-        Objects whose orbit held steady get the error model's history component
-        (:mod:`aposos.correlate.history`).
 
     Calling the correlator on a list of tracklets returns one
     :class:`~aposos.model.Correlation` per tracklet, in the same order. A tracklet that

@@ -58,8 +58,6 @@ from pathlib import Path
 
 import numpy as np
 
-from aposos.correlate.history import HistoryComponent, history_rate
-
 __all__ = [
     "ARCSEC",
     "ErrorComponent",
@@ -262,9 +260,6 @@ class ErrorModel:
         1,000, confident errors from 13 to 14; almost all of them are LEO objects
         680-2,500 s off after 6 days, most of a fleet being lowered, see
         :func:`aposos.correlate.errors.history_drift_seconds`.)
-    history : per orbit class, the component that follows the catalogue history (see
-        :mod:`aposos.correlate.history`), used for objects of a catalogue given with its
-        previous snapshot; classes not listed, or no previous snapshot: none.
     fitted_on : a note of the data the model was fitted on.
     """
 
@@ -294,7 +289,6 @@ class ErrorModel:
     gate_sigma: float = 5.0
     gate_max_along_s: float = 900.0
     gate_max_cross_km: float = 300.0
-    history: dict[str, HistoryComponent] = field(default_factory=dict)
     fitted_on: str = "fallback values (no fitted model)"
 
     # ------------------------------------------------------------------ persistence
@@ -342,10 +336,6 @@ class ErrorModel:
                         for k in comps
                     ]
                     for c, comps in kwargs["components"].items()
-                }
-            if "history" in kwargs:
-                kwargs["history"] = {
-                    str(c): HistoryComponent.from_dict(h) for c, h in kwargs["history"].items()
                 }
             for key in ("drift_fade_s",):
                 if key in kwargs:
@@ -403,10 +393,6 @@ class ErrorModel:
             raise ValueError(f"{source}: uncatalogued_fraction must be in (0, 1)")
         if not 0.5 <= self.min_score < 1.0:
             raise ValueError(f"{source}: min_score must be in [0.5, 1)")
-        for name, history in self.history.items():
-            problem = history.problem()
-            if problem:
-                raise ValueError(f"{source}: history component of {name}: {problem}")
 
     # ------------------------------------------------------------------ use
     @property
@@ -416,8 +402,7 @@ class ErrorModel:
     def table(self, catalogue, previous=None) -> PriorTable:
         """The per-object constants of the model for a catalogue (compute once, reuse);
         ``previous``: the catalogue's snapshot before this one, whose differences tell
-        which orbits are being changed (see :func:`aposos.correlate.errors.semi_major_axis_rate`)
-        and, with :attr:`history`, which are steady (:mod:`aposos.correlate.history`)."""
+        which orbits are being changed (see :func:`aposos.correlate.errors.semi_major_axis_rate`)."""
         return PriorTable(self, catalogue, previous)
 
 
@@ -445,9 +430,6 @@ class PriorTable:
         self.classes = classes
         n = classes.size
         k_max = model.n_components
-        # catalogue history: one more component, last (see aposos.correlate.history)
-        self.history_column = k_max if model.history and previous is not None else None
-        k_max += self.history_column is not None
         self.weight = np.zeros((n, k_max))
         self.weight_slope = np.zeros((n, k_max))
         self.weight_drift_slope = np.zeros((n, k_max))
@@ -485,8 +467,6 @@ class PriorTable:
         self.history_rate = (
             np.zeros(n) if previous is None else semi_major_axis_rate(previous, catalogue)
         )
-        if self.history_column is not None:
-            self._set_history(model, classes, history_rate(previous, catalogue))
         self.cluster_odds = self._cluster_odds(model, catalogue)
         from aposos.correlate.errors import launch_index
 
@@ -504,31 +484,6 @@ class PriorTable:
             (classes == "HEO") & (rev_per_day < ref), ref / np.maximum(rev_per_day, 1e-3), 1.0
         )
         self.speed_kms = np.cbrt(MU_KM3_S2 * np.maximum(self.n_rad_min, 1e-6) / 60.0)
-
-    def _set_history(self, model: ErrorModel, classes, rate) -> None:
-        """The history component's constants: its column of ``coef`` (and a weight of 1
-        marking the objects that have it), its gain and scatter, and each object's
-        history drift rate ``tau_P / age_P^2`` (s/day², 0 without history)."""
-        k = self.history_column
-        self.history_gain = np.zeros(classes.size)
-        self.history_scatter = np.zeros(classes.size)
-        self.history_share = np.zeros((classes.size, 3))  # logit, slopes in |h| and age
-        self.history_share[:, 0] = -np.inf
-        has = np.isfinite(rate)
-        for name, h in model.history.items():
-            rows = (classes == name) & has
-            self.coef[rows, k] = (*h.along_s[:2], 0.0, *h.normal_km, *h.radial_km)
-            self.weight[rows, k] = 1.0
-            self.history_gain[rows] = h.gain
-            self.history_scatter[rows] = h.along_s[2]
-            self.history_share[rows] = (h.logit, h.slope, h.age_slope)
-        self.history_tau_rate = np.where(self.weight[:, k] > 0, rate, 0.0)
-
-    def history_drift(self, jd, fr, index=None) -> np.ndarray:
-        """The time offset (s, signed) the catalogue history predicts at UTC ``jd + fr``
-        (0 for objects without it)."""
-        idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
-        return self.history_tau_rate[idx] * self.age_days(jd, fr, index) ** 2
 
     @staticmethod
     def _cluster_odds(model: ErrorModel, catalogue) -> np.ndarray:
@@ -607,11 +562,6 @@ class PriorTable:
         slope = self.tau_per_radial[idx] * age * scale
         covariance = slope * sigma_radial**2
         sigma_tau = np.sqrt((sigma_tau * scale) ** 2 + sigma_drift**2 + (slope * sigma_radial) ** 2)
-        if self.history_column is not None:
-            k, h = self.history_column, self.history_drift(jd, fr, index)
-            mean_tau = np.broadcast_to(mean_tau, sigma_tau.shape).copy()
-            mean_tau[..., k] += self.history_gain[idx] * h
-            sigma_tau[..., k] = np.hypot(sigma_tau[..., k], self.history_scatter[idx] * h)
         corr = covariance / np.maximum(sigma_tau * sigma_radial, 1e-300)
         return np.stack(
             np.broadcast_arrays(mean_tau, sigma_tau, sigma_normal, sigma_radial, corr), axis=-1
@@ -667,18 +617,9 @@ class PriorTable:
             history_drift_seconds(self.history_rate[idx], self.rev_per_day[idx], age),
         )
         lost = lost_share(self.lost[idx, 0], self.lost[idx, 1], age, self.lost[idx, 2], drift)
-        k = self.history_column
-        base = slice(None) if k is None else slice(0, k)
         w = mixture_weights(
-            self.weight[idx][..., base], self.weight_slope[idx][..., base], age,
-            self.weight_drift_slope[idx][..., base], drift,
-        )  # fmt: skip
-        if k is not None:
-            c = self.history_share[idx]
-            h = np.log1p(np.abs(self.history_drift(jd, fr, index)))
-            z = c[..., 0] + c[..., 1] * h + c[..., 2] * np.log(np.maximum(age, MIN_AGE_DAYS))
-            share = 1.0 / (1.0 + np.exp(-z))
-            w = np.concatenate([w * (1.0 - share)[..., None], share[..., None]], axis=-1)
+            self.weight[idx], self.weight_slope[idx], age, self.weight_drift_slope[idx], drift
+        )
         return w * (1.0 - lost)[..., None], lost
 
 
