@@ -16,7 +16,9 @@ median ``|tau|`` before and ``|tau - g h|`` after, and their correlation; then, 
 pairs of LEO launch mates in one plane where one is at risk and the other quiet
 (``|tau| < 3 s``), how often each predictor ranks the one at risk as the more active:
 the error model's activity (``train_drift_s``), the element set's own ``n_dot`` drift
-and ``|h|`` (0.5 for a tie). Across track: the correlation of the offset along the
+and ``|h|`` (0.5 for a tie). For Starlink, how far the objects at risk are from their
+plane mates' median true offset (an oracle no history gives: the train's own drift
+known exactly). Across track: the correlation of the offset along the
 orbit normal with the one ``S`` showed against ``P``, grown linearly with age.
 
     .venv/bin/python benchmarks/bench_history.py [--triplets 17:18:19 18:19:23 16:17:23]
@@ -26,7 +28,8 @@ Default triplets: the fitting pairs of issue 9 that have a snapshot before them
 
 Measured (December 2026): among Starlink objects at risk the best gain brings 41 % within
 10 s at one day (median |tau| 16 -> 12 s), 28 % at four days, 19 % at six, correlation
--0.07 to 0.31; across track, correlation 0.14 or less; ``|h|`` ranks the mate at risk
+-0.07 to 0.31; across track, correlation 0.14 or less; even the plane mates' true median
+offset leaves them a median 10-13 s off, 42-51 % within 10 s; ``|h|`` ranks the mate at risk
 higher 72-75 % of the time, the model's activity already 75-80 %. A mixture component
 built on ``h`` and fitted by EM (commit 6c4ab52 of branch f-wt9m, reverted) became a
 narrow core for steady objects, +0.14 nat per LEO error, and changed identification by
@@ -90,14 +93,43 @@ def gain_table(label, tau, h) -> str:
     )
 
 
-def mate_ranking(errors, h, rows, older) -> str:
-    """Over (at risk, quiet) pairs of LEO launch mates in one plane: how often each
-    predictor ranks the one at risk higher."""
+def _plane_groups(errors, rows, older, ok):
+    """Per launch with objects in ``ok``: those objects and which of them share a plane
+    (within 0.1 rev/day and 2 deg of node), the diagonal left out."""
     launch = launch_index(older.intl_designator)[rows]
     rev = older.mean_motion_rev_per_day[rows]
     raan = np.asarray(older.raan_deg)[rows]
+    idx = np.flatnonzero(ok & (launch >= 0))
+    for key in np.unique(launch[idx]):
+        g = idx[launch[idx] == key]
+        node = np.abs((raan[g][:, None] - raan[g][None, :] + 180.0) % 360.0 - 180.0)
+        near = (np.abs(rev[g][:, None] - rev[g][None, :]) <= 0.1) & (node <= 2.0)
+        np.fill_diagonal(near, False)
+        yield g, near
+
+
+def common_mode(errors, rows, older, ok) -> str:
+    """How far the objects at risk are from their plane mates' median true offset
+    tonight (three mates or more): what knowing the train's drift exactly would leave."""
+    centre = np.full(errors.tau_s.size, np.nan)
+    for g, near in _plane_groups(errors, rows, older, ok):
+        for a in np.flatnonzero(near.sum(axis=1) >= 3):
+            centre[g[a]] = np.median(errors.tau_s[g[near[a]]])
+    risk = ok & (np.abs(errors.tau_s) >= AT_RISK_S) & np.isfinite(centre)
+    if risk.sum() < 5:
+        return "      plane mates' true median offset: too few objects at risk"
+    t, c = errors.tau_s[risk], centre[risk]
+    return (
+        f"      {risk.sum()} at risk with 3+ plane mates: |tau| median {np.median(np.abs(t)):.0f} s;"
+        f" around the mates' true median offset {np.median(np.abs(t - c)):.0f} s, "
+        f"{np.mean(np.abs(t - c) < AT_RISK_S):.0%} within {AT_RISK_S:.0f} s"
+    )
+
+
+def mate_ranking(errors, h, rows, older) -> str:
+    """Over (at risk, quiet) pairs of LEO launch mates in one plane: how often each
+    predictor ranks the one at risk higher."""
     ok = (errors.orbit_class == "LEO") & np.isfinite(h) & (np.abs(errors.tau_s) < LOST_S)
-    ok &= launch >= 0
     risk = np.abs(errors.tau_s) >= AT_RISK_S
     quiet = np.abs(errors.tau_s) < QUIET_S
     predictors = {
@@ -106,11 +138,7 @@ def mate_ranking(errors, h, rows, older) -> str:
         "history |h|": np.abs(np.nan_to_num(h)),
     }
     wins = {k: [] for k in predictors}
-    idx = np.flatnonzero(ok)
-    for key in np.unique(launch[idx]):
-        g = idx[launch[idx] == key]
-        node = np.abs((raan[g][:, None] - raan[g][None, :] + 180.0) % 360.0 - 180.0)
-        near = (np.abs(rev[g][:, None] - rev[g][None, :]) <= 0.1) & (node <= 2.0)
+    for g, near in _plane_groups(errors, rows, older, ok):
         a, b = np.nonzero(near & risk[g][:, None] & quiet[g][None, :])
         for name, value in predictors.items():
             va, vb = value[g][a], value[g][b]
@@ -148,6 +176,8 @@ def main(argv=None) -> int:
             if off.sum() >= 5:
                 r = np.corrcoef(errors.normal_km[off], normal[off])[0, 1]
                 print(f"      across track (|normal| > 0.5 km, {off.sum()}): correlation {r:.2f}")
+            if label == "Starlink":
+                print(common_mode(errors, rows, older, sel & ok))
         print(mate_ranking(errors, h, rows, older))
         sys.stdout.flush()
     return 0
