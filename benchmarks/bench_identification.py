@@ -71,6 +71,19 @@ def evaluate_pair(
     snapshot before ``older``, the catalogue history a data center keeps); ``trains``:
     that many train passes instead. Returns the truth, the single-tracklet and the joint
     results, and the seconds each took."""
+    ts, correlator = pair_correlator(
+        older, newer, n_tracklets=n_tracklets, seed=seed, model=model, cube_dir=cube_dir,
+        previous=previous, trains=trains,
+    )  # fmt: skip
+    return (ts, *run_pair(correlator, ts))
+
+
+def pair_correlator(
+    older: Path, newer: Path, *, n_tracklets: int, seed: int, model, cube_dir, previous=None,
+    trains: int = 0,
+):  # fmt: skip
+    """The truth set of a pair and a correlator of its older snapshot (see
+    :func:`evaluate_pair`)."""
     if trains:
         ts = build_train_passes(
             newer, catalogue_path=older, night_jd=night_of(newer), n_passes=trains, seed=seed
@@ -87,13 +100,32 @@ def evaluate_pair(
         cat, sites, cube_dir=cube_dir, error_model=model,
         previous_catalogue=Catalogue.from_tle(previous) if previous else None,
     )  # fmt: skip
+    return ts, correlator
+
+
+def run_pair(correlator, ts):
+    """The single-tracklet and joint results of a truth set, and the seconds each took."""
     tracklets = [t.tracklet for t in ts.tracklets]
     t0 = time.perf_counter()
     single, untempered = correlator.correlate_single(tracklets)
     t1 = time.perf_counter()
     joint = correlator.joint(tracklets, single, untempered)
     t2 = time.perf_counter()
-    return ts, single, joint, (t1 - t0, t2 - t1)
+    return single, joint, (t1 - t0, t2 - t1)
+
+
+def truth_stages(correlator, ts) -> list[str | None]:
+    """How far each tracklet's true object got: ``"gate"`` (not through the coarse
+    gate), ``"rank"`` (through it, ranked out before the fit) or ``"fit"`` (fitted);
+    ``None``: not in the catalogue."""
+    from rank_of_truth import NOT_GATED, truth_ranks
+
+    tracklets = [t.tracklet for t in ts.tracklets]
+    ranks, *_, kept = truth_ranks(correlator, tracklets, [t.norad_id for t in ts.tracklets])
+    return [
+        None if r < 0 else "gate" if r == NOT_GATED else "fit" if k else "rank"
+        for r, k in zip(ranks.tolist(), kept.tolist(), strict=True)
+    ]
 
 
 def class_table(ts, results) -> list[str]:
@@ -176,8 +208,9 @@ def absent_share(older: Path, newer: Path) -> float:
     return float(np.mean(~np.isin(new_ids, Catalogue.from_tle(older).norad_id)))
 
 
-def _category(r, t, launch: dict[int, int]) -> str:
-    """Why a listed tracklet was not identified (see ``miss_categories``)."""
+def _category(r, t, launch: dict[int, int], stage: str | None = None) -> str:
+    """Why a listed tracklet was not identified (see ``miss_categories``; ``stage``: how
+    far its true object got, :func:`truth_stages`)."""
     ids = [c.norad_id for c in r.candidates]
     mate = len(ids) > 1 and launch.get(ids[0], -1) >= 0 and launch.get(ids[0]) == launch.get(ids[1])
     if r.status == "correlated":
@@ -185,7 +218,12 @@ def _category(r, t, launch: dict[int, int]) -> str:
                                              and launch.get(ids[0]) == launch.get(t.norad_id)
                                              else "not a launch mate")  # fmt: skip
     if t.norad_id not in ids:
-        return "b: true object not among the candidates"
+        why = {
+            "gate": ": not through the gate",
+            "rank": ": through the gate, not fitted",
+            "fit": ": fitted, below the record's candidates",
+        }
+        return "b: true object not among the candidates" + why.get(stage, "")
     if ids[0] != t.norad_id:
         return f"b: true object ranked {ids.index(t.norad_id) + 1}, {r.status}"
     if r.status == "ambiguous":
@@ -197,8 +235,10 @@ def _category(r, t, launch: dict[int, int]) -> str:
     return "a: true on top, uncorrelated: below the threshold, no tie"
 
 
-def miss_categories(ts, results) -> list[str]:
-    """The listed tracklets not identified, counted by why (issue 9's diagnosis)."""
+def miss_categories(ts, results, stages=None) -> list[str]:
+    """The listed tracklets not identified, counted by why (issue 9's diagnosis;
+    ``stages``: :func:`truth_stages`, to tell where a true object that is not among the
+    candidates was lost)."""
     from aposos.correlate.errors import launch_index
 
     cat = Catalogue.from_tle(ts.catalogue_lines)
@@ -206,18 +246,21 @@ def miss_categories(ts, results) -> list[str]:
         zip(cat.norad_id.tolist(), launch_index(cat.intl_designator).tolist(), strict=True)
     )
     counts: dict[str, int] = {}
-    for r, t in zip(results, ts.tracklets, strict=True):
+    stages = [None] * len(results) if stages is None else stages
+    for r, t, stage in zip(results, ts.tracklets, stages, strict=True):
         if (
             t.in_catalogue
             and not t.colocated
             and not (r.status == "correlated" and r.norad_id == t.norad_id)
         ):
-            key = _category(r, t, launch)
+            key = _category(r, t, launch, stage)
             counts[key] = counts.get(key, 0) + 1
     return [f"      {n:4d}  {key}" for key, n in sorted(counts.items())]
 
 
-def report(a, b, label, ts, results, seconds, verbose, categories=False) -> None:
+def report(a, b, label, ts, results, seconds, verbose, categories=None) -> None:
+    """Print a pair's figures; ``categories``: the misses by cause too (a list of
+    :func:`truth_stages`, or ``True`` without them)."""
     stats = score_truth(results, ts.tracklets)
     amb = sum(r.status == "ambiguous" for r, t in zip(results, ts.tracklets, strict=True)
               if t.in_catalogue)  # fmt: skip
@@ -233,7 +276,8 @@ def report(a, b, label, ts, results, seconds, verbose, categories=False) -> None
     print("\n".join(reliability([(ts, results)])))
     if categories:
         print("    misses by cause:")
-        print("\n".join(miss_categories(ts, results)))
+        stages = categories if isinstance(categories, list) else None
+        print("\n".join(miss_categories(ts, results, stages)))
     if verbose:
         for r, t in zip(results, ts.tracklets, strict=True):
             missed = t.in_catalogue and not (r.status == "correlated" and r.norad_id == t.norad_id)
@@ -276,13 +320,15 @@ def main(argv=None) -> int:
             a, b = pair.split(":")
             older, newer = snapshot(a), snapshot(b)
             before = None if args.no_history else previous_snapshot(a)
-            ts, single, joint, (elapsed, joint_s) = evaluate_pair(
+            ts, correlator = pair_correlator(
                 older, newer, n_tracklets=args.tracklets, seed=args.seed, model=model,
                 cube_dir=os.path.join(cube_dir, pair.replace(":", "-")), previous=before,
                 trains=args.trains,
             )  # fmt: skip
+            single, joint, (elapsed, joint_s) = run_pair(correlator, ts)
+            stages = truth_stages(correlator, ts) if args.categories else None
             for label, results, seconds in (("single", single, elapsed), ("joint", joint, joint_s)):
-                report(a, b, label, ts, results, seconds, args.verbose, args.categories)
+                report(a, b, label, ts, results, seconds, args.verbose, stages)
             changed = sum(
                 (s.status, s.norad_id) != (j.status, j.norad_id)
                 for s, j in zip(single, joint, strict=True)
