@@ -3,9 +3,10 @@
 in the other side's packages.
 
 Two checks: what a fresh interpreter has loaded after each side's imports and
-``--help`` (lazy imports kept lazy; one interpreter imports the core's packages, then
-each probe runs in a child forked from it: tests/forkprobe.py), and every package each side's code imports is
-declared in the core or in that side's extras of ``pyproject.toml``.
+``--help`` (lazy imports kept lazy; one interpreter imports the core's packages, each
+probe runs in a child forked from it: tests/forkprobe.py), and every package each
+side's code imports is declared in the core or in that side's extras of
+``pyproject.toml``.
 """
 
 import ast
