@@ -1,14 +1,14 @@
 """Many fresh-interpreter probes for the price of one interpreter start.
 
-``python tests/forkprobe.py`` reads ``{"preload": [...], "jobs": {name: {"code", "cwd"}}}``
-as JSON on stdin, imports the ``preload`` modules, then runs each job's code in a child
-forked from that state, in its own working folder, as ``python -c code`` would (``''``
-first on ``sys.path``). It prints ``{"preloaded": [...], "jobs": {name: {"status",
-"stdout", "stderr"}}}``: what the parent had loaded (top-level names) and each job's
-exit status and output. A child is a fresh interpreter that has imported the preload
-and nothing else of a test's making: its ``sys.modules`` is that plus what the job
-loads, so a probe that something is *not* loaded holds as long as the preload did not
-load it (the caller checks ``preloaded``).
+``python tests/forkprobe.py`` reads ``{"preload": [...], "jobs": {name: {"code",
+"cwd"}}}`` as JSON on stdin, imports the ``preload`` modules, then runs each job's code
+in a child forked from that state, in its own working folder, as ``python -c code``
+would (``''`` first on ``sys.path``, ``sys.argv`` ``['-c']``). It prints
+``{"preloaded": [...], "jobs": {name: {"status", "stdout", "stderr"}}}``: what the
+parent had loaded (top-level names) and each job's exit status and output. A child is
+a fresh interpreter that has imported the preload and nothing else of a test's making:
+its ``sys.modules`` is that plus what the job loads, so a probe that something is *not*
+loaded holds as long as the preload did not load it (the caller checks ``preloaded``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import traceback
 def _child(code: str, cwd: str, out: int, err: int) -> int:
     os.chdir(cwd)
     sys.path[0] = ""
+    sys.argv = ["-c"]
     os.dup2(out, 1)
     os.dup2(err, 2)
     try:
