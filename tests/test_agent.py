@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 from agentsetup import AgentProcess, three_fields, wait_for, write_station
-from centerserver import CenterProcess, aposos_cli
+from centerserver import CenterProcess, CenterThread, aposos_cli
 from sqlalchemy import text
 
 from aposos.station.outbox import AgentStore
@@ -35,6 +35,17 @@ def fields(tmp_path_factory):
 def center(tmp_path):
     """A center of its own for each test (nothing delivered yet)."""
     c = CenterProcess(tmp_path / "center", worker=False).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_center(tmp_path_factory):
+    """One center for the quick tests, served in a thread of the test process (real HTTP
+    on loopback, the same app and database): each delivers at most one field, and checks
+    only its own. The agent is what they test; kills and restarts of the center itself
+    are the slow tests'."""
+    c = CenterThread(tmp_path_factory.mktemp("center"), worker=False).start()
     yield c
     c.stop()
 
@@ -195,7 +206,7 @@ def test_kill9_restart_and_rereduce_deliver_exactly_once(center, fields, tmp_pat
     store.close()
 
 
-def test_frames_taken_before_a_kill_stay_in_their_field(center, fields, tmp_path):
+def test_frames_taken_before_a_kill_stay_in_their_field(shared_center, fields, tmp_path):
     """A kill after two of a field's four frames were taken (recorded, the field not
     committed), as ``add_frame`` leaves the state database. At the restart those two are
     reduced again before the folder's other frames have settled; a busy machine makes
@@ -213,7 +224,7 @@ def test_frames_taken_before_a_kill_stay_in_their_field(center, fields, tmp_path
     for name in ("s00_f00.fits", "s00_f01.fits"):  # as FolderSource records them
         assert store.add_frame(f"folder:{name}", camera / name)
     store.close()
-    station = write_station(tmp_path / "st", center.url, _token(center),
+    station = write_station(tmp_path / "st", shared_center.url, _token(shared_center),
                             agent_settings(work, camera, field_idle_s=0.1))  # fmt: skip
     agent = AgentProcess(station).start()
     db = work / "agent.sqlite"
@@ -223,18 +234,18 @@ def test_frames_taken_before_a_kill_stay_in_their_field(center, fields, tmp_path
         assert "2 frame(s) taken before the restart are reduced again" in agent.text()
         assert "field of 4 frame(s)" in agent.text()
         assert "field of 2 frame(s)" not in agent.text()
-        got = center_ids(center)  # one of the batch reduction's ids, and no other
+        got = center_ids(shared_center)  # one of the batch reduction's ids, and no other
         assert len(got) == 1 and got[0] in fields[1], (got, fields[1])
     finally:
         assert agent.terminate() == 0
 
 
-def test_sigterm_during_start_up_ends_cleanly(center, fields, tmp_path):
+def test_sigterm_during_start_up_ends_cleanly(shared_center, fields, tmp_path):
     """SIGTERM as soon as the agent says it started (it is still loading its star
     catalogue): it stops at once with status 0 and takes no frame."""
     camera = tmp_path / "camera"
     copy_fields(fields, camera, ks=(0,))
-    station = write_station(tmp_path / "st", center.url, _token(center),
+    station = write_station(tmp_path / "st", shared_center.url, _token(shared_center),
                             agent_settings(tmp_path / "work", camera))  # fmt: skip
     agent = AgentProcess(station).start()
     t0 = time.monotonic()

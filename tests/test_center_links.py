@@ -31,7 +31,9 @@ def ca():
 
 
 @pytest.fixture(scope="module")
-def tls_center(ca, tmp_path_factory):
+def center(ca, tmp_path_factory):
+    """The file's one center process: HTTPS with a certificate of the test's CA, and
+    per-station upload limits (each test uses stations of its own)."""
     folder = tmp_path_factory.mktemp("tls")
     cert = ca.issue_cert("127.0.0.1", "localhost")
     cert.private_key_and_cert_chain_pem.write_to_path(str(folder / "center.pem"))
@@ -42,9 +44,13 @@ def tls_center(ca, tmp_path_factory):
         worker=False,
         ssl_certfile=str(folder / "center.pem"),
         ssl_keyfile=str(folder / "center.key"),
+        station_uploads_per_minute=60.0,
+        station_upload_burst=3,
+        station_quota_bytes=20_000,
     )
     proc.url = proc.url.replace("http://", "https://")
     proc.ca_file = folder / "ca.pem"
+    proc.verify = ssl.create_default_context(cafile=str(proc.ca_file))
     _start_tls(proc)
     yield proc
     proc.stop()
@@ -66,11 +72,10 @@ def _start_tls(proc: CenterProcess) -> None:
         cwd=REPO,
     )
     logfile.close()
-    verify = ssl.create_default_context(cafile=str(proc.ca_file))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{proc.url}/healthz", verify=verify, timeout=2).status_code == 200:
+            if httpx.get(f"{proc.url}/healthz", verify=proc.verify, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             time.sleep(0.1)
@@ -90,18 +95,18 @@ def station_file(tmp_path, url: str, ca_file=None) -> StationConfig:
     return StationConfig.load(path)
 
 
-def test_https_with_a_pinned_ca_and_enrolment(tls_center, tmp_path):
+def test_https_with_a_pinned_ca_and_enrolment(center, tmp_path):
     code = aposos_cli(
-        "center", "enrol-code", "IRN1", env={"APOSOS_CENTER_CONFIG": str(tls_center.config)}
+        "center", "enrol-code", "IRN1", env={"APOSOS_CENTER_CONFIG": str(center.config)}
     )
     assert code.returncode == 0, code.stderr
     code = code.stdout.strip()
     assert re.fullmatch(r"[A-Z2-9]{4}(-[A-Z2-9]{4}){3}", code)
     # without the pinned CA the station does not trust the center's certificate
-    unpinned = station_file(tmp_path, tls_center.url)
+    unpinned = station_file(tmp_path, center.url)
     with pytest.raises(LinkError, match="cannot reach"):
         enrol(unpinned, code)
-    station = station_file(tmp_path, tls_center.url, tls_center.ca_file)
+    station = station_file(tmp_path, center.url, center.ca_file)
     enrolled = aposos_cli("station", "enrol", "--station", str(station.path), code.lower())
     assert enrolled.returncode == 0, enrolled.stderr
     assert station.token_path.stat().st_mode & 0o777 == 0o600
@@ -111,7 +116,7 @@ def test_https_with_a_pinned_ca_and_enrolment(tls_center, tmp_path):
     again = aposos_cli("station", "enrol", "--station", str(station.path), code)
     assert again.returncode == 2 and "used or expired" in again.stderr  # one time only
     token = station.token_path.read_text().strip()
-    assert token not in tls_center.log.read_text()
+    assert token not in center.log.read_text()
 
 
 def test_no_token_in_clear():
@@ -120,23 +125,10 @@ def test_no_token_in_clear():
     assert tls_verify("http://127.0.0.1:8600", None) is True  # loopback: never on a wire
 
 
-@pytest.fixture(scope="module")
-def center(tmp_path_factory):
-    proc = CenterProcess(
-        tmp_path_factory.mktemp("limits"),
-        worker=False,
-        station_uploads_per_minute=60.0,
-        station_upload_burst=3,
-        station_quota_bytes=20_000,
-    ).start()
-    yield proc
-    proc.stop()
-
-
 def test_token_in_a_query_string_is_refused_and_not_logged(center):
     token = center.token("alice", "analyst")
     for query in (f"token={token}", f"access_token={token}", f"x={token}"):
-        answer = httpx.get(f"{center.url}/api/v1/tracklets?{query}")
+        answer = httpx.get(f"{center.url}/api/v1/tracklets?{query}", verify=center.verify)
         assert answer.status_code == 400 and "not accepted in the URL" in answer.json()["detail"]
     secret = token.removeprefix("aposos_")
     assert secret not in center.log.read_text()
@@ -150,27 +142,35 @@ def test_rate_limit_and_quota(center):
     codes = []
     for k in range(5):
         body = json.dumps([tracklet(100 + k, "PAK1").to_wire()])
-        codes.append(httpx.post(url, content=body, headers=headers).status_code)
+        codes.append(
+            httpx.post(url, content=body, headers=headers, verify=center.verify).status_code
+        )
     assert codes[:3] == [201, 201, 201] and 429 in codes[3:]
     other = center.token("PER1")
     big = [tracklet(200 + k, "PER1").to_wire() for k in range(40)]
     first = httpx.post(
-        url, content=json.dumps(big[:20]), headers={"Authorization": f"Bearer {other}"}
+        url,
+        content=json.dumps(big[:20]),
+        headers={"Authorization": f"Bearer {other}"},
+        verify=center.verify,
     )
     assert first.status_code == 201 and 10_000 < len(json.dumps(big[:20])) < 20_000
     over = httpx.post(
-        url, content=json.dumps(big[20:]), headers={"Authorization": f"Bearer {other}"}
+        url,
+        content=json.dumps(big[20:]),
+        headers={"Authorization": f"Bearer {other}"},
+        verify=center.verify,
     )
     assert over.status_code == 403 and "storage quota" in over.json()["detail"]
 
 
 def test_docs_work_offline(center):
-    page = httpx.get(f"{center.url}/docs")
+    page = httpx.get(f"{center.url}/docs", verify=center.verify)
     assert page.status_code == 200
     sources = re.findall(r'(?:src|href)=["\']([^"\']+)', page.text)
     assert sources and not [s for s in sources if s.startswith(("http:", "https:", "//"))]
     for src in sources:
-        asset = httpx.get(f"{center.url}{src}")
+        asset = httpx.get(f"{center.url}{src}", verify=center.verify)
         assert asset.status_code == 200 and len(asset.content) > 500, src
     assert "cdn" not in page.text.lower()
 
@@ -240,5 +240,7 @@ def test_behind_a_reverse_proxy_the_forwarded_address_is_logged(tmp_path):
 
 def test_without_proxy_headers_a_forwarded_address_is_not_believed(center):
     spoofed = {"X-Forwarded-For": "198.51.100.9"}
-    assert httpx.get(f"{center.url}/healthz", headers=spoofed).status_code == 200
+    assert (
+        httpx.get(f"{center.url}/healthz", headers=spoofed, verify=center.verify).status_code == 200
+    )
     assert "198.51.100.9" not in center.log.read_text()

@@ -3,8 +3,10 @@
 in the other side's packages.
 
 Two checks: what a fresh interpreter has loaded after each side's imports and
-``--help`` (lazy imports kept lazy), and every package each side's code imports is
-declared in the core or in that side's extras of ``pyproject.toml``.
+``--help`` (lazy imports kept lazy; one interpreter imports the core's packages, each
+probe runs in a child forked from it: tests/forkprobe.py), and every package each
+side's code imports is declared in the core or in that side's extras of
+``pyproject.toml``.
 """
 
 import ast
@@ -42,41 +44,88 @@ for argv in {helps!r}:
             pass
 print(json.dumps({{"own": own, "all": sorted(sys.modules)}}))
 """
+# side: (the `--help` command lines, the modules imported besides the side's own)
+SIDES = {
+    "station": (
+        [["--help"], ["station", "--help"]]
+        + [["station", cmd, "--help"] for cmd in ("reduce", "run", "upload", "simulate")],
+        ("aposos.commands.station_agent",),
+    ),
+    "center": ([["center", "--help"], ["report", "--help"], ["query", "--help"]], ()),
+    "orbit": ([["--help"], ["catalog", "--help"], ["correlate", "--help"]], ()),
+}
+# a role package hidden, the command line that needs it, the extra that installs it
+MISSING = [
+    ("sqlalchemy", ["center", "tokens", "--config", "{config}"], "center"),
+    ("httpx", ["query", "uct", "--center", "http://127.0.0.1:9", "--token-file", "{token}"],
+     "center"),
+    ("fastapi", ["center", "serve", "--config", "{config}"], "center"),
+]  # fmt: skip
+# the core's packages (pyproject's dependencies), which every side loads: imported once,
+# before the probes fork from that interpreter (tests/forkprobe.py)
+CORE = ("numpy", "numba", "scipy", "erfa", "astropy.units", "astropy.constants", "pydantic",
+        "zarr")  # fmt: skip
 
 
-def loaded(side: str, helps: list[list[str]], also: tuple[str, ...] = ()) -> dict:
-    """What a fresh interpreter holds after importing every module of ``side`` and the
-    modules ``also``, then running ``main(argv)`` for each of ``helps``."""
-    code = PROBE.format(side=side, helps=helps, also=also)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, timeout=300, check=True)  # fmt: skip
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory) -> dict:
+    """Every probe of this file, each in a fresh interpreter (forked after the core's
+    imports): the sides' loaded modules, and each missing package's command."""
+    # the first job loads a module the last looks for: each starts from the preload alone
+    jobs = {"loads": {"code": "import wave", "cwd": str(REPO)}}
+    jobs |= {side: {"code": PROBE.format(side=side, helps=helps, also=also), "cwd": str(REPO)}
+            for side, (helps, also) in SIDES.items()}  # fmt: skip
+    for hidden, argv, _ in MISSING:
+        folder = tmp_path_factory.mktemp(hidden)
+        (folder / "center.toml").write_text('[center]\ndata_dir = "data"\n')
+        (folder / "token").write_text("aposos_x\n")
+        argv = [a.format(config=folder / "center.toml", token=folder / "token") for a in argv]
+        code = (f"import sys; sys.modules[{hidden!r}] = None\n"  # as if it were not installed
+                f"from aposos.cli import main; sys.exit(main({argv!r}))")  # fmt: skip
+        jobs[hidden] = {"code": code, "cwd": str(folder)}
+    jobs["looks"] = {"code": "import sys; print('wave' in sys.modules)", "cwd": str(REPO)}
+    request = json.dumps({"preload": CORE, "jobs": jobs})
+    out = subprocess.run([sys.executable, str(REPO / "tests" / "forkprobe.py")], input=request,
+                         capture_output=True, text=True, cwd=REPO, timeout=300, check=True)  # fmt: skip
     found = json.loads(out.stdout.strip().splitlines()[-1])
+    # the core loads no role's package: else a probe could not see a side load one
+    assert not set(found["preloaded"]) & {*CENTER_ONLY, *STATION_ONLY, *TEST_ONLY, "aposos"}
+    return found["jobs"]
+
+
+def loaded(probes: dict, side: str) -> dict:
+    """What a fresh interpreter holds after importing every module of ``side`` and its
+    other modules, then running ``main(argv)`` for each of its command lines."""
+    done = probes[side]
+    assert done["status"] == 0, done["stderr"]
+    found = json.loads(done["stdout"].strip().splitlines()[-1])
     found["top"] = {name.split(".")[0] for name in found["all"]}
     return found
 
 
-def test_the_station_side_loads_no_center_package():
+def test_each_probe_sees_only_what_it_loads(probes):
+    assert probes["loads"]["status"] == 0 and probes["looks"]["stdout"] == "False\n"
+
+
+def test_the_station_side_loads_no_center_package(probes):
     """Station modules, the agent's command module included, import nothing of
     aposos.center nor of the center's packages (once test_agent_parts' own probe)."""
-    helps = [["--help"], ["station", "--help"]]
-    helps += [["station", cmd, "--help"] for cmd in ("reduce", "run", "upload", "simulate")]
-    found = loaded("station", helps, also=("aposos.commands.station_agent",))
+    found = loaded(probes, "station")
     assert "aposos.commands.station_agent" in found["own"]
     assert not found["top"] & {*CENTER_ONLY, *TEST_ONLY}, sorted(found["top"] & {*CENTER_ONLY})
     assert not [n for n in found["own"] if n.startswith("aposos.center")]
 
 
-def test_the_center_side_loads_no_station_package():
-    helps = [["center", "--help"], ["report", "--help"], ["query", "--help"]]
-    found = loaded("center", helps)
+def test_the_center_side_loads_no_station_package(probes):
+    found = loaded(probes, "center")
     assert not found["top"] & {*STATION_ONLY, *TEST_ONLY}
     # the center's own modules need nothing of the station's
     assert not [n for n in found["own"] if n.startswith("aposos.station")]
     assert "fastapi" in found["top"]  # the probe did reach the API
 
 
-def test_the_command_line_alone_loads_no_role_package():
-    found = loaded("orbit", [["--help"], ["catalog", "--help"], ["correlate", "--help"]])
+def test_the_command_line_alone_loads_no_role_package(probes):
+    found = loaded(probes, "orbit")
     assert not found["top"] & {*CENTER_ONLY, *STATION_ONLY, *TEST_ONLY}
 
 
@@ -150,24 +199,10 @@ def test_make_installs_every_role_for_the_demo_and_the_tests():
         assert _requirement_names(optional[extra], optional) <= wanted, extra
 
 
-@pytest.mark.parametrize(
-    "hidden, argv, extra",
-    [
-        ("sqlalchemy", ["center", "tokens", "--config", "{config}"], "center"),
-        ("httpx", ["query", "uct", "--center", "http://127.0.0.1:9", "--token-file", "{token}"],
-         "center"),
-        ("fastapi", ["center", "serve", "--config", "{config}"], "center"),
-    ],
-)  # fmt: skip
-def test_a_missing_role_package_is_an_install_to_do(tmp_path, hidden, argv, extra):
-    (tmp_path / "center.toml").write_text('[center]\ndata_dir = "data"\n')
-    (tmp_path / "token").write_text("aposos_x\n")
-    argv = [a.format(config=tmp_path / "center.toml", token=tmp_path / "token") for a in argv]
-    code = (f"import sys; sys.modules[{hidden!r}] = None\n"  # as if it were not installed
-            f"from aposos.cli import main; sys.exit(main({argv!r}))")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300)  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"pip install 'aposos[{extra}]'" in lines[0], done.stderr
+@pytest.mark.parametrize("hidden, argv, extra", MISSING)
+def test_a_missing_role_package_is_an_install_to_do(probes, hidden, argv, extra):
+    done = probes[hidden]
+    assert done["status"] == 2, done["stderr"]
+    lines = done["stderr"].strip().splitlines()
+    assert len(lines) == 1 and f"pip install 'aposos[{extra}]'" in lines[0], done["stderr"]
     assert hidden in lines[0]
