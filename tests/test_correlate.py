@@ -787,27 +787,32 @@ def test_cli_end_to_end(truth, tmp_path, capsys, monkeypatch):
 # --------------------------------------------------------------------- Dask
 
 
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """Two worker processes, started once for the module's Dask tests (each process
+    loads aposos and its kernels: about 4 CPU-s a cluster)."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
+        yield cluster
+
+
 @pytest.mark.slow
-def test_dask_local_cluster_gives_identical_results(truth, catalogue, tmp_path):
-    from dask.distributed import Client, LocalCluster
+def test_dask_local_cluster_gives_identical_results(truth, catalogue, tmp_path, dask_cluster):
+    from dask.distributed import Client
 
     tracklets = [t.tracklet for t in truth.tracklets[:120]]
     local = SGP4Correlator(catalogue, _sites(truth), cube_dir=tmp_path, chunk_size=40)(tracklets)
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with Client(dask_cluster) as client:
         fresh = SGP4Correlator(catalogue, _sites(truth), cube_dir=tmp_path, chunk_size=40)
         remote = fresh.run_distributed(tracklets, client)
     assert [r.to_wire() for r in remote] == [r.to_wire() for r in local]
 
 
 @pytest.mark.slow
-def test_cli_on_dask_matches_local(truth, tmp_path, capsys, monkeypatch):
-    from dask.distributed import LocalCluster
-
+def test_cli_on_dask_matches_local(truth, tmp_path, capsys, monkeypatch, dask_cluster):
     from aposos.cli import main
 
     _write_inputs(truth, tmp_path)
@@ -818,10 +823,7 @@ def test_cli_on_dask_matches_local(truth, tmp_path, capsys, monkeypatch):
     local = capsys.readouterr().out
     main([*base, "--workers", "2"])
     assert capsys.readouterr().out == local
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster:
-        main([*base, "--scheduler", cluster.scheduler_address])
+    main([*base, "--scheduler", dask_cluster.scheduler_address])
     assert capsys.readouterr().out == local
 
 
