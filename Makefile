@@ -33,7 +33,9 @@ stars-setup:
 	apt-get install astrometry-data-tycho2-07-littleendian, then make stars"
 
 # Every test, slow and PostgreSQL ones too (-m "" clears the quick loop's selection),
-# on TEST_WORKERS processes (xdist, a test file per worker); then the kernels uncompiled.
+# on TEST_WORKERS processes (xdist, a test file per worker); then the kernels uncompiled,
+# in one process (45 tests, about 12 CPU-s: three workers would each collect the whole
+# suite again: 21 CPU-s in all, 47 s against 19 s on a busy 2-core machine).
 # The Debian packages the tests run (tests/system_packages.py, standard library only)
 # install while pip fills the venv, and before the star store, which then takes the
 # installed Tycho-2 index rather than downloading the same package again; numba compiles
@@ -50,7 +52,7 @@ test:
 	@$(PY) -m aposos.warmup & warm=$$!; \
 	  $(MAKE) --no-print-directory $(STAMP); made=$$?; wait $$warm && exit $$made
 	$(TEST_ENV) $(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
-	$(TEST_ENV) NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider -n $(TEST_WORKERS)
+	$(TEST_ENV) NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider -n 0
 
 # numba's kernels compiled once into their on-disk cache (aposos/warmup.py, 60-75 CPU-s
 # on a clean clone; make test runs it beside the star store), so the test workers and
