@@ -817,8 +817,9 @@ def test_cli_on_dask_matches_local(truth, tmp_path, capsys, monkeypatch, dask_cl
 
     _write_inputs(truth, tmp_path)
     monkeypatch.chdir(tmp_path)
+    # the cube folder in full: the shared cluster's workers did not start in tmp_path
     base = ["correlate", "a.tdm", "b.xml", "c.iod", "--catalog", "cat.3le", "--stations",
-            "stations", "--cube-dir", "cubes", "--no-progress"]  # fmt: skip
+            "stations", "--cube-dir", str(tmp_path / "cubes"), "--no-progress"]  # fmt: skip
     main(base)
     local = capsys.readouterr().out
     main([*base, "--workers", "2"])
