@@ -33,20 +33,26 @@ stars-setup:
 	apt-get install astrometry-data-tycho2-07-littleendian, then make stars"
 
 # Every test, slow and PostgreSQL ones too (-m "" clears the quick loop's selection),
-# on TEST_WORKERS processes (xdist, a test file per worker); then the kernels uncompiled.
+# on TEST_WORKERS processes (xdist, a test file per worker); then the kernels uncompiled,
+# in one process (45 tests, about 12 CPU-s: three workers would each collect the whole
+# suite again: 21 CPU-s in all, 47 s against 19 s on a busy 2-core machine).
 # The Debian packages the tests run (tests/system_packages.py, standard library only)
 # install while pip fills the venv, and before the star store, which then takes the
 # installed Tycho-2 index rather than downloading the same package again; numba compiles
 # every kernel once meanwhile (make warm, below) for the test workers to load.
+# BLAS on one thread per process: TEST_WORKERS processes already fill the cores, and
+# OpenBLAS's threads spin on small products when cores are short (calibrate's L-BFGS-B
+# on a busy 2-core machine: 19 CPU-s with them, 6 without).
 TEST_WORKERS ?= 3
+TEST_ENV := OPENBLAS_NUM_THREADS=1
 
 test:
 	@$(PYTHON) tests/system_packages.py & apt=$$!; \
 	  $(MAKE) --no-print-directory $(PACKAGES); made=$$?; wait $$apt; exit $$made
 	@$(PY) -m aposos.warmup & warm=$$!; \
 	  $(MAKE) --no-print-directory $(STAMP); made=$$?; wait $$warm && exit $$made
-	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
-	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider -n $(TEST_WORKERS)
+	$(TEST_ENV) $(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
+	$(TEST_ENV) NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q -m kernel -p no:cacheprovider -n 0
 
 # numba's kernels compiled once into their on-disk cache (aposos/warmup.py, 60-75 CPU-s
 # on a clean clone; make test runs it beside the star store), so the test workers and

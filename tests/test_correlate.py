@@ -787,45 +787,99 @@ def test_cli_end_to_end(truth, tmp_path, capsys, monkeypatch):
 # --------------------------------------------------------------------- Dask
 
 
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """Two worker processes, started once for the module's Dask tests (each process
+    loads aposos and its kernels: about 4 CPU-s a cluster)."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
+        yield cluster
+
+
 @pytest.mark.slow
-def test_dask_local_cluster_gives_identical_results(truth, catalogue, tmp_path):
-    from dask.distributed import Client, LocalCluster
+def test_dask_local_cluster_gives_identical_results(truth, catalogue, tmp_path, dask_cluster):
+    from dask.distributed import Client
 
     tracklets = [t.tracklet for t in truth.tracklets[:120]]
     local = SGP4Correlator(catalogue, _sites(truth), cube_dir=tmp_path, chunk_size=40)(tracklets)
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with Client(dask_cluster) as client:
         fresh = SGP4Correlator(catalogue, _sites(truth), cube_dir=tmp_path, chunk_size=40)
         remote = fresh.run_distributed(tracklets, client)
     assert [r.to_wire() for r in remote] == [r.to_wire() for r in local]
 
 
 @pytest.mark.slow
-def test_cli_on_dask_matches_local(truth, tmp_path, capsys, monkeypatch):
-    from dask.distributed import LocalCluster
-
+def test_cli_on_dask_matches_local(truth, tmp_path, capsys, monkeypatch, dask_cluster):
     from aposos.cli import main
 
     _write_inputs(truth, tmp_path)
     monkeypatch.chdir(tmp_path)
+    # the cube folder in full: the shared cluster's workers did not start in tmp_path
     base = ["correlate", "a.tdm", "b.xml", "c.iod", "--catalog", "cat.3le", "--stations",
-            "stations", "--cube-dir", "cubes", "--no-progress"]  # fmt: skip
+            "stations", "--cube-dir", str(tmp_path / "cubes"), "--no-progress"]  # fmt: skip
     main(base)
     local = capsys.readouterr().out
     main([*base, "--workers", "2"])
     assert capsys.readouterr().out == local
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster:
-        main([*base, "--scheduler", cluster.scheduler_address])
+    main([*base, "--scheduler", dask_cluster.scheduler_address])
     assert capsys.readouterr().out == local
 
 
 # --------------------------------------------------------------------- calibration
+
+
+def _value(f):
+    return lambda p, *args: f(p, *args)[0]
+
+
+def _central_difference(f, p, args, h=1e-6):
+    return np.array([(f(p + h * e, *args) - f(p - h * e, *args)) / (2 * h) for e in np.eye(p.size)])  # fmt: skip
+
+
+def test_calibration_gradients_are_the_derivatives_and_find_the_same_optimum():
+    """The EM fit's L-BFGS-B steps take analytic gradients: they equal central
+    differences of the objectives, and each axis's fit reaches the optimum that
+    L-BFGS-B reaches on finite differences alone (what the fit used before): the same
+    variance at every error, within 0.1 %."""
+    from scipy.optimize import minimize
+
+    from aposos.correlate.calibrate import _axis_nll, _axis_sigma, _fit_axis, _weights_nll
+    from aposos.correlate.model import activity
+
+    rng = np.random.default_rng(4)
+    n = 400
+    age = rng.uniform(0.05, 8.0, n)
+    drift = rng.normal(0.0, 20.0, n)
+    resp = rng.uniform(0.0, 1.0, n)
+    extra2 = rng.uniform(0.0, 0.5, n)
+    z2 = (rng.normal(0.0, 1.0, n) * np.sqrt(0.3 + (0.4 * age) ** 2 + 0.05 * drift**2)) ** 2
+    for degree, drift2, start in ((1, None, [-1.0, -0.5]), (2, drift**2, [-1, -0.5, -3, -2])):
+        args = (z2, age, extra2, resp, degree, drift2)
+        start = np.array(start, dtype=float)
+        value, grad = _axis_nll(start, *args)
+        numeric = _central_difference(_value(_axis_nll), start, args)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6 * abs(value))
+        fitted = _fit_axis(start, z2, age, extra2, resp, degree, 0.01, drift2)
+        bounds = [(math.log(0.01), math.log(1e5))] + [(math.log(1e-6), math.log(1e5))] * degree
+        bounds += [(math.log(1e-6), math.log(10.0))] if drift2 is not None else []
+        plain = minimize(_value(_axis_nll), start, args=args, method="L-BFGS-B", bounds=bounds,
+                         options={"maxiter": 200}).x  # fmt: skip
+        assert _axis_nll(fitted, *args)[0] <= _axis_nll(plain, *args)[0] + 1e-6 * n
+
+        def variance(p, degree=degree, drift2=drift2):
+            own = 0.0 if drift2 is None else np.exp(2.0 * p[-1]) * drift2
+            return _axis_sigma(p, age, degree) + own
+
+        np.testing.assert_allclose(variance(fitted), variance(plain), rtol=1e-3)
+    resp3 = rng.dirichlet([5.0, 2.0, 1.0], n)
+    args = (resp3, age, drift, (np.log(age), activity(drift)))
+    start = rng.normal(0.0, 0.5, 6)
+    value, grad = _weights_nll(start, *args)
+    numeric = _central_difference(_value(_weights_nll), start, args)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6 * abs(value))
 
 
 def _drawn_errors(n, rng, slope):

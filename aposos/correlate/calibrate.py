@@ -28,8 +28,10 @@ from aposos.correlate.errors import (
     launch_kinds,
 )
 from aposos.correlate.model import (
+    MIN_AGE_DAYS,
     ErrorComponent,
     ErrorModel,
+    activity,
     drift_prior,
     lost_share,
     mixture_weights,
@@ -157,10 +159,18 @@ def _axis_sigma(params, age, degree):
 
 
 def _axis_nll(params, z2, age, extra2, resp, degree, drift2):
-    s2 = _axis_sigma(params, age, degree) + extra2
+    """Weighted negative log-likelihood of one axis and its gradient in ``params``."""
+    e2 = np.exp(2.0 * np.asarray(params, dtype=np.float64))
+    terms = [e2[1] * age * age]  # the parts of the variance: each is half its derivative
+    if degree == 2:
+        terms.append(e2[2] * age**4)
     if drift2 is not None:  # the time axis: a last parameter scales the drift
-        s2 = s2 + np.exp(2.0 * params[-1]) * drift2
-    return float(np.sum(resp * (0.5 * z2 / s2 + 0.5 * np.log(s2))))
+        terms.append(e2[-1] * drift2)
+    s2 = e2[0] + sum(terms) + extra2
+    value = float(np.sum(resp * (0.5 * z2 / s2 + 0.5 * np.log(s2))))
+    g = resp * (s2 - z2) / (s2 * s2)  # twice d nll / d s2
+    # sums, not dot products: BLAS threads spin for nothing on a busy machine
+    return value, np.array([e2[0] * g.sum()] + [float(np.sum(g * t)) for t in terms])
 
 
 def _fit_axis(start, z2, age, extra2, resp, degree, floor, drift2=None):
@@ -173,7 +183,7 @@ def _fit_axis(start, z2, age, extra2, resp, degree, floor, drift2=None):
         bounds.append((math.log(1e-6), math.log(10.0)))
     result = minimize(
         _axis_nll, start, args=(z2, age, extra2, resp, degree, drift2), method="L-BFGS-B",
-        bounds=bounds, options={"maxiter": 60},
+        jac=True, bounds=bounds, options={"maxiter": 60},
     )  # fmt: skip
     return result.x
 
@@ -259,26 +269,36 @@ def _weight_params(p, k_count):
     return base, slope, drift_slope
 
 
+def _weights_nll(p, resp, age, drift, features):
+    """Negative log-likelihood of the responsibilities under the weights packed in ``p``,
+    and its gradient; ``features``: each row's ``(log age, activity)``, in which the
+    weights' logits are linear."""
+    k_count = resp.shape[1]
+    base, slope, drift_slope = _weight_params(p, k_count)
+    w = mixture_weights(base, slope, age, drift_slope, drift)
+    value = -float(np.sum(resp * np.log(np.maximum(w, 1e-300))))
+    d_logit = (resp.sum(axis=1, keepdims=True) * w - resp)[:, 1:]  # the first is fixed
+    grad = [d_logit.sum(axis=0)] + [np.sum(d_logit * f[:, None], axis=0) for f in features]
+    return value, np.concatenate(grad)
+
+
 def _fit_weights(start, resp, age, drift, max_activity_slope=MAX_ACTIVITY_SLOPE):
     """Component weights at one day and their slopes in log age and in activity
     (multinomial logistic regression on the responsibilities)."""
     from scipy.optimize import minimize
 
-    k_count = resp.shape[1]
-
-    def nll(p):
-        base, slope, drift_slope = _weight_params(p, k_count)
-        w = mixture_weights(base, slope, age, drift_slope, drift)
-        return -float(np.sum(resp * np.log(np.maximum(w, 1e-300))))
-
+    features = (np.log(np.maximum(age, MIN_AGE_DAYS)), activity(drift))
     # wider components never lose weight to the core as age or activity grow, and the
     # activity may at most multiply a share's odds by its drift to the power
     # max_activity_slope
-    m = k_count - 1
+    m = resp.shape[1] - 1
     bounds = [(None, None)] * m + [(0.0, None)] * m + [(0.0, max_activity_slope)] * m
     start = np.clip(start, [b[0] if b[0] is not None else -np.inf for b in bounds],
                     [b[1] if b[1] is not None else np.inf for b in bounds])  # fmt: skip
-    result = minimize(nll, start, method="L-BFGS-B", bounds=bounds, options={"maxiter": 80})
+    result = minimize(
+        _weights_nll, start, args=(resp, age, drift, features), method="L-BFGS-B", jac=True,
+        bounds=bounds, options={"maxiter": 80},
+    )  # fmt: skip
     return result.x
 
 
