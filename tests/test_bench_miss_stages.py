@@ -81,3 +81,17 @@ def test_stages_on_a_real_pair(bench, tmp_path):
                 assert not named
     assert stages["shut"].count("gate") >= 10, stages["shut"]
     assert stages["packaged"].count("gate") <= 2, stages["packaged"]
+
+
+def test_night_of_reads_the_epochs_as_sgp4_does(bench):
+    """The night of a snapshot (JD at 0 h UTC of its median epoch), read from the epoch
+    fields, is the one python-sgp4's own epochs give, for every snapshot of the series."""
+    import numpy as np
+    from sgp4.api import Satrec
+    from truthset import read_3le
+
+    for day in ("16", "17", "18", "19", "20", "23"):
+        path = bench.snapshot(day)
+        sats = [Satrec.twoline2rv(a, b) for _, a, b in read_3le(path)]
+        median = np.median([s.jdsatepoch + s.jdsatepochF for s in sats])
+        assert bench.night_of(path) == np.floor(median - 0.5) + 0.5, day
