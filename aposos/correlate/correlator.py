@@ -28,7 +28,9 @@ Steps (see ``shared/ARCHITECTURE.md``):
    spread along track by a cluster width (the density of uncatalogued objects flying
    with the candidate); the score is the posterior probability of each candidate
    against the others and "not in the catalogue". The gate allows for the wider
-   component.
+   component. A pair whose data alone leave a chi-square too large to hold 1e-12 of
+   the posterior under any prior (:func:`~aposos.correlate.fit.chi2_floor`) is left
+   out before the priors are weighed.
 
 Batches run on a Dask cluster with :meth:`SGP4Correlator.run_distributed`, cut into the
 same time-ordered chunks as a local run: the results are identical, bit for bit.
