@@ -28,7 +28,9 @@ Steps (see ``shared/ARCHITECTURE.md``):
    spread along track by a cluster width (the density of uncatalogued objects flying
    with the candidate); the score is the posterior probability of each candidate
    against the others and "not in the catalogue". The gate allows for the wider
-   component.
+   component. A pair whose data alone leave a chi-square too large to hold 1e-12 of
+   the posterior under any prior (:func:`~aposos.correlate.fit.chi2_floor`) is left
+   out before the priors are weighed.
 
 Batches run on a Dask cluster with :meth:`SGP4Correlator.run_distributed`, cut into the
 same time-ordered chunks as a local run: the results are identical, bit for bit.
@@ -52,7 +54,7 @@ from aposos.correlate.decide import (
     score_pairs,
     temper_mates,
 )
-from aposos.correlate.fit import ObservationBatch, evaluate_priors, fit_pairs
+from aposos.correlate.fit import ObservationBatch, chi2_floor, evaluate_priors, fit_pairs
 from aposos.correlate.gate import gate_block
 from aposos.correlate.model import ARCSEC, ErrorModel, unseen_mate_odds
 from aposos.correlate.rank import (
@@ -86,6 +88,10 @@ N_FIT = 64
 # rank score bounds that too
 N_FIT_MIN = 64
 RANK_GAP = 30.0
+# a fitted pair is left out when it cannot hold this share of its tracklet's posterior
+# under any prior (:meth:`SGP4Correlator._negligible_deviance`): the others' scores move
+# by less than this, and no listed score of 1e-6 or more changes
+NEGLIGIBLE_SHARE = 1e-12
 GATE_MARGIN_S = 0.2  # light time (GEO 0.13 s) and interpolation
 GATE_MARGIN_KM = 0.5
 GATE_MARGIN_ARCSEC = 10.0
@@ -163,6 +169,7 @@ class SGP4Correlator:
         self._gate_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._object_major_cache: dict[tuple[int, int], np.ndarray] = {}
         self._launch_by_norad: dict[int, int] | None = None
+        self._negligible: float | None = None
         self._row_by_norad: dict[int, int] | None = None
         self._groups: list[tuple[np.ndarray, HermiteEphemeris]] = []
         for step in sorted(by_step):
@@ -481,10 +488,11 @@ class SGP4Correlator:
         pair_trk, pair_obj, tau0 = self._gate(batch)
         order = np.lexsort((pair_obj, pair_trk))
         pair_trk, pair_obj, tau0 = pair_trk[order], pair_obj[order], tau0[order]
-        fits = self._fit_components(batch, pair_trk, pair_obj, tau0)
+        fits, live = self._fit_components(batch, pair_trk, pair_obj, tau0)
         return self._classify(
-            fits, pair_trk, pair_obj, batch.free_deviance, self._lost_elsewhere(batch)
-        )
+            fits, pair_trk[live], pair_obj[live], batch.free_deviance,
+            self._lost_elsewhere(batch), (pair_trk[~live], pair_obj[~live]),
+        )  # fmt: skip
 
     def _lost_elsewhere(self, batch) -> np.ndarray:
         """Per tracklet, the odds of a catalogued object whose element set is lost flying
@@ -506,13 +514,17 @@ class SGP4Correlator:
         return share * np.array([cache[k] for k in key.tolist()])
 
     def _fit_components(self, batch, pair_trk, pair_obj, tau0):
-        """Fit every pair once (SGP4 iterated, under the gate's wide prior), then its
-        marginal deviance under each mixture component and each cluster-widened one
-        from the same geometry (no more SGP4).
+        """Fit every pair once (SGP4 iterated, under the gate's wide prior) and leave out
+        those that cannot matter (their chi-square floor,
+        :func:`~aposos.correlate.fit.chi2_floor`, beyond :meth:`_negligible_deviance`
+        above the tracklet's "nobody catalogued it" deviance, save each tracklet's
+        least); then the others' marginal deviance under each mixture component and
+        each cluster-widened one from the same geometry (no more SGP4).
 
-        Returns the fit, ``(n_pairs, K)`` deviances and cluster deviances, the weights,
-        the lost shares, the deviances of the lost spread and, per pair, the odds of one
-        unseen plane mate (:func:`~aposos.correlate.model.unseen_mate_odds`).
+        Returns, for the pairs kept, the fit, ``(n_pairs, K)`` deviances and cluster
+        deviances, the weights, the lost shares, the deviances of the lost spread and,
+        per pair, the odds of one unseen plane mate
+        (:func:`~aposos.correlate.model.unseen_mate_odds`); and which pairs those are.
         """
         rows = batch.reference_rows()[pair_trk]
         jd, fr = batch.jd[rows], batch.fr[rows]
@@ -521,9 +533,20 @@ class SGP4Correlator:
         plain = table.component_priors(jd, fr, pair_obj)
         wide = table.gate_priors(jd, fr, pair_obj, plain)
         fit = fit_pairs(batch, self.catalogue.params[pair_obj], pair_trk, tau0, wide, timing)
+        floor = chi2_floor(fit)
+        live = ~(floor - batch.free_deviance[pair_trk] > self._negligible_deviance())
+        # each tracklet's pair of least floor stays: an uncorrelated record names its
+        # nearest candidate, with residuals, whatever the others' shares
+        by_floor = np.lexsort((floor, pair_trk))
+        first = np.ones(by_floor.size, dtype=bool)
+        first[1:] = pair_trk[by_floor[1:]] != pair_trk[by_floor[:-1]]
+        live[by_floor[first]] = True
+        if not live.all():
+            fit, plain, wide = fit.take(live), plain[live], wide[live]
+            pair_obj, jd, fr = pair_obj[live], jd[live], fr[live]
         k_max = table.n_components
-        deviance = np.full((pair_trk.size, k_max), np.inf)
-        cluster = np.full((pair_trk.size, k_max), np.inf)
+        deviance = np.full((pair_obj.size, k_max), np.inf)
+        cluster = np.full((pair_obj.size, k_max), np.inf)
         weights, lost = table.weights(jd, fr, pair_obj)
         used = [k for k in range(k_max) if np.any(weights[:, k] > 0)]
         spread = wide.copy()  # the gate's widest sigmas across track, the window along
@@ -542,12 +565,38 @@ class SGP4Correlator:
                 1.0, weights[:, used], lost, along[..., 0], along[..., 1],
                 table.rev_per_day[pair_obj], self.error_model.gate_max_along_s,
             )  # fmt: skip
-        return fit, deviance, cluster, weights, lost, lost_deviance, per_mate
+        return (fit, deviance, cluster, weights, lost, lost_deviance, per_mate), live
 
-    def _classify(self, fit_deviance, pair_trk, pair_obj, free_deviance, lost_elsewhere=0.0):
+    def _negligible_deviance(self) -> float:
+        """How far above its tracklet's "nobody catalogued it" deviance a pair's
+        chi-square floor must lie for it to hold less than :data:`NEGLIGIBLE_SHARE` of
+        the posterior, with every other pair of the tracklet left out too.
+
+        Each pair adds to the posterior's total at most ``C exp(-d / 2)``, ``d`` its
+        least deviance (never below its floor): its likelihood (weights at most 1), its
+        cluster odds, its lost share (at most 1) and its unseen plane mates (at most
+        ``unseen_mate_scale`` times its plane mates plus one, each at most twice the
+        density of one orbit's worth of the gate window); the "nobody catalogued it"
+        term alone is ``r exp(-d_free / 2)``, ``r`` the odds of an uncatalogued object."""
+        if self._negligible is None:
+            model, table = self.error_model, self._priors
+            r = model.uncatalogued_fraction / (1.0 - model.uncatalogued_fraction)
+            rev = float(np.max(table.rev_per_day, initial=0.0))
+            density = np.sqrt(2.0 * np.pi) * model.gate_max_along_s * rev / 86400.0
+            mates = float(np.max(table.plane_mates, initial=0)) + 1.0
+            odds = float(np.max(table.cluster_odds, initial=0.0))
+            c = 2.0 + odds + model.unseen_mate_scale * mates * 2.0 * density
+            self._negligible = 2.0 * np.log(N_FIT * c / (r * NEGLIGIBLE_SHARE))
+        return self._negligible
+
+    def _classify(
+        self, fit_deviance, pair_trk, pair_obj, free_deviance, lost_elsewhere=0.0, left_out=None
+    ):
         """Scores, candidates, status and reason of every tracklet from its pairs' fits:
         the records with train mates tempered (:func:`temper_mates`) and, for the joint
-        stage, untempered (the same record where tempering changed nothing)."""
+        stage, untempered (the same record where tempering changed nothing).
+        ``left_out``: ``(tracklet, object)`` of the pairs found negligible before the
+        fit; they still count as seen train and plane mates (:meth:`_unseen_mates`)."""
         fit, deviance, cluster, weights, lost, lost_deviance, per_mate = fit_deviance
         n_trk = free_deviance.size
         model = self.error_model
@@ -561,7 +610,8 @@ class SGP4Correlator:
         obj = pair_obj[keep]
         unseen = None
         if per_mate is not None:
-            unseen = model.unseen_mate_scale * self._unseen_mates(trk, obj) * per_mate[keep]
+            mates = self._unseen_mates(trk, obj, left_out)
+            unseen = model.unseen_mate_scale * mates * per_mate[keep]
         raw = score_pairs(
             model, trk, deviance[keep], cluster[keep], weights[keep], lost[keep], free_deviance,
             lost_deviance[keep], self._priors.cluster_odds[obj], lost_elsewhere, unseen,
@@ -577,14 +627,18 @@ class SGP4Correlator:
         untempered = self._records(raw, fit, keep, trk, obj, n_trk, only=changed)
         return out, [u if c else o for o, u, c in zip(out, untempered, changed, strict=True)]
 
-    def _unseen_mates(self, trk, obj) -> np.ndarray:
+    def _unseen_mates(self, trk, obj, also=None) -> np.ndarray:
         """Per pair, the candidate's plane mates that are not candidates of the tracklet
-        (its plane mates, less the tracklet's other candidates of its launch)."""
+        (its plane mates, less the tracklet's other candidates of its launch, counting
+        the ``(tracklet, object)`` pairs ``also``)."""
+        n = np.size(trk)
+        if also is not None:
+            trk, obj = np.concatenate([trk, also[0]]), np.concatenate([obj, also[1]])
         launch = self._priors.launch[obj]
         key = (np.asarray(trk, dtype=np.int64) << 32) | (launch + 1)
         _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
         fitted = np.where(launch >= 0, counts[inverse], 1)
-        return np.maximum(self._priors.plane_mates[obj] + 1 - fitted, 0)
+        return np.maximum(self._priors.plane_mates[obj] + 1 - fitted, 0)[:n]
 
     def _records(self, scores, fit, keep, trk, obj, n_trk, only=None) -> list[Correlation]:
         """One record per tracklet from its candidates' ``scores`` (``only``: of the

@@ -35,6 +35,7 @@ from aposos.orbit.jit import inline_kernel, kernel, parallel_kernel
 __all__ = [
     "ObservationBatch",
     "PairFit",
+    "chi2_floor",
     "evaluate_priors",
     "fit_pairs",
     "smooth_motion_fit",
@@ -548,6 +549,41 @@ def _fit_all(geo, sig, counts, tau, tau_mean, var_prior, timing_s, rows, out, su
             )  # fmt: skip
 
 
+@kernel
+def _data_only_chi2(summary, a, low, scale, theta):
+    """The least chi-square of one pair's data alone (no prior) from its summary:
+    ``rWr - g' A^-1 g``, ``A`` scaled to a unit diagonal (scratch ``a, low``: 4 x 4,
+    ``scale, theta``: 4; a relative jitter of ``1e-12`` keeps a singular ``A``
+    solvable, raising the value by far less than a unit)."""
+    for k in range(N_PARAM):
+        scale[k] = math.sqrt(max(summary[S_INFO + (N_PARAM + 1) * k], 1e-300))
+    for k in range(N_PARAM):
+        for j in range(N_PARAM):
+            a[k, j] = summary[S_INFO + N_PARAM * k + j] / (scale[k] * scale[j])
+        a[k, k] += 1e-12
+    _cholesky_log_det(a, low)
+    chi2 = summary[S_RWR]
+    for i in range(N_PARAM):  # forward substitution: chi2 drops by |L^-1 g|^2
+        t = summary[S_GRAD + i] / scale[i]
+        for k in range(i):
+            t -= low[i, k] * theta[k]
+        theta[i] = t / low[i, i]
+        chi2 -= theta[i] * theta[i]
+    return chi2
+
+
+@parallel_kernel
+def _floor_all(summary, floor):
+    """:func:`_data_only_chi2` of every pair (``summary`` rows) into ``floor``."""
+    n_pairs = summary.shape[0]
+    n_tasks = (n_pairs + PAIRS_PER_TASK - 1) // PAIRS_PER_TASK
+    for task in prange(n_tasks):
+        work = np.empty((2, N_PARAM, N_PARAM))
+        vectors = np.empty((2, N_PARAM))
+        for p in range(task * PAIRS_PER_TASK, min(n_pairs, (task + 1) * PAIRS_PER_TASK)):
+            floor[p] = _data_only_chi2(summary[p], work[0], work[1], vectors[0], vectors[1])
+
+
 @parallel_kernel
 def _evaluate_all(summary, offset, var_prior, chi2, occam):
     """Chi-square and Occam term of every pair (``summary`` rows) under every prior
@@ -731,7 +767,8 @@ def evaluate_priors(fit: PairFit, priors):
     """
     n_pairs = fit.tau_s.size
     priors = np.asarray(priors, dtype=np.float64)
-    stack = priors.reshape((-1, n_pairs, priors.shape[-1]))
+    n_priors = priors.shape[0] if priors.ndim == 3 else 1
+    stack = priors.reshape((n_priors, n_pairs, priors.shape[-1]))
     offset = np.empty(stack.shape[:2])
     var = np.empty(stack.shape[:2] + (4,))
     for m, one in enumerate(stack):
@@ -745,3 +782,15 @@ def evaluate_priors(fit: PairFit, priors):
     occam[:, bad] = np.inf
     shape = offset.shape if priors.ndim == 3 else (n_pairs,)
     return chi2.reshape(shape), occam.reshape(shape)
+
+
+def chi2_floor(fit: PairFit) -> np.ndarray:
+    """Each pair's least chi-square with the time offset and the position offsets free
+    (no prior), from the data's summary the fit keeps. Every deviance
+    :func:`evaluate_priors` gives the pair (chi-square plus Occam term, under any prior)
+    comes from that summary and is at least this: a prior only adds to the chi-square,
+    and the Occam term ``ln det(I + C A)`` is never negative. ``(n_pairs,)``; pairs
+    without a prediction get 0."""
+    floor = np.zeros(fit.tau_s.size)
+    _floor_all(np.ascontiguousarray(fit.summary), floor)
+    return np.where(np.isfinite(fit.chi2), floor, 0.0)
