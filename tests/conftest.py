@@ -20,6 +20,9 @@ sys.dont_write_bytecode = False
 # CPU-s and 74-77 s spinning, 110 CPU-s and 68-69 s passive, same minutes, quiet machine).
 # Set before any parallel kernel starts the runtime; subprocesses inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+# BLAS on one thread, as make test sets it (Makefile's TEST_ENV): the xdist workers and
+# the servers and agents tests start inherit it (this process loaded numpy already).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 pytest_plugins = ["starpin"]  # the packaged star catalogues, not the machine's deep store
 
