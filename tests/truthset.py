@@ -433,6 +433,7 @@ def _colocated(truth_sats, mid_jd, catalogue_sats) -> np.ndarray:
     knot_jd, knot_fr = _jd_split(mid_jd.min() + knots * step)
     e, r, _ = SatrecArray(catalogue_sats).sgp4(knot_jd, knot_fr)
     r = np.where((e == 0)[..., None], r, np.nan)  # failed: no bound, always looked at
+    r = np.ascontiguousarray(r.transpose(1, 0, 2))  # grid time, object, xyz
     reach = COLOCATED_KM + COLOCATED_GRID_S**2 * ACCEL_BOUND_KMS2 / 4.0
     ids = np.array([s.satnum for s in catalogue_sats])
     jd, fr = _jd_split(mid_jd)
@@ -440,14 +441,12 @@ def _colocated(truth_sats, mid_jd, catalogue_sats) -> np.ndarray:
         a = np.searchsorted(knots, cell[k])
         f = (mid_jd[k] - (knot_jd[a] + knot_fr[a])) / step
         ends = [np.asarray(sat.sgp4(knot_jd[i], knot_fr[i])[1]) for i in (a, a + 1)]
-        sep = (1.0 - f) * (r[:, a] - ends[0]) + f * (r[:, a + 1] - ends[1])
-        near = ~(np.linalg.norm(sep, axis=1) >= reach) & (ids != sat.satnum)
-        _, rk, _ = sat.sgp4(jd[k], fr[k])
-        for j in np.flatnonzero(near):
-            ej, rj, _ = catalogue_sats[j].sgp4(jd[k], fr[k])
-            if ej == 0 and np.linalg.norm(np.subtract(rj, rk)) < COLOCATED_KM:
-                out[k] = True
-                break
+        sep = (1.0 - f) * r[a] + f * r[a + 1] - ((1.0 - f) * ends[0] + f * ends[1])
+        near = ~(np.einsum("ij,ij->i", sep, sep) >= reach**2) & (ids != sat.satnum)
+        at = [catalogue_sats[j].sgp4(jd[k], fr[k]) for j in np.flatnonzero(near)]
+        rj = np.array([rj if ej == 0 else (np.nan,) * 3 for ej, rj, _ in at]).reshape(-1, 3)
+        d = np.linalg.norm(rj - np.asarray(sat.sgp4(jd[k], fr[k])[1]), axis=1)
+        out[k] = bool(np.nanmin(d, initial=np.inf) < COLOCATED_KM)
     return out
 
 
