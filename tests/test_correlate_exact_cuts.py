@@ -130,8 +130,8 @@ def test_rank_looks_do_not_depend_on_their_order_or_on_per_tracklet_rows():
     block[:, :, 3] = -7.5 * np.sin(angle)
     block[:, :, 4] = 7.5 * np.cos(angle) * np.cos(tilt)
     block[:, :, 5] = 7.5 * np.cos(angle) * np.sin(tilt)
-    stand_in = np.zeros((0, 1, 6), np.float32)
-    blocks = (stand_in, block, stand_in)
+    stand_in = np.zeros((1, 6, 0), np.float32)
+    blocks = (stand_in, np.ascontiguousarray(block.transpose(1, 2, 0)), stand_in)  # cube layout
     priors = np.zeros((n_obj, 2, 4))
     priors[:, :, 1] = [5.0, 60.0]
     priors[:, :, 2] = [1.0, 20.0]

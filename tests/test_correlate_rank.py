@@ -20,7 +20,6 @@ from aposos.correlate.rank import (
     MAX_STEP_S,
     SIGMA_FLOOR_KM,
     block_priors,
-    object_major,
     rank_scores,
 )
 from aposos.orbit.catalogue import Catalogue
@@ -71,7 +70,7 @@ def test_look_on_the_cube_matches_sgp4(sky):
     """Offsets, miss distances and scores of the cube look against python-sgp4's."""
     cat, satrecs = sky
     eph = HermiteEphemeris(cat, step_s=180)
-    blocks = tuple(object_major(eph.block(b)) for b in (BLOCK - 1, BLOCK, BLOCK + 1))
+    blocks = tuple(eph.block(b) for b in (BLOCK - 1, BLOCK, BLOCK + 1))
     start_jd, start_fr = eph.sample_times(BLOCK * eph.samples_per_block, 1)
     rng = np.random.default_rng(8)
     n = len(cat)
@@ -110,7 +109,7 @@ def test_a_look_beyond_the_given_blocks_scores_nothing(sky):
     """A neighbour block that was not loaded (the stand-in) gives an infinite score."""
     cat, _ = sky
     eph = HermiteEphemeris(cat, step_s=180)
-    stand_in = np.zeros((0, 1, 6), dtype=np.float32)
+    stand_in = np.zeros((1, 6, 0), dtype=np.float32)
     n = len(cat)
     obj = np.arange(n)
     table = ErrorModel.default().table(cat)
@@ -119,7 +118,7 @@ def test_a_look_beyond_the_given_blocks_scores_nothing(sky):
     site = np.zeros((n, 3))
     u = np.tile([1.0, 0.0, 0.0], (n, 1))
     sigma = np.full(n, one_arcsec_rad)
-    blocks = (stand_in, object_major(eph.block(BLOCK)), stand_in)
+    blocks = (stand_in, eph.block(BLOCK), stand_in)
     _, _, before = rank_scores(blocks, 180, obj, np.full(n, 10.0), np.full(n, -400.0), site, u,
                                sigma, priors)  # fmt: skip
     _, _, after = rank_scores(blocks, 180, obj, np.full(n, 3590.0), np.full(n, 400.0), site, u,
@@ -128,15 +127,6 @@ def test_a_look_beyond_the_given_blocks_scores_nothing(sky):
                                sigma, priors)  # fmt: skip
     assert np.isinf(before).all() and np.isinf(after).all()
     assert np.isfinite(inside).any()
-
-
-def test_object_major_layout_holds_the_same_numbers(sky):
-    """The rank's layout of a block is the cube block's numbers, object by object."""
-    cat, _ = sky
-    block = HermiteEphemeris(cat, step_s=180).block(BLOCK)
-    laid = object_major(block)
-    assert laid.shape == (block.shape[2], block.shape[0], 6)
-    np.testing.assert_array_equal(laid, np.transpose(block, (2, 0, 1)))
 
 
 def test_fit_takes_the_first_few_and_the_near_ones():

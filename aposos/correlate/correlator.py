@@ -60,7 +60,6 @@ from aposos.correlate.model import ARCSEC, ErrorModel, unseen_mate_odds
 from aposos.correlate.rank import (
     MAX_STEP_S,
     block_priors,
-    object_major,
     rank_order,
     rank_scores,
 )
@@ -167,7 +166,6 @@ class SGP4Correlator:
         self._rank_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._lost_share_cache: dict[int, float] = {}
         self._gate_prior_cache: dict[tuple[int, int], np.ndarray] = {}
-        self._object_major_cache: dict[tuple[int, int], np.ndarray] = {}
         self._launch_by_norad: dict[int, int] | None = None
         self._negligible: float | None = None
         self._row_by_norad: dict[int, int] | None = None
@@ -180,10 +178,8 @@ class SGP4Correlator:
             self._groups.append((index, eph))
 
     def __getstate__(self):
-        # pickled (to Dask workers) without the rank's block layouts and the NORAD id
-        # look-ups: they are rebuilt
+        # pickled (to Dask workers) without the NORAD id look-ups: they are rebuilt
         state = self.__dict__.copy()
-        state["_object_major_cache"] = {}
         state["_launch_by_norad"] = state["_row_by_norad"] = None
         return state
 
@@ -438,32 +434,14 @@ class SGP4Correlator:
         t0 = ((jd - start_jd[0]) + (fr - start_fr[0])) * 86400.0  # per tracklet
         reach = 2 * MAX_STEP_S + 1.0
         n = eph.samples_per_block
-        stand_in = np.zeros((0, 1, 6), dtype=np.float32)
-        before = self._object_major(g, b - 1) if (t0[trk] + tau).min() - reach < 0 else stand_in
-        after = (
-            self._object_major(g, b + 1)
-            if (t0[trk] + tau).max() + reach >= n * eph.step_s
-            else stand_in
-        )
-        blocks = (before, self._object_major(g, b), after)
+        stand_in = np.zeros((1, 6, 0), dtype=np.float32)
+        before = eph.block(b - 1) if (t0[trk] + tau).min() - reach < 0 else stand_in
+        after = eph.block(b + 1) if (t0[trk] + tau).max() + reach >= n * eph.step_s else stand_in
+        blocks = (before, eph.block(b), after)
         tau, _, score = rank_scores(
             blocks, eph.step_s, obj, t0, tau, site, u, sigma, self._rank_priors(g, b), trk=trk
         )
         return tau, score
-
-    def _object_major(self, g: int, b: int) -> np.ndarray:
-        """Cube block ``b`` of group ``g`` laid out for the rank's looks
-        (:func:`aposos.correlate.rank.object_major`), kept like the cube's blocks."""
-        key = (g, b)
-        cache = self._object_major_cache
-        if key not in cache:
-            # as many per group as the cube keeps: one-by-one calls (correlate_one) jump
-            # about the night, and a layout costs a pass over the whole block
-            mine = [k for k in cache if k[0] == g]
-            while len(mine) >= MAX_BLOCKS:
-                cache.pop(mine.pop(0))
-            cache[key] = object_major(self._groups[g][1].block(b))
-        return cache[key]
 
     def _rank_priors(self, g: int, b: int) -> np.ndarray:
         """:func:`aposos.correlate.rank.block_priors` of a group's objects at the middle

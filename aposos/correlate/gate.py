@@ -15,12 +15,13 @@ measurement, and ``g tau*^2 / 2`` the bend of the real (curved) track away from 
 straight line over ``tau*``. ``m``, ``T`` and ``X`` come from the error model (prior mean
 and ``gate_sigma`` sigmas), so the gate drops no object the fine fit could accept.
 
-The kernel makes two passes: a branch-free pass (float32, structure-of-arrays, so it
-vectorises) that computes a normalised miss for every (tracklet, object), tiled so that
-a chunk of objects stays in cache while all tracklets of the block go over it, keeping
-the first few that pass in each chunk (the tile's scratch is all it writes); then, per
-tracklet, the passing objects in object order (a chunk where more passed than were kept
-is looked at again) go on a heap of the ``cap`` closest, sorted closest first.
+The kernel goes over the tracklets in parallel, each against every object a chunk at a
+time: a branch-free pass (float32, structure-of-arrays, so it vectorises) computes a
+normalised miss for every object of the chunk, then the passing ones, in object order
+while still in cache, go on a heap of the ``cap`` closest, sorted closest first at the
+end. Tracklets are taken in the order of their cube interval, so consecutive ones read the
+same samples. One parallel region per block: each costs a wait for both cores, long when
+another process holds one.
 """
 
 from __future__ import annotations
@@ -34,10 +35,7 @@ __all__ = ["gate_block"]
 
 MU_KM3_S2 = 398600.4418
 MAX_GATE_CANDIDATES = 64
-OBJECT_CHUNK = 2048  # objects per tile: two samples of them fit in the L2 cache
-TRACKLETS_PER_CALL = 256  # bounds the (tracklets x chunks x slots) scratch arrays
-# passing objects a tile keeps per (tracklet, chunk); a chunk with more is looked at again
-CHUNK_SLOTS = 192
+OBJECT_CHUNK = 2048  # objects per pass: their ratios are looked at while in cache
 
 
 @kernel
@@ -143,76 +141,34 @@ def _offer(j, tau_j, ratio_j, tau_mid, tau_max, n, idx, tau, miss, heap):
 
 
 @parallel_kernel
-def _gate_tiles(
-    block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta, passing, slot_obj,
-    slot_tau, slot_ratio,
+def _gate_rows(
+    block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta, out_n, out_idx, out_tau,
+    out_miss,
 ):  # fmt: skip
-    """All tracklets against one chunk of objects at a time (the chunk stays in cache).
-
-    ``passing[t, c]``: how many of chunk ``c`` pass for tracklet ``t``; the first
-    :data:`CHUNK_SLOTS` of them (object, tau*, ratio) go to ``slot_*[t, c]`` (the others
-    are found again by :func:`_collect_all`). Tracklets come sorted by interval, so
-    consecutive ones read the same samples.
-    """
+    """Each tracklet against every object, a chunk of objects at a time: the passing ones
+    in object order, the ``cap`` best kept (:func:`_offer`), closest first (stable: ties
+    in slot order), into ``out_*[t]``. Tracklets come sorted by interval, so consecutive
+    ones read the same samples (they stay in cache)."""
     n_obj = block.shape[2]
     h = np.float32(step_s)
     n_chunks = (n_obj + OBJECT_CHUNK - 1) // OBJECT_CHUNK
-    for c in prange(n_chunks):
-        j0 = c * OBJECT_CHUNK
-        j1 = min(n_obj, j0 + OBJECT_CHUNK)
-        ratio = np.empty(OBJECT_CHUNK, dtype=np.float32)
-        taus = np.empty(OBJECT_CHUNK, dtype=np.float32)
-        for t in range(k.shape[0]):
-            _miss_ratios(
-                block, k[t], w[t], h, site[t], u[t], tau_mid, tau_max, cross_km,
-                np.float32(theta[t]), ratio, taus, j0, j1,
-            )  # fmt: skip
-            count = 0
-            for j in range(j1 - j0):  # still in cache
-                if ratio[j] <= 1.0:
-                    if count < CHUNK_SLOTS:
-                        slot_obj[t, c, count] = j0 + j
-                        slot_tau[t, c, count] = taus[j]
-                        slot_ratio[t, c, count] = ratio[j]
-                    count += 1
-            passing[t, c] = count
-
-
-@parallel_kernel
-def _collect_all(
-    block, k, w, step_s, site, u, tau_mid, tau_max, cross_km, theta, passing, slot_obj,
-    slot_tau, slot_ratio, out_n, out_idx, out_tau, out_miss,
-):  # fmt: skip
-    """Each tracklet's passing objects in object order, the ``cap`` best kept
-    (:func:`_offer`), closest first (stable: ties in slot order), into ``out_*[t]``.
-
-    A chunk where more pass than its slots hold is looked at again (the same numbers)."""
-    n_obj = block.shape[2]
-    h = np.float32(step_s)
-    for t in prange(passing.shape[0]):
+    for t in prange(k.shape[0]):
         heap = np.empty(out_idx.shape[1], dtype=np.int64)
         ratio = np.empty(OBJECT_CHUNK, dtype=np.float32)
         taus = np.empty(OBJECT_CHUNK, dtype=np.float32)
         idx, tau, miss = out_idx[t], out_tau[t], out_miss[t]
         n = 0
-        for c in range(passing.shape[1]):
-            m = passing[t, c]
-            if 0 < m <= CHUNK_SLOTS:
-                for s in range(m):
-                    j = slot_obj[t, c, s]
-                    n = _offer(j, slot_tau[t, c, s], slot_ratio[t, c, s], tau_mid, tau_max,
-                               n, idx, tau, miss, heap)  # fmt: skip
-            elif m > CHUNK_SLOTS:
-                j0 = c * OBJECT_CHUNK
-                j1 = min(n_obj, j0 + OBJECT_CHUNK)
-                _miss_ratios(
-                    block, k[t], w[t], h, site[t], u[t], tau_mid, tau_max, cross_km,
-                    np.float32(theta[t]), ratio, taus, j0, j1,
-                )  # fmt: skip
-                for j in range(j1 - j0):
-                    if ratio[j] <= 1.0:
-                        n = _offer(j0 + j, taus[j], ratio[j], tau_mid, tau_max, n, idx, tau,
-                                   miss, heap)  # fmt: skip
+        for c in range(n_chunks):
+            j0 = c * OBJECT_CHUNK
+            j1 = min(n_obj, j0 + OBJECT_CHUNK)
+            _miss_ratios(
+                block, k[t], w[t], h, site[t], u[t], tau_mid, tau_max, cross_km,
+                np.float32(theta[t]), ratio, taus, j0, j1,
+            )  # fmt: skip
+            for j in range(j1 - j0):  # still in cache
+                if ratio[j] <= 1.0:
+                    n = _offer(j0 + j, taus[j], ratio[j], tau_mid, tau_max, n, idx, tau, miss,
+                               heap)  # fmt: skip
         out_n[t] = n
         _closest_first(n, idx, tau, miss)
 
@@ -260,8 +216,6 @@ def gate_block(
     """
     k = np.ascontiguousarray(k, dtype=np.int64)
     n_trk = int(k.size)
-    n_obj = int(block.shape[2])
-    n_chunks = -(-n_obj // OBJECT_CHUNK)
     order = np.argsort(k, kind="stable")
     w = np.ascontiguousarray(w, dtype=np.float64)
     site_teme_km = np.ascontiguousarray(site_teme_km, dtype=np.float64)
@@ -270,36 +224,24 @@ def gate_block(
     tau_mid_s = np.ascontiguousarray(tau_mid_s, dtype=np.float32)
     tau_max_s = np.ascontiguousarray(tau_max_s, dtype=np.float32)
     cross_km = np.ascontiguousarray(cross_km, dtype=np.float32)
-    size = min(n_trk, TRACKLETS_PER_CALL)
-    slot_obj = np.empty((size, n_chunks, CHUNK_SLOTS), dtype=np.int32)
-    slot_tau = np.empty((size, n_chunks, CHUNK_SLOTS), dtype=np.float32)
-    slot_ratio = np.empty((size, n_chunks, CHUNK_SLOTS), dtype=np.float32)
-    out_n = np.zeros(n_trk, dtype=np.int64)
-    parts = []
-    for lo in range(0, n_trk, TRACKLETS_PER_CALL):
-        rows = order[lo : lo + TRACKLETS_PER_CALL]
-        args = (
-            block, k[rows], w[rows], float(step_s), site_teme_km[rows], u_teme[rows],
-            tau_mid_s, tau_max_s, cross_km, theta_rad[rows],
-        )  # fmt: skip
-        passing = np.zeros((rows.size, n_chunks), dtype=np.int64)
-        slots = (slot_obj[: rows.size], slot_tau[: rows.size], slot_ratio[: rows.size])
-        _gate_tiles(*args, passing, *slots)
-        part_n = np.zeros(rows.size, dtype=np.int64)
-        part_idx = np.empty((rows.size, cap), dtype=np.int64)
-        part_tau = np.empty((rows.size, cap), dtype=np.float32)
-        part_miss = np.empty((rows.size, cap), dtype=np.float32)
-        _collect_all(*args, passing, *slots, part_n, part_idx, part_tau, part_miss)
-        out_n[rows] = part_n
-        parts.append((rows, part_n, part_idx, part_tau))
+    args = (
+        block, k[order], w[order], float(step_s), site_teme_km[order], u_teme[order],
+        tau_mid_s, tau_max_s, cross_km, theta_rad[order],
+    )  # fmt: skip
+    sorted_n = np.zeros(n_trk, dtype=np.int64)
+    sorted_idx = np.empty((n_trk, cap), dtype=np.int64)
+    sorted_tau = np.empty((n_trk, cap), dtype=np.float32)
+    sorted_miss = np.empty((n_trk, cap), dtype=np.float32)
+    _gate_rows(*args, sorted_n, sorted_idx, sorted_tau, sorted_miss)
+    out_n = np.empty(n_trk, dtype=np.int64)
+    out_n[order] = sorted_n
     # each tracklet's kept candidates, tracklet 0 first
     start = np.concatenate([[0], np.cumsum(out_n)])
+    kept = np.arange(cap)[None, :] < sorted_n[:, None]
+    first = np.cumsum(sorted_n) - sorted_n
+    dest = np.repeat(start[order] - first, sorted_n) + np.arange(sorted_n.sum())
     objects = np.empty(start[-1], dtype=np.int64)
     taus = np.empty(start[-1], dtype=np.float64)
-    for rows, part_n, part_idx, part_tau in parts:
-        kept = np.arange(cap)[None, :] < part_n[:, None]
-        first = np.cumsum(part_n) - part_n
-        dest = np.repeat(start[rows] - first, part_n) + np.arange(part_n.sum())
-        objects[dest] = part_idx[kept]
-        taus[dest] = part_tau[kept]
+    objects[dest] = sorted_idx[kept]
+    taus[dest] = sorted_tau[kept]
     return out_n, objects, taus
