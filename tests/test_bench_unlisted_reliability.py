@@ -51,3 +51,34 @@ def test_absent_share_of_a_real_pair(bench):
     expected = sum(n not in old for n in new) / len(new)
     assert bench.absent_share(older, newer) == pytest.approx(expected, abs=1e-12)
     assert 0.0005 < expected < 0.005
+
+
+def test_tracklets_nearer_to_another_object_are_counted(bench):
+    """A mate fitting as well with a smaller time offset than the truth's counts (once,
+    whether or not the truth was named); a mate further along track, a worse fit, or a
+    record without the truth does not."""
+    from aposos.model import Candidate, Correlation
+
+    def record(status, named, *cands):
+        return Correlation(
+            status=status, norad_id=named, score=0.9, rms_arcsec=1.0,
+            time_offset_s=0.0, candidates=[Candidate(*c) for c in cands],
+        )  # fmt: skip
+
+    truth = [SimpleNamespace(norad_id=1, in_catalogue=True, colocated=False) for _ in range(4)]
+    results = [
+        record("ambiguous", 2, (2, 0.6, 1.0, 5.0, 38.0, 0.1), (1, 0.4, 1.2, 20.0, 150.0, 0.3)),
+        record("correlated", 1, (1, 0.95, 1.0, -9.0, -68.0, 0.0), (2, 0.05, 1.5, 4.0, 30.0, 0.1)),
+        record("correlated", 1, (1, 0.95, 1.0, 3.0, 23.0, 0.0), (2, 0.05, 1.0, 30.0, 230.0, 0.0)),
+        record("uncorrelated", 2, (2, 0.5, 1.0, 1.0, 8.0, 0.0)),
+    ]
+    lines = bench.nearer_than_truth(SimpleNamespace(tracklets=truth), results)
+    assert lines == [
+        "    nearer to another object than to their own: 2 (50.00% of listed; "
+        "1 named right anyway, 1 not)"
+    ]
+    worse = [record("ambiguous", 2, (2, 0.6, 9.0, 5.0, 38.0, 0.1), (1, 0.4, 1.2, 20.0, 150, 0.3))]
+    assert (
+        "nearer to another object than to their own: 0 "
+        in bench.nearer_than_truth(SimpleNamespace(tracklets=truth[:1]), worse)[0]
+    )
