@@ -64,7 +64,7 @@ from aposos.correlate.rank import (
     rank_scores,
 )
 from aposos.correlate.sites import resolve_site
-from aposos.model import Candidate, Correlation, Tracklet
+from aposos.model import Candidate, Correlation, Tracklet, datetime64_to_jd_fr
 from aposos.orbit.ephemeris import HermiteEphemeris, hermite_weights
 
 __all__ = ["DEFAULT_STEPS_S", "SGP4Correlator"]
@@ -326,12 +326,12 @@ class SGP4Correlator:
 
     @staticmethod
     def _reference_times(tracklets):
-        jd = np.empty(len(tracklets))
-        fr = np.empty(len(tracklets))
-        for t, trk in enumerate(tracklets):
-            tj, tf = trk.jd_fr()
-            jd[t], fr[t] = tj[len(trk) // 2], tf[len(trk) // 2]
-        return jd, fr
+        """UTC ``(jd, fr)`` of each tracklet's middle observation."""
+        if not tracklets:
+            return np.zeros(0), np.zeros(0)
+        middle = np.array([trk.utc[len(trk) // 2] for trk in tracklets])
+        jd, fr = datetime64_to_jd_fr(middle)
+        return np.asarray(jd, dtype=np.float64), np.asarray(fr, dtype=np.float64)
 
     def _time_order(self, tracklets) -> np.ndarray:
         jd, fr = self._reference_times(tracklets)

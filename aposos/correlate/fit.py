@@ -261,6 +261,7 @@ class ObservationBatch:
     def build(cls, tracklets, sites, log_volume: float = 0.0) -> ObservationBatch:
         """From tracklets (each with >= 1 observation) and their resolved ``Site`` objects;
         ``log_volume``: see :func:`smooth_motion_fit`."""
+        from aposos.model import datetime64_to_jd_fr
         from aposos.orbit import frames
 
         counts = np.array([len(t) for t in tracklets], dtype=np.int64)
@@ -272,14 +273,13 @@ class ObservationBatch:
                 offsets, np.zeros(0), np.zeros(0), empty, empty, np.zeros((0, 3, 3)),
                 np.zeros(0), np.ones(len(tracklets)), np.full(len(tracklets), np.inf),
             )  # fmt: skip
-        jd = np.empty(n)
-        fr = np.empty(n)
+        # one time conversion for the batch (it is elementwise)
+        jd, fr = datetime64_to_jd_fr(np.concatenate([trk.utc for trk in tracklets]))
         ra = np.empty(n)
         dec = np.empty(n)
         sigma = np.empty(n)
         for t, trk in enumerate(tracklets):
             lo, hi = offsets[t], offsets[t + 1]
-            jd[lo:hi], fr[lo:hi] = trk.jd_fr()
             ra[lo:hi], dec[lo:hi] = trk.ra_deg, trk.dec_deg
             sigma[lo:hi] = trk.sigma_arcsec
         q = radec_to_unit(ra, dec)
