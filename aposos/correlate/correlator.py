@@ -510,7 +510,8 @@ class SGP4Correlator:
         timing = self.error_model.timing_sigma_s
         plain = table.component_priors(jd, fr, pair_obj)
         wide = table.gate_priors(jd, fr, pair_obj, plain)
-        fit = fit_pairs(batch, self.catalogue.params[pair_obj], pair_trk, tau0, wide, timing)
+        params = self.catalogue.params
+        fit = fit_pairs(batch, params, pair_trk, tau0, wide, timing, obj=pair_obj)
         floor = chi2_floor(fit)
         live = ~(floor - batch.free_deviance[pair_trk] > self._negligible_deviance())
         # each tracklet's pair of least floor stays: an uncorrelated record names its

@@ -642,13 +642,13 @@ def _pair_rows(batch: ObservationBatch, pair_trk: np.ndarray) -> np.ndarray:
     return np.where(i[None, :] < counts[:, None], rows, -1)
 
 
-def _propagate(params, batch, rows, tau_s):
-    from aposos.orbit.propagation import propagate_packed
+def _propagate(params, obj, batch, rows, tau_s):
+    from aposos.orbit.propagation import propagate_packed_rows
 
     safe = np.where(rows >= 0, rows, rows.max(axis=1, keepdims=True))
     jd = batch.jd[safe]
     fr = batch.fr[safe] + tau_s[:, None] / SECONDS_PER_DAY
-    _, r, v = propagate_packed(params, jd, fr)
+    _, r, v = propagate_packed_rows(params, obj, jd, fr)
     return r, v
 
 
@@ -673,7 +673,7 @@ def _prior_arrays(priors, n_pairs):
     return np.ascontiguousarray(priors[:, 0]), var
 
 
-def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFit:
+def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s, obj=None) -> PairFit:
     """Fit a time offset and normal and radial offsets for every (tracklet, candidate) pair.
 
     SGP4 is re-run at the updated time offset until the update is below a millisecond,
@@ -683,7 +683,8 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
     Parameters
     ----------
     batch : the observations.
-    params : ``(n_pairs, N_PARAMS)`` packed SGP4 element sets of the candidates.
+    params : ``(n_pairs, N_PARAMS)`` packed SGP4 element sets of the candidates, or
+        with ``obj`` (each pair's row of ``params``) any packed rows, e.g. a catalogue's.
     pair_trk : ``(n_pairs,)`` tracklet of each pair.
     tau0_s : starting time offsets (from the gate).
     priors : ``(n_pairs, 4)``: prior mean time offset (s), and the sigmas of the time
@@ -694,6 +695,7 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
     """
     pair_trk = np.asarray(pair_trk, dtype=np.int64)
     n_pairs = pair_trk.size
+    obj = np.arange(n_pairs) if obj is None else np.asarray(obj, dtype=np.int64)
     rows = _pair_rows(batch, pair_trk)
     counts = batch.counts[pair_trk]
     sig = np.where(rows >= 0, batch.sigma_rad[np.maximum(rows, 0)], 1.0)
@@ -712,7 +714,7 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
             break
         # every pair (the first look): views instead of copies of the pairs' rows
         sel = slice(None) if active.size == n_pairs else active
-        r, v = _propagate(params[sel], batch, rows[sel], tau[sel])
+        r, v = _propagate(params, obj[sel], batch, rows[sel], tau[sel])
         geo = _geometry(batch, rows[sel], r, v)
         ok = np.isfinite(geo.reshape(active.size, -1).sum(axis=1))
         finite[active] = ok
