@@ -163,7 +163,7 @@ class SGP4Correlator:
             by_step.setdefault(step, []).append(np.flatnonzero(classes == name))
         self._priors = self.error_model.table(catalogue, previous_catalogue)
         self._allowance_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
-        self._rank_prior_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._rank_prior_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._lost_share_cache: dict[int, float] = {}
         self._gate_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._launch_by_norad: dict[int, int] | None = None
@@ -439,21 +439,32 @@ class SGP4Correlator:
         after = eph.block(b + 1) if (t0[trk] + tau).max() + reach >= n * eph.step_s else stand_in
         blocks = (before, eph.block(b), after)
         tau, _, score = rank_scores(
-            blocks, eph.step_s, obj, t0, tau, site, u, sigma, self._rank_priors(g, b), trk=trk
-        )
+            blocks, eph.step_s, obj, t0, tau, site, u, sigma, self._rank_priors(g, b, obj),
+            trk=trk,
+        )  # fmt: skip
         return tau, score
 
-    def _rank_priors(self, g: int, b: int) -> np.ndarray:
+    def _rank_priors(self, g: int, b: int, obj: np.ndarray) -> np.ndarray:
         """:func:`aposos.correlate.rank.block_priors` of a group's objects at the middle
-        of cube block ``b`` (cached like the allowances)."""
-        key = (g, b)
-        if key not in self._rank_prior_cache:
-            index, eph = self._groups[g]
+        of cube block ``b``: a row per object of the group, set for the objects ``obj``
+        at least (a fifth of a block's objects pass the gate; the others' rows are NaN
+        until a batch needs them). Cached like the allowances."""
+        index, eph = self._groups[g]
+        cache = self._rank_prior_cache
+        if (g, b) not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            shape = (index.size, self._priors.n_components, 4)
+            cache[g, b] = (np.full(shape, np.nan), np.zeros(index.size, dtype=bool))
+        priors, known = cache[g, b]
+        wanted = np.zeros(index.size, dtype=bool)
+        wanted[obj] = True
+        need = np.flatnonzero(wanted & ~known)
+        if need.size:
             jd, fr = eph.sample_times(b * eph.samples_per_block + eph.samples_per_block // 2, 1)
-            if len(self._rank_prior_cache) > 256:
-                self._rank_prior_cache.clear()
-            self._rank_prior_cache[key] = block_priors(self._priors, jd[0], fr[0], index)
-        return self._rank_prior_cache[key]
+            priors[need] = block_priors(self._priors, jd[0], fr[0], index[need])
+            known[need] = True
+        return priors
 
     def _correlate_valid(self, tracklets, sites) -> tuple[list, list]:
         with _numba_threads(1 if len(tracklets) < SMALL_BATCH else None):
