@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from aposos.model import Site
 from aposos.orbit import frames
@@ -124,3 +125,45 @@ def test_pass_groups_found_through_candidates_are_those_of_every_pair():
     groups = pass_groups(tracklets, results)
     assert groups == _all_pairs_pass_groups(tracklets, results)
     assert len(groups) > 5 and any(len(g) > 2 for g in groups)
+
+
+def test_batches_run_without_hugepage_advice_and_leave_numpy_as_found():
+    """Batches turn numpy's transparent-hugepage advice off while they run (their
+    arrays live for a moment) and the last one out restores it, whatever it was, also
+    when batches overlap (threads) or fail."""
+    import threading
+
+    from numpy._core.multiarray import _set_madvise_hugepage
+
+    from aposos.correlate.correlator import _small_pages
+
+    def advice():
+        now = _set_madvise_hugepage(False)
+        _set_madvise_hugepage(now)
+        return now
+
+    before = advice()
+    try:
+        for setting in (True, False):
+            _set_madvise_hugepage(setting)
+            inside, release, started = [], threading.Event(), threading.Event()
+
+            def batch(inside, release, started):
+                with _small_pages():
+                    started.set()
+                    release.wait(10)
+                    inside.append(advice())
+
+            other = threading.Thread(target=batch, args=(inside, release, started))
+            other.start()
+            started.wait(10)
+            with _small_pages():  # overlaps the other thread's batch, and leaves first
+                inside.append(advice())
+            release.set()
+            other.join(10)
+            assert inside == [False, False] and advice() is setting
+            with pytest.raises(RuntimeError), _small_pages():
+                raise RuntimeError("a failing batch")
+            assert advice() is setting
+    finally:
+        _set_madvise_hugepage(before)
