@@ -38,6 +38,7 @@ same time-ordered chunks as a local run: the results are identical, bit for bit.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import tempfile
@@ -128,11 +129,13 @@ def _small_pages():
     page costs the kernel a 2 MB zeroing, and a compaction when memory is fragmented
     (1.5 s of system time on the bench's 2026 night after the cold run, 0.2 s without
     the advice). Process-wide while any batch runs; restored by the last one out."""
-    from numpy._core.multiarray import _set_madvise_hugepage
-
+    switch = _hugepage_switch()
+    if switch is None:
+        yield
+        return
     with _PAGES_LOCK:
         if _pages_users[0] == 0:
-            _pages_users[1] = _set_madvise_hugepage(False)
+            _pages_users[1] = switch(False)
         _pages_users[0] += 1
     try:
         yield
@@ -140,7 +143,21 @@ def _small_pages():
         with _PAGES_LOCK:
             _pages_users[0] -= 1
             if _pages_users[0] == 0:
-                _set_madvise_hugepage(_pages_users[1])
+                switch(_pages_users[1])
+
+
+def _hugepage_switch():
+    """numpy's setter of its hugepage advice (returns the previous setting), or ``None``
+    where this numpy has none (numpy 2 keeps it in ``numpy._core``, 1.x in
+    ``numpy.core``)."""
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "_set_madvise_hugepage"):
+            return module._set_madvise_hugepage
+    return None
 
 
 class SGP4Correlator:
