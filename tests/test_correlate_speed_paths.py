@@ -169,3 +169,33 @@ def test_batches_run_without_hugepage_advice_and_leave_numpy_as_found():
             assert advice() is setting
     finally:
         _set_madvise_hugepage(before)
+
+
+def test_pairs_fitted_a_few_tracklets_at_a_time_give_the_records_of_one_fit(monkeypatch):
+    """The correlator fits a batch's pairs a few tracklets at a time (memory reused):
+    the records are those of fitting them all at once, on real element sets and
+    tracklets of 3 to 9 observations (parts of one tracklet each against one part)."""
+    from pathlib import Path
+
+    from aposos.correlate import correlator as module
+    from aposos.model import Tracklet, datetime64_to_jd_fr
+    from aposos.orbit.catalogue import Catalogue
+
+    path = Path(__file__).parent / "data/shared/catalogues/celestrak-active-2020-10-02.3le"
+    cat = Catalogue.from_tle(path.read_text().splitlines()).subset(slice(0, 400))
+    site = Site(33.674, 51.318, 3600.0)
+    rng = np.random.default_rng(2)
+    tracklets = []
+    for k, obj in enumerate(rng.choice(len(cat), 40, replace=False)):
+        start = np.datetime64("2020-10-02T18:00:00") + np.timedelta64(int(k * 37), "s")
+        utc = start + (np.arange(3 + k % 7) * 8e6).astype("timedelta64[us]")
+        ra, dec, _ = cat.subset([obj]).radec(site, *datetime64_to_jd_fr(utc))
+        tracklets.append(Tracklet("IRN1", utc, ra[0], dec[0], sigma_arcsec=2.0))
+
+    def records(part):
+        monkeypatch.setattr(module, "FIT_PART", part)
+        return [c.to_wire() for c in module.SGP4Correlator(cat, {"IRN1": site})(tracklets)]
+
+    whole = records(10**6)
+    assert records(1) == whole and records(7) == whole
+    assert sum(c["status"] == "correlated" for c in whole) > 30

@@ -56,7 +56,13 @@ from aposos.correlate.decide import (
     score_pairs,
     temper_mates,
 )
-from aposos.correlate.fit import ObservationBatch, chi2_floor, evaluate_priors, fit_pairs
+from aposos.correlate.fit import (
+    ObservationBatch,
+    PairFit,
+    chi2_floor,
+    evaluate_priors,
+    fit_pairs,
+)
 from aposos.correlate.gate import gate_block
 from aposos.correlate.model import ARCSEC, ErrorModel, unseen_mate_odds
 from aposos.correlate.rank import (
@@ -99,6 +105,8 @@ GATE_MARGIN_ARCSEC = 10.0
 # below this many tracklets, kernels run on the calling thread: a parallel launch
 # costs more than the work (and far more on a busy machine)
 SMALL_BATCH = 16
+# tracklets whose pairs are fitted together (:meth:`SGP4Correlator._fit_in_parts`)
+FIT_PART = 128
 # cube blocks (hours) kept in memory per orbit-class group; older ones reload from zarr
 MAX_BLOCKS = 48
 
@@ -562,11 +570,7 @@ class SGP4Correlator:
         rows = batch.reference_rows()[pair_trk]
         jd, fr = batch.jd[rows], batch.fr[rows]
         table = self._priors
-        timing = self.error_model.timing_sigma_s
-        plain = table.component_priors(jd, fr, pair_obj)
-        wide = table.gate_priors(jd, fr, pair_obj, plain)
-        params = self.catalogue.params
-        fit = fit_pairs(batch, params, pair_trk, tau0, wide, timing, obj=pair_obj)
+        plain, wide, fit = self._fit_in_parts(batch, pair_trk, pair_obj, tau0, jd, fr)
         floor = chi2_floor(fit)
         live = ~(floor - batch.free_deviance[pair_trk] > self._negligible_deviance())
         # each tracklet's pair of least floor stays: an uncorrelated record names its
@@ -600,6 +604,31 @@ class SGP4Correlator:
                 table.rev_per_day[pair_obj], self.error_model.gate_max_along_s,
             )  # fmt: skip
         return (fit, deviance, cluster, weights, lost, lost_deviance, per_mate), live
+
+    def _fit_in_parts(self, batch, pair_trk, pair_obj, tau0, jd, fr):
+        """Priors (each component's and the gate's) and fits of the pairs (in tracklet
+        order), ``FIT_PART`` tracklets at a time, in arrays as wide as the batch's (the
+        same numbers, bit for bit): each tracklet's pairs are fitted on their own
+        anyway, and parts this small reuse the memory of the last one (fresh arrays of
+        a whole batch's pairs cost page faults)."""
+        table, timing = self._priors, self.error_model.timing_sigma_s
+        cuts = np.searchsorted(pair_trk, np.arange(FIT_PART, batch.n_tracklets, FIT_PART))
+        edges = np.unique(np.concatenate([[0], cuts, [pair_trk.size]])).tolist()
+        n_max = int(batch.counts[pair_trk].max()) if pair_trk.size else 0
+        parts = []
+        for lo, hi in list(zip(edges[:-1], edges[1:])) or [(0, 0)]:
+            plain = table.component_priors(jd[lo:hi], fr[lo:hi], pair_obj[lo:hi])
+            wide = table.gate_priors(jd[lo:hi], fr[lo:hi], pair_obj[lo:hi], plain)
+            fit = fit_pairs(
+                batch, self.catalogue.params, pair_trk[lo:hi], tau0[lo:hi], wide, timing,
+                obj=pair_obj[lo:hi], n_max=n_max,
+            )  # fmt: skip
+            parts.append((plain, wide, fit))
+        return (
+            np.concatenate([p for p, _, _ in parts]),
+            np.concatenate([w for _, w, _ in parts]),
+            PairFit.concatenate([f for _, _, f in parts]),
+        )
 
     def _negligible_deviance(self) -> float:
         """How far above its tracklet's "nobody catalogued it" deviance a pair's

@@ -633,10 +633,19 @@ class PairFit:
     def take(self, rows) -> PairFit:
         return PairFit(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
 
+    @classmethod
+    def concatenate(cls, parts: list[PairFit]) -> PairFit:
+        """The fits of ``parts`` one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        fields = cls.__dataclass_fields__
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields})
 
-def _pair_rows(batch: ObservationBatch, pair_trk: np.ndarray) -> np.ndarray:
+
+def _pair_rows(batch: ObservationBatch, pair_trk: np.ndarray, n_max=None) -> np.ndarray:
     counts = batch.counts[pair_trk]
-    n_max = int(counts.max()) if counts.size else 0
+    if n_max is None:
+        n_max = int(counts.max()) if counts.size else 0
     i = np.arange(n_max)
     rows = batch.offsets[pair_trk][:, None] + i[None, :]
     return np.where(i[None, :] < counts[:, None], rows, -1)
@@ -673,7 +682,9 @@ def _prior_arrays(priors, n_pairs):
     return np.ascontiguousarray(priors[:, 0]), var
 
 
-def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s, obj=None) -> PairFit:
+def fit_pairs(
+    batch, params, pair_trk, tau0_s, priors, timing_sigma_s, obj=None, n_max=None
+) -> PairFit:
     """Fit a time offset and normal and radial offsets for every (tracklet, candidate) pair.
 
     SGP4 is re-run at the updated time offset until the update is below a millisecond,
@@ -692,11 +703,14 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s, obj=None)
         correlation of the time and radial offsets; see ``PriorTable.priors``.
         A wide prior lets the data place the time offset.
     timing_sigma_s : observation timing jitter.
+    n_max : observations per pair the arrays hold (default: the pairs' longest
+        tracklet); the fits of pairs taken apart are those of pairs taken together
+        when given the together's (numpy sums a row of 8 or more in another order).
     """
     pair_trk = np.asarray(pair_trk, dtype=np.int64)
     n_pairs = pair_trk.size
     obj = np.arange(n_pairs) if obj is None else np.asarray(obj, dtype=np.int64)
-    rows = _pair_rows(batch, pair_trk)
+    rows = _pair_rows(batch, pair_trk, n_max)
     counts = batch.counts[pair_trk]
     sig = np.where(rows >= 0, batch.sigma_rad[np.maximum(rows, 0)], 1.0)
     tau = np.asarray(tau0_s, dtype=np.float64).copy()
