@@ -38,9 +38,11 @@ same time-ordered chunks as a local run: the results are identical, bit for bit.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,7 +56,13 @@ from aposos.correlate.decide import (
     score_pairs,
     temper_mates,
 )
-from aposos.correlate.fit import ObservationBatch, chi2_floor, evaluate_priors, fit_pairs
+from aposos.correlate.fit import (
+    ObservationBatch,
+    PairFit,
+    chi2_floor,
+    evaluate_priors,
+    fit_pairs,
+)
 from aposos.correlate.gate import gate_block
 from aposos.correlate.model import ARCSEC, ErrorModel, unseen_mate_odds
 from aposos.correlate.rank import (
@@ -64,7 +72,7 @@ from aposos.correlate.rank import (
     rank_scores,
 )
 from aposos.correlate.sites import resolve_site
-from aposos.model import Candidate, Correlation, Tracklet
+from aposos.model import Candidate, Correlation, Tracklet, datetime64_to_jd_fr
 from aposos.orbit.ephemeris import HermiteEphemeris, hermite_weights
 
 __all__ = ["DEFAULT_STEPS_S", "SGP4Correlator"]
@@ -97,6 +105,8 @@ GATE_MARGIN_ARCSEC = 10.0
 # below this many tracklets, kernels run on the calling thread: a parallel launch
 # costs more than the work (and far more on a busy machine)
 SMALL_BATCH = 16
+# tracklets whose pairs are fitted together (:meth:`SGP4Correlator._fit_in_parts`)
+FIT_PART = 128
 # cube blocks (hours) kept in memory per orbit-class group; older ones reload from zarr
 MAX_BLOCKS = 48
 
@@ -114,6 +124,48 @@ def _numba_threads(n: int | None):
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+_PAGES_LOCK = threading.Lock()
+_pages_users = [0, True]  # batches running, numpy's hugepage advice before the first
+
+
+@contextmanager
+def _small_pages():
+    """No transparent-hugepage advice on numpy's arrays while batches run (numpy gives
+    it to arrays of 4 MB and more). A batch's arrays live for a moment: a fresh huge
+    page costs the kernel a 2 MB zeroing, and a compaction when memory is fragmented
+    (1.5 s of system time on the bench's 2026 night after the cold run, 0.2 s without
+    the advice). Process-wide while any batch runs; restored by the last one out."""
+    switch = _hugepage_switch()
+    if switch is None:
+        yield
+        return
+    with _PAGES_LOCK:
+        if _pages_users[0] == 0:
+            _pages_users[1] = switch(False)
+        _pages_users[0] += 1
+    try:
+        yield
+    finally:
+        with _PAGES_LOCK:
+            _pages_users[0] -= 1
+            if _pages_users[0] == 0:
+                switch(_pages_users[1])
+
+
+def _hugepage_switch():
+    """numpy's setter of its hugepage advice (returns the previous setting), or ``None``
+    where this numpy has none (numpy 2 keeps it in ``numpy._core``, 1.x in
+    ``numpy.core``)."""
+    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "_set_madvise_hugepage"):
+            return module._set_madvise_hugepage
+    return None
 
 
 class SGP4Correlator:
@@ -163,7 +215,7 @@ class SGP4Correlator:
             by_step.setdefault(step, []).append(np.flatnonzero(classes == name))
         self._priors = self.error_model.table(catalogue, previous_catalogue)
         self._allowance_cache: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
-        self._rank_prior_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._rank_prior_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._lost_share_cache: dict[int, float] = {}
         self._gate_prior_cache: dict[tuple[int, int], np.ndarray] = {}
         self._launch_by_norad: dict[int, int] | None = None
@@ -326,12 +378,12 @@ class SGP4Correlator:
 
     @staticmethod
     def _reference_times(tracklets):
-        jd = np.empty(len(tracklets))
-        fr = np.empty(len(tracklets))
-        for t, trk in enumerate(tracklets):
-            tj, tf = trk.jd_fr()
-            jd[t], fr[t] = tj[len(trk) // 2], tf[len(trk) // 2]
-        return jd, fr
+        """UTC ``(jd, fr)`` of each tracklet's middle observation."""
+        if not tracklets:
+            return np.zeros(0), np.zeros(0)
+        middle = np.array([trk.utc[len(trk) // 2] for trk in tracklets])
+        jd, fr = datetime64_to_jd_fr(middle)
+        return np.asarray(jd, dtype=np.float64), np.asarray(fr, dtype=np.float64)
 
     def _time_order(self, tracklets) -> np.ndarray:
         jd, fr = self._reference_times(tracklets)
@@ -439,24 +491,35 @@ class SGP4Correlator:
         after = eph.block(b + 1) if (t0[trk] + tau).max() + reach >= n * eph.step_s else stand_in
         blocks = (before, eph.block(b), after)
         tau, _, score = rank_scores(
-            blocks, eph.step_s, obj, t0, tau, site, u, sigma, self._rank_priors(g, b), trk=trk
-        )
+            blocks, eph.step_s, obj, t0, tau, site, u, sigma, self._rank_priors(g, b, obj),
+            trk=trk,
+        )  # fmt: skip
         return tau, score
 
-    def _rank_priors(self, g: int, b: int) -> np.ndarray:
+    def _rank_priors(self, g: int, b: int, obj: np.ndarray) -> np.ndarray:
         """:func:`aposos.correlate.rank.block_priors` of a group's objects at the middle
-        of cube block ``b`` (cached like the allowances)."""
-        key = (g, b)
-        if key not in self._rank_prior_cache:
-            index, eph = self._groups[g]
+        of cube block ``b``: a row per object of the group, set for the objects ``obj``
+        at least (a fifth of a block's objects pass the gate; the others' rows are NaN
+        until a batch needs them). Cached like the allowances."""
+        index, eph = self._groups[g]
+        cache = self._rank_prior_cache
+        if (g, b) not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            shape = (index.size, self._priors.n_components, 4)
+            cache[g, b] = (np.full(shape, np.nan), np.zeros(index.size, dtype=bool))
+        priors, known = cache[g, b]
+        wanted = np.zeros(index.size, dtype=bool)
+        wanted[obj] = True
+        need = np.flatnonzero(wanted & ~known)
+        if need.size:
             jd, fr = eph.sample_times(b * eph.samples_per_block + eph.samples_per_block // 2, 1)
-            if len(self._rank_prior_cache) > 256:
-                self._rank_prior_cache.clear()
-            self._rank_prior_cache[key] = block_priors(self._priors, jd[0], fr[0], index)
-        return self._rank_prior_cache[key]
+            priors[need] = block_priors(self._priors, jd[0], fr[0], index[need])
+            known[need] = True
+        return priors
 
     def _correlate_valid(self, tracklets, sites) -> tuple[list, list]:
-        with _numba_threads(1 if len(tracklets) < SMALL_BATCH else None):
+        with _numba_threads(1 if len(tracklets) < SMALL_BATCH else None), _small_pages():
             return self._correlate_batch(tracklets, sites)
 
     def _correlate_batch(self, tracklets, sites) -> tuple[list, list]:
@@ -507,10 +570,7 @@ class SGP4Correlator:
         rows = batch.reference_rows()[pair_trk]
         jd, fr = batch.jd[rows], batch.fr[rows]
         table = self._priors
-        timing = self.error_model.timing_sigma_s
-        plain = table.component_priors(jd, fr, pair_obj)
-        wide = table.gate_priors(jd, fr, pair_obj, plain)
-        fit = fit_pairs(batch, self.catalogue.params[pair_obj], pair_trk, tau0, wide, timing)
+        plain, wide, fit = self._fit_in_parts(batch, pair_trk, pair_obj, tau0, jd, fr)
         floor = chi2_floor(fit)
         live = ~(floor - batch.free_deviance[pair_trk] > self._negligible_deviance())
         # each tracklet's pair of least floor stays: an uncorrelated record names its
@@ -544,6 +604,31 @@ class SGP4Correlator:
                 table.rev_per_day[pair_obj], self.error_model.gate_max_along_s,
             )  # fmt: skip
         return (fit, deviance, cluster, weights, lost, lost_deviance, per_mate), live
+
+    def _fit_in_parts(self, batch, pair_trk, pair_obj, tau0, jd, fr):
+        """Priors (each component's and the gate's) and fits of the pairs (in tracklet
+        order), ``FIT_PART`` tracklets at a time, in arrays as wide as the batch's (the
+        same numbers, bit for bit): each tracklet's pairs are fitted on their own
+        anyway, and parts this small reuse the memory of the last one (fresh arrays of
+        a whole batch's pairs cost page faults)."""
+        table, timing = self._priors, self.error_model.timing_sigma_s
+        cuts = np.searchsorted(pair_trk, np.arange(FIT_PART, batch.n_tracklets, FIT_PART))
+        edges = np.unique(np.concatenate([[0], cuts, [pair_trk.size]])).tolist()
+        n_max = int(batch.counts[pair_trk].max()) if pair_trk.size else 0
+        parts = []
+        for lo, hi in list(zip(edges[:-1], edges[1:])) or [(0, 0)]:
+            plain = table.component_priors(jd[lo:hi], fr[lo:hi], pair_obj[lo:hi])
+            wide = table.gate_priors(jd[lo:hi], fr[lo:hi], pair_obj[lo:hi], plain)
+            fit = fit_pairs(
+                batch, self.catalogue.params, pair_trk[lo:hi], tau0[lo:hi], wide, timing,
+                obj=pair_obj[lo:hi], n_max=n_max,
+            )  # fmt: skip
+            parts.append((plain, wide, fit))
+        return (
+            np.concatenate([p for p, _, _ in parts]),
+            np.concatenate([w for _, w, _ in parts]),
+            PairFit.concatenate([f for _, _, f in parts]),
+        )
 
     def _negligible_deviance(self) -> float:
         """How far above its tracklet's "nobody catalogued it" deviance a pair's

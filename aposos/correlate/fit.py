@@ -261,6 +261,7 @@ class ObservationBatch:
     def build(cls, tracklets, sites, log_volume: float = 0.0) -> ObservationBatch:
         """From tracklets (each with >= 1 observation) and their resolved ``Site`` objects;
         ``log_volume``: see :func:`smooth_motion_fit`."""
+        from aposos.model import datetime64_to_jd_fr
         from aposos.orbit import frames
 
         counts = np.array([len(t) for t in tracklets], dtype=np.int64)
@@ -272,14 +273,13 @@ class ObservationBatch:
                 offsets, np.zeros(0), np.zeros(0), empty, empty, np.zeros((0, 3, 3)),
                 np.zeros(0), np.ones(len(tracklets)), np.full(len(tracklets), np.inf),
             )  # fmt: skip
-        jd = np.empty(n)
-        fr = np.empty(n)
+        # one time conversion for the batch (it is elementwise)
+        jd, fr = datetime64_to_jd_fr(np.concatenate([trk.utc for trk in tracklets]))
         ra = np.empty(n)
         dec = np.empty(n)
         sigma = np.empty(n)
         for t, trk in enumerate(tracklets):
             lo, hi = offsets[t], offsets[t + 1]
-            jd[lo:hi], fr[lo:hi] = trk.jd_fr()
             ra[lo:hi], dec[lo:hi] = trk.ra_deg, trk.dec_deg
             sigma[lo:hi] = trk.sigma_arcsec
         q = radec_to_unit(ra, dec)
@@ -633,22 +633,31 @@ class PairFit:
     def take(self, rows) -> PairFit:
         return PairFit(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
 
+    @classmethod
+    def concatenate(cls, parts: list[PairFit]) -> PairFit:
+        """The fits of ``parts`` one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        fields = cls.__dataclass_fields__
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields})
 
-def _pair_rows(batch: ObservationBatch, pair_trk: np.ndarray) -> np.ndarray:
+
+def _pair_rows(batch: ObservationBatch, pair_trk: np.ndarray, n_max=None) -> np.ndarray:
     counts = batch.counts[pair_trk]
-    n_max = int(counts.max()) if counts.size else 0
+    if n_max is None:
+        n_max = int(counts.max()) if counts.size else 0
     i = np.arange(n_max)
     rows = batch.offsets[pair_trk][:, None] + i[None, :]
     return np.where(i[None, :] < counts[:, None], rows, -1)
 
 
-def _propagate(params, batch, rows, tau_s):
-    from aposos.orbit.propagation import propagate_packed
+def _propagate(params, obj, batch, rows, tau_s):
+    from aposos.orbit.propagation import propagate_packed_rows
 
     safe = np.where(rows >= 0, rows, rows.max(axis=1, keepdims=True))
     jd = batch.jd[safe]
     fr = batch.fr[safe] + tau_s[:, None] / SECONDS_PER_DAY
-    _, r, v = propagate_packed(params, jd, fr)
+    _, r, v = propagate_packed_rows(params, obj, jd, fr)
     return r, v
 
 
@@ -673,7 +682,9 @@ def _prior_arrays(priors, n_pairs):
     return np.ascontiguousarray(priors[:, 0]), var
 
 
-def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFit:
+def fit_pairs(
+    batch, params, pair_trk, tau0_s, priors, timing_sigma_s, obj=None, n_max=None
+) -> PairFit:
     """Fit a time offset and normal and radial offsets for every (tracklet, candidate) pair.
 
     SGP4 is re-run at the updated time offset until the update is below a millisecond,
@@ -683,7 +694,8 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
     Parameters
     ----------
     batch : the observations.
-    params : ``(n_pairs, N_PARAMS)`` packed SGP4 element sets of the candidates.
+    params : ``(n_pairs, N_PARAMS)`` packed SGP4 element sets of the candidates, or
+        with ``obj`` (each pair's row of ``params``) any packed rows, e.g. a catalogue's.
     pair_trk : ``(n_pairs,)`` tracklet of each pair.
     tau0_s : starting time offsets (from the gate).
     priors : ``(n_pairs, 4)``: prior mean time offset (s), and the sigmas of the time
@@ -691,10 +703,14 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
         correlation of the time and radial offsets; see ``PriorTable.priors``.
         A wide prior lets the data place the time offset.
     timing_sigma_s : observation timing jitter.
+    n_max : observations per pair the arrays hold (default: the pairs' longest
+        tracklet); the fits of pairs taken apart are those of pairs taken together
+        when given the together's (numpy sums a row of 8 or more in another order).
     """
     pair_trk = np.asarray(pair_trk, dtype=np.int64)
     n_pairs = pair_trk.size
-    rows = _pair_rows(batch, pair_trk)
+    obj = np.arange(n_pairs) if obj is None else np.asarray(obj, dtype=np.int64)
+    rows = _pair_rows(batch, pair_trk, n_max)
     counts = batch.counts[pair_trk]
     sig = np.where(rows >= 0, batch.sigma_rad[np.maximum(rows, 0)], 1.0)
     tau = np.asarray(tau0_s, dtype=np.float64).copy()
@@ -712,7 +728,7 @@ def fit_pairs(batch, params, pair_trk, tau0_s, priors, timing_sigma_s) -> PairFi
             break
         # every pair (the first look): views instead of copies of the pairs' rows
         sel = slice(None) if active.size == n_pairs else active
-        r, v = _propagate(params[sel], batch, rows[sel], tau[sel])
+        r, v = _propagate(params, obj[sel], batch, rows[sel], tau[sel])
         geo = _geometry(batch, rows[sel], r, v)
         ok = np.isfinite(geo.reshape(active.size, -1).sum(axis=1))
         finite[active] = ok

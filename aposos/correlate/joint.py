@@ -109,9 +109,25 @@ def _possibly_same(a: Correlation, b: Correlation) -> bool:
     return False
 
 
-def _shared(a: Correlation, b: Correlation) -> bool:
-    mine = {c.norad_id for c in a.candidates if c.score >= MIN_SCORE}
-    return any(c.norad_id in mine for c in b.candidates if c.score >= MIN_SCORE)
+def _shared_pairs(stations, middles, candidates) -> list[tuple[int, int]]:
+    """``(i, j)`` pairs (``i < j``) of one station, middle times within
+    ``PASS_WINDOW_S``, with a common candidate; ``candidates[i]``: tracklet ``i``'s
+    NORAD ids (scores of ``MIN_SCORE`` or more)."""
+    by_key: dict[tuple[str, int], list[int]] = {}
+    for i, ids in candidates.items():
+        for norad in ids:
+            by_key.setdefault((stations[i], norad), []).append(i)
+    pairs = set()
+    for members in by_key.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=middles.__getitem__)
+        for k, i in enumerate(members):
+            for j in members[k + 1 :]:
+                if middles[j] - middles[i] > PASS_WINDOW_S:
+                    break
+                pairs.add((min(i, j), max(i, j)))
+    return sorted(pairs)
 
 
 def pass_groups(tracklets: Sequence[Tracklet], results: Sequence[Correlation]) -> list[list[int]]:
@@ -119,6 +135,8 @@ def pass_groups(tracklets: Sequence[Tracklet], results: Sequence[Correlation]) -
 
     Joined: the same station, middle times within ``PASS_WINDOW_S``, a common candidate,
     and no common candidate that could be the same object in both (a split track).
+    Only tracklets that list one candidate are looked at as pairs (through each
+    candidate's tracklets), not every pair of a pass.
     """
     usable = [
         i
@@ -133,24 +151,20 @@ def pass_groups(tracklets: Sequence[Tracklet], results: Sequence[Correlation]) -
             i = parent[i]
         return i
 
-    by_station: dict[str, list[tuple[float, int]]] = {}
-    for i in usable:
-        by_station.setdefault(str(tracklets[i].station), []).append((_middle_s(tracklets[i]), i))
-    for items in by_station.values():
-        items.sort()
-        for k, (t_k, i) in enumerate(items):
-            for t_m, j in items[k + 1 :]:
-                if t_m - t_k > PASS_WINDOW_S:
-                    break
-                a, b = results[i], results[j]
-                if _shared(a, b) and not _possibly_same(a, b):
-                    parent[root(j)] = root(i)
+    middles = {i: _middle_s(tracklets[i]) for i in usable}
+    stations = {i: str(tracklets[i].station) for i in usable}
+    candidates = {
+        i: {c.norad_id for c in results[i].candidates if c.score >= MIN_SCORE} for i in usable
+    }
+    for i, j in _shared_pairs(stations, middles, candidates):
+        if not _possibly_same(results[i], results[j]):
+            parent[root(j)] = root(i)
     groups: dict[int, list[int]] = {}
     for i in usable:
         groups.setdefault(root(i), []).append(i)
     out = []
     for members in groups.values():
-        members.sort(key=lambda i: _middle_s(tracklets[i]))
+        members.sort(key=middles.__getitem__)
         # one object seen twice (joined through others) cannot be excluded from itself:
         # the later tracklet keeps its single call
         kept: list[int] = []

@@ -17,9 +17,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from aposos.orbit.sgp4 import MAX_MINUTES_FROM_EPOCH, P_JD, P_JDF, propagate_reference
+from aposos.orbit.sgp4 import (
+    MAX_MINUTES_FROM_EPOCH,
+    P_JD,
+    P_JDF,
+    propagate_reference,
+    propagate_reference_rows,
+)
 
-__all__ = ["propagate_packed", "vector_kernel_runs"]
+__all__ = ["propagate_packed", "propagate_packed_rows", "vector_kernel_runs"]
 
 
 def vector_kernel_runs(params: np.ndarray, jd: np.ndarray, fr: np.ndarray) -> bool:
@@ -86,4 +92,27 @@ def propagate_packed(params: np.ndarray, jd, fr, *, out=None, plan=None):
         plan.propagate(params, jd, fr, e, r, v)
     else:
         propagate_reference(params, jd, fr, e, r, v)
+    return e, r, v
+
+
+def propagate_packed_rows(params: np.ndarray, rows, jd, fr):
+    """:func:`propagate_packed` of ``params[rows]`` at 2-D ``(n, n_times)`` times (each
+    item its own), without copying the rows: item ``k`` is object ``rows[k]``.
+
+    Returns ``e, r, v`` shaped ``(n, n_times)`` and ``(n, n_times, 3)``, as
+    ``propagate_packed(params[rows], jd, fr)`` gives them.
+    """
+    params = np.ascontiguousarray(params, dtype=np.float64)
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    jd = np.ascontiguousarray(jd, dtype=np.float64)
+    fr = np.ascontiguousarray(fr, dtype=np.float64)
+    if jd.shape != fr.shape or jd.ndim != 2 or jd.shape[0] != rows.size:
+        raise ValueError("jd and fr must be (n, n_times) with one row per item of rows")
+    if rows.size and not (0 <= rows.min() and rows.max() < params.shape[0]):
+        raise ValueError("rows out of range of params")
+    n, n_t = jd.shape
+    e = np.empty((n, n_t), dtype=np.uint8)
+    r = np.empty((n, n_t, 3))
+    v = np.empty((n, n_t, 3))
+    propagate_reference_rows(params, rows, jd, fr, e, r, v)
     return e, r, v

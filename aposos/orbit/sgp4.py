@@ -516,6 +516,12 @@ def teme_state(snod, cnod, sini, cosi, sinsu, cossu, mrt, mvt, rvdot):
 @kernel
 def propagate_row(p, i, jd, fr, e, r, v):
     """All times for object ``i``; carries the resonance state from one time to the next."""
+    propagate_row_to(p, i, jd, fr, e, r, v, i)
+
+
+@kernel
+def propagate_row_to(p, i, jd, fr, e, r, v, out):
+    """:func:`propagate_row` for object ``i`` into row ``out`` of ``e, r, v``."""
     state = np.zeros(3)
     nan = math.nan
     init_error = int(p[i, P_INITERR])
@@ -526,12 +532,12 @@ def propagate_row(p, i, jd, fr, e, r, v):
         elif not math.fabs(t) <= MAX_MINUTES_FROM_EPOCH:  # also NaN
             code = CODE_TIME_OUT_OF_RANGE
         else:
-            code = _sgp4_at(p, i, t, state, r[i, j], v[i, j])
-        e[i, j] = code
+            code = _sgp4_at(p, i, t, state, r[out, j], v[out, j])
+        e[out, j] = code
         if code != 0 and code != 6:
             for k in range(3):
-                r[i, j, k] = nan
-                v[i, j, k] = nan
+                r[out, j, k] = nan
+                v[out, j, k] = nan
 
 
 @parallel_kernel
@@ -545,6 +551,20 @@ def _propagate_per_object_kernel(p, jd, fr, e, r, v):
     # jd, fr of shape (n_obj, n_times): each object at its own times.
     for i in numba.prange(p.shape[0]):
         propagate_row(p, i, jd[i], fr[i], e, r, v)
+
+
+@parallel_kernel
+def _propagate_indexed_kernel(p, rows, jd, fr, e, r, v):
+    # item k: object rows[k] at its own times jd[k], fr[k]
+    for k in numba.prange(rows.shape[0]):
+        propagate_row_to(p, rows[k], jd[k], fr[k], e, r, v, k)
+
+
+def propagate_reference_rows(params, rows, jd, fr, e, r, v) -> None:
+    """The scalar kernel for object ``rows[k]`` of ``params`` at times ``jd[k], fr[k]``
+    (``(n, n_times)``), into row ``k`` of ``e, r, v``: objects that recur need no
+    copies of their packed rows."""
+    _propagate_indexed_kernel(params, rows, jd, fr, e, r, v)
 
 
 def propagate_reference(params, jd, fr, e, r, v) -> None:
