@@ -192,9 +192,11 @@ def test_pairs_fitted_a_few_tracklets_at_a_time_give_the_records_of_one_fit(monk
         ra, dec, _ = cat.subset([obj]).radec(site, *datetime64_to_jd_fr(utc))
         tracklets.append(Tracklet("IRN1", utc, ra[0], dec[0], sigma_arcsec=2.0))
 
+    correlate = module.SGP4Correlator(cat, {"IRN1": site})  # reads FIT_PART at each call
+
     def records(part):
         monkeypatch.setattr(module, "FIT_PART", part)
-        return [c.to_wire() for c in module.SGP4Correlator(cat, {"IRN1": site})(tracklets)]
+        return [c.to_wire() for c in correlate(tracklets)]
 
     whole = records(10**6)
     assert records(1) == whole and records(7) == whole
